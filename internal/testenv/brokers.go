@@ -1,0 +1,168 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// startRedis runs redis-server without persistence. Keyspace notifications
+// stay off by default (as in a stock Redis); tests that want push set them
+// with CONFIG SET.
+func (e *Env) startRedis(ctx context.Context) error {
+	bin, err := lookSystem("redis-server")
+	if err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(e.Dir, "redis")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("redis dir: %w", err)
+	}
+	p, err := e.start("redis", bin, []string{
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--dir", dir, "--save", "", "--appendonly", "no",
+		"--protected-mode", "yes", "--daemonize", "no",
+	}, nil)
+	if err != nil {
+		return err
+	}
+	e.RedisAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	return p.waitFor(ctx, "accepting connections", redisPing(e.RedisAddr))
+}
+
+// redisPing speaks just enough RESP to see PONG, so readiness needs no client.
+func redisPing(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = c.Close() }()
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			return err
+		}
+		buf := make([]byte, 7)
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		if string(buf[:n]) != "+PONG\r\n" {
+			return fmt.Errorf("redis answered %q to PING", buf[:n])
+		}
+		return nil
+	}
+}
+
+// startNATS runs nats-server with JetStream storing under the env dir.
+func (e *Env) startNATS(ctx context.Context) error {
+	bin, err := lookSystem("nats-server")
+	if err != nil {
+		return err
+	}
+	ports, err := freePorts(2)
+	if err != nil {
+		return err
+	}
+	p, err := e.start("nats", bin, []string{
+		"-a", "127.0.0.1", "-p", strconv.Itoa(ports[0]),
+		"-m", strconv.Itoa(ports[1]),
+		"-js", "-sd", filepath.Join(e.Dir, "nats"),
+	}, nil)
+	if err != nil {
+		return err
+	}
+	e.NATSURL = fmt.Sprintf("nats://127.0.0.1:%d", ports[0])
+	// /healthz?js-enabled-only answers 200 once JetStream is up.
+	health := fmt.Sprintf("http://127.0.0.1:%d/healthz?js-enabled-only=true", ports[1])
+	return p.waitFor(ctx, "healthy", httpOK(http.DefaultClient, health, ""))
+}
+
+// startRabbitMQ runs a RabbitMQ node with its own epmd, node name, cookie and
+// data directories, so it neither needs nor touches the system service.
+func (e *Env) startRabbitMQ(ctx context.Context) error {
+	server, err := lookSystem("rabbitmq-server")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat("/usr/lib/rabbitmq/bin/rabbitmq-server"); err == nil {
+		// Debian's /usr/sbin wrapper switches to the rabbitmq user and
+		// redirects logs; the real script runs as whoever calls it.
+		server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+	}
+	epmd, err := lookSystem("epmd")
+	if err != nil {
+		return err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	amqpPort, epmdPort, distPort := ports[0], ports[1], ports[2]
+	base := filepath.Join(e.Dir, "rabbitmq")
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return fmt.Errorf("rabbitmq dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(base, ".erlang.cookie"), []byte("swelltestenvcookie"), 0o400); err != nil {
+		return fmt.Errorf("erlang cookie: %w", err)
+	}
+	conf := fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nloopback_users = none\n", amqpPort)
+	if err := os.WriteFile(filepath.Join(base, "rabbitmq.conf"), []byte(conf), 0o600); err != nil {
+		return fmt.Errorf("rabbitmq.conf: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "enabled_plugins"), []byte("[].\n"), 0o600); err != nil {
+		return fmt.Errorf("enabled_plugins: %w", err)
+	}
+	erlEnv := []string{"ERL_EPMD_PORT=" + strconv.Itoa(epmdPort), "ERL_EPMD_ADDRESS=127.0.0.1", "HOME=" + base}
+	if _, err := e.start("epmd", epmd, []string{"-port", strconv.Itoa(epmdPort), "-address", "127.0.0.1"}, erlEnv); err != nil {
+		return err
+	}
+	node := fmt.Sprintf("swell%d@localhost", amqpPort)
+	p, err := e.start("rabbitmq", server, nil, append(erlEnv,
+		"RABBITMQ_NODENAME="+node,
+		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
+		"RABBITMQ_NODE_PORT="+strconv.Itoa(amqpPort),
+		"RABBITMQ_DIST_PORT="+strconv.Itoa(distPort),
+		"RABBITMQ_CONFIG_FILE="+filepath.Join(base, "rabbitmq.conf"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(base, "enabled_plugins"),
+		"RABBITMQ_MNESIA_BASE="+filepath.Join(base, "mnesia"),
+		"RABBITMQ_LOG_BASE="+filepath.Join(base, "log"),
+		"RABBITMQ_LOGS=-",
+		"RABBITMQ_PID_FILE="+filepath.Join(base, "rabbit.pid"),
+	))
+	if err != nil {
+		return err
+	}
+	e.RabbitMQURL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", amqpPort)
+	return p.waitFor(ctx, "accepting AMQP", func(context.Context) error {
+		conn, err := amqp.DialConfig(e.RabbitMQURL, amqp.Config{Dial: amqp.DefaultDial(time.Second)})
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	})
+}
+
+// startKafka runs franz-go's kfake, a Kafka-protocol broker, in this process.
+func (e *Env) startKafka(context.Context) error {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return fmt.Errorf("kfake cluster: %w", err)
+	}
+	e.kafka = c
+	e.KafkaAddrs = c.ListenAddrs()
+	return nil
+}
