@@ -40,7 +40,7 @@ type Process struct {
 
 // watchdogScript waits for its stdin to close, then stops process group $1:
 // SIGTERM first, SIGKILL two seconds later.
-const watchdogScript = `read -r _; kill -TERM -- -"$1" 2>/dev/null; sleep 2; kill -KILL -- -"$1" 2>/dev/null; exit 0`
+const watchdogScript = `read -r _; kill -TERM -"$1" 2>/dev/null; sleep 2; kill -KILL -"$1" 2>/dev/null; exit 0`
 
 // Start starts the process and its watchdog.
 func Start(s Spec) (*Process, error) {

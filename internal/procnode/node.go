@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 )
 
 // Label marks a process node; Taint keeps ordinary pods off it, so only pods
@@ -89,7 +90,7 @@ func Start(ctx, bgCtx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, name: created.Name, cancel: cancel, pods: map[types.UID]*podRunner{}}
 	if err := n.heartbeat(ctx); err != nil {
 		cancel()
-		return nil, err
+		return nil, fmt.Errorf("process node %s status: %w", n.name, err)
 	}
 	n.wg.Add(1)
 	go n.heartbeatLoop(runCtx)
@@ -144,8 +145,13 @@ func (n *Node) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-// heartbeat writes a Ready condition with a fresh heartbeat time.
+// heartbeat writes a Ready condition with a fresh heartbeat time, retrying
+// when the node lifecycle controller changed the node meanwhile.
 func (n *Node) heartbeat(ctx context.Context) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return n.writeNodeStatus(ctx) })
+}
+
+func (n *Node) writeNodeStatus(ctx context.Context) error {
 	node, err := n.cfg.Client.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("get process node: %w", err)
@@ -170,10 +176,8 @@ func (n *Node) heartbeat(ctx context.Context) error {
 	node.Status.NodeInfo.KubeletVersion = "swell-procnode"
 	node.Status.NodeInfo.OperatingSystem = "linux"
 	node.Status.NodeInfo.Architecture = "amd64"
-	if _, err := n.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update process node status: %w", err)
-	}
-	return nil
+	_, err = n.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	return err
 }
 
 // watchPods runs an informer over the pods bound to this node.

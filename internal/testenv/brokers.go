@@ -142,6 +142,11 @@ func (e *Env) startRabbitMQ(ctx context.Context) error {
 		"RABBITMQ_LOG_BASE="+filepath.Join(base, "log"),
 		"RABBITMQ_LOGS=-",
 		"RABBITMQ_PID_FILE="+filepath.Join(base, "rabbit.pid"),
+		// Exec the Erlang VM in place of the wrapper script, so the VM is
+		// the supervised process and gets SIGTERM directly, and never let
+		// it spawn a detached epmd of its own.
+		"RUNNING_UNDER_SYSTEMD=true",
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-start_epmd false",
 	))
 	if err != nil {
 		return err

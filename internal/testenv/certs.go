@@ -21,8 +21,8 @@ import (
 // the service-account signing key pair.
 type pki struct {
 	caCert, servingCert, servingKey string
-	saKey, saPub                     string
-	caPEM                            []byte
+	saKey, saPub                    string
+	caPEM                           []byte
 }
 
 func writePKI(dir string) (*pki, error) {
