@@ -1,0 +1,51 @@
+# Swell's developer entry points. `make help` lists them.
+SHELL := /usr/bin/env bash
+GO ?= go
+SWELL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/swell
+export SWELL_TESTBIN ?= $(SWELL_CACHE)/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/swell-autoscaler/swell/internal/version.Version=$(VERSION)
+# e2e suites start real components; keep them one package at a time on small machines.
+E2E_PARALLEL ?= 1
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/swell
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/swell ./cmd/swell
+
+.PHONY: testbin
+testbin: ## install Debian packages and build/cache the test binaries and tools
+	bash hack/testbin.sh
+
+.PHONY: test
+test: ## everything CI runs: test binaries, lint, unit and e2e tests, with phase times
+	@bash hack/phases.sh testbin lint test-unit test-e2e
+
+.PHONY: test-unit
+test-unit: ## unit tests (no external components)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /internal/testenv)
+
+.PHONY: test-e2e
+test-e2e: ## end-to-end tests against real components started on loopback
+	$(GO) test -count=1 -p $(E2E_PARALLEL) -timeout 30m -v ./internal/testenv/... ./test/e2e/... 2>&1 | tee .e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|e2e:|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+
+.PHONY: bench
+bench: ## run Go benchmarks (printed figures; no pass/fail on speed)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: lint
+lint: ## gofmt, go vet and golangci-lint
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(SWELL_TESTBIN)/golangci-lint run ./...
+
+.PHONY: generate
+generate: ## regenerate code (deepcopy, CRDs, RBAC, protobuf)
+	$(GO) generate ./...
+
+.PHONY: clean
+clean: ## remove build output (the test-binary cache stays)
+	rm -rf bin dist .e2e.log
