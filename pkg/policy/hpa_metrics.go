@@ -217,8 +217,8 @@ func validTarget(m MetricInput) error {
 // pods are ignored. Sums instead of sets keep a decision allocation-free.
 type podTally struct {
 	readyCount, unreadyCount, missingCount int
-	readyMilli, readyRequest              int64
-	unreadyRequest, missingRequest        int64
+	readyMilli, readyRequest               int64
+	unreadyRequest, missingRequest         int64
 }
 
 func tallyPods(pods []PodMetric, cpu bool) podTally {

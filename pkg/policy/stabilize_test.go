@@ -14,12 +14,12 @@ func TestDownscaleStabilizer(t *testing.T) {
 		want    int32
 	}{
 		{0, 3, 3},
-		{10, 8, 8},  // up at once
-		{20, 2, 8},  // down held by the peak at 10 s
-		{69, 1, 8},  // peak still inside [9 s, 69 s]
-		{71, 1, 2},  // peak gone, 20 s's 2 remains
-		{81, 1, 1},  // all higher decisions gone
-		{82, 5, 5},  // up again at once
+		{10, 8, 8}, // up at once
+		{20, 2, 8}, // down held by the peak at 10 s
+		{69, 1, 8}, // peak still inside [9 s, 69 s]
+		{71, 1, 2}, // peak gone, 20 s's 2 remains
+		{81, 1, 1}, // all higher decisions gone
+		{82, 5, 5}, // up again at once
 	}
 	for _, st := range steps {
 		if got := s.Stabilize(t0.Add(secs(st.sec)), st.desired); got != st.want {
