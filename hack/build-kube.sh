@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager and kube-scheduler from the
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from the
 # k8s.io/kubernetes Go module. That module replaces every k8s.io staging module
 # with a local path, so a throw-away module pins each of them to the matching
 # published v0.x.y instead. Idempotent: skips work when the cache is current.
 source "$(dirname "$0")/lib.sh"
 
-bins=(kube-apiserver kube-controller-manager kube-scheduler)
+bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 all_ok=1
 for b in "${bins[@]}"; do stamp_ok "$b" "$KUBE_VERSION" || all_ok=0; done
 if [[ $all_ok == 1 ]]; then log "kube binaries $KUBE_VERSION cached"; exit 0; fi
@@ -36,6 +36,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	_ "k8s.io/kubectl/pkg/cmd"
 )
 
 func main() {}
