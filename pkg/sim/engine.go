@@ -48,6 +48,7 @@ type node struct {
 type Point struct {
 	T        float64 // seconds from start
 	Pods     int     // pods alive (billed), draining included
+	Replicas int     // the replica count the policy set (starting + ready)
 	Ready    int     // pods taking tasks
 	Backlog  int     // tasks queued, not started
 	InFlight int     // tasks being served
@@ -316,7 +317,7 @@ func (r *run) retire(p *pod) {
 // sample records the time series and tidies up: compacts pod and slot
 // lists and removes nodes idle past their timeout.
 func (r *run) sample() {
-	r.series = append(r.series, Point{T: r.now, Pods: r.alive(), Ready: r.ready, Backlog: r.queued(), InFlight: r.inFlight})
+	r.series = append(r.series, Point{T: r.now, Pods: r.alive(), Replicas: r.active, Ready: r.ready, Backlog: r.queued(), InFlight: r.inFlight})
 	kept := r.pods[:0]
 	for _, p := range r.pods {
 		if p.state != podGone {

@@ -56,7 +56,7 @@ func runOracle(sc *Scenario, tasks []Task) Result {
 			break
 		}
 		for nextSample <= ch.at && nextSample <= horizon {
-			res.Series = append(res.Series, Point{T: nextSample, Pods: pods, Ready: pods, InFlight: inFlight})
+			res.Series = append(res.Series, Point{T: nextSample, Pods: pods, Replicas: pods, Ready: pods, InFlight: inFlight})
 			nextSample += step
 		}
 		res.PodSeconds += float64(pods) * (ch.at - last)
@@ -71,7 +71,7 @@ func runOracle(sc *Scenario, tasks []Task) Result {
 	}
 	res.PodSeconds += float64(pods) * (horizon - last)
 	for ; nextSample <= horizon; nextSample += step {
-		res.Series = append(res.Series, Point{T: nextSample, Pods: pods, Ready: pods, InFlight: inFlight})
+		res.Series = append(res.Series, Point{T: nextSample, Pods: pods, Replicas: pods, Ready: pods, InFlight: inFlight})
 	}
 	res.MaxBacklog = oracleMaxBacklog(tasks, waits)
 	fillWaits(&res, waits)
