@@ -49,3 +49,7 @@ generate: ## regenerate code (deepcopy, CRDs, RBAC, protobuf)
 .PHONY: clean
 clean: ## remove build output (the test-binary cache stays)
 	rm -rf bin dist .e2e.log
+
+.PHONY: demo
+demo: build ## the main job on a local default (see README for what it shows today)
+	bin/swell dev
