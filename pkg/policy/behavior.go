@@ -6,15 +6,15 @@ import (
 	"time"
 )
 
-// PolicyType is how a rate policy limits change: by a number of pods or by
+// ScalingPolicyType is how a rate policy limits change: by a number of pods or by
 // a percentage of the count at the start of the period.
-type PolicyType string
+type ScalingPolicyType string
 
 const (
 	// PodsPolicy allows Value pods of change per period.
-	PodsPolicy PolicyType = "Pods"
+	PodsPolicy ScalingPolicyType = "Pods"
 	// PercentPolicy allows Value percent of change per period.
-	PercentPolicy PolicyType = "Percent"
+	PercentPolicy ScalingPolicyType = "Percent"
 )
 
 // SelectPolicy picks among several rate policies.
@@ -32,7 +32,7 @@ const (
 // ScalingPolicy is one rate limit: at most Value (pods or percent) of change
 // within any Period.
 type ScalingPolicy struct {
-	Type   PolicyType
+	Type   ScalingPolicyType
 	Value  int32
 	Period time.Duration
 }

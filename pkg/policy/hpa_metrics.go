@@ -204,7 +204,7 @@ func validTarget(m MetricInput) error {
 		}
 	case UtilizationTarget:
 		if m.Source != ResourceMetric || m.Target.Utilization <= 0 {
-			return fmt.Errorf("Utilization target %d%% on %s metric: %w (Resource metrics only, > 0)", m.Target.Utilization, m.Source, ErrInvalidTarget)
+			return fmt.Errorf("utilization target %d%% on %s metric: %w (Resource metrics only, > 0)", m.Target.Utilization, m.Source, ErrInvalidTarget)
 		}
 	default:
 		return fmt.Errorf("target type %q: %w (want Value, AverageValue or Utilization)", m.Target.Type, ErrInvalidTarget)

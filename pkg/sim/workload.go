@@ -228,7 +228,7 @@ func parseTrace(in io.Reader, name string, horizon float64, svc Service, r *rand
 	var origin *time.Time
 	for line := 1; ; line++ {
 		rec, err := cr.Read()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return tasks, nil
 		}
 		if err != nil {
