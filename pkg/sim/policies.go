@@ -273,6 +273,11 @@ func (k *keda) scaled(r *run, prev, next int32) {
 	}
 }
 
+// metricsWindow is the window metrics-server reports cpu samples over (its
+// default 15 s resolution); a sample that does not cover a full window since
+// the pod became ready is set aside by the HPA.
+const metricsWindow = 15 * time.Second
+
 // hpaCPU is a plain HPA on cpu utilisation.
 type hpaCPU struct {
 	basePolicy
@@ -326,7 +331,7 @@ func (h *hpaCPU) scrape(r *run, p *pod, now time.Time) policy.PodMetric {
 	start := simEpoch.Add(time.Duration(p.created * float64(time.Second)))
 	ready := simEpoch.Add(time.Duration(p.readyAt * float64(time.Second)))
 	m.Unready = policy.CPUSampleUnready(policy.PodReadiness{Started: start, HasReadyCondition: true, Ready: true,
-		ReadyTransition: ready, SampleTime: now, SampleWindow: time.Duration(window * float64(time.Second))},
+		ReadyTransition: ready, SampleTime: now, SampleWindow: metricsWindow},
 		now, policy.DefaultCPUInitializationPeriod, policy.DefaultInitialReadinessDelay)
 	p.lastArea, p.lastAreaAt = p.busyArea, r.now
 	return m
