@@ -132,13 +132,13 @@ func resourceValue(c *corev1.Container, ref *corev1.ResourceFieldSelector) (stri
 func (n *Node) secretKey(ctx context.Context, ns string, ref *corev1.SecretKeySelector) (string, error) {
 	s, err := n.cfg.Client.CoreV1().Secrets(ns).Get(ctx, ref.Name, metav1.GetOptions{})
 	if err != nil {
-		if ref.Optional != nil && *ref.Optional {
+		if isOptional(ref.Optional) {
 			return "", nil
 		}
 		return "", fmt.Errorf("secret %s/%s: %w", ns, ref.Name, err)
 	}
 	v, ok := s.Data[ref.Key]
-	if !ok && !(ref.Optional != nil && *ref.Optional) {
+	if !ok && !isOptional(ref.Optional) {
 		return "", fmt.Errorf("secret %s/%s has no key %q", ns, ref.Name, ref.Key)
 	}
 	return string(v), nil
@@ -147,13 +147,13 @@ func (n *Node) secretKey(ctx context.Context, ns string, ref *corev1.SecretKeySe
 func (n *Node) configMapKey(ctx context.Context, ns string, ref *corev1.ConfigMapKeySelector) (string, error) {
 	cm, err := n.cfg.Client.CoreV1().ConfigMaps(ns).Get(ctx, ref.Name, metav1.GetOptions{})
 	if err != nil {
-		if ref.Optional != nil && *ref.Optional {
+		if isOptional(ref.Optional) {
 			return "", nil
 		}
 		return "", fmt.Errorf("configmap %s/%s: %w", ns, ref.Name, err)
 	}
 	v, ok := cm.Data[ref.Key]
-	if !ok && !(ref.Optional != nil && *ref.Optional) {
+	if !ok && !isOptional(ref.Optional) {
 		return "", fmt.Errorf("configmap %s/%s has no key %q", ns, ref.Name, ref.Key)
 	}
 	return v, nil
@@ -165,7 +165,7 @@ func (n *Node) envFromSource(ctx context.Context, ns string, from corev1.EnvFrom
 	case from.ConfigMapRef != nil:
 		cm, err := n.cfg.Client.CoreV1().ConfigMaps(ns).Get(ctx, from.ConfigMapRef.Name, metav1.GetOptions{})
 		if err != nil {
-			if from.ConfigMapRef.Optional != nil && *from.ConfigMapRef.Optional {
+			if isOptional(from.ConfigMapRef.Optional) {
 				return out, nil
 			}
 			return nil, fmt.Errorf("configmap %s/%s: %w", ns, from.ConfigMapRef.Name, err)
@@ -176,7 +176,7 @@ func (n *Node) envFromSource(ctx context.Context, ns string, from corev1.EnvFrom
 	case from.SecretRef != nil:
 		s, err := n.cfg.Client.CoreV1().Secrets(ns).Get(ctx, from.SecretRef.Name, metav1.GetOptions{})
 		if err != nil {
-			if from.SecretRef.Optional != nil && *from.SecretRef.Optional {
+			if isOptional(from.SecretRef.Optional) {
 				return out, nil
 			}
 			return nil, fmt.Errorf("secret %s/%s: %w", ns, from.SecretRef.Name, err)
@@ -224,3 +224,6 @@ func expand(s string, vars map[string]string) string {
 	}
 	return b.String()
 }
+
+// isOptional reads a Kubernetes optional flag (nil means required).
+func isOptional(b *bool) bool { return b != nil && *b }

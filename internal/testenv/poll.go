@@ -17,7 +17,7 @@ func pollUntil(ctx context.Context, check func(context.Context) error) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (last check: %v)", ctx.Err(), err)
+			return fmt.Errorf("%w (last check: %w)", ctx.Err(), err)
 		case <-tick.C:
 		}
 	}

@@ -72,7 +72,7 @@ func (p *process) waitFor(ctx context.Context, what string, ready func(context.C
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not %s: %w (last check: %v); log tail:\n%s", p.name, what, ctx.Err(), last, p.tail(4000))
+			return fmt.Errorf("%s not %s: %w (last check: %w); log tail:\n%s", p.name, what, ctx.Err(), last, p.tail(4000))
 		case <-tick.C:
 		}
 	}
