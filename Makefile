@@ -53,3 +53,8 @@ clean: ## remove build output (the test-binary cache stays)
 .PHONY: demo
 demo: build ## the main job on a local default (see README for what it shows today)
 	bin/swell dev
+
+.PHONY: sim-report
+sim-report: build ## simulate every examples/sim scenario into dist/sim-report.{csv,html}
+	@mkdir -p dist
+	bin/swell simulate --scenario examples/sim --csv dist/sim-report.csv --html dist/sim-report.html
