@@ -1,0 +1,305 @@
+package nodepool
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/swell-autoscaler/swell/pkg/policy"
+)
+
+// NodeState is one pool node as a decision pass sees it: plain data copied
+// from the informer cache, so the plan can be tested and benchmarked
+// without a cluster.
+type NodeState struct {
+	Name string
+	// Ready is the node's Ready condition. A node that is not Ready is
+	// booting (or broken): it counts toward the pool size but offers no
+	// slots yet.
+	Ready bool
+	// Cordoned is spec.unschedulable, whoever set it.
+	Cordoned bool
+	// SwellCordoned is true when the node carries Swell's cordon
+	// annotation: only such nodes are ever uncordoned or deleted.
+	SwellCordoned bool
+	// CordonedAt is when Swell first cordoned the node (the annotation);
+	// the empty-node expiry counts from it.
+	CordonedAt time.Time
+	// Deleting is set once a delete was asked for (by Swell or anyone):
+	// such a node is out of every decision.
+	Deleting bool
+	// Allocatable and Requested feed [policy.FreeSlots]. Requested sums
+	// every pod that still runs on the node, not only server pods.
+	Allocatable policy.Resources
+	Requested   policy.Resources
+	// ServerPods counts the server pods bound to the node, whatever their
+	// phase short of finished.
+	ServerPods int
+}
+
+// Input is everything one decision pass needs. It holds no clients and no
+// clock: the caller passes Now, so every rule can be tested as a table.
+type Input struct {
+	Now   time.Time
+	Nodes []NodeState
+	// PendingServerPods are server pods not bound to any node yet: each
+	// needs a slot on top of the buffer.
+	PendingServerPods int
+	// Slot is the footprint of one server.
+	Slot policy.Resources
+	// Template is an empty new node's allocatable resources. Nil means
+	// unknown (empty pool, provider without a template): the plan then
+	// grows one node at a time.
+	Template policy.Resources
+	Buffer   policy.Buffer
+	Min, Max int
+	// ProviderSize is the pool size the provider reports (its target
+	// count). Nodes it is still creating are not registered yet but are
+	// counted, so a resize never repeats itself or shrinks the pool.
+	ProviderSize int
+	// EmptyNodeExpiry is how long a Swell-cordoned node must have been
+	// cordoned, and be empty, before it is deleted.
+	EmptyNodeExpiry time.Duration
+	// CooldownUntil blocks resizes before this instant (after a resize).
+	CooldownUntil time.Time
+}
+
+// Decision is the outcome of one pass: every action to take, and the
+// figures behind them for status, metrics and logs.
+type Decision struct {
+	// Uncordon lists Swell-cordoned nodes to reopen, fullest first.
+	Uncordon []string
+	// Cordon lists nodes to close to new servers, emptiest first.
+	Cordon []string
+	// Delete lists expired, empty, Swell-cordoned nodes, oldest cordon
+	// first, never taking the pool below Min.
+	Delete []string
+	// Resize is the new pool size when the pool must grow; 0 means no
+	// resize. Swell never resizes down: it deletes chosen nodes instead,
+	// so the provider cannot pick a node that runs a server.
+	Resize int
+
+	// Size is the pool size counted by the plan: registered nodes (ready,
+	// booting or cordoned) or the provider's count, whichever is larger.
+	Size                     int
+	Ready, Booting, Cordoned int
+	// Free is the free slots on ready, schedulable nodes; InUse the
+	// server pods bound to pool nodes; Wanted the buffer target.
+	Free, InUse, Wanted int64
+	// Incoming is the slots of nodes still booting or being created.
+	Incoming int64
+	// Notes explain why an action was held back (cooldown, maximum,
+	// a template too small), for events and logs.
+	Notes []string
+}
+
+// Plan decides one pass. The rules, in order:
+//  1. the pool size counts booting and cordoned nodes and the provider's
+//     count, so nothing already asked for is asked again;
+//  2. below Min, grow to Min;
+//  3. when free slots (after pending servers) fall short of the buffer,
+//     uncordon Swell-cordoned ready nodes, fullest first; if still short
+//     after counting incoming nodes, grow by whole template nodes, capped
+//     at Max and held during the cooldown;
+//  4. when free slots exceed the buffer, cordon ready nodes emptiest first
+//     while the remaining free slots still cover it; nodes with no free
+//     slot are not cordoned (it would gain nothing);
+//  5. delete every Swell-cordoned node with no server pod whose cordon is
+//     older than the expiry, in the same pass, never below Min.
+//
+// Nodes cordoned by someone else, and nodes being deleted, are never
+// touched.
+func Plan(in Input) Decision {
+	d := Decision{}
+	active := countNodes(in, &d)
+	d.Wanted = in.Buffer.Wanted(d.InUse + int64(in.PendingServerPods))
+	need := d.Wanted + int64(in.PendingServerPods)
+	perNode := slotsPerNode(in)
+	d.Incoming += int64(max(0, d.Size-active)) * max(perNode, 0)
+
+	uncordoned := map[string]bool{}
+	switch {
+	case d.Free < need:
+		grow(in, &d, need-d.Free, perNode, uncordoned)
+	case d.Free > need:
+		d.Cordon = surplus(in.Nodes, in.Slot, d.Free-need)
+	}
+	if d.Resize == 0 && d.Size < in.Min {
+		d.Resize = resizeTo(in, &d, in.Min)
+	}
+	if d.Resize == 0 {
+		// Deleting while a resize is in flight would let the provider's
+		// count drop below the size just asked for.
+		d.Delete = expired(in, d.Size, uncordoned)
+	}
+	return d
+}
+
+// countNodes fills the counters and returns how many nodes are registered
+// and not being deleted.
+func countNodes(in Input, d *Decision) int {
+	active := 0
+	for _, n := range in.Nodes {
+		if n.Deleting {
+			continue
+		}
+		active++
+		d.InUse += int64(n.ServerPods)
+		switch {
+		case n.Cordoned:
+			d.Cordoned++
+		case !n.Ready:
+			d.Booting++
+			d.Incoming += policy.FreeSlots(capacity(n), in.Slot)
+		default:
+			d.Ready++
+			d.Free += policy.FreeSlots(capacity(n), in.Slot)
+		}
+	}
+	d.Size = max(active, in.ProviderSize)
+	return active
+}
+
+// slotsPerNode is how many slots an empty new node holds: from the
+// template, or -1 when the template is unknown.
+func slotsPerNode(in Input) int64 {
+	if in.Template == nil {
+		return -1
+	}
+	return policy.FreeSlots(policy.NodeCapacity{Allocatable: in.Template}, in.Slot)
+}
+
+// grow covers a deficit: cordoned capacity first, then new nodes.
+func grow(in Input, d *Decision, deficit, perNode int64, uncordoned map[string]bool) {
+	for _, n := range reopenable(in.Nodes) {
+		if deficit <= 0 {
+			break
+		}
+		d.Uncordon = append(d.Uncordon, n.Name)
+		uncordoned[n.Name] = true
+		slots := policy.FreeSlots(policy.NodeCapacity{Allocatable: n.Allocatable, Requested: n.Requested}, in.Slot)
+		d.Free += slots
+		deficit -= slots
+	}
+	deficit -= d.Incoming
+	if deficit <= 0 {
+		return
+	}
+	switch {
+	case perNode == 0:
+		d.Notes = append(d.Notes, fmt.Sprintf("a new node cannot hold one slot %v: not growing", in.Slot))
+		return
+	case perNode < 0:
+		// Unknown node shape: one node at a time, the cooldown paces it.
+		perNode = deficit
+	}
+	add := int((deficit + perNode - 1) / perNode)
+	d.Resize = resizeTo(in, d, max(d.Size+add, in.Min))
+}
+
+// resizeTo applies Max and the cooldown to a target size, returning 0
+// when no resize should happen.
+func resizeTo(in Input, d *Decision, target int) int {
+	if target > in.Max {
+		d.Notes = append(d.Notes, fmt.Sprintf("pool wants %d nodes, capped at maximum-node-pool-size %d", target, in.Max))
+		target = in.Max
+	}
+	if target <= d.Size {
+		return 0
+	}
+	if in.Now.Before(in.CooldownUntil) {
+		d.Notes = append(d.Notes, fmt.Sprintf("resize to %d held: cooldown until %s", target, in.CooldownUntil.Format(time.RFC3339)))
+		return 0
+	}
+	return target
+}
+
+// reopenable lists ready Swell-cordoned nodes, fullest first.
+func reopenable(nodes []NodeState) []NodeState {
+	var out []NodeState
+	for _, n := range nodes {
+		if n.Ready && n.Cordoned && n.SwellCordoned && !n.Deleting {
+			out = append(out, n)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].ServerPods != out[j].ServerPods {
+			return out[i].ServerPods > out[j].ServerPods
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// surplus picks ready schedulable nodes to cordon, emptiest first, while
+// the free slots left still cover the need.
+func surplus(nodes []NodeState, slot policy.Resources, spare int64) []string {
+	type candidate struct {
+		name       string
+		pods       int
+		free       int64
+		firstOrder int
+	}
+	var cands []candidate
+	for i, n := range nodes {
+		if !n.Ready || n.Cordoned || n.Deleting {
+			continue
+		}
+		if free := policy.FreeSlots(capacity(n), slot); free > 0 {
+			cands = append(cands, candidate{n.Name, n.ServerPods, free, i})
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		if cands[i].pods != cands[j].pods {
+			return cands[i].pods < cands[j].pods
+		}
+		if cands[i].free != cands[j].free {
+			return cands[i].free > cands[j].free
+		}
+		return cands[i].name < cands[j].name
+	})
+	var out []string
+	for _, c := range cands {
+		if c.free > spare {
+			continue
+		}
+		spare -= c.free
+		out = append(out, c.name)
+	}
+	return out
+}
+
+// expired lists Swell-cordoned empty nodes past the expiry, oldest cordon
+// first, as many as the minimum allows.
+func expired(in Input, size int, skip map[string]bool) []string {
+	var cands []NodeState
+	for _, n := range in.Nodes {
+		if !n.Cordoned || !n.SwellCordoned || n.Deleting || skip[n.Name] || n.ServerPods > 0 {
+			continue
+		}
+		if in.Now.Sub(n.CordonedAt) < in.EmptyNodeExpiry {
+			continue
+		}
+		cands = append(cands, n)
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		if !cands[i].CordonedAt.Equal(cands[j].CordonedAt) {
+			return cands[i].CordonedAt.Before(cands[j].CordonedAt)
+		}
+		return cands[i].Name < cands[j].Name
+	})
+	var out []string
+	for _, n := range cands {
+		if size <= in.Min {
+			break
+		}
+		size--
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+// capacity is the node as policy.FreeSlots sees it.
+func capacity(n NodeState) policy.NodeCapacity {
+	return policy.NodeCapacity{Name: n.Name, Allocatable: n.Allocatable, Requested: n.Requested, Cordoned: n.Cordoned}
+}
