@@ -1,0 +1,25 @@
+package worker
+
+import "context"
+
+// Queue is a broker consumer with at-least-once delivery. Each broker's
+// package in sdk/go/queue implements it.
+type Queue interface {
+	// Take blocks until a task is available or ctx ends. It returns
+	// (nil, nil) when ctx ended without a task.
+	Take(ctx context.Context) (Delivery, error)
+}
+
+// Delivery is one task taken from a queue. Exactly one of Ack or Return
+// must be called: until then the broker (or the SDK's recovery) keeps the
+// task, so a worker killed mid-task loses nothing.
+type Delivery interface {
+	// ID identifies the task, for logs.
+	ID() string
+	// Body is the task's payload.
+	Body() []byte
+	// Ack marks the task done.
+	Ack(ctx context.Context) error
+	// Return hands the task back to the queue for another worker.
+	Return(ctx context.Context) error
+}

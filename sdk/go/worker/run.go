@@ -1,0 +1,150 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Handler processes one task. Returning an error hands the task back to the
+// queue (at-least-once). ctx is cancelled on SIGTERM (the caller's context),
+// not on retirement: a retiring worker finishes what it holds.
+type Handler func(ctx context.Context, body []byte) error
+
+// Options tune Run.
+type Options struct {
+	// FollowQScalerScaleDown makes the worker also leave when the QWorker's
+	// desiredReplicas < currentReplicas, QScaler's rule. Swell's controller
+	// chooses exactly which pods retire, so this is off by default.
+	FollowQScalerScaleDown bool
+	// Logger receives the worker's structured logs; nil uses slog.Default.
+	Logger *slog.Logger
+	// OnTask, when set, is called after each task with its outcome (tests
+	// and metrics use it).
+	OnTask func(id string, err error)
+}
+
+// Worker runs tasks from a queue until it should leave.
+type Worker struct {
+	id    Identity
+	kube  kubernetes.Interface
+	dyn   dynamic.Interface
+	queue Queue
+	opts  Options
+	log   *slog.Logger
+}
+
+// New builds a worker from its identity and a Kubernetes client config (use
+// rest.InClusterConfig in a pod).
+func New(id Identity, cfg *rest.Config, queue Queue, opts Options) (*Worker, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("qworker", id.QWorker, "pod", id.Pod)
+	return &Worker{id: id, kube: kube, dyn: dyn, queue: queue, opts: opts, log: log}, nil
+}
+
+// Run takes and handles tasks until the worker should leave, then hands
+// back or finishes the task in hand, leaves as QScaler's protocol says (for
+// every reason but SIGTERM, where the kubelet is already deleting the pod),
+// and returns why it stopped. It returns an error only when it could not
+// watch its QWorker or leave cleanly.
+func (w *Worker) Run(ctx context.Context, handle Handler) (Reason, error) {
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
+	lc := newLifecycle(w.id, w.kube, w.dyn, w.opts.FollowQScalerScaleDown)
+	if err := lc.start(watchCtx); err != nil {
+		return "", err
+	}
+	w.loop(ctx, lc, handle)
+	reason := ReasonContextCanceled
+	select {
+	case <-lc.Stopped():
+		reason = lc.Reason()
+	default:
+	}
+	w.log.Info("worker stopping", "reason", reason)
+	if reason == ReasonContextCanceled || reason == ReasonPodDeleted {
+		return reason, nil
+	}
+	leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return reason, leave(leaveCtx, w.kube, w.id)
+}
+
+// loop takes one task at a time until ctx ends or the lifecycle stops.
+func (w *Worker) loop(ctx context.Context, lc *lifecycle, handle Handler) {
+	for {
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-lc.Stopped():
+			return
+		default:
+		}
+		takeCtx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lc.Stopped():
+				cancel()
+			case <-takeCtx.Done():
+			}
+		}()
+		d, err := w.queue.Take(takeCtx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				w.log.Error("take task", "err", err)
+				sleep(ctx, lc, time.Second)
+			}
+			continue
+		}
+		if d == nil {
+			continue
+		}
+		w.process(ctx, d, handle)
+	}
+}
+
+// process runs one task and settles it: Ack on success, Return on error or
+// when SIGTERM cut the handler short.
+func (w *Worker) process(ctx context.Context, d Delivery, handle Handler) {
+	err := handle(ctx, d.Body())
+	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err != nil {
+		if rerr := d.Return(settleCtx); rerr != nil {
+			w.log.Error("hand back task", "task", d.ID(), "err", rerr)
+		}
+	} else if aerr := d.Ack(settleCtx); aerr != nil {
+		w.log.Error("ack task", "task", d.ID(), "err", aerr)
+		err = aerr
+	}
+	if w.opts.OnTask != nil {
+		w.opts.OnTask(d.ID(), err)
+	}
+}
+
+func sleep(ctx context.Context, lc *lifecycle, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-lc.Stopped():
+	case <-time.After(d):
+	}
+}
