@@ -9,5 +9,6 @@ func subcommands() []*cobra.Command {
 		newVersionCmd(),
 		newDevCmd(),
 		newSimulateCmd(),
+		newNodePoolCmd(),
 	}
 }
