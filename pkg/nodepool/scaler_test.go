@@ -1,0 +1,230 @@
+package nodepool
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/record"
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+// harness runs a Scaler against a fake clientset with the kwok provider
+// and a fake clock; nodes turn Ready only when the test says so.
+type harness struct {
+	t      *testing.T
+	ctx    context.Context
+	client *fake.Clientset
+	clock  *clocktesting.FakeClock
+	s      *Scaler
+	events *record.FakeRecorder
+	reg    *prometheus.Registry
+}
+
+func newHarness(t *testing.T, objs ...any) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cfg, err := Load("", env(map[string]string{
+		"CLOUD_PROVIDER": "kwok", "NODE_SELECTOR": "pool=games", "SERVER_POD_LABEL_NAME": "app", "SERVER_POD_LABEL_VALUE": "game",
+		"SERVER_CPU_RESOURCE_REQUEST": "1000", "BUFFER_SLOT_SIZE": "2", "MINIMUM_NODE_POOL_SIZE": "1", "MAXIMUM_NODE_POOL_SIZE": "3",
+		"EMPTY_NODE_EXPIRATION_SEC": "60", "RESIZE_COOLDOWN_SEC": "10", "KWOK_NODE_CPU": "4",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset()
+	prov, err := NewProvider(ctx, cfg, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, ctx: ctx, client: client, clock: clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
+		events: record.NewFakeRecorder(100), reg: prometheus.NewRegistry()}
+	h.s, err = New(Options{Config: cfg, Client: client, Provider: prov, Clock: h.clock, Recorder: h.events, Registerer: h.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.s.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// passUntil runs passes until ok holds for the decision (the informer
+// cache catches up asynchronously).
+func (h *harness) passUntil(what string, ok func(Decision) bool) Decision {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d, err := h.s.Pass(h.ctx)
+		if err != nil {
+			h.t.Fatalf("pass: %v", err)
+		}
+		if ok(d) {
+			return d
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s: last decision %+v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (h *harness) nodes() []corev1.Node {
+	list, err := h.client.CoreV1().Nodes().List(h.ctx, metav1.ListOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return list.Items
+}
+
+func (h *harness) markReady() {
+	for _, n := range h.nodes() {
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+		if _, err := h.client.CoreV1().Nodes().UpdateStatus(h.ctx, &n, metav1.UpdateOptions{}); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+func (h *harness) addServer(name, node string) {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": "game"}},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "gs", Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	if _, err := h.client.CoreV1().Pods("default").Create(h.ctx, pod, metav1.CreateOptions{}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func TestScalerLifecycle(t *testing.T) {
+	h := newHarness(t)
+
+	// Empty pool: grow to hold the buffer (1 node of 4 slots).
+	d := h.passUntil("first resize", func(d Decision) bool { return d.Resize == 1 })
+	if len(h.nodes()) != 1 {
+		t.Fatalf("nodes after resize = %d", len(h.nodes()))
+	}
+	// The node is booting: counted as incoming, no second resize even
+	// after the cooldown.
+	h.clock.Step(time.Minute)
+	h.passUntil("booting node counted", func(d Decision) bool { return d.Booting == 1 && d.Resize == 0 && d.Incoming == 4 })
+
+	// Ready, then three servers arrive: 1 free < 2 wanted → grow to 2.
+	h.markReady()
+	node0 := h.nodes()[0].Name
+	for _, p := range []string{"a", "b", "c"} {
+		h.addServer(p, node0)
+	}
+	h.passUntil("growth for the burst", func(d Decision) bool { return d.Resize == 2 })
+	// Another server right after: the node being created covers it, so
+	// nothing is ordered twice.
+	h.addServer("d", node0)
+	d = h.passUntil("fourth server seen", func(d Decision) bool { return d.InUse == 4 })
+	if d.Resize != 0 || d.Incoming != 4 {
+		t.Fatalf("second resize while a node boots: %+v", d)
+	}
+
+	// Servers leave: the empty node is surplus (8 free > 2 wanted).
+	h.markReady()
+	for _, p := range []string{"a", "b", "c", "d"} {
+		if err := h.client.CoreV1().Pods("default").Delete(h.ctx, p, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cordonedAt := h.clock.Now()
+	h.passUntil("cordon surplus", func(d Decision) bool { return len(d.Cordon) == 1 })
+	var cordoned string
+	for _, n := range h.nodes() {
+		if n.Spec.Unschedulable {
+			cordoned = n.Name
+			if got := n.Annotations[CordonedAtAnnotation]; got != cordonedAt.UTC().Format(time.RFC3339Nano) {
+				t.Fatalf("annotation = %q", got)
+			}
+		}
+	}
+	// Before the expiry: kept; the clock is not reset by later passes.
+	h.clock.Step(30 * time.Second)
+	h.passUntil("cordoned counted", func(d Decision) bool { return d.Cordoned == 1 && len(d.Delete) == 0 })
+	h.clock.Step(30 * time.Second)
+	h.passUntil("expired node deleted", func(d Decision) bool { return len(d.Delete) == 1 && d.Delete[0] == cordoned })
+	if len(h.nodes()) != 1 {
+		t.Fatalf("nodes after delete = %d, want 1 (minimum)", len(h.nodes()))
+	}
+	m := &dto.Metric{}
+	if err := h.s.metrics.actions.WithLabelValues(h.s.pool, "delete").Write(m); err != nil || m.GetCounter().GetValue() != 1 {
+		got := m.GetCounter().GetValue()
+		t.Fatalf("delete actions metric = %v", got)
+	}
+	assertEvent(t, h.events, ReasonCordoned, ReasonDeleting, ReasonResized)
+}
+
+func TestScalerLeavesOthersCordonsAlone(t *testing.T) {
+	h := newHarness(t)
+	h.passUntil("first resize", func(d Decision) bool { return d.Resize == 1 })
+	h.markReady()
+	n := h.nodes()[0]
+	n.Spec.Unschedulable = true // an operator's cordon, no annotation
+	if _, err := h.client.CoreV1().Nodes().Update(h.ctx, &n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Step(time.Hour)
+	d := h.passUntil("operator cordon seen", func(d Decision) bool { return d.Cordoned == 1 })
+	if len(d.Uncordon) != 0 || len(d.Delete) != 0 || d.Resize != 2 {
+		t.Fatalf("decision touched another's cordon or did not grow around it: %+v", d)
+	}
+	got, _ := h.client.CoreV1().Nodes().Get(h.ctx, n.Name, metav1.GetOptions{})
+	if !got.Spec.Unschedulable {
+		t.Fatal("operator's cordon was lifted")
+	}
+}
+
+func TestDeleteRechecksServerPodsLive(t *testing.T) {
+	h := newHarness(t)
+	h.passUntil("first resize", func(d Decision) bool { return d.Resize == 1 })
+	name := h.nodes()[0].Name
+	n := h.nodes()[0]
+	n.Spec.Unschedulable = true
+	n.Annotations[CordonedAtAnnotation] = h.clock.Now().Add(-time.Hour).Format(time.RFC3339Nano)
+	if _, err := h.client.CoreV1().Nodes().Update(h.ctx, &n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The cache says empty; the API server knows a server pod is bound.
+	cached := map[string]*corev1.Node{name: &n}
+	h.addServer("late", name)
+	if got, err := h.s.deleteNodes(h.ctx, []string{name}, cached); err != nil || got != 0 {
+		t.Fatalf("deleteNodes = %d, %v; want 0 deleted", got, err)
+	}
+	if len(h.nodes()) != 1 {
+		t.Fatal("node with a server pod was deleted")
+	}
+}
+
+func assertEvent(t *testing.T, rec *record.FakeRecorder, reasons ...string) {
+	t.Helper()
+	var all []string
+	for {
+		select {
+		case e := <-rec.Events:
+			all = append(all, e)
+			continue
+		default:
+		}
+		break
+	}
+	joined := strings.Join(all, "\n")
+	for _, r := range reasons {
+		if !strings.Contains(joined, r) {
+			t.Errorf("no %s event in:\n%s", r, joined)
+		}
+	}
+}
