@@ -101,9 +101,10 @@ type Decision struct {
 //     uncordon Swell-cordoned ready nodes, fullest first; if still short
 //     after counting incoming nodes, grow by whole template nodes, capped
 //     at Max and held during the cooldown;
-//  4. when free slots exceed the buffer, cordon ready nodes emptiest first
-//     while the remaining free slots still cover it; nodes with no free
-//     slot are not cordoned (it would gain nothing);
+//  4. when free slots exceed the buffer, and no resize cooldown runs,
+//     cordon ready nodes emptiest first while the remaining free slots
+//     still cover it; nodes with no free slot are not cordoned (it would
+//     gain nothing);
 //  5. delete every Swell-cordoned node with no server pod whose cordon is
 //     older than the expiry, in the same pass, never below Min.
 //
@@ -121,6 +122,10 @@ func Plan(in Input) Decision {
 	switch {
 	case d.Free < need:
 		grow(in, &d, need-d.Free, perNode, uncordoned)
+	case d.Free > need && in.Now.Before(in.CooldownUntil):
+		// Nodes just added are still filling; closing others now would
+		// flap (cordon, then uncordon at the next burst).
+		d.Notes = append(d.Notes, fmt.Sprintf("surplus of %d slots kept: cooldown until %s", d.Free-need, in.CooldownUntil.Format(time.RFC3339)))
 	case d.Free > need:
 		d.Cordon = surplus(in.Nodes, in.Slot, d.Free-need)
 	}

@@ -224,6 +224,16 @@ func TestPlan(t *testing.T) {
 			want: Decision{Cordon: []string{"b", "d"}, Size: 5, Ready: 5, Free: 12, InUse: 8, Wanted: 4},
 		},
 		{
+			name: "surplus kept during the cooldown after a resize",
+			in: func(in Input) Input {
+				in.CooldownUntil = t0.Add(time.Second)
+				in.Nodes = []NodeState{ready("a", 3), ready("b", 0), ready("c", 0)}
+				return in
+			},
+			want: Decision{Size: 3, Ready: 3, Free: 9, InUse: 3, Wanted: 4},
+			note: "surplus of 5 slots kept",
+		},
+		{
 			name: "surplus: a node with servers may be cordoned to drain",
 			in: func(in Input) Input {
 				in.Buffer = policy.Buffer{Absolute: 1}

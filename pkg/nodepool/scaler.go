@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 
 	"github.com/swell-autoscaler/swell/pkg/nodepool/provider"
@@ -69,9 +71,12 @@ type Scaler struct {
 	pool     string
 	clock    clock.WithTicker
 	recorder record.EventRecorder
-	log      *slog.Logger
-	metrics  *metrics
-	servers  labels.Selector
+	// events is the broadcaster New made for the default recorder; Run
+	// shuts it down.
+	events  record.EventBroadcaster
+	log     *slog.Logger
+	metrics *metrics
+	servers labels.Selector
 
 	nodes   listerscorev1.NodeLister
 	pods    cache.Indexer
@@ -134,9 +139,9 @@ func (s *Scaler) defaults() {
 	}
 	s.log = s.log.With("pool", s.pool)
 	if s.recorder == nil {
-		b := record.NewBroadcaster()
-		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
-		s.recorder = b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "swell-nodepool"})
+		s.events = record.NewBroadcaster()
+		s.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
+		s.recorder = s.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "swell-nodepool"})
 	}
 }
 
@@ -223,6 +228,9 @@ func (s *Scaler) Trigger() {
 func (s *Scaler) Run(ctx context.Context) error {
 	stop, err := s.start(ctx)
 	defer stop()
+	if s.events != nil {
+		defer s.events.Shutdown()
+	}
 	if err != nil {
 		return err
 	}
@@ -282,11 +290,14 @@ func (s *Scaler) Pass(ctx context.Context) (Decision, error) {
 	in, byName := s.input(nodes)
 	d := Plan(in)
 	s.mu.Lock()
+	prev := s.last.Notes
 	s.last, s.lastPending = d, in.PendingServerPods
 	s.mu.Unlock()
 	s.metrics.observe(s.pool, d, in.PendingServerPods)
-	for _, n := range d.Notes {
-		s.log.Info("node-pool note", "note", n)
+	if !slices.Equal(prev, d.Notes) {
+		for _, n := range d.Notes {
+			s.log.Info("node-pool note", "note", n)
+		}
 	}
 	return d, s.apply(ctx, d, byName)
 }
@@ -405,16 +416,21 @@ func (s *Scaler) count(action string, n int, err error) error {
 // written, so the clock is never reset and others' cordons stay theirs.
 // The patch carries the resourceVersion, so a concurrent change wins.
 func (s *Scaler) cordon(ctx context.Context, name string) error {
-	node, err := s.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	var node *corev1.Node
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var err error
+		if node, err = s.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil || node.Spec.Unschedulable {
+			node = nil
+			return err
+		}
+		at := s.clock.Now().UTC().Format(time.RFC3339Nano)
+		return s.patchNode(ctx, node, true, &at)
+	})
 	if err != nil {
 		return fmt.Errorf("cordon %s: %w", name, err)
 	}
-	if node.Spec.Unschedulable {
+	if node == nil {
 		return nil
-	}
-	at := s.clock.Now().UTC().Format(time.RFC3339Nano)
-	if err := s.patchNode(ctx, node, true, &at); err != nil {
-		return fmt.Errorf("cordon %s: %w", name, err)
 	}
 	s.recorder.Eventf(node, corev1.EventTypeNormal, ReasonCordoned, "Cordoned by Swell: surplus capacity for pool %s; deleted when empty for %s", s.pool, s.cfg.EmptyNodeExpiration)
 	s.log.Info("cordoned node", "node", name)
@@ -423,15 +439,23 @@ func (s *Scaler) cordon(ctx context.Context, name string) error {
 
 // uncordon reopens a node Swell cordoned and clears its expiry clock.
 func (s *Scaler) uncordon(ctx context.Context, name string) error {
-	node, err := s.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	var node *corev1.Node
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var err error
+		if node, err = s.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		if _, ok := node.Annotations[CordonedAtAnnotation]; !ok || !node.Spec.Unschedulable {
+			node = nil
+			return nil
+		}
+		return s.patchNode(ctx, node, false, nil)
+	})
 	if err != nil {
 		return fmt.Errorf("uncordon %s: %w", name, err)
 	}
-	if _, ok := node.Annotations[CordonedAtAnnotation]; !ok || !node.Spec.Unschedulable {
+	if node == nil {
 		return nil
-	}
-	if err := s.patchNode(ctx, node, false, nil); err != nil {
-		return fmt.Errorf("uncordon %s: %w", name, err)
 	}
 	s.recorder.Eventf(node, corev1.EventTypeNormal, ReasonUncordoned, "Uncordoned by Swell: pool %s needs its slots", s.pool)
 	s.log.Info("uncordoned node", "node", name)

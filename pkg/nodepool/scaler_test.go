@@ -141,6 +141,7 @@ func TestScalerLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	h.clock.Step(time.Minute) // past the resize cooldown
 	cordonedAt := h.clock.Now()
 	h.passUntil("cordon surplus", func(d Decision) bool { return len(d.Cordon) == 1 })
 	var cordoned string
