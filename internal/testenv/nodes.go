@@ -78,6 +78,9 @@ func (e *Env) startProcessNode(ctx, bgCtx context.Context, n NodeSpec) error {
 		Client:  e.Clientset,
 		Node:    node,
 		WorkDir: filepath.Join(e.Dir, "process-node"),
+		// Workers reach this apiserver as kubectl would: there is no
+		// in-cluster service-account mount for a local process.
+		ExtraEnv: map[string]string{"KUBECONFIG": e.Kubeconfig},
 	})
 	if err != nil {
 		return err
