@@ -8,6 +8,7 @@ func subcommands() []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(),
 		newDevCmd(),
+		newDemoWorkerCmd(),
 		newSimulateCmd(),
 		newNodePoolCmd(),
 	}
