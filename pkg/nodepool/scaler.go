@@ -161,13 +161,7 @@ func (s *Scaler) informers() error {
 	}))
 	nodeInf := nf.Core().V1().Nodes()
 	podInf := pf.Core().V1().Pods().Informer()
-	if err := podInf.AddIndexers(cache.Indexers{nodeIndex: func(obj any) ([]string, error) {
-		p, ok := obj.(*corev1.Pod)
-		if !ok {
-			return nil, nil
-		}
-		return []string{p.Spec.NodeName}, nil
-	}}); err != nil {
+	if err := podInf.AddIndexers(cache.Indexers{nodeIndex: podNode}); err != nil {
 		return fmt.Errorf("nodepool: pod index: %w", err)
 	}
 	if _, err := nodeInf.Informer().AddEventHandler(s.nodeHandler()); err != nil {
@@ -180,6 +174,15 @@ func (s *Scaler) informers() error {
 	s.factory = []informers.SharedInformerFactory{nf, pf}
 	s.synced = []cache.InformerSynced{nodeInf.Informer().HasSynced, podInf.HasSynced}
 	return nil
+}
+
+// podNode indexes a pod by its node name.
+func podNode(obj any) ([]string, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return nil, nil
+	}
+	return []string{p.Spec.NodeName}, nil
 }
 
 // nodeHandler wakes the loop when a node changes in a way the plan sees
