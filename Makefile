@@ -22,11 +22,15 @@ testbin: ## install Debian packages and build/cache the test binaries and tools
 
 .PHONY: test
 test: ## everything CI runs: test binaries, lint, unit and e2e tests, with phase times
-	@bash hack/phases.sh testbin lint test-unit test-e2e
+	@bash hack/phases.sh testbin lint test-unit test-python test-e2e
 
 .PHONY: test-unit
 test-unit: ## unit tests (no external components)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /internal/testenv)
+
+.PHONY: test-python
+test-python: ## Python SDK tests (Debian python3-kubernetes, python3-redis)
+	cd sdk/python && /usr/bin/python3 -m unittest discover -s tests -t . -v
 
 .PHONY: test-e2e
 test-e2e: ## end-to-end tests against real components started on loopback

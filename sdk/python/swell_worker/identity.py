@@ -1,0 +1,45 @@
+"""The worker's identity, read from the env QScaler's controller sets."""
+
+import os
+from dataclasses import dataclass
+
+NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+class IdentityError(ValueError):
+    """The environment lacks what a QWorker pod always has."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    qworker: str
+    pod: str
+    namespace: str
+    pod_spec_hash: str
+    pulling_interval: float = 5.0
+
+    @classmethod
+    def from_env(cls, env=None):
+        """Reads QWORKER_NAME, HOSTNAME, POD_SPEC_HASH, PULLING_INTERVAL and the
+        namespace (POD_NAMESPACE or the service-account file)."""
+        env = os.environ if env is None else env
+        namespace = env.get("POD_NAMESPACE", "")
+        if not namespace and os.path.exists(NAMESPACE_FILE):
+            with open(NAMESPACE_FILE, encoding="utf-8") as f:
+                namespace = f.read().strip()
+        missing = [name for name, value in (
+            ("QWORKER_NAME", env.get("QWORKER_NAME", "")),
+            ("HOSTNAME", env.get("HOSTNAME", "")),
+            ("POD_SPEC_HASH", env.get("POD_SPEC_HASH", "")),
+            ("POD_NAMESPACE (or %s)" % NAMESPACE_FILE, namespace),
+        ) if not value]
+        if missing:
+            raise IdentityError("worker identity: %s not set" % ", ".join(missing))
+        raw = env.get("PULLING_INTERVAL", "5")
+        try:
+            interval = float(raw)
+        except ValueError:
+            interval = -1
+        if interval <= 0:
+            raise IdentityError("PULLING_INTERVAL=%r: want a positive number of seconds" % raw)
+        return cls(env["QWORKER_NAME"], env["HOSTNAME"], namespace, env["POD_SPEC_HASH"], interval)

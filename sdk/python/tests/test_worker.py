@@ -1,0 +1,112 @@
+import types
+import unittest
+
+from swell_worker import Identity, Reason, Worker
+
+
+class ApiError(Exception):
+    def __init__(self, status):
+        super().__init__("status %d" % status)
+        self.status = status
+
+
+class FakeCore:
+    def __init__(self):
+        self.annotations = {}
+        self.deleting = False
+        self.calls = []
+
+    def read_namespaced_pod(self, name, ns):
+        meta = types.SimpleNamespace(annotations=self.annotations, deletion_timestamp="now" if self.deleting else None)
+        return types.SimpleNamespace(metadata=meta)
+
+    def patch_namespaced_pod(self, name, ns, body):
+        self.calls.append(("patch", name, body))
+
+    def delete_namespaced_pod(self, name, ns):
+        self.calls.append(("delete", name))
+
+
+class FakeCustom:
+    def __init__(self, status):
+        self.status = status
+        self.gone = False
+
+    def get_namespaced_custom_object(self, group, version, ns, plural, name):
+        if self.gone:
+            raise ApiError(404)
+        return {"status": self.status}
+
+
+class ListQueue:
+    """Hands out bodies; records acks and give-backs."""
+
+    def __init__(self, bodies, on_take=None):
+        self.bodies = list(bodies)
+        self.acked, self.given_back = [], []
+        self.on_take = on_take
+
+    def take(self):
+        if self.on_take:
+            self.on_take(len(self.acked) + len(self.given_back))
+        if not self.bodies:
+            return None
+        body = self.bodies.pop(0)
+        q = self
+        return types.SimpleNamespace(body=body, ack=lambda: q.acked.append(body), give_back=lambda: q.given_back.append(body))
+
+
+ID = Identity("qw", "qw-1", "ns", "h1", pulling_interval=0)
+
+
+class WorkerTest(unittest.TestCase):
+    def test_retire_annotation_stops_after_the_task_in_hand_and_leaves(self):
+        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
+
+        def on_take(done):
+            if done == 2:
+                core.annotations = {"swell.dev/retire": "true"}
+
+        q = ListQueue(["a", "b", "c", "d"], on_take)
+        reason = Worker(ID, q, core, custom).run(lambda body: None)
+        self.assertEqual(reason, Reason.RETIRED)
+        self.assertEqual(q.acked, ["a", "b", "c"])
+        self.assertEqual([c[0] for c in core.calls], ["patch", "delete"])
+
+    def test_outdated_hash_stops(self):
+        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h2"})
+        q = ListQueue(["a"])
+        self.assertEqual(Worker(ID, q, core, custom).run(lambda body: None), Reason.OUTDATED)
+        self.assertEqual(q.acked, [])
+
+    def test_qscaler_scale_down_rule_is_opt_in(self):
+        status = {"currentPodSpecHash": "h1", "desiredReplicas": 1, "currentReplicas": 3}
+        self.assertIsNone(Worker(ID, ListQueue([]), FakeCore(), FakeCustom(status)).check())
+        w = Worker(ID, ListQueue([]), FakeCore(), FakeCustom(status), follow_qscaler_scale_down=True)
+        self.assertEqual(w.check(), Reason.SCALE_DOWN)
+
+    def test_failed_task_is_given_back(self):
+        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
+
+        def on_take(done):
+            if done == 1:
+                custom.gone = True
+
+        q = ListQueue(["bad"], on_take)
+
+        def handle(body):
+            raise RuntimeError("boom")
+
+        self.assertEqual(Worker(ID, q, core, custom).run(handle), Reason.QWORKER_DELETED)
+        self.assertEqual(q.given_back, ["bad"])
+
+    def test_sigterm_does_not_delete_the_pod(self):
+        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
+        w = Worker(ID, ListQueue([]), core, custom)
+        w._sigterm.set()
+        self.assertEqual(w.run(lambda body: None), Reason.SIGTERM)
+        self.assertEqual(core.calls, [])
+
+
+if __name__ == "__main__":
+    unittest.main()
