@@ -51,9 +51,15 @@ func runNodePool(ctx context.Context, configPath string) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client (%s / %s): %w", nodepool.KeyKubeMasterURL, nodepool.KeyKubeConfigPath, err)
 	}
+	rest.Timeout = 30 * time.Second
 	client, err := kubernetes.NewForConfig(rest)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	// Fail at start, with the address, rather than wait forever for caches
+	// of a cluster that is not there.
+	if _, err := client.Discovery().ServerVersion(); err != nil {
+		return fmt.Errorf("kubernetes API server %s unreachable: %w", rest.Host, err)
 	}
 	prov, err := nodepool.NewProvider(ctx, cfg, client)
 	if err != nil {
