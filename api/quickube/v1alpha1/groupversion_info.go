@@ -1,0 +1,30 @@
+// Package v1alpha1 is QScaler's API (group quickube.com, version v1alpha1),
+// served by Swell so that QScaler manifests apply unchanged: QWorker (a pool
+// of queue workers) and ScalerConfig (how to reach the broker). Field names
+// and meanings are QScaler's; Swell's additions are optional fields.
+//
+// +kubebuilder:object:generate=true
+// +groupName=quickube.com
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+// scalingFactor is a float (a "dangerous type" to controller-gen) on purpose:
+// QScaler manifests write it as a YAML number, and only a number schema takes
+// both their integers and Swell's fractions.
+//
+//go:generate sh -c "$SWELL_TESTBIN/controller-gen object paths=. && $SWELL_TESTBIN/controller-gen crd:allowDangerousTypes=true paths=. output:crd:artifacts:config=../../../config/crd/bases"
+
+var (
+	// GroupVersion is QScaler's group and version.
+	GroupVersion = schema.GroupVersion{Group: "quickube.com", Version: "v1alpha1"}
+
+	// SchemeBuilder registers the kinds of this group.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the kinds of this group to a scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)

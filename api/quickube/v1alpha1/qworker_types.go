@@ -1,0 +1,212 @@
+package v1alpha1
+
+import (
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// QWorkerSpec is QScaler's QWorker spec: a pod template and how to scale it.
+type QWorkerSpec struct {
+	// PodSpec is the worker pod. Swell creates bare pods from it, adding
+	// QWORKER_NAME, POD_SPEC_HASH and PULLING_INTERVAL to every container's
+	// env. Changing it rolls every worker over to the new spec.
+	PodSpec corev1.PodSpec `json:"podSpec"`
+	// ScaleConfig says which queue to watch and how to size the pool.
+	ScaleConfig ScaleConfig `json:"scaleConfig"`
+}
+
+// ScaleConfig is QScaler's scaling section plus Swell's optional additions.
+//
+// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="spec.scaleConfig.minReplicas must be less than or equal to spec.scaleConfig.maxReplicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.fallback) || !has(self.fallback.replicas) || self.fallback.replicas <= self.maxReplicas",message="spec.scaleConfig.fallback.replicas must not exceed spec.scaleConfig.maxReplicas"
+type ScaleConfig struct {
+	// ScalerConfigRef names the ScalerConfig (same namespace) that says how to
+	// reach the broker.
+	// +kubebuilder:validation:MinLength=1
+	ScalerConfigRef string `json:"scalerConfigRef"`
+	// Queue is the queue to watch: a Redis list or stream, a RabbitMQ queue,
+	// a JetStream consumer ("stream/consumer" or the ScalerConfig's stream),
+	// or a Kafka topic (with the ScalerConfig's consumer group).
+	// +kubebuilder:validation:MinLength=1
+	Queue string `json:"queue"`
+	// MinReplicas is the pool's floor; 0 lets the pool scale to zero when the
+	// queue is empty (and back from zero on the first message).
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MinReplicas int32 `json:"minReplicas"`
+	// MaxReplicas caps the pool.
+	// +kubebuilder:validation:Minimum=1
+	MaxReplicas int32 `json:"maxReplicas"`
+	// ScalingFactor is pods per queued message, as in QScaler: desired =
+	// ceil(backlog × scalingFactor), clamped to [minReplicas, maxReplicas].
+	// QScaler takes integers (1 = a pod per message); Swell also takes
+	// fractions (0.1 = a pod per ten messages).
+	// +kubebuilder:validation:Type=number
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:ExclusiveMinimum=true
+	ScalingFactor float64 `json:"scalingFactor"`
+	// ActivateVPA records the peak CPU and memory use of each container in
+	// status.maxContainerResourcesUsage, from metrics.k8s.io.
+	// +optional
+	ActivateVPA bool `json:"activateVPA,omitempty"`
+
+	// ActivationThreshold is the backlog at or below which the pool sits at
+	// minReplicas (Swell addition; KEDA's activation semantics).
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	ActivationThreshold *int64 `json:"activationThreshold,omitempty"`
+	// CountInFlight adds delivered-but-unacknowledged messages to the
+	// backlog, so busy workers are not scaled away mid-task (Swell addition;
+	// QScaler counts queued messages only).
+	// +optional
+	CountInFlight bool `json:"countInFlight,omitempty"`
+	// Behavior rate-limits and stabilises changes exactly as an HPA's
+	// behavior does (Swell addition). Unset: the queue decides at once, as
+	// in QScaler.
+	// +optional
+	Behavior *autoscalingv2.HorizontalPodAutoscalerBehavior `json:"behavior,omitempty"`
+	// Fallback says what to do while the broker cannot be measured (Swell
+	// addition). Swell never scales down because a measurement failed.
+	// +optional
+	Fallback *Fallback `json:"fallback,omitempty"`
+	// Retirement says how surplus and outdated workers leave (Swell addition).
+	// +optional
+	Retirement *Retirement `json:"retirement,omitempty"`
+	// PollingIntervalSeconds is how often the queue is measured when no push
+	// notification arrived; default 5 (QScaler's period).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=3600
+	// +optional
+	PollingIntervalSeconds *int32 `json:"pollingIntervalSeconds,omitempty"`
+}
+
+// Fallback is what to do while the queue's source keeps failing.
+type Fallback struct {
+	// FailureThreshold is how many consecutive failed measurements are
+	// tolerated (holding the current size) before Replicas applies.
+	// +kubebuilder:validation:Minimum=1
+	FailureThreshold int32 `json:"failureThreshold"`
+	// Replicas is the pool size once the threshold is reached; 0 or unset
+	// keeps holding the current size.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+}
+
+// RetirementMode says how the pods chosen to leave are told.
+// +kubebuilder:validation:Enum=Cooperative;Delete
+type RetirementMode string
+
+const (
+	// RetirementCooperative annotates the chosen pods (swell.dev/retire);
+	// Swell's SDKs finish the task in hand and exit. Pods still there after
+	// TimeoutSeconds are deleted.
+	RetirementCooperative RetirementMode = "Cooperative"
+	// RetirementDelete deletes the chosen pods with their grace period, for
+	// workers without Swell's SDK (QScaler's SDK hands its task back on SIGTERM).
+	RetirementDelete RetirementMode = "Delete"
+)
+
+// Retirement configures how workers leave on scale-down and rollout.
+type Retirement struct {
+	// Mode defaults to Cooperative.
+	// +optional
+	Mode RetirementMode `json:"mode,omitempty"`
+	// TimeoutSeconds bounds a cooperative retirement; default 600.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
+	// MaxSurge bounds a rollout: at most this many pods above the desired
+	// count run while outdated pods are replaced; default 25 % of desired
+	// (at least 1).
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxSurge *int32 `json:"maxSurge,omitempty"`
+}
+
+// QWorkerStatus is QScaler's status plus Swell's report of what it did.
+type QWorkerStatus struct {
+	// CurrentReplicas counts the worker pods alive (not finished, not
+	// terminating), retiring ones included.
+	// +optional
+	CurrentReplicas int32 `json:"currentReplicas"`
+	// DesiredReplicas is the pool size Swell decided.
+	// +optional
+	DesiredReplicas int32 `json:"desiredReplicas"`
+	// CurrentPodSpecHash is the hex SHA-256 of spec.podSpec's JSON; workers
+	// whose POD_SPEC_HASH differs are outdated.
+	// +optional
+	CurrentPodSpecHash string `json:"currentPodSpecHash,omitempty"`
+	// MaxContainerResourcesUsage is, per container index, the peak CPU and
+	// memory seen (activateVPA).
+	// +optional
+	MaxContainerResourcesUsage []corev1.ResourceList `json:"maxContainerResourcesUsage,omitempty"`
+
+	// ReadyReplicas counts ready worker pods that are not retiring.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// Backlog is the last measured backlog.
+	// +optional
+	Backlog *int64 `json:"backlog,omitempty"`
+	// Selector selects the worker pods (for the scale subresource).
+	// +optional
+	Selector string `json:"selector,omitempty"`
+	// LastDecision explains the last scaling decision.
+	// +optional
+	LastDecision *Decision `json:"lastDecision,omitempty"`
+	// ObservedGeneration is the spec generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready (the pool matches the decision), SourceHealthy (the
+	// last measurement worked).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Decision is one scaling decision and its inputs.
+type Decision struct {
+	Time     metav1.Time `json:"time"`
+	Backlog  int64       `json:"backlog"`
+	Desired  int32       `json:"desired"`
+	Previous int32       `json:"previous"`
+	Reason   string      `json:"reason"`
+}
+
+// QWorker is a pool of queue workers scaled on the queue's backlog.
+//
+// The scale subresource maps replicas to spec.scaleConfig.minReplicas: a
+// scale client (kubectl scale, a CPA) sets the pool's floor, and the queue
+// can still raise it up to maxReplicas.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.scaleConfig.minReplicas,statuspath=.status.currentReplicas,selectorpath=.status.selector
+// +kubebuilder:resource:shortName=qw,categories=swell
+// +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.desiredReplicas`
+// +kubebuilder:printcolumn:name="Current",type=integer,JSONPath=`.status.currentReplicas`
+// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Backlog",type=integer,JSONPath=`.status.backlog`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type QWorker struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   QWorkerSpec   `json:"spec"`
+	Status QWorkerStatus `json:"status,omitempty"`
+}
+
+// QWorkerList is a list of QWorkers.
+//
+// +kubebuilder:object:root=true
+type QWorkerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []QWorker `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&QWorker{}, &QWorkerList{})
+}
