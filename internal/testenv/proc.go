@@ -17,6 +17,10 @@ type process struct {
 	p       *proc.Process
 	logPath string
 	log     *os.File
+	// dir, bin, args and env let Restart start the same component again.
+	dir, bin  string
+	args, env []string
+	stopped   bool
 }
 
 // startProcess starts bin with args in dir, logging to dir/<name>.log. The
@@ -32,12 +36,13 @@ func startProcess(name, dir, bin string, args []string, env []string) (*process,
 		_ = logFile.Close()
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return &process{name: name, p: p, logPath: logPath, log: logFile}, nil
+	return &process{name: name, p: p, logPath: logPath, log: logFile, dir: dir, bin: bin, args: args, env: env}, nil
 }
 
 func (p *process) stop(grace time.Duration) {
 	p.p.Stop(grace)
 	_ = p.log.Close()
+	p.stopped = true
 }
 
 // tail returns the last n bytes of the process log, for error messages.
