@@ -1,0 +1,228 @@
+// Package redis measures Redis queues: the length of a list (QScaler's
+// LPUSH/BRPOP queues) or the backlog of a stream consumer group (entries not
+// yet delivered plus entries delivered and not acknowledged). One Client per
+// connection configuration is shared by every queue measured through it, and
+// keyspace notifications can wake the scaling loop the moment a queue
+// changes.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/swell-autoscaler/swell/pkg/source"
+	"github.com/swell-autoscaler/swell/pkg/source/brokerconn"
+)
+
+// DefaultPort is Redis's port, used when Config.Port is 0.
+const DefaultPort = 6379
+
+// defaultDialTimeout bounds connecting, so a dead host fails a Measure
+// quickly instead of holding a reconcile worker.
+const defaultDialTimeout = 5 * time.Second
+
+// Config says how to reach one Redis server (a ScalerConfig of type redis).
+// Credentials are values: the controller resolves Secrets before calling New.
+type Config struct {
+	// Host is the server's name or address (required).
+	Host string
+	// Port defaults to 6379.
+	Port int
+	// Username is the ACL user; empty means "default".
+	Username string
+	// Password authenticates (AUTH); empty when the server has none.
+	Password brokerconn.Secret
+	// DB is the database number (SELECT), 0..n.
+	DB int
+	// TLS options; zero means plain TCP.
+	TLS brokerconn.TLS
+	// KeyspaceNotifications lets New turn on keyspace notifications for
+	// lists and streams on the server (CONFIG SET notify-keyspace-events,
+	// adding the K, l and t flags to whatever is set). Push (Watch) needs
+	// those flags; without this option they must be set on the server
+	// already, since Swell does not change server configuration unasked.
+	KeyspaceNotifications bool
+	// DialTimeout bounds connecting (default 5s).
+	DialTimeout time.Duration
+}
+
+// Validate reports every invalid field, each message naming it.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Host == "" {
+		errs = append(errs, errors.New("redis config: host is required"))
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("redis config: port %d is out of range; use 1..65535 (0 means %d)", c.Port, DefaultPort))
+	}
+	if c.DB < 0 {
+		errs = append(errs, fmt.Errorf("redis config: db %d is negative; use 0 or more", c.DB))
+	}
+	if c.DialTimeout < 0 {
+		errs = append(errs, fmt.Errorf("redis config: dialTimeout %s is negative", c.DialTimeout))
+	}
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, fmt.Errorf("redis config: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) addr() string {
+	port := c.Port
+	if port == 0 {
+		port = DefaultPort
+	}
+	return net.JoinHostPort(c.Host, strconv.Itoa(port))
+}
+
+func (c Config) options() (*goredis.Options, error) {
+	tlsCfg, err := c.TLS.Config(c.Host)
+	if err != nil {
+		return nil, fmt.Errorf("redis config: tls: %w", err)
+	}
+	dial := c.DialTimeout
+	if dial == 0 {
+		dial = defaultDialTimeout
+	}
+	return &goredis.Options{
+		Addr:        c.addr(),
+		Username:    c.Username,
+		Password:    c.Password.Reveal(),
+		DB:          c.DB,
+		TLSConfig:   tlsCfg,
+		DialTimeout: dial,
+		// A source measures; it never needs a large pool.
+		PoolSize: 4,
+		// Do not retry inside a Measure: the caller's poll is the retry,
+		// and a failing broker must surface as an error quickly.
+		MaxRetries: -1,
+	}, nil
+}
+
+// Client is the shared connection to one Redis server. It is safe for
+// concurrent use by any number of sources.
+type Client struct {
+	cfg   Config
+	rdb   *goredis.Client
+	notes *notifier
+}
+
+// New connects to the server, checks it answers, and turns on keyspace
+// notifications when the Config asks.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts, err := cfg.options()
+	if err != nil {
+		return nil, err
+	}
+	rdb := goredis.NewClient(opts)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("redis %s: PING: %w", opts.Addr, err)
+	}
+	c := &Client{cfg: cfg, rdb: rdb, notes: newNotifier(rdb)}
+	if cfg.KeyspaceNotifications {
+		if err := c.enableNotifications(ctx); err != nil {
+			_ = rdb.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Close closes the connection; sources made from it stop working and their
+// Watch calls return.
+func (c *Client) Close() error {
+	c.notes.close()
+	if err := c.rdb.Close(); err != nil {
+		return fmt.Errorf("redis close: %w", err)
+	}
+	return nil
+}
+
+// QueueRef names a queue. With Group empty, Key is a list and its length is
+// the backlog; with Group set, Key is a stream and the backlog is the
+// group's lag plus its pending entries.
+type QueueRef struct {
+	Key   string
+	Group string
+}
+
+// Validate checks the reference.
+func (r QueueRef) Validate() error {
+	if r.Key == "" {
+		return errors.New("redis queue: key is required")
+	}
+	return nil
+}
+
+// Queue returns the source measuring one queue. The source also implements
+// source.Pusher (keyspace notifications).
+func (c *Client) Queue(ref QueueRef) (source.Source, error) {
+	if err := ref.Validate(); err != nil {
+		return nil, err
+	}
+	return &queueSource{c: c, ref: ref, channel: keyspaceChannel(c.cfg.DB, ref.Key)}, nil
+}
+
+// queueSource measures one list or stream of a shared Client.
+type queueSource struct {
+	c       *Client
+	ref     QueueRef
+	channel string
+}
+
+var (
+	_ source.Source = (*queueSource)(nil)
+	_ source.Pusher = (*queueSource)(nil)
+)
+
+// Measure asks Redis now: LLEN for a list, XINFO GROUPS for a stream.
+func (s *queueSource) Measure(ctx context.Context) (source.Sample, error) {
+	now := time.Now()
+	if s.ref.Group == "" {
+		return s.measureList(ctx, now)
+	}
+	return s.measureStream(ctx, now)
+}
+
+func (s *queueSource) measureList(ctx context.Context, now time.Time) (source.Sample, error) {
+	n, err := s.c.rdb.LLen(ctx, s.ref.Key).Result()
+	if err != nil {
+		return source.Sample{}, fmt.Errorf("redis LLEN %q: %w", s.ref.Key, err)
+	}
+	// A list holds only waiting tasks: whatever a worker popped is gone
+	// from Redis, so nothing here is known to be in flight.
+	return source.Sample{Backlog: n, Ready: n, Time: now}, nil
+}
+
+func (s *queueSource) measureStream(ctx context.Context, now time.Time) (source.Sample, error) {
+	groups, err := s.c.rdb.XInfoGroups(ctx, s.ref.Key).Result()
+	if err != nil {
+		return source.Sample{}, fmt.Errorf("redis XINFO GROUPS %q: %w", s.ref.Key, err)
+	}
+	for _, g := range groups {
+		if g.Name != s.ref.Group {
+			continue
+		}
+		if g.Lag < 0 {
+			// Redis cannot count undelivered entries when some were deleted
+			// past the group's last-delivered ID; guessing could scale the
+			// wrong way, so report it as unknown.
+			return source.Sample{}, fmt.Errorf("redis XINFO GROUPS %q: lag of group %q is unknown (entries deleted from the stream after its last-delivered ID)", s.ref.Key, s.ref.Group)
+		}
+		return source.Sample{Backlog: g.Lag + g.Pending, Ready: g.Lag, InFlight: g.Pending, Time: now}, nil
+	}
+	return source.Sample{}, fmt.Errorf("redis XINFO GROUPS %q: consumer group %q not found", s.ref.Key, s.ref.Group)
+}
+
+// Close releases nothing: the connection belongs to the Client.
+func (s *queueSource) Close() error { return nil }
