@@ -7,6 +7,7 @@ import "github.com/spf13/cobra"
 func subcommands() []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(),
+		newControllerCmd(),
 		newDevCmd(),
 		newDemoWorkerCmd(),
 		newSimulateCmd(),

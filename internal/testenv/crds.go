@@ -25,8 +25,11 @@ func (e *Env) InstallCRDs(ctx context.Context, dir string) error {
 		return fmt.Errorf("apiextensions client: %w", err)
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil || len(files) == 0 {
-		return fmt.Errorf("no CRD files in %s (%v)", dir, err)
+	if err != nil {
+		return fmt.Errorf("list CRD files in %s: %w", dir, err)
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("no CRD files in %s", dir)
 	}
 	var names []string
 	for _, f := range files {

@@ -39,6 +39,7 @@ func run(m *testing.M) int {
 	env = e
 	fmt.Printf("e2e: environment ready in %s (%s)\n", time.Since(start).Round(time.Millisecond), formatTimings(e.Timings))
 	code := m.Run()
+	stopController()
 	e.Stop()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "e2e: failed; component logs kept in %s\n%s", e.Dir, e.LogTails(3000))

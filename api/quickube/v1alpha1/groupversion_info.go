@@ -8,8 +8,9 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 // scalingFactor is a float (a "dangerous type" to controller-gen) on purpose:
@@ -22,9 +23,16 @@ var (
 	// GroupVersion is QScaler's group and version.
 	GroupVersion = schema.GroupVersion{Group: "quickube.com", Version: "v1alpha1"}
 
-	// SchemeBuilder registers the kinds of this group.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	// SchemeBuilder registers the kinds of this group; the package depends
+	// only on apimachinery so any client can import it.
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the kinds of this group to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion, &QWorker{}, &QWorkerList{}, &ScalerConfig{}, &ScalerConfigList{})
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

@@ -206,7 +206,3 @@ type QWorkerList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []QWorker `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&QWorker{}, &QWorkerList{})
-}

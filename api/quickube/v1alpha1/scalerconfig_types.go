@@ -184,7 +184,3 @@ type ScalerConfigList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ScalerConfig `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ScalerConfig{}, &ScalerConfigList{})
-}

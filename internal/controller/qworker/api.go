@@ -1,0 +1,187 @@
+package qworker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/pkg/policy"
+)
+
+// QWorker is the reconciled kind.
+type QWorker = qv1.QWorker
+
+// GroupVersion is the QWorker API's group and version.
+var GroupVersion = qv1.GroupVersion
+
+// Condition types on a QWorker.
+const (
+	// ConditionReady: the pool matches the decision (no pods pending
+	// creation, none waiting to retire) and the spec is valid.
+	ConditionReady = "Ready"
+	// ConditionSourceHealthy: the last measurement of the queue worked.
+	ConditionSourceHealthy = "SourceHealthy"
+)
+
+// ownerIndex indexes pods by the name of their controlling QWorker.
+const ownerIndex = ".metadata.controller.qworker"
+
+func (r *Reconciler) getQWorker(ctx context.Context, key types.NamespacedName) (*QWorker, error) {
+	qw := &QWorker{}
+	if err := r.Client.Get(ctx, key, qw); err != nil {
+		return nil, err
+	}
+	return qw, nil
+}
+
+// ownedPods lists the pods whose controller is qw, from the cache. Pods that
+// dropped their owner reference (QScaler's exit protocol) are not listed:
+// they are leaving and must not be counted twice.
+func (r *Reconciler) ownedPods(ctx context.Context, qw *QWorker) ([]corev1.Pod, error) {
+	var list corev1.PodList
+	if err := r.Client.List(ctx, &list, client.InNamespace(qw.Namespace), client.MatchingFields{ownerIndex: qw.Name}); err != nil {
+		return nil, fmt.Errorf("list pods of QWorker %s/%s: %w", qw.Namespace, qw.Name, err)
+	}
+	pods := list.Items[:0]
+	for _, p := range list.Items {
+		if ref := metav1.GetControllerOf(&p); ref != nil && ref.UID == qw.UID {
+			pods = append(pods, p)
+		}
+	}
+	return pods, nil
+}
+
+// decodeSpec turns the API object into the reconciler's plain view and
+// checks what CEL validation cannot.
+func decodeSpec(qw *QWorker) (workerSpec, error) {
+	sc := qw.Spec.ScaleConfig
+	s := workerSpec{
+		Key:             types.NamespacedName{Namespace: qw.Namespace, Name: qw.Name},
+		PodSpec:         &qw.Spec.PodSpec,
+		ScalerConfig:    sc.ScalerConfigRef,
+		Queue:           sc.Queue,
+		Retirement:      RetireCooperative,
+		RetireTimeout:   defaultRetireTimeout,
+		PollingInterval: defaultPollingInterval,
+		Fallback:        policy.Fallback{FailureThreshold: defaultFailures},
+		Sizing: policy.QueueSizing{
+			MinReplicas: sc.MinReplicas, MaxReplicas: sc.MaxReplicas,
+			ScalingFactor: sc.ScalingFactor, CountInFlight: sc.CountInFlight,
+		},
+	}
+	if sc.ActivationThreshold != nil {
+		s.Sizing.ActivationThreshold = *sc.ActivationThreshold
+	}
+	if sc.PollingIntervalSeconds != nil {
+		s.PollingInterval = time.Duration(*sc.PollingIntervalSeconds) * time.Second
+	}
+	if f := sc.Fallback; f != nil {
+		s.Fallback.FailureThreshold = int(f.FailureThreshold)
+		if f.Replicas != nil {
+			s.Fallback.Replicas = *f.Replicas
+		}
+	}
+	if r := sc.Retirement; r != nil {
+		if r.Mode != "" {
+			s.Retirement = RetirementMode(r.Mode)
+		}
+		if r.TimeoutSeconds != nil {
+			s.RetireTimeout = time.Duration(*r.TimeoutSeconds) * time.Second
+		}
+		if r.MaxSurge != nil {
+			s.MaxSurge = *r.MaxSurge
+		}
+	}
+	if sc.Behavior != nil {
+		b := behaviorFromAPI(sc.Behavior)
+		if err := b.Validate(); err != nil {
+			return s, fmt.Errorf("spec.scaleConfig.behavior: %w", err)
+		}
+		s.Behavior = &b
+	}
+	if err := s.Sizing.Validate(); err != nil {
+		return s, fmt.Errorf("spec.scaleConfig: %w", err)
+	}
+	return s, nil
+}
+
+// behaviorFromAPI converts an HPA behavior to the policy package's form.
+func behaviorFromAPI(b *autoscalingv2.HorizontalPodAutoscalerBehavior) policy.Behavior {
+	return policy.Behavior{ScaleUp: rulesFromAPI(b.ScaleUp), ScaleDown: rulesFromAPI(b.ScaleDown)}
+}
+
+func rulesFromAPI(r *autoscalingv2.HPAScalingRules) policy.ScalingRules {
+	if r == nil {
+		return policy.ScalingRules{}
+	}
+	out := policy.ScalingRules{}
+	if r.StabilizationWindowSeconds != nil {
+		w := time.Duration(*r.StabilizationWindowSeconds) * time.Second
+		out.StabilizationWindow = &w
+	}
+	if r.SelectPolicy != nil {
+		out.SelectPolicy = policy.SelectPolicy(*r.SelectPolicy)
+	}
+	for _, p := range r.Policies {
+		out.Policies = append(out.Policies, policy.ScalingPolicy{
+			Type: policy.ScalingPolicyType(p.Type), Value: p.Value, Period: time.Duration(p.PeriodSeconds) * time.Second,
+		})
+	}
+	return out
+}
+
+// buildStatus is the status after this reconcile.
+func buildStatus(qw *QWorker, spec workerSpec, hash string, view poolView, d decision, now time.Time, actErr error) qv1.QWorkerStatus {
+	st := *qw.Status.DeepCopy()
+	st.CurrentReplicas = view.alive
+	st.ReadyReplicas = view.ready
+	st.DesiredReplicas = d.Desired
+	st.CurrentPodSpecHash = hash
+	st.ObservedGeneration = qw.Generation
+	st.Selector = labels.SelectorFromSet(labels.Set{LabelQWorker: qw.Name}).String()
+	if d.Measured {
+		b := d.Backlog
+		st.Backlog = &b
+	}
+	if st.LastDecision == nil || st.LastDecision.Desired != d.Desired || st.LastDecision.Reason != d.Reason {
+		st.LastDecision = &qv1.Decision{Time: metav1.NewTime(now), Backlog: d.Backlog, Desired: d.Desired, Previous: d.Previous, Reason: d.Reason}
+	}
+	source := metav1.Condition{Type: ConditionSourceHealthy, Status: metav1.ConditionTrue, Reason: "Measured", Message: fmt.Sprintf("backlog %d", d.Backlog), ObservedGeneration: qw.Generation}
+	if d.MeasureErr != nil {
+		source.Status, source.Reason, source.Message = metav1.ConditionFalse, "MeasureFailed", d.MeasureErr.Error()+"; "+d.Reason
+	}
+	meta.SetStatusCondition(&st.Conditions, source)
+	ready := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "PoolAtDesired", ObservedGeneration: qw.Generation,
+		Message: fmt.Sprintf("%d of %d worker pods ready", view.ready, d.Desired)}
+	switch {
+	case actErr != nil:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "ActionFailed", actErr.Error()
+	case view.ready != d.Desired || int32(len(view.workers)) != d.Desired:
+		ready.Status, ready.Reason = metav1.ConditionFalse, "Scaling"
+	}
+	meta.SetStatusCondition(&st.Conditions, ready)
+	return st
+}
+
+// writeStatus patches the status once per reconcile, only when it changed.
+func (r *Reconciler) writeStatus(ctx context.Context, qw *QWorker, status qv1.QWorkerStatus) error {
+	if equality.Semantic.DeepEqual(qw.Status, status) {
+		return nil
+	}
+	updated := qw.DeepCopy()
+	updated.Status = status
+	if err := r.Client.Status().Patch(ctx, updated, client.MergeFrom(qw)); err != nil {
+		return fmt.Errorf("write status of QWorker %s/%s: %w", qw.Namespace, qw.Name, err)
+	}
+	return nil
+}

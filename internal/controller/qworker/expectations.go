@@ -1,0 +1,92 @@
+package qworker
+
+import (
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// expectationTTL bounds how long unobserved creations or deletions block a
+// QWorker; after it the controller trusts its cache again (as the ReplicaSet
+// controller does), so a lost watch event cannot wedge a pool forever.
+const expectationTTL = 2 * time.Minute
+
+// expectations remember pod creations and deletions the controller made but
+// its informer cache has not shown yet. While any are outstanding, the pool
+// is not re-planned: the cache would under-count and the controller would
+// create the same pods twice (or retire more than asked).
+type expectations struct {
+	mu   sync.Mutex
+	byQW map[types.NamespacedName]*expectation
+}
+
+type expectation struct {
+	adds    int
+	deletes map[string]struct{}
+	since   time.Time
+}
+
+func newExpectations() *expectations {
+	return &expectations{byQW: map[types.NamespacedName]*expectation{}}
+}
+
+// expect records n creations and the named deletions for key.
+func (e *expectations) expect(key types.NamespacedName, now time.Time, creations int, deletions []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x := e.byQW[key]
+	if x == nil {
+		x = &expectation{deletes: map[string]struct{}{}}
+		e.byQW[key] = x
+	}
+	x.adds += creations
+	for _, d := range deletions {
+		x.deletes[d] = struct{}{}
+	}
+	x.since = now
+}
+
+// created is called when the cache shows a new pod of key.
+func (e *expectations) created(key types.NamespacedName) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if x := e.byQW[key]; x != nil && x.adds > 0 {
+		x.adds--
+	}
+}
+
+// createFailed undoes one expected creation the API refused.
+func (e *expectations) createFailed(key types.NamespacedName) { e.created(key) }
+
+// deleted is called when the cache shows pod name of key gone (or the
+// deletion failed and will not happen).
+func (e *expectations) deleted(key types.NamespacedName, name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if x := e.byQW[key]; x != nil {
+		delete(x.deletes, name)
+	}
+}
+
+// satisfied reports whether key has nothing outstanding (or it expired).
+func (e *expectations) satisfied(key types.NamespacedName, now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x := e.byQW[key]
+	if x == nil {
+		return true
+	}
+	if (x.adds <= 0 && len(x.deletes) == 0) || now.Sub(x.since) > expectationTTL {
+		delete(e.byQW, key)
+		return true
+	}
+	return false
+}
+
+// forget drops everything about key (the QWorker was deleted).
+func (e *expectations) forget(key types.NamespacedName) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.byQW, key)
+}

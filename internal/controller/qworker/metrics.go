@@ -1,0 +1,66 @@
+package qworker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Metrics are the QWorker controller's Prometheus series. Reconcile latency
+// and errors come from controller-runtime's own controller_runtime_* series.
+type Metrics struct {
+	backlog      *prometheus.GaugeVec
+	desired      *prometheus.GaugeVec
+	current      *prometheus.GaugeVec
+	ready        *prometheus.GaugeVec
+	sourceErrors *prometheus.CounterVec
+	podsCreated  prometheus.Counter
+	podsRetired  prometheus.Counter
+}
+
+// NewMetrics creates the series and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	labels := []string{"namespace", "qworker"}
+	m := &Metrics{
+		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "swell", Subsystem: "qworker", Name: "backlog",
+			Help: "Last measured queue backlog (queued plus unacknowledged messages)."}, labels),
+		desired: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "swell", Subsystem: "qworker", Name: "desired_replicas",
+			Help: "Desired worker pods after behaviour and fallback."}, labels),
+		current: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "swell", Subsystem: "qworker", Name: "current_replicas",
+			Help: "Worker pods alive (not finished, not terminating), retiring ones included."}, labels),
+		ready: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "swell", Subsystem: "qworker", Name: "ready_replicas",
+			Help: "Ready worker pods not retiring."}, labels),
+		sourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "source_errors_total",
+			Help: "Failed queue measurements."}, labels),
+		podsCreated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "pods_created_total",
+			Help: "Worker pods created."}),
+		podsRetired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "pods_retired_total",
+			Help: "Worker pods chosen for retirement."}),
+	}
+	for _, c := range []prometheus.Collector{m.backlog, m.desired, m.current, m.ready, m.sourceErrors, m.podsCreated, m.podsRetired} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) observe(key types.NamespacedName, d decision, v poolView) {
+	l := prometheus.Labels{"namespace": key.Namespace, "qworker": key.Name}
+	if d.MeasureErr != nil {
+		m.sourceErrors.With(l).Inc()
+	} else {
+		m.backlog.With(l).Set(float64(d.Backlog))
+	}
+	m.desired.With(l).Set(float64(d.Desired))
+	m.current.With(l).Set(float64(v.alive))
+	m.ready.With(l).Set(float64(v.ready))
+}
+
+// forget drops the series of a deleted QWorker.
+func (m *Metrics) forget(key types.NamespacedName) {
+	l := prometheus.Labels{"namespace": key.Namespace, "qworker": key.Name}
+	for _, g := range []*prometheus.GaugeVec{m.backlog, m.desired, m.current, m.ready} {
+		g.Delete(l)
+	}
+	m.sourceErrors.Delete(l)
+}

@@ -1,0 +1,141 @@
+package qworker
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Labels and annotations Swell puts on worker pods. QScaler's pods carry no
+// labels; Swell's labels let the controller list a QWorker's pods cheaply and
+// let people select them, while the owner reference stays the source of truth.
+const (
+	// LabelQWorker names the QWorker that owns the pod.
+	LabelQWorker = "quickube.com/qworker"
+	// LabelPodSpecHash is the pod-spec hash the pod was created from.
+	LabelPodSpecHash = "quickube.com/pod-spec-hash"
+	// AnnotationRetire marks a pod the controller chose to retire. Swell's
+	// SDKs watch their own pod for it, finish the task in hand and exit.
+	AnnotationRetire = "swell.dev/retire"
+	// AnnotationRetireAt is when the pod was chosen, for the retirement
+	// timeout after which the controller deletes it.
+	AnnotationRetireAt = "swell.dev/retire-at"
+)
+
+// Env vars every worker container receives, as QScaler's controller sets them.
+const (
+	EnvQWorkerName     = "QWORKER_NAME"
+	EnvPodSpecHash     = "POD_SPEC_HASH"
+	EnvPullingInterval = "PULLING_INTERVAL"
+)
+
+// podParams is everything a worker pod is built from.
+type podParams struct {
+	Namespace string
+	QWorker   string
+	Owner     metav1.OwnerReference
+	Spec      *corev1.PodSpec
+	Hash      string
+	// PullingInterval is how often workers re-check their QWorker.
+	PullingInterval time.Duration
+}
+
+// newWorkerPod builds a bare pod as QScaler does — named <qworker>-<random>,
+// controlled by the QWorker, with QWORKER_NAME and POD_SPEC_HASH appended to
+// every container's env — plus Swell's labels and PULLING_INTERVAL.
+func newWorkerPod(p podParams) *corev1.Pod {
+	spec := p.Spec.DeepCopy()
+	env := []corev1.EnvVar{
+		{Name: EnvQWorkerName, Value: p.QWorker},
+		{Name: EnvPodSpecHash, Value: p.Hash},
+		{Name: EnvPullingInterval, Value: strconv.Itoa(max(int(p.PullingInterval/time.Second), 1))},
+	}
+	for i := range spec.InitContainers {
+		spec.InitContainers[i].Env = appendEnv(spec.InitContainers[i].Env, env)
+	}
+	for i := range spec.Containers {
+		spec.Containers[i].Env = appendEnv(spec.Containers[i].Env, env)
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName:    p.QWorker + "-",
+			Namespace:       p.Namespace,
+			Labels:          map[string]string{LabelQWorker: p.QWorker, LabelPodSpecHash: shortHash(p.Hash)},
+			OwnerReferences: []metav1.OwnerReference{p.Owner},
+		},
+		Spec: *spec,
+	}
+}
+
+// appendEnv adds vars, replacing same-named entries the user set, so the
+// controller's values always win (a stale POD_SPEC_HASH would break rollouts).
+func appendEnv(have, add []corev1.EnvVar) []corev1.EnvVar {
+	out := make([]corev1.EnvVar, 0, len(have)+len(add))
+	for _, e := range have {
+		if !hasEnv(add, e.Name) {
+			out = append(out, e)
+		}
+	}
+	return append(out, add...)
+}
+
+func hasEnv(list []corev1.EnvVar, name string) bool {
+	for _, e := range list {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// shortHash fits the hash into a label value (at most 63 characters).
+func shortHash(h string) string {
+	if len(h) > 63 {
+		return h[:63]
+	}
+	return h
+}
+
+// podHash reads the spec hash a pod was created with: from its env (the
+// truth, and all a QScaler-created pod has), else from its label.
+func podHash(pod *corev1.Pod) string {
+	for _, c := range pod.Spec.Containers {
+		for _, e := range c.Env {
+			if e.Name == EnvPodSpecHash {
+				return e.Value
+			}
+		}
+	}
+	return pod.Labels[LabelPodSpecHash]
+}
+
+// podReady reports the pod's Ready condition.
+func podReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// podFinished reports whether the pod's containers have all ended for good.
+func podFinished(pod *corev1.Pod) bool {
+	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+}
+
+// retireRequestedAt parses the retirement time annotation.
+func retireRequestedAt(pod *corev1.Pod) (time.Time, bool, error) {
+	v, ok := pod.Annotations[AnnotationRetireAt]
+	if !ok {
+		return time.Time{}, pod.Annotations[AnnotationRetire] == "true", nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, true, fmt.Errorf("pod %s annotation %s=%q: %w", pod.Name, AnnotationRetireAt, v, err)
+	}
+	return t, true, nil
+}

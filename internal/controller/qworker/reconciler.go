@@ -1,0 +1,275 @@
+package qworker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/swell-autoscaler/swell/pkg/policy"
+	"github.com/swell-autoscaler/swell/pkg/source"
+)
+
+// measureTimeout bounds one broker call, so one slow broker cannot hold a
+// reconcile worker (and with it other QWorkers) for long.
+const measureTimeout = 5 * time.Second
+
+// SourceProvider hands out the source measuring a queue of a ScalerConfig.
+// Implementations share one broker connection per ScalerConfig.
+type SourceProvider interface {
+	Source(ctx context.Context, namespace, scalerConfig, queue string) (source.Source, error)
+}
+
+// Reconciler reconciles QWorkers. Its RBAC is what controller-gen writes
+// into config/rbac: QWorkers and ScalerConfigs read and status written, pods
+// created, patched (retirement marks) and deleted, Secrets read (broker
+// credentials), events written.
+//
+// +kubebuilder:rbac:groups=quickube.com,resources=qworkers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=quickube.com,resources=qworkers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=quickube.com,resources=scalerconfigs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=quickube.com,resources=scalerconfigs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=metrics.k8s.io,resources=pods,verbs=get;list
+type Reconciler struct {
+	Client   client.Client
+	Recorder record.EventRecorder
+	Clock    clock.PassiveClock
+	Sources  SourceProvider
+	Metrics  *Metrics
+
+	exp    *expectations
+	mu     sync.Mutex
+	states map[types.NamespacedName]*workerState
+}
+
+// state returns the in-memory state of a QWorker, creating it on first use.
+func (r *Reconciler) state(key types.NamespacedName) *workerState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.states == nil {
+		r.states = map[types.NamespacedName]*workerState{}
+	}
+	st := r.states[key]
+	if st == nil {
+		st = &workerState{}
+		r.states[key] = st
+	}
+	return st
+}
+
+func (r *Reconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	delete(r.states, key)
+	r.mu.Unlock()
+	r.exp.forget(key)
+	r.Metrics.forget(key)
+}
+
+// Reconcile measures, decides, acts and reports, writing the status once.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	qw, err := r.getQWorker(ctx, req.NamespacedName)
+	if apierrors.IsNotFound(err) {
+		r.forget(req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	now := r.Clock.Now()
+	spec, specErr := decodeSpec(qw)
+	if specErr != nil {
+		return r.reportInvalid(ctx, qw, specErr)
+	}
+	hash, err := PodSpecHash(spec.PodSpec)
+	if err != nil {
+		return r.reportInvalid(ctx, qw, err)
+	}
+	pods, err := r.ownedPods(ctx, qw)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	view := observe(pods, now, spec.RetireTimeout)
+	st := r.state(req.NamespacedName)
+	sample, measureErr := r.measure(ctx, spec)
+	active := int32(0)
+	for _, w := range view.workers {
+		if !w.Retiring && !w.Terminating {
+			active++
+		}
+	}
+	d := st.decide(now, spec, active, sample, measureErr)
+	r.Metrics.observe(req.NamespacedName, d, view)
+	r.recordDecision(qw, d)
+
+	actErr := r.act(ctx, qw, spec, hash, view, d, now)
+	status := buildStatus(qw, spec, hash, view, d, now, actErr)
+	if err := r.writeStatus(ctx, qw, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	if actErr != nil {
+		return ctrl.Result{}, actErr
+	}
+	return ctrl.Result{RequeueAfter: spec.PollingInterval}, nil
+}
+
+// measure asks the queue's source, bounded by measureTimeout.
+func (r *Reconciler) measure(ctx context.Context, spec workerSpec) (source.Sample, error) {
+	src, err := r.Sources.Source(ctx, spec.Key.Namespace, spec.ScalerConfig, spec.Queue)
+	if err != nil {
+		return source.Sample{}, fmt.Errorf("ScalerConfig %s/%s: %w", spec.Key.Namespace, spec.ScalerConfig, err)
+	}
+	mctx, cancel := context.WithTimeout(ctx, measureTimeout)
+	defer cancel()
+	s, err := src.Measure(mctx)
+	if err != nil {
+		return source.Sample{}, fmt.Errorf("measure queue %q: %w", spec.Queue, err)
+	}
+	return s, nil
+}
+
+// act removes finished pods, then — once earlier actions are visible in the
+// cache — creates and retires exactly the pods the plan names.
+func (r *Reconciler) act(ctx context.Context, qw *QWorker, spec workerSpec, hash string, view poolView, d decision, now time.Time) error {
+	var errs []error
+	key := spec.Key
+	for _, pod := range view.finished {
+		errs = append(errs, r.deletePod(ctx, key, pod, "finished worker pod"))
+	}
+	for _, pod := range view.overdue {
+		errs = append(errs, r.deletePod(ctx, key, pod, "retirement timeout passed"))
+	}
+	if !r.exp.satisfied(key, now) {
+		log.FromContext(ctx).V(1).Info("waiting for earlier pod changes to reach the cache")
+		return errors.Join(errs...)
+	}
+	plan := policy.PlanPool(view.workers, policy.PoolTarget{Desired: d.Desired, Hash: hash, MaxSurge: spec.surge(d.Desired)})
+	if len(plan.Retire) > 0 {
+		errs = append(errs, r.retire(ctx, qw, spec, view, plan.Retire, now))
+	}
+	if plan.Create > 0 {
+		errs = append(errs, r.create(ctx, qw, spec, hash, int(plan.Create), now))
+	}
+	return errors.Join(errs...)
+}
+
+// create makes n worker pods, recording the expectation first.
+func (r *Reconciler) create(ctx context.Context, qw *QWorker, spec workerSpec, hash string, n int, now time.Time) error {
+	r.exp.expect(spec.Key, now, n, nil)
+	owner := *metav1.NewControllerRef(qw, GroupVersion.WithKind("QWorker"))
+	var errs []error
+	for range n {
+		pod := newWorkerPod(podParams{Namespace: qw.Namespace, QWorker: qw.Name, Owner: owner, Spec: spec.PodSpec, Hash: hash, PullingInterval: spec.PollingInterval})
+		if err := r.Client.Create(ctx, pod); err != nil {
+			r.exp.createFailed(spec.Key)
+			r.Recorder.Eventf(qw, corev1.EventTypeWarning, "CreatePodFailed", "create worker pod: %v", err)
+			errs = append(errs, fmt.Errorf("create worker pod: %w", err))
+			continue
+		}
+		r.Metrics.podsCreated.Inc()
+	}
+	if created := n - len(errs); created > 0 {
+		r.Recorder.Eventf(qw, corev1.EventTypeNormal, "CreatedPods", "created %d worker pod(s)", created)
+	}
+	return errors.Join(errs...)
+}
+
+// retire marks (Cooperative) or deletes (Delete) exactly the named pods.
+func (r *Reconciler) retire(ctx context.Context, qw *QWorker, spec workerSpec, view poolView, names []string, now time.Time) error {
+	var errs []error
+	for _, name := range names {
+		pod := view.byName[name]
+		if pod == nil {
+			continue
+		}
+		if spec.Retirement == RetireDelete {
+			errs = append(errs, r.deletePod(ctx, spec.Key, pod, "retired"))
+			continue
+		}
+		// Until the cache shows the mark, the pool must not be re-planned:
+		// a stale view would choose more pods to retire.
+		r.exp.expect(spec.Key, now, 0, []string{name})
+		patch := client.MergeFrom(pod.DeepCopy())
+		pod = pod.DeepCopy()
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[AnnotationRetire] = "true"
+		pod.Annotations[AnnotationRetireAt] = now.UTC().Format(time.RFC3339)
+		if err := r.Client.Patch(ctx, pod, patch); err != nil {
+			r.exp.deleted(spec.Key, name)
+			if !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("mark pod %s for retirement: %w", name, err))
+			}
+		}
+	}
+	r.Metrics.podsRetired.Add(float64(len(names) - len(errs)))
+	r.Recorder.Eventf(qw, corev1.EventTypeNormal, "RetiringPods", "%s %d worker pod(s): %s",
+		map[RetirementMode]string{RetireDelete: "deleting", RetireCooperative: "retiring"}[spec.Retirement], len(names), strings.Join(names, ", "))
+	return errors.Join(errs...)
+}
+
+// deletePod deletes a pod with its grace period, expecting the deletion.
+func (r *Reconciler) deletePod(ctx context.Context, key types.NamespacedName, pod *corev1.Pod, why string) error {
+	if pod.DeletionTimestamp != nil {
+		return nil
+	}
+	r.exp.expect(key, r.Clock.Now(), 0, []string{pod.Name})
+	err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
+	if err != nil {
+		r.exp.deleted(key, pod.Name)
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return nil
+		}
+		return fmt.Errorf("delete pod %s (%s): %w", pod.Name, why, err)
+	}
+	log.FromContext(ctx).V(1).Info("deleted worker pod", "pod", pod.Name, "why", why)
+	return nil
+}
+
+// recordDecision emits an event when the desired count changes or the
+// source fails, with the inputs of the decision.
+func (r *Reconciler) recordDecision(qw *QWorker, d decision) {
+	if d.MeasureErr != nil {
+		r.Recorder.Eventf(qw, corev1.EventTypeWarning, "SourceFailed", "%v; %s", d.MeasureErr, d.Reason)
+		return
+	}
+	if d.Desired == d.Previous {
+		return
+	}
+	reason := "ScaledUp"
+	if d.Desired < d.Previous {
+		reason = "ScaledDown"
+	}
+	r.Recorder.Eventf(qw, corev1.EventTypeNormal, reason, "desired %d → %d: %s", d.Previous, d.Desired, d.Reason)
+}
+
+// reportInvalid records a spec the API accepted but Swell cannot act on
+// (validation that CEL cannot express), without touching the pods.
+func (r *Reconciler) reportInvalid(ctx context.Context, qw *QWorker, err error) (ctrl.Result, error) {
+	r.Recorder.Eventf(qw, corev1.EventTypeWarning, "InvalidSpec", "%v", err)
+	updated := qw.DeepCopy()
+	meta.SetStatusCondition(&updated.Status.Conditions, metav1.Condition{
+		Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "InvalidSpec", Message: err.Error(), ObservedGeneration: qw.Generation,
+	})
+	if werr := r.Client.Status().Patch(ctx, updated, client.MergeFrom(qw)); werr != nil {
+		return ctrl.Result{}, fmt.Errorf("report invalid spec: %w", werr)
+	}
+	return ctrl.Result{}, nil
+}

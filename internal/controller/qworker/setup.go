@@ -1,0 +1,150 @@
+package qworker
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+)
+
+// scalerConfigIndex indexes QWorkers by the ScalerConfig they name.
+const scalerConfigIndex = ".spec.scaleConfig.scalerConfigRef"
+
+// Options configure the QWorker controller.
+type Options struct {
+	// Sources measures queues; required.
+	Sources SourceProvider
+	// Wake, when set, receives QWorker keys to reconcile now (push sources).
+	Wake <-chan event.TypedGenericEvent[*QWorker]
+	// Clock defaults to the real clock.
+	Clock clock.PassiveClock
+	// MaxConcurrentReconciles defaults to 4; one slow broker then cannot
+	// stall every other QWorker.
+	MaxConcurrentReconciles int
+	// Metrics are registered by the caller (controller-runtime's registry).
+	Metrics *Metrics
+}
+
+// Setup registers the QWorker reconciler with mgr.
+func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
+	if o.Sources == nil || o.Metrics == nil {
+		return fmt.Errorf("qworker controller: Sources and Metrics are required")
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = 4
+	}
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &corev1.Pod{}, ownerIndex, podOwnerName); err != nil {
+		return fmt.Errorf("index pods by QWorker: %w", err)
+	}
+	if err := idx.IndexField(ctx, &qv1.QWorker{}, scalerConfigIndex, func(o client.Object) []string {
+		return []string{o.(*qv1.QWorker).Spec.ScaleConfig.ScalerConfigRef}
+	}); err != nil {
+		return fmt.Errorf("index QWorkers by ScalerConfig: %w", err)
+	}
+	r := &Reconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorderFor("swell-qworker"), //nolint:staticcheck // the events/v1 recorder is not yet what kubectl describe shows by default
+		Clock:    o.Clock,
+		Sources:  o.Sources,
+		Metrics:  o.Metrics,
+		exp:      newExpectations(),
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("qworker").
+		For(&qv1.QWorker{}).
+		Watches(&corev1.Pod{}, &podHandler{exp: r.exp}).
+		Watches(&qv1.ScalerConfig{}, handler.EnqueueRequestsFromMapFunc(r.qworkersOf)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles})
+	if o.Wake != nil {
+		b = b.WatchesRawSource(source.Channel(o.Wake, &handler.TypedEnqueueRequestForObject[*QWorker]{}))
+	}
+	return b.Complete(r)
+}
+
+// podOwnerName is the name of a pod's controlling QWorker, for the index.
+func podOwnerName(o client.Object) []string {
+	ref := metav1.GetControllerOf(o)
+	if ref == nil || ref.Kind != "QWorker" || ref.APIVersion != qv1.GroupVersion.String() {
+		return nil
+	}
+	return []string{ref.Name}
+}
+
+// qworkersOf maps a ScalerConfig to the QWorkers that use it.
+func (r *Reconciler) qworkersOf(ctx context.Context, o client.Object) []reconcile.Request {
+	var list qv1.QWorkerList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{scalerConfigIndex: o.GetName()}); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, qw := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: qw.Namespace, Name: qw.Name}})
+	}
+	return out
+}
+
+// podHandler enqueues a pod's QWorker and settles the expectations: a pod
+// seen created or deleted is one fewer change the cache still owes.
+type podHandler struct{ exp *expectations }
+
+func (h *podHandler) key(o client.Object) (types.NamespacedName, bool) {
+	names := podOwnerName(o)
+	if len(names) == 0 {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: o.GetNamespace(), Name: names[0]}, true
+}
+
+func (h *podHandler) Create(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if key, ok := h.key(e.Object); ok {
+		h.exp.created(key)
+		q.Add(reconcile.Request{NamespacedName: key})
+	}
+}
+
+func (h *podHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	key, ok := h.key(e.ObjectNew)
+	if !ok {
+		// The pod dropped its owner reference (QScaler's exit protocol):
+		// its former QWorker must stop counting it.
+		key, ok = h.key(e.ObjectOld)
+		if !ok {
+			return
+		}
+		h.exp.deleted(key, e.ObjectOld.GetName())
+	}
+	if e.ObjectNew.GetDeletionTimestamp() != nil || e.ObjectNew.GetAnnotations()[AnnotationRetire] == "true" {
+		h.exp.deleted(key, e.ObjectNew.GetName())
+	}
+	q.Add(reconcile.Request{NamespacedName: key})
+}
+
+func (h *podHandler) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if key, ok := h.key(e.Object); ok {
+		h.exp.deleted(key, e.Object.GetName())
+		q.Add(reconcile.Request{NamespacedName: key})
+	}
+}
+
+func (h *podHandler) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if key, ok := h.key(e.Object); ok {
+		q.Add(reconcile.Request{NamespacedName: key})
+	}
+}

@@ -1,0 +1,55 @@
+package qworker
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/swell-autoscaler/swell/pkg/policy"
+)
+
+// RetirementMode says how chosen pods leave.
+type RetirementMode string
+
+const (
+	// RetireCooperative annotates the chosen pods; Swell's SDK finishes the
+	// task in hand and exits. Pods that do not leave within the retirement
+	// timeout are deleted, so workers without the SDK still converge.
+	RetireCooperative RetirementMode = "Cooperative"
+	// RetireDelete deletes the chosen pods with their grace period: SIGTERM,
+	// on which QScaler's and Swell's SDKs hand the task back.
+	RetireDelete RetirementMode = "Delete"
+)
+
+// Defaults for the fields Swell adds to QScaler's API.
+const (
+	defaultPollingInterval = 5 * time.Second
+	defaultRetireTimeout   = 10 * time.Minute
+	defaultFailures        = 3
+)
+
+// workerSpec is the part of a QWorker the reconciler acts on, decoded once
+// from the API object so the rest of the package works on plain values.
+type workerSpec struct {
+	Key             types.NamespacedName
+	PodSpec         *corev1.PodSpec
+	ScalerConfig    string
+	Queue           string
+	Sizing          policy.QueueSizing
+	Behavior        *policy.Behavior
+	Fallback        policy.Fallback
+	Retirement      RetirementMode
+	RetireTimeout   time.Duration
+	MaxSurge        int32
+	PollingInterval time.Duration
+}
+
+// surge is the rollout surge: the configured bound, else a quarter of the
+// pool rounded up (at least one), as Deployments default to 25 %.
+func (s workerSpec) surge(desired int32) int32 {
+	if s.MaxSurge > 0 {
+		return s.MaxSurge
+	}
+	return max((desired+3)/4, 1)
+}

@@ -1,0 +1,87 @@
+// Package scalerconfig reconciles ScalerConfigs: it checks that Swell can
+// reach the broker and reports it in QScaler's status fields (healthy,
+// message) and a Reachable condition, so a broken broker is visible on the
+// object users wrote, not only in the controller's logs.
+package scalerconfig
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+)
+
+// ConditionReachable says whether the broker answered the last check.
+const ConditionReachable = "Reachable"
+
+// pingTimeout bounds one health check.
+const pingTimeout = 5 * time.Second
+
+// Pinger checks a ScalerConfig's broker and forgets deleted ones.
+type Pinger interface {
+	Ping(ctx context.Context, sc *qv1.ScalerConfig) error
+	Forget(key types.NamespacedName)
+}
+
+// Reconciler reconciles ScalerConfigs.
+type Reconciler struct {
+	Client   client.Client
+	Recorder record.EventRecorder
+	Pinger   Pinger
+	// Interval between health checks; default 30 s.
+	Interval time.Duration
+}
+
+// Setup registers the reconciler with mgr.
+func Setup(mgr ctrl.Manager, p Pinger, interval time.Duration) error {
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	r := &Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("swell-scalerconfig"), Pinger: p, Interval: interval} //nolint:staticcheck // see qworker.Setup
+	return ctrl.NewControllerManagedBy(mgr).Named("scalerconfig").For(&qv1.ScalerConfig{}).Complete(r)
+}
+
+// Reconcile pings the broker and writes the result.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	sc := &qv1.ScalerConfig{}
+	if err := r.Client.Get(ctx, req.NamespacedName, sc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Pinger.Forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	err := r.Pinger.Ping(pctx, sc)
+	updated := sc.DeepCopy()
+	updated.Status.ObservedGeneration = sc.Generation
+	cond := metav1.Condition{Type: ConditionReachable, Status: metav1.ConditionTrue, Reason: "Reachable", Message: fmt.Sprintf("%s broker answered", sc.Spec.Type), ObservedGeneration: sc.Generation}
+	updated.Status.Healthy, updated.Status.Message = true, ""
+	if err != nil {
+		updated.Status.Healthy, updated.Status.Message = false, err.Error()
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Unreachable", err.Error()
+	}
+	meta.SetStatusCondition(&updated.Status.Conditions, cond)
+	if sc.Status.Healthy != updated.Status.Healthy {
+		if err != nil {
+			r.Recorder.Eventf(sc, corev1.EventTypeWarning, "BrokerUnreachable", "%v", err)
+		} else {
+			r.Recorder.Eventf(sc, corev1.EventTypeNormal, "BrokerReachable", "%s broker answered", sc.Spec.Type)
+		}
+	}
+	if werr := r.Client.Status().Patch(ctx, updated, client.MergeFrom(sc)); werr != nil {
+		return ctrl.Result{}, fmt.Errorf("write ScalerConfig status: %w", werr)
+	}
+	return ctrl.Result{RequeueAfter: r.Interval}, nil
+}

@@ -1,0 +1,38 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/controller/qworker"
+	"github.com/swell-autoscaler/swell/internal/controller/scalerconfig"
+)
+
+// New builds Swell's manager with every reconciler: QWorker and
+// ScalerConfig, sharing one set of broker connections. `swell controller`,
+// `swell dev` and the e2e tests all run this same assembly.
+func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	scheme, err := NewScheme(qv1.AddToScheme)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := qworker.NewMetrics(crmetrics.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	var sources *qworker.Sources
+	return NewManager(ctx, cfg, scheme, o,
+		func(ctx context.Context, mgr ctrl.Manager) error {
+			sources = qworker.NewSources(mgr.GetClient(), mgr.GetAPIReader())
+			return qworker.Setup(ctx, mgr, qworker.Options{Sources: sources, Metrics: metrics})
+		},
+		func(_ context.Context, mgr ctrl.Manager) error {
+			return scalerconfig.Setup(mgr, sources, 0)
+		},
+	)
+}

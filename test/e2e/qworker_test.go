@@ -1,0 +1,327 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/controller/qworker"
+)
+
+// redisScalerConfig points a ScalerConfig at the shared environment's Redis.
+func redisScalerConfig(ns, name, addr string) *qv1.ScalerConfig {
+	host, port, _ := strings.Cut(addr, ":")
+	return &qv1.ScalerConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:       qv1.ScalerConfigSpec{Type: qv1.BrokerRedis, Config: qv1.ScalerConnection{Host: host, Port: port}},
+	}
+}
+
+// kwokQWorker is a QWorker whose pods land on kwok nodes (they turn Running
+// without running anything) and retire by deletion.
+func kwokQWorker(ns, name, queue string, minR, maxR int32, factor float64) *qv1.QWorker {
+	return &qv1.QWorker{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: qv1.QWorkerSpec{
+			PodSpec: corev1.PodSpec{Containers: []corev1.Container{{Name: "worker", Image: "registry.invalid/worker:1"}}},
+			ScaleConfig: qv1.ScaleConfig{
+				ScalerConfigRef: "redis", Queue: queue, MinReplicas: minR, MaxReplicas: maxR, ScalingFactor: factor,
+				PollingIntervalSeconds: ptr.To[int32](1),
+				Retirement:             &qv1.Retirement{Mode: qv1.RetirementDelete},
+			},
+		},
+	}
+}
+
+// alivePods lists a QWorker's pods that are not finished or terminating.
+func alivePods(ctx context.Context, ns, qw string) ([]corev1.Pod, error) {
+	pods, err := env.Clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: qworker.LabelQWorker + "=" + qw})
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.Pod
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func waitForRunningPods(ctx context.Context, t *testing.T, ns, qw string, want int) []corev1.Pod {
+	t.Helper()
+	var pods []corev1.Pod
+	waitFor(ctx, t, fmt.Sprintf("%d running pods of %s", want, qw), func() (bool, error) {
+		all, err := alivePods(ctx, ns, qw)
+		if err != nil {
+			return false, err
+		}
+		pods = pods[:0]
+		for _, p := range all {
+			if p.Status.Phase == corev1.PodRunning {
+				pods = append(pods, p)
+			}
+		}
+		return len(all) == want && len(pods) == want, nil
+	})
+	return pods
+}
+
+func getQWorker(ctx context.Context, t *testing.T, c client.Client, ns, name string) *qv1.QWorker {
+	t.Helper()
+	qw := &qv1.QWorker{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, qw); err != nil {
+		t.Fatalf("get QWorker: %v", err)
+	}
+	return qw
+}
+
+func TestQWorkerScalesOnRedisBacklog(t *testing.T) {
+	c := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := newNamespace(ctx, t)
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
+	defer func() { _ = rdb.Close() }()
+	queue := ns + "-tasks"
+	if err := c.Create(ctx, redisScalerConfig(ns, "redis", env.RedisAddr)); err != nil {
+		t.Fatalf("create ScalerConfig: %v", err)
+	}
+	qw := kwokQWorker(ns, "workers", queue, 0, 8, 0.25)
+	if err := c.Create(ctx, qw); err != nil {
+		t.Fatalf("create QWorker: %v", err)
+	}
+
+	// Empty queue, min 0: no pods.
+	waitFor(ctx, t, "the first decision", func() (bool, error) {
+		got := getQWorker(ctx, t, c, ns, "workers")
+		return got.Status.ObservedGeneration == got.Generation && got.Status.CurrentPodSpecHash != "", nil
+	})
+	if pods, _ := alivePods(ctx, ns, "workers"); len(pods) != 0 {
+		t.Fatalf("%d pods with an empty queue and minReplicas 0", len(pods))
+	}
+
+	// 10 messages × 0.25 = 2.5 → 3 pods.
+	for i := range 10 {
+		rdb.LPush(ctx, queue, fmt.Sprintf("t%d", i))
+	}
+	pods := waitForRunningPods(ctx, t, ns, "workers", 3)
+	hash := getQWorker(ctx, t, c, ns, "workers").Status.CurrentPodSpecHash
+	for _, p := range pods {
+		assertWorkerPod(t, p, "workers", hash)
+	}
+
+	// 100 messages → 25, capped at maxReplicas 8.
+	for i := range 90 {
+		rdb.LPush(ctx, queue, fmt.Sprintf("u%d", i))
+	}
+	waitForRunningPods(ctx, t, ns, "workers", 8)
+	got := getQWorker(ctx, t, c, ns, "workers")
+	if got.Status.Backlog == nil || *got.Status.Backlog != 100 || got.Status.DesiredReplicas != 8 {
+		t.Fatalf("status backlog %v desired %d, want 100 and 8", got.Status.Backlog, got.Status.DesiredReplicas)
+	}
+
+	// Drained: back to zero.
+	rdb.Del(ctx, queue)
+	waitForRunningPods(ctx, t, ns, "workers", 0)
+
+	// And from zero on the first message.
+	rdb.LPush(ctx, queue, "again")
+	waitForRunningPods(ctx, t, ns, "workers", 1)
+	assertEvent(ctx, t, ns, "workers", "ScaledUp")
+	assertEvent(ctx, t, ns, "workers", "ScaledDown")
+}
+
+func TestQWorkerRollsOutPodSpecChange(t *testing.T) {
+	c := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := newNamespace(ctx, t)
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
+	defer func() { _ = rdb.Close() }()
+	queue := ns + "-tasks"
+	if err := c.Create(ctx, redisScalerConfig(ns, "redis", env.RedisAddr)); err != nil {
+		t.Fatal(err)
+	}
+	qw := kwokQWorker(ns, "roll", queue, 4, 4, 1)
+	qw.Spec.ScaleConfig.Retirement.MaxSurge = ptr.To[int32](1)
+	if err := c.Create(ctx, qw); err != nil {
+		t.Fatal(err)
+	}
+	before := waitForRunningPods(ctx, t, ns, "roll", 4)
+	oldHash := getQWorker(ctx, t, c, ns, "roll").Status.CurrentPodSpecHash
+
+	cur := getQWorker(ctx, t, c, ns, "roll")
+	cur.Spec.PodSpec.Containers[0].Image = "registry.invalid/worker:2"
+	if err := c.Update(ctx, cur); err != nil {
+		t.Fatalf("update podSpec: %v", err)
+	}
+	maxAlive := 0
+	waitFor(ctx, t, "every pod replaced by one with the new hash", func() (bool, error) {
+		got := getQWorker(ctx, t, c, ns, "roll")
+		if got.Status.CurrentPodSpecHash == oldHash {
+			return false, nil
+		}
+		pods, err := alivePods(ctx, ns, "roll")
+		if err != nil {
+			return false, err
+		}
+		maxAlive = max(maxAlive, len(pods))
+		if len(pods) != 4 {
+			return false, nil
+		}
+		for _, p := range pods {
+			if p.Labels[qworker.LabelPodSpecHash] != got.Status.CurrentPodSpecHash[:63] || p.Status.Phase != corev1.PodRunning {
+				return false, nil
+			}
+			for _, old := range before {
+				if p.Name == old.Name {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+	if maxAlive > 5 {
+		t.Fatalf("rollout ran %d pods at once, more than 4 + maxSurge 1", maxAlive)
+	}
+}
+
+func TestQWorkerHoldsWhenBrokerFails(t *testing.T) {
+	c := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := newNamespace(ctx, t)
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
+	defer func() { _ = rdb.Close() }()
+	queue := ns + "-tasks"
+	if err := c.Create(ctx, redisScalerConfig(ns, "redis", env.RedisAddr)); err != nil {
+		t.Fatal(err)
+	}
+	// A second QWorker whose ScalerConfig points at a dead port: it must
+	// not slow down or disturb the healthy one.
+	if err := c.Create(ctx, redisScalerConfig(ns, "dead", "127.0.0.1:1")); err != nil {
+		t.Fatal(err)
+	}
+	broken := kwokQWorker(ns, "broken", "q", 2, 5, 1)
+	broken.Spec.ScaleConfig.ScalerConfigRef = "dead"
+	if err := c.Create(ctx, broken); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, kwokQWorker(ns, "healthy", queue, 0, 5, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		rdb.LPush(ctx, queue, fmt.Sprintf("t%d", i))
+	}
+	waitForRunningPods(ctx, t, ns, "healthy", 3)
+	waitFor(ctx, t, "SourceHealthy=False on the broken QWorker", func() (bool, error) {
+		got := getQWorker(ctx, t, c, ns, "broken")
+		cond := meta.FindStatusCondition(got.Status.Conditions, qworker.ConditionSourceHealthy)
+		return cond != nil && cond.Status == metav1.ConditionFalse, nil
+	})
+	// The broken QWorker never measured: it holds its floor (minReplicas 2),
+	// it does not drop to zero.
+	waitForRunningPods(ctx, t, ns, "broken", 2)
+	assertEvent(ctx, t, ns, "broken", "SourceFailed")
+	sc := &qv1.ScalerConfig{}
+	waitFor(ctx, t, "ScalerConfig dead reported unhealthy", func() (bool, error) {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "dead"}, sc); err != nil {
+			return false, err
+		}
+		return !sc.Status.Healthy && sc.Status.Message != "", nil
+	})
+
+	// Now the real broker goes down under the healthy QWorker.
+	if err := env.StopComponent("redis"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "SourceHealthy=False on the healthy QWorker", func() (bool, error) {
+		got := getQWorker(ctx, t, c, ns, "healthy")
+		cond := meta.FindStatusCondition(got.Status.Conditions, qworker.ConditionSourceHealthy)
+		return cond != nil && cond.Status == metav1.ConditionFalse, nil
+	})
+	time.Sleep(3 * time.Second) // several polls at 1 s while the broker is down
+	if pods, _ := alivePods(ctx, ns, "healthy"); len(pods) != 3 {
+		t.Fatalf("%d pods while the broker was down, want the 3 held", len(pods))
+	}
+	if err := env.RestartComponent(ctx, "redis", env.RedisReady()); err != nil {
+		t.Fatal(err)
+	}
+	// Redis restarted empty (no persistence): the backlog is 0 → scale to 0.
+	waitForRunningPods(ctx, t, ns, "healthy", 0)
+	waitFor(ctx, t, "SourceHealthy=True again", func() (bool, error) {
+		got := getQWorker(ctx, t, c, ns, "healthy")
+		cond := meta.FindStatusCondition(got.Status.Conditions, qworker.ConditionSourceHealthy)
+		return cond != nil && cond.Status == metav1.ConditionTrue, nil
+	})
+}
+
+func TestQWorkerDeletedTakesItsPods(t *testing.T) {
+	c := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(ctx, t)
+	if err := c.Create(ctx, redisScalerConfig(ns, "redis", env.RedisAddr)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, kwokQWorker(ns, "gone", ns+"-q", 2, 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitForRunningPods(ctx, t, ns, "gone", 2)
+	if err := c.Delete(ctx, &qv1.QWorker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the garbage collector to remove the pods", func() (bool, error) {
+		pods, err := env.Clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: qworker.LabelQWorker + "=gone"})
+		return err == nil && len(pods.Items) == 0, err
+	})
+}
+
+func assertWorkerPod(t *testing.T, p corev1.Pod, qw, hash string) {
+	t.Helper()
+	ref := metav1.GetControllerOf(&p)
+	if ref == nil || ref.Kind != "QWorker" || ref.Name != qw {
+		t.Fatalf("pod %s controller %v, want QWorker %s", p.Name, ref, qw)
+	}
+	if !strings.HasPrefix(p.Name, qw+"-") {
+		t.Fatalf("pod name %s, want prefix %s-", p.Name, qw)
+	}
+	env := map[string]string{}
+	for _, e := range p.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if env["QWORKER_NAME"] != qw || env["POD_SPEC_HASH"] != hash || env["PULLING_INTERVAL"] == "" {
+		t.Fatalf("pod %s env %v: want QWORKER_NAME=%s POD_SPEC_HASH=%s PULLING_INTERVAL set", p.Name, env, qw, hash)
+	}
+}
+
+// assertEvent waits for an event of reason on the named object.
+func assertEvent(ctx context.Context, t *testing.T, ns, name, reason string) {
+	t.Helper()
+	waitFor(ctx, t, "event "+reason+" on "+name, func() (bool, error) {
+		evs, err := env.Clientset.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == name && e.Reason == reason {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+var _ = apierrors.IsNotFound
