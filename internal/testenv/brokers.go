@@ -93,7 +93,8 @@ func (e *Env) startNATS(ctx context.Context) error {
 
 // startRabbitMQ runs a RabbitMQ node with its own epmd, node name, cookie and
 // data directories, so it neither needs nor touches the system service.
-func (e *Env) startRabbitMQ(ctx context.Context) error {
+// With management it also serves the management HTTP API on loopback.
+func (e *Env) startRabbitMQ(ctx context.Context, management bool) error {
 	server, err := lookSystem("rabbitmq-server")
 	if err != nil {
 		return err
@@ -107,11 +108,11 @@ func (e *Env) startRabbitMQ(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
-	amqpPort, epmdPort, distPort := ports[0], ports[1], ports[2]
+	amqpPort, epmdPort, distPort, mgmtPort := ports[0], ports[1], ports[2], ports[3]
 	base := filepath.Join(e.Dir, "rabbitmq")
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return fmt.Errorf("rabbitmq dir: %w", err)
@@ -120,10 +121,15 @@ func (e *Env) startRabbitMQ(ctx context.Context) error {
 		return fmt.Errorf("erlang cookie: %w", err)
 	}
 	conf := fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nloopback_users = none\n", amqpPort)
+	plugins := "[].\n"
+	if management {
+		conf += fmt.Sprintf("management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\ncollect_statistics_interval = 500\n", mgmtPort)
+		plugins = "[rabbitmq_management].\n"
+	}
 	if err := os.WriteFile(filepath.Join(base, "rabbitmq.conf"), []byte(conf), 0o600); err != nil {
 		return fmt.Errorf("rabbitmq.conf: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(base, "enabled_plugins"), []byte("[].\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(base, "enabled_plugins"), []byte(plugins), 0o600); err != nil {
 		return fmt.Errorf("enabled_plugins: %w", err)
 	}
 	erlEnv := []string{"ERL_EPMD_PORT=" + strconv.Itoa(epmdPort), "ERL_EPMD_ADDRESS=127.0.0.1", "HOME=" + base}
@@ -152,13 +158,17 @@ func (e *Env) startRabbitMQ(ctx context.Context) error {
 		return err
 	}
 	e.RabbitMQURL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", amqpPort)
-	return p.waitFor(ctx, "accepting AMQP", func(context.Context) error {
+	if err := p.waitFor(ctx, "accepting AMQP", func(context.Context) error {
 		conn, err := amqp.DialConfig(e.RabbitMQURL, amqp.Config{Dial: amqp.DefaultDial(time.Second)})
 		if err != nil {
 			return err
 		}
 		return conn.Close()
-	})
+	}); err != nil || !management {
+		return err
+	}
+	e.RabbitMQManagementURL = fmt.Sprintf("http://127.0.0.1:%d", mgmtPort)
+	return p.waitFor(ctx, "serving management API", httpOK(http.DefaultClient, e.RabbitMQManagementURL+"/", ""))
 }
 
 // startKafka runs franz-go's kfake, a Kafka-protocol broker, in this process.

@@ -50,6 +50,10 @@ type Options struct {
 	ProcessNode *NodeSpec
 	// Redis, RabbitMQ, NATS and Kafka start one broker each.
 	Redis, RabbitMQ, NATS, Kafka bool
+	// RabbitMQManagement enables RabbitMQ's management plugin (HTTP API on
+	// loopback, statistics every 500 ms) and implies RabbitMQ. Off by
+	// default: the plugin makes RabbitMQ start slower.
+	RabbitMQManagement bool
 }
 
 // FullCluster is a control plane with scheduler, controller manager, nodes
@@ -91,8 +95,11 @@ type Env struct {
 
 	RedisAddr   string
 	RabbitMQURL string
-	NATSURL     string
-	KafkaAddrs  []string
+	// RabbitMQManagementURL is the management HTTP API (user guest, password
+	// guest), set with Options.RabbitMQManagement.
+	RabbitMQManagementURL string
+	NATSURL               string
+	KafkaAddrs            []string
 
 	// Timings records how long each component took to become ready.
 	Timings map[string]time.Duration
@@ -159,6 +166,9 @@ func (o Options) normalized() Options {
 	if len(o.KwokNodes) > 0 || o.ProcessNode != nil || o.ControllerManager || o.Scheduler {
 		o.APIServer = true
 	}
+	if o.RabbitMQManagement {
+		o.RabbitMQ = true
+	}
 	return o
 }
 
@@ -170,7 +180,7 @@ func (e *Env) startAll(ctx, bgCtx context.Context, o Options) error {
 	}{
 		{"control-plane", o.APIServer, func(ctx context.Context) error { return e.startControlPlane(ctx, bgCtx, o) }},
 		{"redis", o.Redis, e.startRedis},
-		{"rabbitmq", o.RabbitMQ, e.startRabbitMQ},
+		{"rabbitmq", o.RabbitMQ, func(ctx context.Context) error { return e.startRabbitMQ(ctx, o.RabbitMQManagement) }},
 		{"nats", o.NATS, e.startNATS},
 		{"kafka", o.Kafka, e.startKafka},
 	}
