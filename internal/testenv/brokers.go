@@ -123,7 +123,7 @@ func (e *Env) startRabbitMQ(ctx context.Context, management bool) error {
 	conf := fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nloopback_users = none\n", amqpPort)
 	plugins := "[].\n"
 	if management {
-		conf += fmt.Sprintf("management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\ncollect_statistics_interval = 500\n", mgmtPort)
+		conf += fmt.Sprintf("management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\n", mgmtPort)
 		plugins = "[rabbitmq_management].\n"
 	}
 	if err := os.WriteFile(filepath.Join(base, "rabbitmq.conf"), []byte(conf), 0o600); err != nil {

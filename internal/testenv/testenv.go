@@ -51,8 +51,8 @@ type Options struct {
 	// Redis, RabbitMQ, NATS and Kafka start one broker each.
 	Redis, RabbitMQ, NATS, Kafka bool
 	// RabbitMQManagement enables RabbitMQ's management plugin (HTTP API on
-	// loopback, statistics every 500 ms) and implies RabbitMQ. Off by
-	// default: the plugin makes RabbitMQ start slower.
+	// loopback; its queue statistics lag up to 5 s) and implies RabbitMQ.
+	// Off by default: the plugin makes RabbitMQ start slower.
 	RabbitMQManagement bool
 }
 

@@ -109,10 +109,10 @@ func get(t *testing.T, ch *amqp.Channel, queue string, n int) []amqp.Delivery {
 
 // eventually measures until the sample has the wanted counts: the ready
 // count is exact at once, the unacknowledged count follows RabbitMQ's
-// statistics interval (500 ms in testenv).
+// statistics collection (every 5 s).
 func eventually(t *testing.T, s source.Source, step string, ready, inFlight int64) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	var got source.Sample
 	var err error
 	for time.Now().Before(deadline) {
