@@ -1,83 +1,48 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/internal/demo"
 )
 
-// devOptions are the flags of `swell dev`.
-type devOptions struct {
-	nodes      int
-	kubeconfig string
-}
-
 func newDevCmd() *cobra.Command {
-	o := devOptions{}
+	o := demo.Options{}
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run a local cluster (real control plane, kwok nodes, a process node, Redis) until Ctrl-C",
-		Long: `dev starts, on loopback, the same real components the tests use: etcd,
-kube-apiserver, kube-controller-manager, kube-scheduler, kwok fake nodes, a
-process node whose pods run as local processes, and Redis. It writes a
-kubeconfig so kubectl works beside it, and stops everything on Ctrl-C.
+		Short: "Run the demo: a local cluster, Redis, the controller, a sample QWorker, load and a live view",
+		Long: `dev starts, on loopback, the same real components the tests use (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler, kwok nodes, a process
+node whose pods run as local processes, Redis), runs Swell's controller, creates
+a QWorker whose workers are real 'swell demo-worker' processes built on the Go
+SDK, pushes tasks at a changing rate, and draws a live view of the scaling.
+It writes a kubeconfig so kubectl works beside it; Ctrl-C stops everything.
 
 Binaries come from 'make testbin'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDev(cmd.Context(), cmd.OutOrStdout(), o)
+			if o.Worker == "" {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("find the swell binary for the workers: %w", err)
+				}
+				o.Worker = exe
+			}
+			o.Out = cmd.OutOrStdout()
+			return demo.Run(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().IntVar(&o.nodes, "nodes", 3, "number of kwok nodes")
-	cmd.Flags().StringVar(&o.kubeconfig, "kubeconfig-out", filepath.Join(os.TempDir(), "swell-dev.kubeconfig"), "where to write the cluster's kubeconfig")
+	f := cmd.Flags()
+	f.IntVar(&o.Nodes, "nodes", 3, "number of kwok nodes")
+	f.StringVar(&o.KubeconfigOut, "kubeconfig-out", filepath.Join(os.TempDir(), "swell-dev.kubeconfig"), "where to write the cluster's kubeconfig")
+	f.StringVar(&o.Worker, "worker-binary", "", "swell binary the worker pods run (default: this one)")
+	f.DurationVar(&o.TaskTime, "task-time", 500*time.Millisecond, "how long each task takes a worker")
+	f.Float64Var(&o.PhaseScale, "phase-scale", 1, "stretch (>1) or shrink (<1) the load schedule")
+	f.DurationVar(&o.Refresh, "refresh", time.Second, "live view refresh period")
 	return cmd
-}
-
-func runDev(ctx context.Context, out io.Writer, o devOptions) error {
-	if err := testenv.CheckBinaries(); err != nil {
-		return err
-	}
-	opts := testenv.FullCluster(o.nodes)
-	opts.Redis = true
-	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	start := time.Now()
-	env, err := testenv.Start(startCtx, opts)
-	if err != nil {
-		return fmt.Errorf("start local cluster: %w", err)
-	}
-	defer env.Stop()
-	kc, err := os.ReadFile(env.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("read kubeconfig: %w", err)
-	}
-	if err := os.WriteFile(o.kubeconfig, kc, 0o600); err != nil {
-		return fmt.Errorf("write kubeconfig %s: %w", o.kubeconfig, err)
-	}
-	fmt.Fprintf(out, "swell dev: cluster ready in %s\n", time.Since(start).Round(time.Millisecond))
-	printTimings(out, env.Timings)
-	fmt.Fprintf(out, "  apiserver   %s\n  redis       %s\n  logs        %s\n", env.APIServerURL, env.RedisAddr, env.Dir)
-	fmt.Fprintf(out, "\n  export KUBECONFIG=%s\n  kubectl get nodes\n\nPress Ctrl-C to stop.\n", o.kubeconfig)
-	<-ctx.Done()
-	fmt.Fprintln(out, "swell dev: stopping")
-	return nil
-}
-
-func printTimings(out io.Writer, t map[string]time.Duration) {
-	names := make([]string, 0, len(t))
-	for n := range t {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(out, "  %-24s ready in %s\n", n, t[n].Round(time.Millisecond))
-	}
 }

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -20,20 +20,26 @@ import (
 // dir (as generated into config/crd/bases) and waits until each is
 // Established, so tests can create objects of those kinds at once.
 func (e *Env) InstallCRDs(ctx context.Context, dir string) error {
+	return e.InstallCRDsFS(ctx, os.DirFS(dir))
+}
+
+// InstallCRDsFS is InstallCRDs over a file system (e.g. an embed.FS),
+// reading every *.yaml at its root.
+func (e *Env) InstallCRDsFS(ctx context.Context, fsys fs.FS) error {
 	cs, err := apiextensionsclient.NewForConfig(e.RESTConfig)
 	if err != nil {
 		return fmt.Errorf("apiextensions client: %w", err)
 	}
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	files, err := fs.Glob(fsys, "*.yaml")
 	if err != nil {
-		return fmt.Errorf("list CRD files in %s: %w", dir, err)
+		return fmt.Errorf("list CRD files: %w", err)
 	}
 	if len(files) == 0 {
-		return fmt.Errorf("no CRD files in %s", dir)
+		return fmt.Errorf("no CRD files found")
 	}
 	var names []string
 	for _, f := range files {
-		crds, err := readCRDs(f)
+		crds, err := readCRDs(fsys, f)
 		if err != nil {
 			return err
 		}
@@ -58,8 +64,8 @@ func (e *Env) InstallCRDs(ctx context.Context, dir string) error {
 	})
 }
 
-func readCRDs(path string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
-	b, err := os.ReadFile(path)
+func readCRDs(fsys fs.FS, path string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	b, err := fs.ReadFile(fsys, path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
