@@ -20,7 +20,7 @@ func TestSecretNeverPrints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, out := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%s", cfg.Pass), string(js)} {
+	for _, out := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%v|%s", cfg.Pass, cfg.Pass), string(js)} {
 		if strings.Contains(out, pw) {
 			t.Errorf("printed form shows the secret: %s", out)
 		}
