@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +19,9 @@ import (
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/pkg/source"
 	"github.com/swell-autoscaler/swell/pkg/source/brokerconn"
+	kafkasource "github.com/swell-autoscaler/swell/pkg/source/kafka"
+	natssource "github.com/swell-autoscaler/swell/pkg/source/nats"
+	rabbitmqsource "github.com/swell-autoscaler/swell/pkg/source/rabbitmq"
 	redissource "github.com/swell-autoscaler/swell/pkg/source/redis"
 )
 
@@ -34,17 +39,23 @@ type Sources struct {
 	conns map[types.NamespacedName]*conn
 }
 
-// conn is one broker connection and the fingerprint of the config it was
-// made from.
-type conn struct {
-	fingerprint string
-	redis       *redissource.Client
-}
-
 // NewSources returns a provider reading ScalerConfigs from c and Secrets
 // from secrets (an uncached reader).
 func NewSources(c, secrets client.Reader) *Sources {
 	return &Sources{Client: c, Secrets: secrets}
+}
+
+// conn is one broker connection and the fingerprint of the resolved
+// configuration it was made from.
+type conn struct {
+	fingerprint string
+	client      brokerClient
+}
+
+// brokerClient is a shared broker connection that hands out queue sources.
+type brokerClient interface {
+	Queue(queue string) (source.Source, error)
+	Close() error
 }
 
 // Source implements SourceProvider.
@@ -53,43 +64,29 @@ func (s *Sources) Source(ctx context.Context, namespace, name, queue string) (so
 	if err := s.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sc); err != nil {
 		return nil, fmt.Errorf("get ScalerConfig: %w", err)
 	}
-	switch sc.Spec.Type {
-	case qv1.BrokerRedis:
-		c, err := s.redisClient(ctx, sc)
-		if err != nil {
-			return nil, err
-		}
-		ref, err := redissource.ParseQueueRef(queue)
-		if err != nil {
-			return nil, fmt.Errorf("spec.scaleConfig.queue: %w", err)
-		}
-		return c.Queue(ref)
-	default:
-		return nil, unsupported(sc)
+	c, err := s.client(ctx, sc)
+	if err != nil {
+		return nil, err
 	}
-}
-
-func unsupported(sc *qv1.ScalerConfig) error {
-	return fmt.Errorf("ScalerConfig %s/%s: spec.type %q is not supported by this build of Swell (supported: redis)", sc.Namespace, sc.Name, sc.Spec.Type)
+	src, err := c.Queue(queue)
+	if err != nil {
+		return nil, fmt.Errorf("spec.scaleConfig.queue: %w", err)
+	}
+	return src, nil
 }
 
 // Ping checks a ScalerConfig's broker with a fresh connection, for its
 // status: a cached connection could hide that the broker went away.
 func (s *Sources) Ping(ctx context.Context, sc *qv1.ScalerConfig) error {
-	switch sc.Spec.Type {
-	case qv1.BrokerRedis:
-		cfg, err := s.redisConfig(ctx, sc)
-		if err != nil {
-			return err
-		}
-		c, err := redissource.New(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	default:
-		return unsupported(sc)
+	r, err := s.resolve(ctx, sc)
+	if err != nil {
+		return err
 	}
+	c, err := dial(ctx, sc, r)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 // Forget closes the connection of a deleted ScalerConfig.
@@ -97,66 +94,148 @@ func (s *Sources) Forget(key types.NamespacedName) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c := s.conns[key]; c != nil {
-		c.close()
+		_ = c.client.Close()
 		delete(s.conns, key)
 	}
 }
 
-func (c *conn) close() {
-	if c.redis != nil {
-		_ = c.redis.Close()
-	}
-}
-
-func (s *Sources) redisClient(ctx context.Context, sc *qv1.ScalerConfig) (*redissource.Client, error) {
-	cfg, err := s.redisConfig(ctx, sc)
+// client returns the shared connection for sc, making a new one when the
+// resolved configuration (spec or Secrets) changed.
+func (s *Sources) client(ctx context.Context, sc *qv1.ScalerConfig) (brokerClient, error) {
+	r, err := s.resolve(ctx, sc)
 	if err != nil {
 		return nil, err
 	}
-	fp := fingerprint(fmt.Sprintf("%s|%d|%s|%d|%v|%v|%s|%s|%s|%v", cfg.Host, cfg.Port, cfg.Username, cfg.DB, cfg.TLS.Enabled,
-		cfg.KeyspaceNotifications, cfg.Password.Reveal(), cfg.TLS.CAPEM, cfg.TLS.CertPEM, cfg.TLS.InsecureSkipVerify))
+	fp := r.fingerprint(sc)
 	key := types.NamespacedName{Namespace: sc.Namespace, Name: sc.Name}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conns == nil {
 		s.conns = map[types.NamespacedName]*conn{}
 	}
-	if c := s.conns[key]; c != nil && c.fingerprint == fp && c.redis != nil {
-		return c.redis, nil
-	} else if c != nil {
-		c.close()
+	if c := s.conns[key]; c != nil {
+		if c.fingerprint == fp {
+			return c.client, nil
+		}
+		_ = c.client.Close()
 		delete(s.conns, key)
 	}
-	rc, err := redissource.New(ctx, cfg)
+	c, err := dial(ctx, sc, r)
+	if err != nil {
+		return nil, err
+	}
+	s.conns[key] = &conn{fingerprint: fp, client: c}
+	return c, nil
+}
+
+// resolved is a ScalerConfig's credentials and TLS material, read from Secrets.
+type resolved struct {
+	password string
+	tls      brokerconn.TLS
+}
+
+func (r resolved) fingerprint(sc *qv1.ScalerConfig) string {
+	spec, _ := json.Marshal(sc.Spec)
+	return fingerprint(fmt.Sprintf("%s|%s|%s|%s|%s", spec, r.password, r.tls.CAPEM, r.tls.CertPEM, r.tls.KeyPEM.Reveal()))
+}
+
+func (s *Sources) resolve(ctx context.Context, sc *qv1.ScalerConfig) (resolved, error) {
+	password, err := s.password(ctx, sc.Namespace, sc.Spec.Config.Password)
+	if err != nil {
+		return resolved{}, err
+	}
+	t, err := s.tlsOptions(ctx, sc.Namespace, sc.Spec.Config.TLS)
+	if err != nil {
+		return resolved{}, err
+	}
+	return resolved{password: password, tls: t}, nil
+}
+
+// dial connects to sc's broker.
+func dial(ctx context.Context, sc *qv1.ScalerConfig, r resolved) (brokerClient, error) {
+	c := sc.Spec.Config
+	port, err := portNumber(c.Port)
+	if err != nil {
+		return nil, fmt.Errorf("ScalerConfig %s/%s spec.config.port: %w", sc.Namespace, sc.Name, err)
+	}
+	pw := brokerconn.Secret(r.password)
+	var bc brokerClient
+	switch sc.Spec.Type {
+	case qv1.BrokerRedis:
+		var rc *redissource.Client
+		rc, err = redissource.New(ctx, redissource.Config{Host: c.Host, Port: port, Username: c.Username, Password: pw, DB: int(c.DB),
+			TLS: r.tls, KeyspaceNotifications: c.KeyspaceNotifications, DialTimeout: dialTimeout})
+		bc = redisClient{rc}
+	case qv1.BrokerRabbitMQ:
+		var rc *rabbitmqsource.Client
+		rc, err = rabbitmqsource.New(ctx, rabbitmqsource.Config{URL: c.URL, Host: c.Host, Port: port, Username: c.Username, Password: pw,
+			VHost: c.VHost, TLS: r.tls, ManagementURL: c.ManagementURL, DialTimeout: dialTimeout})
+		bc = rabbitmqClient{rc}
+	case qv1.BrokerNATS:
+		url := c.URL
+		if url == "" {
+			url = "nats://" + net.JoinHostPort(c.Host, strconv.Itoa(max(port, 4222)))
+		}
+		var nc *natssource.Client
+		nc, err = natssource.New(ctx, natssource.Config{URL: url, Username: c.Username, Password: pw, TLS: r.tls, Stream: c.Stream, DialTimeout: dialTimeout})
+		bc = natsClient{nc}
+	case qv1.BrokerKafka:
+		var kc *kafkasource.Client
+		kc, err = kafkasource.New(ctx, kafkasource.Config{Brokers: c.Brokers, ConsumerGroup: c.ConsumerGroup, SASLMechanism: c.SASLMechanism,
+			Username: c.Username, Password: pw, TLS: r.tls, DialTimeout: dialTimeout})
+		bc = kafkaClient{kc}
+	default:
+		return nil, fmt.Errorf("ScalerConfig %s/%s: spec.type %q is not one of redis, rabbitmq, nats, kafka", sc.Namespace, sc.Name, sc.Spec.Type)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ScalerConfig %s/%s: %w", sc.Namespace, sc.Name, err)
 	}
-	s.conns[key] = &conn{fingerprint: fp, redis: rc}
-	return rc, nil
+	return bc, nil
 }
 
-func (s *Sources) redisConfig(ctx context.Context, sc *qv1.ScalerConfig) (redissource.Config, error) {
-	c := sc.Spec.Config
-	port := 0
-	if c.Port != "" {
-		p, err := strconv.Atoi(c.Port)
-		if err != nil {
-			return redissource.Config{}, fmt.Errorf("ScalerConfig %s/%s spec.config.port %q: %w", sc.Namespace, sc.Name, c.Port, err)
-		}
-		port = p
+// dialTimeout bounds connecting, so a dead broker fails a reconcile quickly.
+const dialTimeout = 3 * time.Second
+
+func portNumber(s string) (int, error) {
+	if s == "" {
+		return 0, nil
 	}
-	password, err := s.password(ctx, sc.Namespace, c.Password)
+	p, err := strconv.Atoi(s)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
+	}
+	return p, nil
+}
+
+// Adapters from each broker package's queue reference to the QWorker's
+// queue string.
+type (
+	redisClient    struct{ *redissource.Client }
+	rabbitmqClient struct{ *rabbitmqsource.Client }
+	natsClient     struct{ *natssource.Client }
+	kafkaClient    struct{ *kafkasource.Client }
+)
+
+func (c redisClient) Queue(q string) (source.Source, error) {
+	ref, err := redissource.ParseQueueRef(q)
 	if err != nil {
-		return redissource.Config{}, err
+		return nil, err
 	}
-	tlsOpts, err := s.tlsOptions(ctx, sc.Namespace, c.TLS)
+	return c.Client.Queue(ref)
+}
+
+func (c rabbitmqClient) Queue(q string) (source.Source, error) { return c.Client.Queue(q) }
+
+func (c natsClient) Queue(q string) (source.Source, error) {
+	ref, err := natssource.ParseQueueRef(q)
 	if err != nil {
-		return redissource.Config{}, err
+		return nil, err
 	}
-	return redissource.Config{
-		Host: c.Host, Port: port, Username: c.Username, Password: brokerconn.Secret(password), DB: int(c.DB),
-		TLS: tlsOpts, KeyspaceNotifications: c.KeyspaceNotifications, DialTimeout: 3 * time.Second,
-	}, nil
+	return c.Client.Queue(ref)
+}
+
+func (c kafkaClient) Queue(q string) (source.Source, error) {
+	return c.Client.Queue(kafkasource.QueueRef{Topic: q})
 }
 
 // password resolves QScaler's password field: inline, secret, or the older

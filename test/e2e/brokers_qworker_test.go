@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+)
+
+// brokerCase is one broker under a QWorker: how a ScalerConfig reaches it,
+// the QWorker's queue string, and how to fill and drain that queue.
+type brokerCase struct {
+	name   string
+	spec   qv1.ScalerConfigSpec
+	queue  string
+	fill   func(ctx context.Context, t *testing.T, n int)
+	drain  func(ctx context.Context, t *testing.T)
+	closer func()
+}
+
+// TestQWorkerScalesOnEveryBroker fills each broker's queue, expects
+// ceil(n × scalingFactor) pods, drains the queue and expects zero pods.
+// (Redis has its own, longer test.)
+func TestQWorkerScalesOnEveryBroker(t *testing.T) {
+	c := startController(t)
+	for _, mk := range []func(*testing.T) brokerCase{rabbitCase, natsCase, kafkaCase} {
+		bc := mk(t)
+		t.Run(bc.name, func(t *testing.T) {
+			if bc.closer != nil {
+				defer bc.closer()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			ns := newNamespace(ctx, t)
+			if err := c.Create(ctx, &qv1.ScalerConfig{ObjectMeta: metav1.ObjectMeta{Name: "redis", Namespace: ns}, Spec: bc.spec}); err != nil {
+				t.Fatalf("create ScalerConfig: %v", err)
+			}
+			if err := c.Create(ctx, kwokQWorker(ns, "workers", bc.queue, 0, 10, 0.5)); err != nil {
+				t.Fatalf("create QWorker: %v", err)
+			}
+			bc.fill(ctx, t, 7)
+			waitForRunningPods(ctx, t, ns, "workers", 4) // ceil(7 × 0.5)
+			bc.drain(ctx, t)
+			waitForRunningPods(ctx, t, ns, "workers", 0)
+		})
+	}
+}
+
+func rabbitCase(t *testing.T) brokerCase {
+	u, err := url.Parse(env.RabbitMQURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := amqp.Dial(env.RabbitMQURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const queue = "swell-e2e-rabbit"
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	return brokerCase{
+		name:  "rabbitmq",
+		queue: queue,
+		// QScaler's inline password form, accepted for compatibility.
+		spec: qv1.ScalerConfigSpec{Type: qv1.BrokerRabbitMQ, Config: qv1.ScalerConnection{
+			Host: u.Hostname(), Port: u.Port(), Username: "guest", Password: &qv1.Password{Value: "guest"}}},
+		fill: func(ctx context.Context, t *testing.T, n int) {
+			for range n {
+				if err := ch.PublishWithContext(ctx, "", queue, false, false, amqp.Publishing{Body: []byte("task")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		drain: func(context.Context, *testing.T) {
+			if _, err := ch.QueuePurge(queue, false); err != nil {
+				t.Fatal(err)
+			}
+		},
+		closer: func() { _ = conn.Close() },
+	}
+}
+
+func natsCase(t *testing.T) brokerCase {
+	ctx := context.Background()
+	nc, err := nats.Connect(env.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "WORK", Subjects: []string{"work.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "workers", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return brokerCase{
+		name:  "nats",
+		queue: "WORK/workers",
+		spec:  qv1.ScalerConfigSpec{Type: qv1.BrokerNATS, Config: qv1.ScalerConnection{URL: env.NATSURL, Stream: "WORK"}},
+		fill: func(ctx context.Context, t *testing.T, n int) {
+			for range n {
+				if _, err := js.Publish(ctx, "work.task", []byte("task")); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		drain: func(ctx context.Context, t *testing.T) {
+			batch, err := cons.Fetch(100, jetstream.FetchMaxWait(2*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range batch.Messages() {
+				if err := m.Ack(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		closer: nc.Close,
+	}
+}
+
+func kafkaCase(t *testing.T) brokerCase {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.KafkaAddrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	const topic, group = "swell-e2e-work", "swell-e2e-workers"
+	if _, err := adm.CreateTopic(context.Background(), 3, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	return brokerCase{
+		name:  "kafka",
+		queue: topic,
+		spec:  qv1.ScalerConfigSpec{Type: qv1.BrokerKafka, Config: qv1.ScalerConnection{Brokers: env.KafkaAddrs, ConsumerGroup: group}},
+		fill: func(ctx context.Context, t *testing.T, n int) {
+			for range n {
+				if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("task")}).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		drain: func(ctx context.Context, t *testing.T) {
+			// The group catches up: commit the end offset of every partition.
+			ends, err := adm.ListEndOffsets(ctx, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			offsets := kadm.Offsets{}
+			ends.Each(func(o kadm.ListedOffset) {
+				offsets.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset, LeaderEpoch: -1})
+			})
+			if _, err := adm.CommitOffsets(ctx, group, offsets); err != nil {
+				t.Fatal(err)
+			}
+		},
+		closer: cl.Close,
+	}
+}
