@@ -68,7 +68,14 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 	if err != nil {
 		return err
 	}
-	moved, err := redisq.Recover(ctx, rdb, o.queue, alive)
+	// A restarted container (same pod, new process) holds nothing: tasks in
+	// its own processing list belong to the process that died.
+	moved, err := redisq.Recover(ctx, rdb, o.queue, func(pod string) (bool, error) {
+		if pod == id.Pod {
+			return false, nil
+		}
+		return alive(pod)
+	})
 	if err != nil {
 		log.Warn("recover tasks of dead pods", "err", err)
 	} else if moved > 0 {
