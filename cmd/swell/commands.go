@@ -12,5 +12,6 @@ func subcommands() []*cobra.Command {
 		newDemoWorkerCmd(),
 		newSimulateCmd(),
 		newNodePoolCmd(),
+		newCPACmd(),
 	}
 }

@@ -313,7 +313,9 @@ func ParseEvaluation(out string) (Evaluation, error) {
 func (a *Autoscaler) decide(now time.Time, current, wanted int32) int32 {
 	lo, hi := a.cfg.MinReplicas, a.cfg.MaxReplicas
 	desired := min(max(wanted, lo), hi)
-	desired = a.stabilizer.Stabilize(now, desired)
+	if a.stabilizer.Window > 0 {
+		desired = a.stabilizer.Stabilize(now, desired)
+	}
 	if a.normalizer != nil {
 		desired, _ = a.normalizer.Normalize(now, current, desired, lo, hi)
 	}

@@ -1,0 +1,243 @@
+package cpa
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func shellMethod(timeoutMs int, entry string, args ...string) *Method {
+	return &Method{Type: MethodShell, Timeout: timeoutMs, Shell: &Shell{Entrypoint: entry, Command: args}}
+}
+
+func TestShellMethod(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "pwned")
+	cases := []struct {
+		name    string
+		m       *Method
+		input   string
+		want    string
+		wantErr string
+	}{
+		{"stdin to stdout", shellMethod(0, "cat"), `{"a":1}`, `{"a":1}`, ""},
+		{"semicolon is not interpreted", shellMethod(0, "echo", "a; touch "+marker), "", "a; touch " + marker + "\n", ""},
+		{"dollar is not expanded", shellMethod(0, "echo", "$HOME", "`id`"), "", "$HOME `id`\n", ""},
+		{"non-zero exit names code and stderr", shellMethod(0, "sh", "-c", "echo boom >&2; exit 3"), "", "", `exit code 3 (stderr: "boom")`},
+		{"timeout", shellMethod(100, "sleep", "5"), "", "", "timed out after 100ms"},
+		{"timeout kills children holding the pipe", shellMethod(100, "sh", "-c", "sleep 5; echo late"), "", "", "timed out"},
+		{"missing entrypoint", shellMethod(0, "/nonexistent/script"), "", "", "no such file"},
+	}
+	e := NewExecutor()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			got, err := e.Run(context.Background(), c.m, []byte(c.input))
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, c.wantErr)
+				}
+				if time.Since(start) > 4*time.Second {
+					t.Fatalf("a timed-out method was not killed (took %s)", time.Since(start))
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("got %q, %v; want %q", got, err, c.want)
+			}
+		})
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("an argument was run by a shell: the marker file exists")
+	}
+}
+
+func TestHTTPMethodParameterModes(t *testing.T) {
+	var gotQuery, gotBody, gotHeader, gotMethod string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		gotQuery, gotBody, gotHeader, gotMethod = r.URL.Query().Get("value"), string(b), r.Header.Get("X-Token"), r.Method
+		if r.URL.Query().Get("fail") != "" {
+			w.WriteHeader(http.StatusTeapot)
+		}
+		_, _ = w.Write([]byte(`{"targetReplicas": 2}`))
+	}))
+	defer srv.Close()
+	input := `{"metrics":[{"resource":"a","value":"1 & 2"}]}`
+	cases := []struct {
+		name, mode, url string
+		codes           []int
+		wantQuery       string
+		wantBody        string
+		wantErr         string
+	}{
+		{"query", ParameterQuery, srv.URL + "?keep=1", []int{200}, input, "", ""},
+		{"body", ParameterBody, srv.URL, []int{200}, "", input, ""},
+		{"status not in successCodes", ParameterBody, srv.URL + "?fail=1", []int{200, 201}, "", "", "status 418 not in successCodes [200 201]"},
+		{"teapot allowed", ParameterBody, srv.URL + "?fail=1", []int{418}, "", input, ""},
+	}
+	e := NewExecutor()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := &Method{Type: MethodHTTP, HTTP: &HTTP{Method: "POST", URL: c.url, SuccessCodes: c.codes, ParameterMode: c.mode, Headers: map[string]string{"X-Token": "t"}}}
+			out, err := e.Run(context.Background(), m, []byte(input))
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil || out != `{"targetReplicas": 2}` {
+				t.Fatalf("out %q, err %v", out, err)
+			}
+			if gotQuery != c.wantQuery || gotBody != c.wantBody || gotHeader != "t" || gotMethod != "POST" {
+				t.Fatalf("server saw query %q body %q header %q method %s", gotQuery, gotBody, gotHeader, gotMethod)
+			}
+		})
+	}
+}
+
+func TestHTTPMethodTimeoutAndUnreachable(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	defer slow.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	_ = ln.Close()
+	e := NewExecutor()
+	for name, c := range map[string]struct {
+		url     string
+		timeout int
+		want    string
+	}{
+		"timeout":     {slow.URL, 100, "timed out after 100ms"},
+		"unreachable": {closed, 0, "connection refused"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := &Method{Type: MethodHTTP, Timeout: c.timeout, HTTP: &HTTP{Method: "GET", URL: c.url, SuccessCodes: []int{200}, ParameterMode: ParameterQuery}}
+			if _, err := e.Run(context.Background(), m, []byte("{}")); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestHTTPMethodTLSWithGeneratedCA(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t)
+	serverCert := ca.issue(t, "server", x509.ExtKeyUsageServerAuth)
+	clientCertFile, clientKeyFile := ca.issueFiles(t, dir, "client", x509.ExtKeyUsageClientAuth)
+	caFile := filepath.Join(dir, "ca.pem")
+	writePEM(t, caFile, "CERTIFICATE", ca.cert.Raw)
+
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("hello " + r.TLS.PeerCertificates[0].Subject.CommonName))
+	}))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	defer srv.Close()
+
+	e := NewExecutor()
+	m := &Method{Type: MethodHTTP, HTTP: &HTTP{Method: "GET", URL: srv.URL, SuccessCodes: []int{200}, ParameterMode: ParameterQuery,
+		CACert: caFile, ClientCert: clientCertFile, ClientKey: clientKeyFile}}
+	out, err := e.Run(context.Background(), m, []byte("{}"))
+	if err != nil || out != "hello client" {
+		t.Fatalf("out %q, err %v", out, err)
+	}
+	noCA := &Method{Type: MethodHTTP, HTTP: &HTTP{Method: "GET", URL: srv.URL, SuccessCodes: []int{200}, ParameterMode: ParameterQuery}}
+	if _, err := e.Run(context.Background(), noCA, []byte("{}")); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("without caCert: err = %v, want a certificate error", err)
+	}
+}
+
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key}
+}
+
+func (ca *testCA) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) tls.Certificate {
+	t.Helper()
+	der, key := ca.sign(t, cn, usage)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func (ca *testCA) issueFiles(t *testing.T, dir, cn string, usage x509.ExtKeyUsage) (string, string) {
+	t.Helper()
+	der, key := ca.sign(t, cn, usage)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+"-key.pem")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
+	return certFile, keyFile
+}
+
+func (ca *testCA) sign(t *testing.T, cn string, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature,
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der, key
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
