@@ -325,3 +325,33 @@ func assertEvent(ctx context.Context, t *testing.T, ns, name, reason string) {
 }
 
 var _ = apierrors.IsNotFound
+
+// TestQWorkerReactsToRedisPush polls only once an hour, so a pod appearing
+// after an LPUSH can only come from the keyspace-notification push.
+func TestQWorkerReactsToRedisPush(t *testing.T) {
+	c := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(ctx, t)
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
+	defer func() { _ = rdb.Close() }()
+	queue := ns + "-tasks"
+	sc := redisScalerConfig(ns, "redis", env.RedisAddr)
+	sc.Spec.Config.KeyspaceNotifications = true
+	if err := c.Create(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	qw := kwokQWorker(ns, "pushed", queue, 0, 5, 1)
+	qw.Spec.ScaleConfig.PollingIntervalSeconds = ptr.To[int32](3600)
+	if err := c.Create(ctx, qw); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the first decision", func() (bool, error) {
+		got := getQWorker(ctx, t, c, ns, "pushed")
+		return got.Status.ObservedGeneration == got.Generation && got.Status.CurrentPodSpecHash != "", nil
+	})
+	// Let the status write settle so no reconcile is pending, then push.
+	time.Sleep(2 * time.Second)
+	rdb.LPush(ctx, queue, "a", "b")
+	waitForRunningPods(ctx, t, ns, "pushed", 2)
+}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/swell-autoscaler/swell/pkg/policy"
@@ -54,9 +55,14 @@ type Reconciler struct {
 	Sources  SourceProvider
 	Metrics  *Metrics
 
-	exp    *expectations
-	mu     sync.Mutex
-	states map[types.NamespacedName]*workerState
+	exp      *expectations
+	mu       sync.Mutex
+	states   map[types.NamespacedName]*workerState
+	watchers map[types.NamespacedName]*watcher
+	// wake carries push notifications into the controller's queue; baseCtx
+	// bounds the push subscriptions.
+	wake    chan event.TypedGenericEvent[*QWorker]
+	baseCtx context.Context
 }
 
 // state returns the in-memory state of a QWorker, creating it on first use.
@@ -80,6 +86,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.mu.Unlock()
 	r.exp.forget(key)
 	r.Metrics.forget(key)
+	r.stopWatch(key)
 }
 
 // Reconcile measures, decides, acts and reports, writing the status once.
@@ -107,7 +114,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	view := observe(pods, now, spec.RetireTimeout)
 	st := r.state(req.NamespacedName)
-	sample, measureErr := r.measure(ctx, spec)
+	sample, measureErr := r.measure(ctx, spec, qw)
 	active := int32(0)
 	for _, w := range view.workers {
 		if !w.Retiring && !w.Terminating {
@@ -130,11 +137,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 // measure asks the queue's source, bounded by measureTimeout.
-func (r *Reconciler) measure(ctx context.Context, spec workerSpec) (source.Sample, error) {
+func (r *Reconciler) measure(ctx context.Context, spec workerSpec, qw *QWorker) (source.Sample, error) {
 	src, err := r.Sources.Source(ctx, spec.Key.Namespace, spec.ScalerConfig, spec.Queue)
 	if err != nil {
 		return source.Sample{}, fmt.Errorf("ScalerConfig %s/%s: %w", spec.Key.Namespace, spec.ScalerConfig, err)
 	}
+	r.ensureWatch(spec.Key, qw, src)
 	mctx, cancel := context.WithTimeout(ctx, measureTimeout)
 	defer cancel()
 	s, err := src.Measure(mctx)

@@ -27,8 +27,6 @@ const scalerConfigIndex = ".spec.scaleConfig.scalerConfigRef"
 type Options struct {
 	// Sources measures queues; required.
 	Sources SourceProvider
-	// Wake, when set, receives QWorker keys to reconcile now (push sources).
-	Wake <-chan event.TypedGenericEvent[*QWorker]
 	// Clock defaults to the real clock.
 	Clock clock.PassiveClock
 	// MaxConcurrentReconciles defaults to 4; one slow broker then cannot
@@ -65,6 +63,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Sources:  o.Sources,
 		Metrics:  o.Metrics,
 		exp:      newExpectations(),
+		wake:     make(chan event.TypedGenericEvent[*QWorker], 256),
+		baseCtx:  ctx,
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("qworker").
@@ -72,9 +72,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Watches(&corev1.Pod{}, &podHandler{exp: r.exp}).
 		Watches(&qv1.ScalerConfig{}, handler.EnqueueRequestsFromMapFunc(r.qworkersOf)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles})
-	if o.Wake != nil {
-		b = b.WatchesRawSource(source.Channel(o.Wake, &handler.TypedEnqueueRequestForObject[*QWorker]{}))
-	}
+	b = b.WatchesRawSource(source.Channel(r.wake, &handler.TypedEnqueueRequestForObject[*QWorker]{}))
 	return b.Complete(r)
 }
 

@@ -50,6 +50,9 @@ func NewSources(c, secrets client.Reader) *Sources {
 type conn struct {
 	fingerprint string
 	client      brokerClient
+	// queues caches one source per queue string, so callers get the same
+	// source (and push subscription) until the connection changes.
+	queues map[string]source.Source
 }
 
 // brokerClient is a shared broker connection that hands out queue sources.
@@ -64,14 +67,20 @@ func (s *Sources) Source(ctx context.Context, namespace, name, queue string) (so
 	if err := s.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sc); err != nil {
 		return nil, fmt.Errorf("get ScalerConfig: %w", err)
 	}
-	c, err := s.client(ctx, sc)
+	c, err := s.conn(ctx, sc)
 	if err != nil {
 		return nil, err
 	}
-	src, err := c.Queue(queue)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if src, ok := c.queues[queue]; ok {
+		return src, nil
+	}
+	src, err := c.client.Queue(queue)
 	if err != nil {
 		return nil, fmt.Errorf("spec.scaleConfig.queue: %w", err)
 	}
+	c.queues[queue] = src
 	return src, nil
 }
 
@@ -99,33 +108,49 @@ func (s *Sources) Forget(key types.NamespacedName) {
 	}
 }
 
-// client returns the shared connection for sc, making a new one when the
+// conn returns the shared connection for sc, making a new one when the
 // resolved configuration (spec or Secrets) changed.
-func (s *Sources) client(ctx context.Context, sc *qv1.ScalerConfig) (brokerClient, error) {
+func (s *Sources) conn(ctx context.Context, sc *qv1.ScalerConfig) (*conn, error) {
 	r, err := s.resolve(ctx, sc)
 	if err != nil {
 		return nil, err
 	}
 	fp := r.fingerprint(sc)
 	key := types.NamespacedName{Namespace: sc.Namespace, Name: sc.Name}
+	if c := s.cached(key, fp); c != nil {
+		return c, nil
+	}
+	// Dial without the lock: a dead broker must not hold up the QWorkers
+	// of every other ScalerConfig.
+	bc, err := dial(ctx, sc, r)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conns == nil {
 		s.conns = map[types.NamespacedName]*conn{}
 	}
-	if c := s.conns[key]; c != nil {
-		if c.fingerprint == fp {
-			return c.client, nil
+	if cur := s.conns[key]; cur != nil {
+		if cur.fingerprint == fp {
+			_ = bc.Close() // another reconcile won the race
+			return cur, nil
 		}
-		_ = c.client.Close()
-		delete(s.conns, key)
+		_ = cur.client.Close()
 	}
-	c, err := dial(ctx, sc, r)
-	if err != nil {
-		return nil, err
-	}
-	s.conns[key] = &conn{fingerprint: fp, client: c}
+	c := &conn{fingerprint: fp, client: bc, queues: map[string]source.Source{}}
+	s.conns[key] = c
 	return c, nil
+}
+
+// cached returns the connection for key if it was made from fingerprint fp.
+func (s *Sources) cached(key types.NamespacedName, fp string) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.conns[key]; c != nil && c.fingerprint == fp {
+		return c
+	}
+	return nil
 }
 
 // resolved is a ScalerConfig's credentials and TLS material, read from Secrets.
