@@ -48,7 +48,11 @@ func (f *fakeTarget) Pods(context.Context, *TargetState) ([]corev1.Pod, error) {
 	defer f.mu.Unlock()
 	out := make([]corev1.Pod, 0, len(f.pods))
 	for _, n := range f.pods {
-		out = append(out, corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: "default"}})
+		started := metav1.Time{Time: time.Unix(1_600_000_000, 0)}
+		out = append(out, corev1.Pod{
+			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: "default"},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, StartTime: &started, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: started}}},
+		})
 	}
 	return out, nil
 }
@@ -143,7 +147,11 @@ func newRig(t *testing.T, mutate func(*Config)) *rig {
 		clock:    clocktesting.NewFakeClock(time.Unix(1_700_000_000, 0)),
 	}
 	r.runner.set("metric", answer("5"))
-	a, err := New(Options{Config: cfg, Target: r.target, Runner: r.runner, Recorder: r.recorder, Clock: r.clock})
+	var km *KubeMetrics
+	if len(cfg.KubernetesMetricSpecs) > 0 {
+		km = &KubeMetrics{API: &fixedMetrics{}} // tests replace it
+	}
+	a, err := New(Options{Config: cfg, Target: r.target, Runner: r.runner, KubeMetrics: km, Recorder: r.recorder, Clock: r.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
