@@ -19,6 +19,32 @@ import (
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 )
 
+// redisFixture is what most QWorker tests start from: the controller, a
+// fresh namespace, a Redis client, a queue name and a ScalerConfig "redis".
+func redisFixture(t *testing.T, timeout time.Duration) (context.Context, client.Client, string, *redis.Client, string) {
+	t.Helper()
+	c := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	ns := newNamespace(ctx, t)
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := c.Create(ctx, redisScalerConfig(ns, "redis", env.RedisAddr)); err != nil {
+		t.Fatalf("create ScalerConfig: %v", err)
+	}
+	return ctx, c, ns, rdb, ns + "-tasks"
+}
+
+// sourceHealthy waits for the QWorker's SourceHealthy condition to be want.
+func sourceHealthy(ctx context.Context, t *testing.T, c client.Client, ns, name string, want metav1.ConditionStatus) {
+	t.Helper()
+	waitFor(ctx, t, "SourceHealthy="+string(want)+" on "+name, func() (bool, error) {
+		got := getQWorker(ctx, t, c, ns, name)
+		cond := meta.FindStatusCondition(got.Status.Conditions, qworker.ConditionSourceHealthy)
+		return cond != nil && cond.Status == want, nil
+	})
+}
+
 // redisScalerConfig points a ScalerConfig at the shared environment's Redis.
 func redisScalerConfig(ns, name, addr string) *qv1.ScalerConfig {
 	host, port, _ := strings.Cut(addr, ":")
@@ -88,16 +114,7 @@ func getQWorker(ctx context.Context, t *testing.T, c client.Client, ns, name str
 }
 
 func TestQWorkerScalesOnRedisBacklog(t *testing.T) {
-	c := startController(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	ns := newNamespace(ctx, t)
-	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
-	defer func() { _ = rdb.Close() }()
-	queue := ns + "-tasks"
-	if err := c.Create(ctx, redisScalerConfig(ns, "redis", env.RedisAddr)); err != nil {
-		t.Fatalf("create ScalerConfig: %v", err)
-	}
+	ctx, c, ns, rdb, queue := redisFixture(t, 3*time.Minute)
 	qw := kwokQWorker(ns, "workers", queue, 0, 8, 0.25)
 	if err := c.Create(ctx, qw); err != nil {
 		t.Fatalf("create QWorker: %v", err)
@@ -144,16 +161,7 @@ func TestQWorkerScalesOnRedisBacklog(t *testing.T) {
 }
 
 func TestQWorkerRollsOutPodSpecChange(t *testing.T) {
-	c := startController(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	ns := newNamespace(ctx, t)
-	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
-	defer func() { _ = rdb.Close() }()
-	queue := ns + "-tasks"
-	if err := c.Create(ctx, redisScalerConfig(ns, "redis", env.RedisAddr)); err != nil {
-		t.Fatal(err)
-	}
+	ctx, c, ns, _, queue := redisFixture(t, 3*time.Minute)
 	qw := kwokQWorker(ns, "roll", queue, 4, 4, 1)
 	qw.Spec.ScaleConfig.Retirement.MaxSurge = ptr.To[int32](1)
 	if err := c.Create(ctx, qw); err != nil {
@@ -199,16 +207,7 @@ func TestQWorkerRollsOutPodSpecChange(t *testing.T) {
 }
 
 func TestQWorkerHoldsWhenBrokerFails(t *testing.T) {
-	c := startController(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	ns := newNamespace(ctx, t)
-	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
-	defer func() { _ = rdb.Close() }()
-	queue := ns + "-tasks"
-	if err := c.Create(ctx, redisScalerConfig(ns, "redis", env.RedisAddr)); err != nil {
-		t.Fatal(err)
-	}
+	ctx, c, ns, rdb, queue := redisFixture(t, 3*time.Minute)
 	// A second QWorker whose ScalerConfig points at a dead port: it must
 	// not slow down or disturb the healthy one.
 	if err := c.Create(ctx, redisScalerConfig(ns, "dead", "127.0.0.1:1")); err != nil {
@@ -226,11 +225,7 @@ func TestQWorkerHoldsWhenBrokerFails(t *testing.T) {
 		rdb.LPush(ctx, queue, fmt.Sprintf("t%d", i))
 	}
 	waitForRunningPods(ctx, t, ns, "healthy", 3)
-	waitFor(ctx, t, "SourceHealthy=False on the broken QWorker", func() (bool, error) {
-		got := getQWorker(ctx, t, c, ns, "broken")
-		cond := meta.FindStatusCondition(got.Status.Conditions, qworker.ConditionSourceHealthy)
-		return cond != nil && cond.Status == metav1.ConditionFalse, nil
-	})
+	sourceHealthy(ctx, t, c, ns, "broken", metav1.ConditionFalse)
 	// The broken QWorker never measured: it holds its floor (minReplicas 2),
 	// it does not drop to zero.
 	waitForRunningPods(ctx, t, ns, "broken", 2)
@@ -247,11 +242,7 @@ func TestQWorkerHoldsWhenBrokerFails(t *testing.T) {
 	if err := env.StopComponent("redis"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "SourceHealthy=False on the healthy QWorker", func() (bool, error) {
-		got := getQWorker(ctx, t, c, ns, "healthy")
-		cond := meta.FindStatusCondition(got.Status.Conditions, qworker.ConditionSourceHealthy)
-		return cond != nil && cond.Status == metav1.ConditionFalse, nil
-	})
+	sourceHealthy(ctx, t, c, ns, "healthy", metav1.ConditionFalse)
 	time.Sleep(3 * time.Second) // several polls at 1 s while the broker is down
 	if pods, _ := alivePods(ctx, ns, "healthy"); len(pods) != 3 {
 		t.Fatalf("%d pods while the broker was down, want the 3 held", len(pods))
@@ -261,11 +252,7 @@ func TestQWorkerHoldsWhenBrokerFails(t *testing.T) {
 	}
 	// Redis restarted empty (no persistence): the backlog is 0 → scale to 0.
 	waitForRunningPods(ctx, t, ns, "healthy", 0)
-	waitFor(ctx, t, "SourceHealthy=True again", func() (bool, error) {
-		got := getQWorker(ctx, t, c, ns, "healthy")
-		cond := meta.FindStatusCondition(got.Status.Conditions, qworker.ConditionSourceHealthy)
-		return cond != nil && cond.Status == metav1.ConditionTrue, nil
-	})
+	sourceHealthy(ctx, t, c, ns, "healthy", metav1.ConditionTrue)
 }
 
 func TestQWorkerDeletedTakesItsPods(t *testing.T) {
