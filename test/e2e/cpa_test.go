@@ -334,7 +334,9 @@ func loadCPAExample(t *testing.T, name, ns, target string, env map[string]string
 			continue
 		}
 		for i, arg := range m.Shell.Command {
-			m.Shell.Command[i] = strings.Replace(arg, "/cpa/", root, 1)
+			if rest, ok := strings.CutPrefix(arg, "/cpa/"); ok {
+				m.Shell.Command[i] = root + rest
+			}
 		}
 	}
 	return cfg
