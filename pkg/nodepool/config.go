@@ -138,7 +138,7 @@ type Config struct {
 // buffer-slot-size), applies defaults and validates. Every problem is
 // reported at once, each naming its key.
 func Load(path string, getenv func(string) string) (Config, error) {
-	raw, err := readFile(path)
+	raw, err := ReadKeys(path)
 	if err != nil {
 		return Config{}, err
 	}
@@ -146,6 +146,18 @@ func Load(path string, getenv func(string) string) (Config, error) {
 		if v := getenv(EnvName(k)); v != "" {
 			raw[k] = v
 		}
+	}
+	return FromKeys(raw)
+}
+
+// FromKeys applies defaults to key → value text and decodes and validates
+// it as Load does. It lets callers that hold the keys elsewhere (the
+// NodePoolScaler kind, translated to keys) share the one decoder, so a
+// file and a cluster object can never mean different things.
+func FromKeys(keys map[string]string) (Config, error) {
+	raw := make(map[string]string, len(keys)+len(defaults))
+	for k, v := range keys {
+		raw[k] = v
 	}
 	for k, v := range defaults {
 		if raw[k] == "" {
@@ -164,9 +176,10 @@ func EnvName(key string) string {
 	return strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
 }
 
-// readFile decodes the YAML file into key → scalar text, refusing unknown
-// keys (a typo would otherwise silently fall back to a default).
-func readFile(path string) (map[string]string, error) {
+// ReadKeys decodes a config file into key → scalar text, refusing unknown
+// keys (a typo would otherwise silently fall back to a default). It is
+// exported so the file can be translated into a NodePoolScaler spec.
+func ReadKeys(path string) (map[string]string, error) {
 	raw := map[string]string{}
 	if path == "" {
 		return raw, nil

@@ -218,6 +218,11 @@ func (s *Scaler) podHandler() cache.ResourceEventHandler {
 	}
 }
 
+// Triggered receives when a node or pod change calls for a pass. Run
+// reads it; a caller that drives passes itself instead of Run reads it to
+// schedule them.
+func (s *Scaler) Triggered() <-chan struct{} { return s.wake }
+
 // Trigger asks for a pass soon; many triggers before it runs make one.
 func (s *Scaler) Trigger() {
 	select {
@@ -229,7 +234,7 @@ func (s *Scaler) Trigger() {
 // Run starts the informers and runs passes on every trigger and tick
 // until ctx ends. A failed pass is logged and retried on the next one.
 func (s *Scaler) Run(ctx context.Context) error {
-	stop, err := s.start(ctx)
+	stop, err := s.Start(ctx)
 	defer stop()
 	if s.events != nil {
 		defer s.events.Shutdown()
@@ -255,9 +260,10 @@ func (s *Scaler) Run(ctx context.Context) error {
 	}
 }
 
-// start runs the informers until ctx ends and waits for their caches;
-// stop shuts them down.
-func (s *Scaler) start(ctx context.Context) (stop func(), err error) {
+// Start runs the informers until ctx ends and waits for their caches;
+// stop shuts them down. Run calls it; a caller that drives passes itself
+// (the NodePoolScaler controller) calls it instead of Run, then Pass.
+func (s *Scaler) Start(ctx context.Context) (stop func(), err error) {
 	for _, f := range s.factory {
 		f.Start(ctx.Done())
 	}

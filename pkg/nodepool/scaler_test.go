@@ -51,7 +51,7 @@ func newHarness(t *testing.T, objs ...any) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.s.start(ctx); err != nil {
+	if _, err := h.s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return h
