@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"k8s.io/client-go/rest"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -29,7 +30,11 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	return NewManager(ctx, cfg, scheme, o,
 		func(ctx context.Context, mgr ctrl.Manager) error {
 			sources = qworker.NewSources(mgr.GetClient(), mgr.GetAPIReader())
-			return qworker.Setup(ctx, mgr, qworker.Options{Sources: sources, Metrics: metrics})
+			mc, err := metricsclient.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("metrics.k8s.io client: %w", err)
+			}
+			return qworker.Setup(ctx, mgr, qworker.Options{Sources: sources, Metrics: metrics, PodMetrics: qworker.MetricsAPI{Client: mc}})
 		},
 		func(_ context.Context, mgr ctrl.Manager) error {
 			return scalerconfig.Setup(mgr, sources, 0)

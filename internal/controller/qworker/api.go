@@ -31,6 +31,8 @@ const (
 	ConditionReady = "Ready"
 	// ConditionSourceHealthy: the last measurement of the queue worked.
 	ConditionSourceHealthy = "SourceHealthy"
+	// ConditionMetricsAvailable (activateVPA only): metrics.k8s.io answered.
+	ConditionMetricsAvailable = "MetricsAvailable"
 )
 
 // ownerIndex indexes pods by the name of their controlling QWorker.
@@ -70,6 +72,7 @@ func decodeSpec(qw *QWorker) (workerSpec, error) {
 		PodSpec:         &qw.Spec.PodSpec,
 		ScalerConfig:    sc.ScalerConfigRef,
 		Queue:           sc.Queue,
+		ActivateVPA:     sc.ActivateVPA,
 		Retirement:      RetireCooperative,
 		RetireTimeout:   defaultRetireTimeout,
 		PollingInterval: defaultPollingInterval,

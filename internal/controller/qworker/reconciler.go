@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/pkg/policy"
 	"github.com/swell-autoscaler/swell/pkg/source"
 )
@@ -54,6 +55,8 @@ type Reconciler struct {
 	Clock    clock.PassiveClock
 	Sources  SourceProvider
 	Metrics  *Metrics
+	// PodMetrics reads metrics.k8s.io for activateVPA; nil disables it.
+	PodMetrics PodMetricsLister
 
 	exp      *expectations
 	mu       sync.Mutex
@@ -127,6 +130,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	actErr := r.act(ctx, qw, spec, hash, view, d, now)
 	status := buildStatus(qw, spec, hash, view, d, now, actErr)
+	if spec.ActivateVPA {
+		r.applyVPA(ctx, qw, &status)
+	}
 	if err := r.writeStatus(ctx, qw, status); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -280,4 +286,18 @@ func (r *Reconciler) reportInvalid(ctx context.Context, qw *QWorker, err error) 
 		return ctrl.Result{}, fmt.Errorf("report invalid spec: %w", werr)
 	}
 	return ctrl.Result{}, nil
+}
+
+// applyVPA records peak container usage in the status, or says in a
+// condition why it could not (the metrics API may be missing).
+func (r *Reconciler) applyVPA(ctx context.Context, qw *QWorker, status *qv1.QWorkerStatus) {
+	peaks, err := r.observeVPA(ctx, qw, status.MaxContainerResourcesUsage)
+	cond := metav1.Condition{Type: ConditionMetricsAvailable, Status: metav1.ConditionTrue, Reason: "Observed",
+		Message: "peak container usage read from metrics.k8s.io", ObservedGeneration: qw.Generation}
+	if err != nil {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "MetricsUnavailable", err.Error()
+	} else {
+		status.MaxContainerResourcesUsage = peaks
+	}
+	meta.SetStatusCondition(&status.Conditions, cond)
 }

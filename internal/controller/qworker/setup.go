@@ -34,6 +34,8 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// Metrics are registered by the caller (controller-runtime's registry).
 	Metrics *Metrics
+	// PodMetrics reads metrics.k8s.io for QWorkers with activateVPA.
+	PodMetrics PodMetricsLister
 }
 
 // Setup registers the QWorker reconciler with mgr.
@@ -57,14 +59,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("index QWorkers by ScalerConfig: %w", err)
 	}
 	r := &Reconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorderFor("swell-qworker"), //nolint:staticcheck // the events/v1 recorder is not yet what kubectl describe shows by default
-		Clock:    o.Clock,
-		Sources:  o.Sources,
-		Metrics:  o.Metrics,
-		exp:      newExpectations(),
-		wake:     make(chan event.TypedGenericEvent[*QWorker], 256),
-		baseCtx:  ctx,
+		Client:     mgr.GetClient(),
+		Recorder:   mgr.GetEventRecorderFor("swell-qworker"), //nolint:staticcheck // the events/v1 recorder is not yet what kubectl describe shows by default
+		Clock:      o.Clock,
+		Sources:    o.Sources,
+		Metrics:    o.Metrics,
+		PodMetrics: o.PodMetrics,
+		exp:        newExpectations(),
+		wake:       make(chan event.TypedGenericEvent[*QWorker], 256),
+		baseCtx:    ctx,
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("qworker").

@@ -36,6 +36,7 @@ type workerSpec struct {
 	PodSpec         *corev1.PodSpec
 	ScalerConfig    string
 	Queue           string
+	ActivateVPA     bool
 	Sizing          policy.QueueSizing
 	Behavior        *policy.Behavior
 	Fallback        policy.Fallback
