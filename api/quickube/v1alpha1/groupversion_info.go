@@ -13,11 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// scalingFactor is a float (a "dangerous type" to controller-gen) on purpose:
-// QScaler manifests write it as a YAML number, and only a number schema takes
-// both their integers and Swell's fractions.
+// Generated code (zz_generated.deepcopy.go, config/crd/bases) comes from the
+// markers in this package; `make generate` reruns it.
 //
-//go:generate sh -c "$SWELL_TESTBIN/controller-gen object paths=. && $SWELL_TESTBIN/controller-gen crd:allowDangerousTypes=true paths=. output:crd:artifacts:config=../../../config/crd/bases"
+//go:generate bash ../../../hack/generate-api.sh
 
 var (
 	// GroupVersion is QScaler's group and version.

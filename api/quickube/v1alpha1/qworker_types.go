@@ -4,6 +4,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // QWorkerSpec is QScaler's QWorker spec: a pod template and how to scale it.
@@ -14,21 +15,43 @@ type QWorkerSpec struct {
 	PodSpec corev1.PodSpec `json:"podSpec"`
 	// ScaleConfig says which queue to watch and how to size the pool.
 	ScaleConfig ScaleConfig `json:"scaleConfig"`
+
+	// LegacyObjectMeta is accepted so manifests written for QScaler's early
+	// CRD (which required spec.ObjectMeta) apply unchanged. Deprecated:
+	// Swell ignores it; pods get their labels from Swell.
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	LegacyObjectMeta *runtime.RawExtension `json:"ObjectMeta,omitempty"`
 }
 
 // ScaleConfig is QScaler's scaling section plus Swell's optional additions.
 //
-// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="spec.scaleConfig.minReplicas must be less than or equal to spec.scaleConfig.maxReplicas"
-// +kubebuilder:validation:XValidation:rule="!has(self.fallback) || !has(self.fallback.replicas) || self.fallback.replicas <= self.maxReplicas",message="spec.scaleConfig.fallback.replicas must not exceed spec.scaleConfig.maxReplicas"
+// +kubebuilder:validation:XValidation:rule="self.?minReplicas.orValue(0) <= self.maxReplicas",message="spec.scaleConfig.minReplicas must be less than or equal to spec.scaleConfig.maxReplicas"
+// +kubebuilder:validation:XValidation:rule="self.?fallback.?replicas.orValue(0) <= self.maxReplicas",message="spec.scaleConfig.fallback.replicas must not exceed spec.scaleConfig.maxReplicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.retirement) || !has(self.retirement.timeoutSeconds) || self.retirement.?mode.orValue('Cooperative') == 'Cooperative'",message="spec.scaleConfig.retirement.timeoutSeconds applies only to mode Cooperative (mode Delete uses the pod's terminationGracePeriodSeconds)"
+// +kubebuilder:validation:XValidation:rule="self.?behavior.?scaleUp.?stabilizationWindowSeconds.orValue(0) >= 0 && self.?behavior.?scaleUp.?stabilizationWindowSeconds.orValue(0) <= 3600",message="spec.scaleConfig.behavior.scaleUp.stabilizationWindowSeconds must be from 0 to 3600"
+// +kubebuilder:validation:XValidation:rule="self.?behavior.?scaleUp.?selectPolicy.orValue('Max') in ['Max', 'Min', 'Disabled']",message="spec.scaleConfig.behavior.scaleUp.selectPolicy must be Max, Min or Disabled"
+// +kubebuilder:validation:XValidation:rule="!has(self.behavior) || !has(self.behavior.scaleUp) || !has(self.behavior.scaleUp.policies) || self.behavior.scaleUp.policies.all(p, p.type in ['Pods', 'Percent'])",message="spec.scaleConfig.behavior.scaleUp.policies[].type must be Pods or Percent"
+// +kubebuilder:validation:XValidation:rule="!has(self.behavior) || !has(self.behavior.scaleUp) || !has(self.behavior.scaleUp.policies) || self.behavior.scaleUp.policies.all(p, p.value > 0)",message="spec.scaleConfig.behavior.scaleUp.policies[].value must be greater than 0"
+// +kubebuilder:validation:XValidation:rule="!has(self.behavior) || !has(self.behavior.scaleUp) || !has(self.behavior.scaleUp.policies) || self.behavior.scaleUp.policies.all(p, p.periodSeconds > 0 && p.periodSeconds <= 1800)",message="spec.scaleConfig.behavior.scaleUp.policies[].periodSeconds must be from 1 to 1800"
+// +kubebuilder:validation:XValidation:rule="self.?behavior.?scaleDown.?stabilizationWindowSeconds.orValue(0) >= 0 && self.?behavior.?scaleDown.?stabilizationWindowSeconds.orValue(0) <= 3600",message="spec.scaleConfig.behavior.scaleDown.stabilizationWindowSeconds must be from 0 to 3600"
+// +kubebuilder:validation:XValidation:rule="self.?behavior.?scaleDown.?selectPolicy.orValue('Max') in ['Max', 'Min', 'Disabled']",message="spec.scaleConfig.behavior.scaleDown.selectPolicy must be Max, Min or Disabled"
+// +kubebuilder:validation:XValidation:rule="!has(self.behavior) || !has(self.behavior.scaleDown) || !has(self.behavior.scaleDown.policies) || self.behavior.scaleDown.policies.all(p, p.type in ['Pods', 'Percent'])",message="spec.scaleConfig.behavior.scaleDown.policies[].type must be Pods or Percent"
+// +kubebuilder:validation:XValidation:rule="!has(self.behavior) || !has(self.behavior.scaleDown) || !has(self.behavior.scaleDown.policies) || self.behavior.scaleDown.policies.all(p, p.value > 0)",message="spec.scaleConfig.behavior.scaleDown.policies[].value must be greater than 0"
+// +kubebuilder:validation:XValidation:rule="!has(self.behavior) || !has(self.behavior.scaleDown) || !has(self.behavior.scaleDown.policies) || self.behavior.scaleDown.policies.all(p, p.periodSeconds > 0 && p.periodSeconds <= 1800)",message="spec.scaleConfig.behavior.scaleDown.policies[].periodSeconds must be from 1 to 1800"
 type ScaleConfig struct {
 	// ScalerConfigRef names the ScalerConfig (same namespace) that says how to
 	// reach the broker.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ScalerConfigRef string `json:"scalerConfigRef"`
 	// Queue is the queue to watch: a Redis list or stream, a RabbitMQ queue,
 	// a JetStream consumer ("stream/consumer" or the ScalerConfig's stream),
 	// or a Kafka topic (with the ScalerConfig's consumer group).
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
 	Queue string `json:"queue"`
 	// MinReplicas is the pool's floor; 0 lets the pool scale to zero when the
 	// queue is empty (and back from zero on the first message).
@@ -79,6 +102,12 @@ type ScaleConfig struct {
 	// +kubebuilder:validation:Maximum=3600
 	// +optional
 	PollingIntervalSeconds *int32 `json:"pollingIntervalSeconds,omitempty"`
+
+	// LegacyBrokers is accepted so manifests written for QScaler's early CRD
+	// (which required scaleConfig.brokers) apply unchanged. Deprecated:
+	// Swell ignores it; the broker is the ScalerConfig's type.
+	// +optional
+	LegacyBrokers string `json:"brokers,omitempty"`
 }
 
 // Fallback is what to do while the queue's source keeps failing.
@@ -166,13 +195,20 @@ type QWorkerStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
-// Decision is one scaling decision and its inputs.
+// Decision is one scaling decision and its inputs, kept in the status so
+// "why this many pods?" is answered by kubectl alone.
 type Decision struct {
-	Time     metav1.Time `json:"time"`
-	Backlog  int64       `json:"backlog"`
-	Desired  int32       `json:"desired"`
-	Previous int32       `json:"previous"`
-	Reason   string      `json:"reason"`
+	// Time is when the decision was made.
+	Time metav1.Time `json:"time"`
+	// Backlog is the measured backlog the decision used.
+	Backlog int64 `json:"backlog"`
+	// Desired is the pool size decided.
+	Desired int32 `json:"desired"`
+	// Previous is the pool size decided before this one.
+	Previous int32 `json:"previous"`
+	// Reason names the rule that set Desired (e.g. scaling factor, clamp to
+	// maxReplicas, stabilisation window, fallback).
+	Reason string `json:"reason"`
 }
 
 // QWorker is a pool of queue workers scaled on the queue's backlog.
@@ -189,12 +225,17 @@ type Decision struct {
 // +kubebuilder:printcolumn:name="Current",type=integer,JSONPath=`.status.currentReplicas`
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`
 // +kubebuilder:printcolumn:name="Backlog",type=integer,JSONPath=`.status.backlog`
+// +kubebuilder:printcolumn:name="Min",type=integer,JSONPath=`.spec.scaleConfig.minReplicas`,priority=1
+// +kubebuilder:printcolumn:name="Max",type=integer,JSONPath=`.spec.scaleConfig.maxReplicas`,priority=1
+// +kubebuilder:printcolumn:name="Queue",type=string,JSONPath=`.spec.scaleConfig.queue`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type QWorker struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   QWorkerSpec   `json:"spec"`
+	// Spec is the worker pod and how to scale it.
+	Spec QWorkerSpec `json:"spec"`
+	// Status is what Swell measured, decided and runs.
 	Status QWorkerStatus `json:"status,omitempty"`
 }
 
@@ -204,5 +245,6 @@ type QWorker struct {
 type QWorkerList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
-	Items           []QWorker `json:"items"`
+	// Items are the QWorkers.
+	Items []QWorker `json:"items"`
 }
