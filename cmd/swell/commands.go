@@ -13,5 +13,6 @@ func subcommands() []*cobra.Command {
 		newSimulateCmd(),
 		newNodePoolCmd(),
 		newCPACmd(),
+		newExternalScalerCmd(),
 	}
 }

@@ -231,4 +231,3 @@ func (s *Service) StreamMetricSpec(ref *pb.ScaledObjectRef, stream pb.ExternalSc
 		return status.Error(codes.Unavailable, "server shutting down")
 	}
 }
-

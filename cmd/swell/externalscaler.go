@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/swell-autoscaler/swell/pkg/externalscaler"
+)
+
+// externalScalerOptions are the flags of `swell external-scaler`.
+type externalScalerOptions struct {
+	listen       string
+	tls          externalscaler.TLSFiles
+	pollInterval time.Duration
+	idleTimeout  time.Duration
+	maxFailures  int
+	rateWindow   time.Duration
+	etaCap       float64
+	plugins      string
+	secretsDir   string
+	metricsAddr  string
+	grace        time.Duration
+	logJSON      bool
+}
+
+// newExternalScalerCmd is `swell external-scaler`: a KEDA external scaler
+// (externalscaler.proto) answering from any Swell source.
+func newExternalScalerCmd() *cobra.Command {
+	o := externalScalerOptions{}
+	cmd := &cobra.Command{
+		Use:   "external-scaler",
+		Short: "Serve KEDA's external scaler gRPC protocol from Swell's sources",
+		Long: `external-scaler answers KEDA's IsActive, StreamIsActive, GetMetricSpec and
+GetMetrics for ScaledObjects whose external trigger points here. Their
+metadata names a source (kafka, burrow, redis, rabbitmq, nats, prometheus,
+http) or uses the Azul scaler's keys (entityType/pluginName/targetSize/
+includeHistoric, with --plugins). See docs/external-scaler.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runExternalScaler(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", ":8090", "gRPC listen address")
+	f.StringVar(&o.tls.CertFile, "tls-cert", "", "server certificate (PEM); with --tls-key turns TLS on")
+	f.StringVar(&o.tls.KeyFile, "tls-key", "", "server private key (PEM)")
+	f.StringVar(&o.tls.ClientCAFile, "tls-client-ca", "", "CA bundle (PEM) that must sign client certificates (mutual TLS)")
+	f.DurationVar(&o.pollInterval, "poll-interval", 5*time.Second, "how often each target is measured")
+	f.DurationVar(&o.idleTimeout, "idle-timeout", 10*time.Minute, "stop measuring a target nobody asked about for this long")
+	f.IntVar(&o.maxFailures, "max-failures", 3, "consecutive failed polls after which a target's value is withdrawn (Unavailable)")
+	f.DurationVar(&o.rateWindow, "rate-window", time.Minute, "window of the Kafka consumption rate behind the ETA")
+	f.Float64Var(&o.etaCap, "eta-cap", 3600, "ETA in seconds reported when lag waits and nothing is consumed")
+	f.StringVar(&o.plugins, "plugins", "", "Azul plugins file mapping pluginName to Kafka consumer groups")
+	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/swell/secrets", "directory `<key>File` metadata may read credentials from")
+	f.StringVar(&o.metricsAddr, "metrics-addr", ":9090", "address of /metrics and /healthz; 0 disables it")
+	f.DurationVar(&o.grace, "shutdown-grace", 10*time.Second, "how long a stop waits for in-flight calls")
+	f.BoolVar(&o.logJSON, "log-json", false, "log JSON instead of text")
+	return cmd
+}
+
+func runExternalScaler(ctx context.Context, o externalScalerOptions) error {
+	log := externalScalerLogger(o.logJSON)
+	tlsCfg, err := o.tls.Config()
+	if err != nil {
+		return err
+	}
+	parser := &externalscaler.Parser{
+		Files:    externalscaler.SecretFiles{Dir: o.secretsDir},
+		Defaults: externalscaler.Defaults{RateWindow: o.rateWindow, ETACap: o.etaCap},
+	}
+	if o.plugins != "" {
+		if parser.Plugins, err = externalscaler.LoadPlugins(o.plugins, os.Getenv); err != nil {
+			return err
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := externalscaler.NewMetrics(reg)
+	tracker := externalscaler.NewTracker(externalscaler.TrackerOptions{
+		Interval: o.pollInterval, IdleTimeout: o.idleTimeout, MaxFailures: o.maxFailures, Logger: log, Metrics: m,
+	})
+	defer tracker.Close()
+	defer serveMetrics(o.metricsAddr, reg, log)()
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", o.listen, err)
+	}
+	srv := externalscaler.NewServer(externalscaler.NewService(parser, tracker, log), m, tlsCfg, log)
+	log.Info("external scaler listening", "addr", lis.Addr().String(), "tls", tlsCfg != nil,
+		"mtls", o.tls.ClientCAFile != "", "pollInterval", o.pollInterval, "plugins", o.plugins)
+	return srv.Serve(ctx, lis, o.grace)
+}
+
+func externalScalerLogger(json bool) *slog.Logger {
+	if json {
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
