@@ -8,7 +8,8 @@
 // (HOSTNAME = pod name, fieldRef, secretKeyRef and configMapKeyRef resolved);
 // reports Running, then Succeeded or Failed from the exit codes, honouring the
 // restart policy; on graceful deletion sends SIGTERM, waits the grace period,
-// sends SIGKILL, and then removes the pod object.
+// sends SIGKILL, and then removes the pod object; serves kubelet's
+// /metrics/resource with the containers' real CPU and memory (metrics.go).
 //
 // What it does not do: images (a container without a command fails), probes
 // (containers are ready once started), volumes, resource limits, networking.
@@ -68,6 +69,9 @@ type Node struct {
 
 	mu   sync.Mutex
 	pods map[types.UID]*podRunner
+
+	// metrics serves /metrics/resource, as kubelet does (see metrics.go).
+	metrics *metricsServer
 }
 
 // Start registers the node and starts serving its pods until bgCtx ends or
@@ -88,14 +92,20 @@ func Start(ctx, bgCtx context.Context, cfg Config) (*Node, error) {
 	}
 	runCtx, cancel := context.WithCancel(bgCtx)
 	n := &Node{cfg: cfg, name: created.Name, cancel: cancel, pods: map[types.UID]*podRunner{}}
+	if err := n.startMetrics(); err != nil {
+		cancel()
+		return nil, err
+	}
 	if err := n.heartbeat(ctx); err != nil {
 		cancel()
+		n.stopMetrics()
 		return nil, fmt.Errorf("process node %s status: %w", n.name, err)
 	}
 	n.wg.Add(1)
 	go n.heartbeatLoop(runCtx)
 	if err := n.watchPods(ctx, runCtx); err != nil {
 		cancel()
+		n.stopMetrics()
 		return nil, err
 	}
 	return n, nil
@@ -129,6 +139,7 @@ func (n *Node) Shutdown(grace time.Duration) {
 	}
 	wg.Wait()
 	n.wg.Wait()
+	n.stopMetrics()
 }
 
 func (n *Node) heartbeatLoop(ctx context.Context) {
@@ -173,6 +184,8 @@ func (n *Node) writeNodeStatus(ctx context.Context) error {
 	}
 	node.Status.Conditions = conds
 	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: n.name}}
+	// metrics-server (--kubelet-use-node-status-port) scrapes this port.
+	node.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(n.MetricsPort())
 	node.Status.NodeInfo.KubeletVersion = "swell-procnode"
 	node.Status.NodeInfo.OperatingSystem = "linux"
 	node.Status.NodeInfo.Architecture = "amd64"

@@ -44,6 +44,8 @@ type containerState struct {
 	proc     *proc.Process
 	restarts int32
 	state    corev1.ContainerState
+	// lastCPUNs keeps the reported CPU counter monotonic (see metrics.go).
+	lastCPUNs uint64
 }
 
 func newPodRunner(n *Node, pod *corev1.Pod) *podRunner {

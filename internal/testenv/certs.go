@@ -23,6 +23,10 @@ type pki struct {
 	caCert, servingCert, servingKey string
 	saKey, saPub                    string
 	caPEM                           []byte
+	// The aggregation layer's request-header CA and the front-proxy client
+	// certificate (CN front-proxy-client) kube-apiserver presents to
+	// extension apiservers such as metrics-server.
+	frontProxyCA, frontProxyCert, frontProxyKey string
 }
 
 func writePKI(dir string) (*pki, error) {
@@ -98,5 +102,69 @@ func writePKI(dir string) (*pki, error) {
 			return nil, fmt.Errorf("write %s: %w", path, err)
 		}
 	}
+	if err := writeFrontProxyPKI(dir, p); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// writeFrontProxyPKI creates the request-header CA and the front-proxy
+// client certificate it signs.
+func writeFrontProxyPKI(dir string, p *pki) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate front-proxy CA key: %w", err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "swell-testenv-front-proxy-ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("self-sign front-proxy CA: %w", err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return fmt.Errorf("parse front-proxy CA: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate front-proxy client key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "front-proxy-client"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("sign front-proxy client cert: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("marshal front-proxy client key: %w", err)
+	}
+	p.frontProxyCA = filepath.Join(dir, "front-proxy-ca.crt")
+	p.frontProxyCert = filepath.Join(dir, "front-proxy-client.crt")
+	p.frontProxyKey = filepath.Join(dir, "front-proxy-client.key")
+	files := map[string][]byte{
+		p.frontProxyCA:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		p.frontProxyCert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		p.frontProxyKey:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}
+	for path, b := range files {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	return nil
 }

@@ -77,6 +77,17 @@ func (e *Env) startAPIServer(ctx context.Context, pk *pki) error {
 		// Loopback addresses are not valid endpoints of the kubernetes Service.
 		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
+		// The aggregation layer, so extension apiservers (metrics-server)
+		// can serve under this apiserver. Costs nothing when none is
+		// registered.
+		"--requestheader-client-ca-file=" + pk.frontProxyCA,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + pk.frontProxyCert,
+		"--proxy-client-key-file=" + pk.frontProxyKey,
+		"--enable-aggregator-routing=true",
 		"--profiling=false",
 		"--v=1",
 	}, nil)

@@ -48,6 +48,12 @@ type Options struct {
 	KwokNodes []NodeSpec
 	// ProcessNode registers a node whose pods run as local processes.
 	ProcessNode *NodeSpec
+	// MetricsServer starts metrics-server behind the apiserver's
+	// aggregation layer, so the metrics.k8s.io API serves the real CPU and
+	// memory of the process node's pods (kwok nodes have no metrics). It
+	// implies APIServer; without a ProcessNode the API answers with no
+	// metrics. It needs a non-loopback IPv4 address on this machine.
+	MetricsServer bool
 	// Redis, RabbitMQ, NATS and Kafka start one broker each.
 	Redis, RabbitMQ, NATS, Kafka bool
 	// RabbitMQManagement enables RabbitMQ's management plugin (HTTP API on
@@ -163,7 +169,7 @@ func BinDir() string {
 }
 
 func (o Options) normalized() Options {
-	if len(o.KwokNodes) > 0 || o.ProcessNode != nil || o.ControllerManager || o.Scheduler {
+	if len(o.KwokNodes) > 0 || o.ProcessNode != nil || o.ControllerManager || o.Scheduler || o.MetricsServer {
 		o.APIServer = true
 	}
 	if o.RabbitMQManagement {
@@ -223,6 +229,11 @@ func (e *Env) startControlPlane(ctx, bgCtx context.Context, o Options) error {
 	}
 	if o.ProcessNode != nil {
 		if err := e.timed("process-node", func() error { return e.startProcessNode(ctx, bgCtx, *o.ProcessNode) }); err != nil {
+			return err
+		}
+	}
+	if o.MetricsServer {
+		if err := e.timed("metrics-server", func() error { return e.startMetricsServer(ctx) }); err != nil {
 			return err
 		}
 	}
