@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller"
 )
 
@@ -58,7 +59,7 @@ func startController(t *testing.T) client.Client {
 			}
 		}()
 		stopController = func() { stop(); <-done }
-		scheme, err := controller.NewScheme(qv1.AddToScheme)
+		scheme, err := controller.NewScheme(qv1.AddToScheme, swellv1.AddToScheme)
 		if err != nil {
 			controllerErr = err
 			return

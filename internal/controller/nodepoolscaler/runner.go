@@ -1,0 +1,144 @@
+package nodepoolscaler
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
+	"github.com/swell-autoscaler/swell/pkg/nodepool"
+)
+
+// providerTimeout bounds building a provider (digitalocean resolves its
+// cluster and pool by name), so a slow cloud cannot hold a worker.
+const providerTimeout = 30 * time.Second
+
+// runner is one NodePoolScaler's scaler with its informers running. It is
+// kept across reconciles, so cooldowns and in-flight deletions carry over
+// from pass to pass, and rebuilt only when the spec or the token changes.
+type runner struct {
+	scaler      *nodepool.Scaler
+	health      *healthProvider
+	tick        time.Duration
+	fingerprint string
+	stop        func()
+
+	// notes are the last pass's held-back reasons, to emit an event only
+	// when they change.
+	notes []string
+}
+
+// runners holds the runner of every NodePoolScaler this controller serves.
+type runners struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName]*runner
+}
+
+func (rs *runners) get(key types.NamespacedName) *runner {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.m[key]
+}
+
+func (rs *runners) put(key types.NamespacedName, r *runner) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if old := rs.m[key]; old != nil {
+		old.stop()
+	}
+	rs.m[key] = r
+}
+
+// remove stops and forgets a runner (its object is gone).
+func (rs *runners) remove(key types.NamespacedName) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if old := rs.m[key]; old != nil {
+		old.stop()
+		delete(rs.m, key)
+	}
+}
+
+// fingerprint identifies what a runner was built from: a new generation
+// or a rotated token means a new runner. The token is hashed, never kept.
+func fingerprint(generation int64, token string) string {
+	return fmt.Sprintf("%d/%x", generation, sha256.Sum256([]byte(token)))
+}
+
+// runnerBuilder makes runners; its fields are the reconciler's shared pieces.
+type runnerBuilder struct {
+	baseCtx   context.Context
+	clientset kubernetes.Interface
+	recorder  record.EventRecorder
+	clock     clock.WithTicker
+	wake      chan<- event.GenericEvent
+	log       logr.Logger
+}
+
+// build starts a runner for nps with cfg: provider, scaler, informers, and
+// a goroutine that turns the scaler's node and pod triggers into
+// reconciles of nps. The informers live as long as the manager, not the
+// reconcile that built them.
+func (b *runnerBuilder) build(ctx context.Context, nps *swellv1.NodePoolScaler, cfg nodepool.Config, print string) (*runner, error) {
+	pctx, cancel := context.WithTimeout(ctx, providerTimeout)
+	defer cancel()
+	prov, err := nodepool.NewProvider(pctx, cfg, b.clientset)
+	if err != nil {
+		return nil, fmt.Errorf("build provider %s: %w", cfg.CloudProvider, err)
+	}
+	wrapped, health := withHealth(prov)
+	key := types.NamespacedName{Namespace: nps.Namespace, Name: nps.Name}
+	scaler, err := nodepool.New(nodepool.Options{
+		Config: cfg, Client: b.clientset, Provider: wrapped, Pool: key.String(), Clock: b.clock,
+		Recorder: &teeRecorder{inner: b.recorder, owner: nps.DeepCopy()},
+		Logger:   slog.New(logr.ToSlogHandler(b.log.WithValues("nodepoolscaler", key.String()))),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("build scaler: %w", err)
+	}
+	runCtx, stopRun := context.WithCancel(b.baseCtx)
+	stopInformers, err := scaler.Start(runCtx)
+	if err != nil {
+		stopRun()
+		stopInformers()
+		return nil, fmt.Errorf("start informers: %w", err)
+	}
+	done := make(chan struct{})
+	go b.forward(runCtx, scaler.Triggered(), key, done)
+	stop := func() {
+		stopRun()
+		stopInformers()
+		<-done
+	}
+	return &runner{scaler: scaler, health: health, tick: cfg.Tick, fingerprint: print, stop: stop}, nil
+}
+
+// forward enqueues the object on every trigger of its scaler, so a burst
+// of server pods or a node turning Ready runs a pass at once.
+func (b *runnerBuilder) forward(ctx context.Context, triggered <-chan struct{}, key types.NamespacedName, done chan<- struct{}) {
+	defer close(done)
+	obj := &swellv1.NodePoolScaler{}
+	obj.Namespace, obj.Name = key.Namespace, key.Name
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-triggered:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case b.wake <- event.GenericEvent{Object: obj}:
+		}
+	}
+}
