@@ -17,6 +17,7 @@ import (
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
+	"github.com/swell-autoscaler/swell/internal/procnode"
 )
 
 // redisFixture is what most QWorker tests start from: the controller, a
@@ -341,4 +342,47 @@ func TestQWorkerReactsToRedisPush(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	rdb.LPush(ctx, queue, "a", "b")
 	waitForRunningPods(ctx, t, ns, "pushed", 2)
+}
+
+// TestQWorkerRecordsPeakUsageWithVPA runs a busy worker process on the
+// process node and expects its peak CPU and memory, read from the real
+// metrics.k8s.io API (metrics-server scraping the process node), in
+// status.maxContainerResourcesUsage.
+func TestQWorkerRecordsPeakUsageWithVPA(t *testing.T) {
+	ctx, c, ns, _, queue := redisFixture(t, 3*time.Minute)
+	qw := &qv1.QWorker{
+		ObjectMeta: metav1.ObjectMeta{Name: "vpa", Namespace: ns},
+		Spec: qv1.QWorkerSpec{
+			PodSpec: corev1.PodSpec{
+				NodeSelector: map[string]string{procnode.Label: "true"},
+				Tolerations:  []corev1.Toleration{{Key: procnode.Taint, Operator: corev1.TolerationOpExists}},
+				Containers: []corev1.Container{
+					{Name: "busy", Image: "local", Command: []string{"/bin/sh", "-c", "while :; do :; done"}},
+					{Name: "idle", Image: "local", Command: []string{"sleep", "600"}},
+				},
+			},
+			ScaleConfig: qv1.ScaleConfig{ScalerConfigRef: "redis", Queue: queue, MinReplicas: 1, MaxReplicas: 1, ScalingFactor: 1,
+				ActivateVPA: true, PollingIntervalSeconds: ptr.To[int32](2), Retirement: &qv1.Retirement{Mode: qv1.RetirementDelete}},
+		},
+	}
+	if err := c.Create(ctx, qw); err != nil {
+		t.Fatal(err)
+	}
+	var peaks []corev1.ResourceList
+	waitFor(ctx, t, "peak usage of both containers in the status", func() (bool, error) {
+		peaks = getQWorker(ctx, t, c, ns, "vpa").Status.MaxContainerResourcesUsage
+		if len(peaks) != 2 {
+			return false, nil
+		}
+		busyCPU, busyMem := peaks[0][corev1.ResourceCPU], peaks[0][corev1.ResourceMemory]
+		return !busyCPU.IsZero() && !busyMem.IsZero(), nil
+	})
+	busy, idle := peaks[0][corev1.ResourceCPU], peaks[1][corev1.ResourceCPU]
+	if busy.Cmp(idle) <= 0 {
+		t.Fatalf("busy container peak CPU %s is not above the idle one's %s", busy.String(), idle.String())
+	}
+	got := getQWorker(ctx, t, c, ns, "vpa")
+	if cond := meta.FindStatusCondition(got.Status.Conditions, qworker.ConditionMetricsAvailable); cond == nil || cond.Status != metav1.ConditionTrue {
+		t.Fatalf("MetricsAvailable condition %v, want True", cond)
+	}
 }
