@@ -39,7 +39,7 @@ func (s SecretFiles) read(key, name string) (brokerconn.Secret, error) {
 		return "", fmt.Errorf("metadata %q: secret files are disabled (start the server with --secrets-dir)", key)
 	}
 	if filepath.IsAbs(name) || strings.Contains(filepath.ToSlash(filepath.Clean(name)), "..") {
-		return "", fmt.Errorf("metadata %q: %q must be a path relative to the secrets directory %s, without ..", key, name, s.Dir)
+		return "", fmt.Errorf("metadata %q: %q must be a path relative to the secrets directory %s with no .. element", key, name, s.Dir)
 	}
 	read := s.ReadFile
 	if read == nil {

@@ -70,7 +70,7 @@ func TestKafkaLagAndETAOnARealBroker(t *testing.T) {
 	eventually(t, 10*time.Second, func() error {
 		lag, eta, err := kafkaValues(ctx, h, ref, "workers")
 		if err != nil || lag != 0 || eta != 0 {
-			return fmt.Errorf("lag %v eta %v err %v", lag, eta, err)
+			return fmt.Errorf("lag %v eta %v err %w", lag, eta, err)
 		}
 		return nil
 	})
@@ -91,7 +91,7 @@ func TestKafkaLagAndETAOnARealBroker(t *testing.T) {
 	eventually(t, 10*time.Second, func() error {
 		lag, eta, err := kafkaValues(ctx, h, ref, "workers")
 		if err != nil || lag != 600 || eta != etaCap {
-			return fmt.Errorf("lag %v eta %v err %v", lag, eta, err)
+			return fmt.Errorf("lag %v eta %v err %w", lag, eta, err)
 		}
 		return nil
 	})
@@ -212,7 +212,7 @@ func TestKafkaOutageIsUnavailable(t *testing.T) {
 	eventually(t, 10*time.Second, func() error {
 		r, err := h.client.GetMetrics(ctx, md(env.KafkaAddrs[0]))
 		if err != nil || r.MetricValues[0].MetricValue != 1 {
-			return fmt.Errorf("%v %v", r, err)
+			return fmt.Errorf("%v %w", r, err)
 		}
 		return nil
 	})
@@ -226,7 +226,7 @@ func TestKafkaOutageIsUnavailable(t *testing.T) {
 		if err == nil && r.MetricValues[0].MetricValueFloat == 0 {
 			t.Fatalf("outage reported as a zero lag")
 		}
-		return fmt.Errorf("%v %v", r, err)
+		return fmt.Errorf("%v %w", r, err)
 	})
 	_, err = h.client.GetMetrics(ctx, md("127.0.0.1:1"))
 	wantCode(t, err, codes.Unavailable, "never measured successfully")

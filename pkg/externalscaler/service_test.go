@@ -153,7 +153,7 @@ func TestNeverAFakeZero(t *testing.T) {
 	eventually(t, 5*time.Second, func() error {
 		r, err := h.client.GetMetrics(ctx, req)
 		if err != nil || r.MetricValues[0].MetricValueFloat != 4 {
-			return fmt.Errorf("%v %v", r, err)
+			return fmt.Errorf("%v %w", r, err)
 		}
 		return nil
 	})
@@ -177,7 +177,7 @@ func TestNeverAFakeZero(t *testing.T) {
 	eventually(t, 5*time.Second, func() error {
 		_, err := h.client.GetMetrics(ctx, req)
 		if status.Code(err) != codes.Unavailable {
-			return fmt.Errorf("err = %v", err)
+			return fmt.Errorf("err = %w", err)
 		}
 		return nil
 	})

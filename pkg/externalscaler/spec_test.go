@@ -51,7 +51,7 @@ func TestParseErrorsNameKeys(t *testing.T) {
 		{map[string]string{}, []string{`"source" is required`}},
 		{map[string]string{"source": "sqs"}, []string{`"sqs" is not a Swell source`, "kafka"}},
 		{map[string]string{"source": "kafka", "bootstrapServers": "k:1", "consumerGroup": "g", "metric": "speed"}, []string{`"metric": "speed"`}},
-		{map[string]string{"source": "kafka", "bootstrapServers": "k:1", "consumerGroup": "g", "passwordFile": "../../var/run/secrets/token"}, []string{`"passwordFile"`, "without .."}},
+		{map[string]string{"source": "kafka", "bootstrapServers": "k:1", "consumerGroup": "g", "passwordFile": "../../var/run/secrets/token"}, []string{`"passwordFile"`, "no .. element"}},
 		{map[string]string{"source": "kafka", "bootstrapServers": "k:1", "consumerGroup": "g", "passwordFile": "/etc/passwd"}, []string{`"passwordFile"`, "relative"}},
 		{map[string]string{"source": "redis", "host": "r", "listName": "l", "passwordFromEnv": "a", "passwordFile": "b"}, []string{"both set"}},
 		{map[string]string{"source": "http", "url": "ftp://x", "valueLocation": "a", "targetValue": "-1"}, []string{`"url" must be an http`, `"targetSize": -1 must be greater than 0`}},
