@@ -122,3 +122,15 @@ func TestSecretFileErrorsNeverShowContent(t *testing.T) {
 		t.Fatalf("disabled: %v", err)
 	}
 }
+
+// TestExamplePluginsFileLoads keeps examples/external-scaler/plugins.yaml
+// valid.
+func TestExamplePluginsFileLoads(t *testing.T) {
+	pc, err := LoadPlugins("../../examples/external-scaler/plugins.yaml", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pc.Plugins["plugin-tika"].groups(false); len(got) != 2 {
+		t.Fatalf("live groups = %v, want the two non-historic ones", got)
+	}
+}
