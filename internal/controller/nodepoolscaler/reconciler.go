@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
+		"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,9 +30,6 @@ const (
 	ReasonProviderAnswered    = "ProviderAnswered"
 	ReasonProviderError       = "ProviderError"
 	ReasonNotStarted          = "NotStarted"
-	// ReasonHeld is the event reason when the plan holds an action back
-	// (cooldown, maximum, a node shape too small).
-	ReasonHeld = "ActionHeld"
 )
 
 // setupError is why a runner could not be built, with the condition reason
@@ -94,7 +90,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return r.reportSetupError(ctx, base, &nps, err)
 	}
 	d, passErr := run.scaler.Pass(ctx)
-	r.emit(&nps, run, d, passErr)
+	r.emit(&nps, passErr)
 	r.setStatus(&nps, run, d, passErr)
 	if err := r.writeStatus(ctx, base, &nps); err != nil {
 		return ctrl.Result{}, err
@@ -173,17 +169,14 @@ func (r *Reconciler) reportSetupError(ctx context.Context, base, nps *swellv1.No
 	return ctrl.Result{}, err
 }
 
-// emit turns what the pass held back, and a failed pass, into events; the
-// actions themselves arrive through the scaler's recorder (teeRecorder).
-func (r *Reconciler) emit(nps *swellv1.NodePoolScaler, run *runner, d nodepool.Decision, passErr error) {
+// emit reports a failed pass as an event; the actions themselves arrive
+// through the scaler's recorder (teeRecorder). Actions held back (cooldown,
+// maximum) go to the Ready condition's message instead: they change on
+// most passes, and as events they would spend the object's event budget
+// (the recorder's spam filter) before the actions that matter.
+func (r *Reconciler) emit(nps *swellv1.NodePoolScaler, passErr error) {
 	if passErr != nil {
 		r.Recorder.Event(nps, corev1.EventTypeWarning, ReasonPassFailed, passErr.Error())
-	}
-	if !slices.Equal(run.notes, d.Notes) {
-		for _, n := range d.Notes {
-			r.Recorder.Event(nps, corev1.EventTypeNormal, ReasonHeld, n)
-		}
-		run.notes = d.Notes
 	}
 }
 
@@ -202,8 +195,11 @@ func (r *Reconciler) setStatus(nps *swellv1.NodePoolScaler, run *runner, d nodep
 	if passErr != nil {
 		r.setCondition(nps, swellv1.ConditionReady, metav1.ConditionFalse, ReasonPassFailed, passErr.Error())
 	} else {
-		r.setCondition(nps, swellv1.ConditionReady, metav1.ConditionTrue, ReasonPassSucceeded,
-			fmt.Sprintf("%d free of %d wanted slots on %d nodes", last.Free, last.Wanted, last.Size))
+		msg := fmt.Sprintf("%d free of %d wanted slots on %d nodes", last.Free, last.Wanted, last.Size)
+		if len(d.Notes) > 0 {
+			msg += "; held: " + strings.Join(d.Notes, "; ")
+		}
+		r.setCondition(nps, swellv1.ConditionReady, metav1.ConditionTrue, ReasonPassSucceeded, msg)
 	}
 	r.setProviderHealth(nps, run)
 }

@@ -32,10 +32,6 @@ type runner struct {
 	tick        time.Duration
 	fingerprint string
 	stop        func()
-
-	// notes are the last pass's held-back reasons, to emit an event only
-	// when they change.
-	notes []string
 }
 
 // runners holds the runner of every NodePoolScaler this controller serves.
