@@ -12,12 +12,13 @@ import (
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller/nodepoolscaler"
+	"github.com/swell-autoscaler/swell/internal/controller/podautoscaler"
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 	"github.com/swell-autoscaler/swell/internal/controller/scalerconfig"
 )
 
 // New builds Swell's manager with every reconciler: QWorker and
-// ScalerConfig, sharing one set of broker connections, and NodePoolScaler. `swell controller`,
+// ScalerConfig, sharing one set of broker connections, PodAutoscaler and NodePoolScaler. `swell controller`,
 // `swell dev` and the e2e tests all run this same assembly.
 func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	scheme, err := NewScheme(qv1.AddToScheme, swellv1.AddToScheme)
@@ -40,6 +41,9 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		},
 		func(_ context.Context, mgr ctrl.Manager) error {
 			return scalerconfig.Setup(mgr, sources, 0)
+		},
+		func(_ context.Context, mgr ctrl.Manager) error {
+			return podautoscaler.Setup(mgr, podautoscaler.Options{})
 		},
 		func(ctx context.Context, mgr ctrl.Manager) error {
 			return nodepoolscaler.Setup(ctx, mgr, nodepoolscaler.Options{})

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -36,24 +38,15 @@ type ClusterOptions struct {
 // client for the full target object, the metrics APIs when specs are set,
 // and an event recorder. stop flushes and stops the event broadcaster.
 func NewForCluster(restCfg *rest.Config, cfg *Config, o ClusterOptions) (a *Autoscaler, stop func(), err error) {
-	client, err := kubernetes.NewForConfig(restCfg)
+	cc, err := NewClusterClients(restCfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, err
 	}
-	disc := memory.NewMemCacheClient(client.Discovery())
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(disc)
-	scales, err := scale.NewForConfig(restCfg, mapper, dynamic.LegacyAPIPathResolverFunc, scale.NewDiscoveryScaleKindResolver(disc))
-	if err != nil {
-		return nil, nil, fmt.Errorf("scale client: %w", err)
-	}
-	dyn, err := dynamic.NewForConfig(restCfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dynamic client: %w", err)
-	}
-	target := &clusterTarget{ref: *cfg.ScaleTargetRef, namespace: cfg.Namespace, mapper: mapper, scales: scales, dynamic: dyn, client: client}
+	client := cc.Client
+	target := cc.Target(*cfg.ScaleTargetRef, cfg.Namespace)
 	var km *KubeMetrics
 	if len(cfg.KubernetesMetricSpecs) > 0 {
-		api, err := NewMetricsAPI(restCfg, disc, mapper)
+		api, err := NewMetricsAPI(restCfg, cc.Discovery, cc.Mapper)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -83,4 +76,42 @@ func NewForCluster(restCfg *rest.Config, cfg *Config, o ClusterOptions) (a *Auto
 		return nil, nil, err
 	}
 	return a, broadcaster.Shutdown, nil
+}
+
+// ClusterClients are the clients a cluster Target needs. They are built
+// once and shared: Swell's controller scales many targets with one set, so
+// discovery is cached once rather than per PodAutoscaler.
+type ClusterClients struct {
+	Client    kubernetes.Interface
+	Discovery discovery.CachedDiscoveryInterface
+	Mapper    *restmapper.DeferredDiscoveryRESTMapper
+	Scales    scale.ScalesGetter
+	Dynamic   dynamic.Interface
+}
+
+// NewClusterClients builds the clients: a discovery-based REST mapper (any
+// kind with a scale subresource, refreshed when a kind is unknown), the
+// scale client and a dynamic client for the full target object.
+func NewClusterClients(restCfg *rest.Config) (ClusterClients, error) {
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return ClusterClients{}, fmt.Errorf("kubernetes client: %w", err)
+	}
+	disc := memory.NewMemCacheClient(client.Discovery())
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(disc)
+	scales, err := scale.NewForConfig(restCfg, mapper, dynamic.LegacyAPIPathResolverFunc, scale.NewDiscoveryScaleKindResolver(disc))
+	if err != nil {
+		return ClusterClients{}, fmt.Errorf("scale client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(restCfg)
+	if err != nil {
+		return ClusterClients{}, fmt.Errorf("dynamic client: %w", err)
+	}
+	return ClusterClients{Client: client, Discovery: disc, Mapper: mapper, Scales: scales, Dynamic: dyn}, nil
+}
+
+// Target returns the cluster Target for ref in namespace. It is cheap: the
+// controller makes one per pass instead of keeping one per object.
+func (c ClusterClients) Target(ref autoscalingv2.CrossVersionObjectReference, namespace string) Target {
+	return &clusterTarget{ref: ref, namespace: namespace, mapper: c.Mapper, scales: c.Scales, dynamic: c.Dynamic, client: c.Client}
 }

@@ -1,0 +1,7 @@
+// Package podautoscaler reconciles PodAutoscalers (swell.dev/v1alpha1): a
+// Custom Pod Autoscaler run inside Swell's controller. Each reconcile is one
+// CPA pass for one object, built from pkg/cpa's pieces (the http method
+// executor, strict evaluation parsing, Kubernetes metrics, the cluster scale
+// target) and pkg/policy's decision maths, so a PodAutoscaler decides
+// exactly as `swell cpa` would with the same keys.
+package podautoscaler

@@ -1,0 +1,180 @@
+package podautoscaler
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
+	"github.com/swell-autoscaler/swell/pkg/cpa"
+)
+
+// ConditionReady is True while passes succeed; False names the failed
+// stage (cpa's event reasons) or InvalidSpec.
+const ConditionReady = "Ready"
+
+// Event reasons recorded on the PodAutoscaler besides cpa's failure ones.
+const (
+	ReasonInvalidSpec = "InvalidSpec"
+	ReasonSucceeded   = "Succeeded"
+	ReasonDisabled    = cpa.ReasonAutoscalingDisabledByZero
+)
+
+// Reconciler runs one CPA pass per reconcile of a PodAutoscaler and asks to
+// be called again after intervalSeconds. Its RBAC: PodAutoscalers read and
+// status written; any kind's scale subresource read and written
+// (`groups=*,resources=*/scale`, since scaleTargetRef may name any kind
+// with one) and the full target read (it is the `resource` the methods
+// receive); pods listed (per-pod mode); the metrics APIs read
+// (kubernetesMetricSpecs); events written.
+//
+// +kubebuilder:rbac:groups=swell.dev,resources=podautoscalers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=swell.dev,resources=podautoscalers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments/scale;statefulsets/scale;replicasets/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups=*,resources=*,verbs=get
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=metrics.k8s.io,resources=pods,verbs=get;list
+// +kubebuilder:rbac:groups=custom.metrics.k8s.io,resources=*,verbs=get;list
+// +kubebuilder:rbac:groups=external.metrics.k8s.io,resources=*,verbs=get;list
+type Reconciler struct {
+	Client   client.Client
+	Recorder record.EventRecorder
+	Clock    clock.PassiveClock
+	// Clients read and scale targets; shared by every PodAutoscaler.
+	Clients cpa.ClusterClients
+	// Runner calls the http methods; a cpa.Executor in production.
+	Runner cpa.MethodRunner
+	// KubeMetrics gathers kubernetesMetricSpecs; nil skips them.
+	KubeMetrics *cpa.KubeMetrics
+
+	mu     sync.Mutex
+	states map[types.NamespacedName]*objState
+}
+
+// Reconcile decodes the spec once, runs the pass, records events and
+// writes the status once.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var pa swellv1.PodAutoscaler
+	if err := r.Client.Get(ctx, req.NamespacedName, &pa); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get PodAutoscaler: %w", err)
+	}
+	spec, err := decodeSpec(&pa)
+	if err != nil {
+		return r.reportInvalid(ctx, &pa, err)
+	}
+	res := r.pass(ctx, spec, r.state(req.NamespacedName, spec))
+	r.record(ctx, &pa, res)
+	if err := r.writeStatus(ctx, &pa, buildStatus(&pa, res)); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: spec.Interval}, nil
+}
+
+// state returns the object's windows, new on first use or a new generation.
+func (r *Reconciler) state(key types.NamespacedName, spec paSpec) *objState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.states == nil {
+		r.states = map[types.NamespacedName]*objState{}
+	}
+	st := r.states[key]
+	if st == nil || st.generation != spec.Generation {
+		st = newObjState(spec)
+		r.states[key] = st
+	}
+	return st
+}
+
+func (r *Reconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.states, key)
+}
+
+func (r *Reconciler) log(ctx context.Context) logr.Logger { return log.FromContext(ctx) }
+
+// record emits a Normal event for a rescale and a Warning for a failure,
+// on the PodAutoscaler, so `kubectl describe pas` explains the count.
+func (r *Reconciler) record(ctx context.Context, pa *swellv1.PodAutoscaler, res *result) {
+	switch {
+	case res.Err != nil:
+		r.log(ctx).Info("pass failed; replicas held", "reason", res.FailReason, "err", res.Err.Error())
+		r.Recorder.Eventf(pa, corev1.EventTypeWarning, res.FailReason, "%s; replicas held", truncate(res.Err.Error(), 900))
+	case res.Scaled:
+		r.Recorder.Eventf(pa, corev1.EventTypeNormal, cpa.ReasonSuccessfulRescale, "New size: %d (was %d); evaluation wanted %d: %s",
+			res.Desired, res.Current, res.Evaluation, res.Reason)
+	}
+}
+
+// buildStatus is the status after a pass. A failed pass keeps the last
+// decision and desired count: they still describe the workload.
+func buildStatus(pa *swellv1.PodAutoscaler, res *result) swellv1.PodAutoscalerStatus {
+	s := *pa.Status.DeepCopy()
+	s.ObservedGeneration = pa.Generation
+	if res.HaveTarget {
+		s.CurrentReplicas = res.Current
+	}
+	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonSucceeded, ObservedGeneration: pa.Generation}
+	switch {
+	case res.Err != nil:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, res.FailReason, truncate(res.Err.Error(), 1000)
+	case res.Disabled:
+		cond.Reason, cond.Message = ReasonDisabled, res.Reason
+	default:
+		if res.Scaled {
+			s.CurrentReplicas = res.Desired
+		}
+		s.DesiredReplicas = res.Desired
+		s.LastDecision = &swellv1.PodAutoscalerDecision{
+			Time: metav1.NewTime(res.Now), Inputs: res.Inputs, Evaluation: res.Evaluation, Desired: res.Desired, Reason: res.Reason,
+		}
+		cond.Message = fmt.Sprintf("last pass: %d → %d (%s)", res.Current, res.Desired, res.Reason)
+	}
+	meta.SetStatusCondition(&s.Conditions, cond)
+	return s
+}
+
+// writeStatus patches the status once per reconcile.
+func (r *Reconciler) writeStatus(ctx context.Context, pa *swellv1.PodAutoscaler, status swellv1.PodAutoscalerStatus) error {
+	updated := pa.DeepCopy()
+	updated.Status = status
+	if err := r.Client.Status().Patch(ctx, updated, client.MergeFrom(pa)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("write PodAutoscaler status: %w", err)
+	}
+	return nil
+}
+
+// reportInvalid records a spec the API accepted but Swell cannot run (what
+// CEL cannot check); nothing is scaled and nothing is requeued until the
+// spec changes.
+func (r *Reconciler) reportInvalid(ctx context.Context, pa *swellv1.PodAutoscaler, err error) (ctrl.Result, error) {
+	r.Recorder.Eventf(pa, corev1.EventTypeWarning, ReasonInvalidSpec, "%v", err)
+	status := *pa.Status.DeepCopy()
+	status.ObservedGeneration = pa.Generation
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonInvalidSpec, Message: truncate(err.Error(), 1000), ObservedGeneration: pa.Generation,
+	})
+	return ctrl.Result{}, r.writeStatus(ctx, pa, status)
+}

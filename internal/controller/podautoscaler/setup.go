@@ -1,0 +1,69 @@
+package podautoscaler
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
+	"github.com/swell-autoscaler/swell/pkg/cpa"
+)
+
+// CPA's defaults for the readiness rules of kubernetesMetricSpecs; the
+// PodAutoscaler API does not expose them yet.
+const (
+	cpuInitializationPeriod = 300 * time.Second
+	initialReadinessDelay   = 30 * time.Second
+)
+
+// Options configure the PodAutoscaler controller; zero values are fine.
+type Options struct {
+	// Runner calls methods; a new cpa.Executor when nil.
+	Runner cpa.MethodRunner
+	// Clock defaults to the real clock.
+	Clock clock.PassiveClock
+	// MaxConcurrentReconciles defaults to 4, so one slow method cannot
+	// stall every other PodAutoscaler.
+	MaxConcurrentReconciles int
+}
+
+// Setup registers the PodAutoscaler reconciler with mgr. Only generation
+// changes trigger a reconcile besides the interval requeue: the status
+// write of each pass must not start the next pass early.
+func Setup(mgr ctrl.Manager, o Options) error {
+	clients, err := cpa.NewClusterClients(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("podautoscaler controller: %w", err)
+	}
+	api, err := cpa.NewMetricsAPI(mgr.GetConfig(), clients.Discovery, clients.Mapper)
+	if err != nil {
+		return fmt.Errorf("podautoscaler controller: %w", err)
+	}
+	if o.Runner == nil {
+		o.Runner = cpa.NewExecutor()
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = 4
+	}
+	r := &Reconciler{
+		Client:      mgr.GetClient(),
+		Recorder:    mgr.GetEventRecorderFor("swell-podautoscaler"), //nolint:staticcheck // the events/v1 recorder is not yet what kubectl describe shows by default
+		Clock:       o.Clock,
+		Clients:     clients,
+		Runner:      o.Runner,
+		KubeMetrics: &cpa.KubeMetrics{API: api, CPUInitializationPeriod: cpuInitializationPeriod, InitialReadinessDelay: initialReadinessDelay},
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("podautoscaler").
+		For(&swellv1.PodAutoscaler{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles}).
+		Complete(r)
+}
