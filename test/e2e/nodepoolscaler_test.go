@@ -187,6 +187,53 @@ func TestNodePoolScalerRejectsInvalidSpecs(t *testing.T) {
 	}
 }
 
+// TestNodePoolScalerReportsWhatTheAPICannotCheck shows the conditions for
+// specs that pass CEL but cannot run: a label key only the decoder rejects
+// (InvalidSpec) and a token Secret that does not exist (SecretUnavailable).
+func TestNodePoolScalerReportsWhatTheAPICannotCheck(t *testing.T) {
+	kube := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := newNamespace(ctx, t)
+	badLabel := swellv1.NodePoolScalerSpec{
+		CloudProvider: swellv1.ProviderKwok, NodeSelector: "swell.dev/e2e-badlabel=x",
+		ServerPodLabelName: "not a label!", ServerCPUResourceRequest: ptr.To(intstr.FromInt32(1000)),
+	}
+	noSecret := swellv1.NodePoolScalerSpec{
+		CloudProvider: swellv1.ProviderDigitalOcean, ClusterName: "c", NodePoolName: "p",
+		CloudProviderTokenSecretRef: &swellv1.SecretKeyRef{Name: "missing"},
+		NodeSelector:                "swell.dev/e2e-nosecret=x", ServerPodLabelName: "app",
+		ServerCPUResourceRequest: ptr.To(intstr.FromInt32(1000)),
+	}
+	for name, tc := range map[string]struct {
+		spec   swellv1.NodePoolScalerSpec
+		reason string
+		field  string
+	}{
+		"bad-label": {badLabel, nodepoolscaler.ReasonInvalidSpec, nodepool.KeyPodLabelName},
+		"no-secret": {noSecret, nodepoolscaler.ReasonSecretUnavailable, "spec.cloudProviderTokenSecretRef"},
+	} {
+		obj := &swellv1.NodePoolScaler{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: tc.spec}
+		if err := kube.Create(ctx, obj); err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+		waitFor(ctx, t, name+": Ready=False "+tc.reason, func() (bool, error) {
+			var got swellv1.NodePoolScaler
+			if err := kube.Get(ctx, client.ObjectKeyFromObject(obj), &got); err != nil {
+				return false, err
+			}
+			c := meta.FindStatusCondition(got.Status.Conditions, swellv1.ConditionReady)
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
+				return false, fmt.Errorf("Ready condition %+v", c)
+			}
+			if !strings.Contains(c.Message, tc.field) {
+				return false, fmt.Errorf("message %q does not name %s", c.Message, tc.field)
+			}
+			return true, nil
+		})
+	}
+}
+
 // specFromConfigFile writes the config, checks that `swell nodepool`
 // loads it, and translates it into a NodePoolScaler spec.
 func specFromConfigFile(t *testing.T, text string) swellv1.NodePoolScalerSpec {

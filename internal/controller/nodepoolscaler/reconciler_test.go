@@ -1,0 +1,64 @@
+package nodepoolscaler
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/swell-autoscaler/swell/pkg/nodepool"
+	"github.com/swell-autoscaler/swell/pkg/nodepool/provider"
+	"github.com/swell-autoscaler/swell/pkg/policy"
+)
+
+func TestDescribe(t *testing.T) {
+	for _, tc := range []struct {
+		d    nodepool.Decision
+		want string
+	}{
+		{nodepool.Decision{}, ""},
+		{nodepool.Decision{Cordon: []string{"a", "b"}}, "cordoned a, b"},
+		{nodepool.Decision{Uncordon: []string{"u"}, Delete: []string{"d"}, Size: 2, Resize: 4}, "uncordoned u; deleted d; resized 2 → 4"},
+	} {
+		if got := describe(tc.d); got != tc.want {
+			t.Errorf("describe(%+v) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+type fakeProvider struct{ err error }
+
+func (f fakeProvider) Size(context.Context) (int, error)            { return 3, f.err }
+func (f fakeProvider) Resize(context.Context, int) error            { return f.err }
+func (f fakeProvider) Delete(context.Context, []*corev1.Node) error { return f.err }
+
+type fakeTemplater struct{ fakeProvider }
+
+func (fakeTemplater) Template() policy.Resources { return policy.Resources{"cpu": 4000} }
+
+// TestHealthKeepsTemplateAndRecordsErrors: wrapping must not hide the
+// node shape (the plan sizes growth from it) and must see every failure.
+func TestHealthKeepsTemplateAndRecordsErrors(t *testing.T) {
+	wrapped, h := withHealth(fakeTemplater{})
+	if _, ok := wrapped.(provider.Templater); !ok {
+		t.Fatal("wrapper hid the provider's Template")
+	}
+	if called, _ := h.Health(); called {
+		t.Fatal("health reports a call before any")
+	}
+	if _, err := wrapped.Size(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if called, err := h.Health(); !called || err != nil {
+		t.Fatalf("after a good call: called=%v err=%v", called, err)
+	}
+	plain, h2 := withHealth(fakeProvider{err: errors.New("cloud down")})
+	if _, ok := plain.(provider.Templater); ok {
+		t.Fatal("wrapper invented a Template")
+	}
+	_ = plain.Resize(context.Background(), 4)
+	if _, err := h2.Health(); err == nil || err.Error() != "cloud down" {
+		t.Fatalf("error not recorded: %v", err)
+	}
+}
