@@ -186,10 +186,10 @@ func TestCPAFailedTicksHoldReplicasAndRecover(t *testing.T) {
 	})
 }
 
-// TestCPARequiredKubernetesMetricsUnavailable: this environment has no
-// metrics API server, so requireKubernetesMetrics=true must fail each tick
-// visibly and hold the count. (Real metrics reaching user logic is covered
-// by unit tests with fixed inputs only.)
+// TestCPARequiredKubernetesMetricsUnavailable: the target's pods run on kwok
+// nodes, which metrics-server cannot scrape, so requireKubernetesMetrics=true
+// must fail each tick visibly and hold the count. (Real metrics reaching
+// user logic: TestCPAReceivesRealResourceMetrics.)
 func TestCPARequiredKubernetesMetricsUnavailable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
