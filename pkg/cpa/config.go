@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/swell-autoscaler/swell/pkg/policy"
+	"github.com/swell-autoscaler/swell/pkg/policy/hpav2"
 )
 
 // Run modes, as CPA names them.
@@ -407,38 +408,5 @@ func (h *HTTP) validate(key string) error {
 
 // PolicyBehavior converts an HPA v2 behavior into the policy core's form.
 func PolicyBehavior(b *autoscalingv2.HorizontalPodAutoscalerBehavior) (policy.Behavior, error) {
-	up, err := policyRules("behavior.scaleUp", b.ScaleUp)
-	if err != nil {
-		return policy.Behavior{}, err
-	}
-	down, err := policyRules("behavior.scaleDown", b.ScaleDown)
-	if err != nil {
-		return policy.Behavior{}, err
-	}
-	return policy.Behavior{ScaleUp: up, ScaleDown: down}, nil
-}
-
-func policyRules(key string, r *autoscalingv2.HPAScalingRules) (policy.ScalingRules, error) {
-	if r == nil {
-		return policy.ScalingRules{}, nil
-	}
-	out := policy.ScalingRules{}
-	if r.StabilizationWindowSeconds != nil {
-		w := time.Duration(*r.StabilizationWindowSeconds) * time.Second
-		out.StabilizationWindow = &w
-	}
-	if r.SelectPolicy != nil {
-		out.SelectPolicy = policy.SelectPolicy(*r.SelectPolicy)
-	}
-	for i, p := range r.Policies {
-		if p.Type != autoscalingv2.PodsScalingPolicy && p.Type != autoscalingv2.PercentScalingPolicy {
-			return out, fmt.Errorf("%s.policies[%d].type %q: want Pods or Percent", key, i, p.Type)
-		}
-		out.Policies = append(out.Policies, policy.ScalingPolicy{
-			Type:   policy.ScalingPolicyType(p.Type),
-			Value:  p.Value,
-			Period: time.Duration(p.PeriodSeconds) * time.Second,
-		})
-	}
-	return out, nil
+	return hpav2.Behavior(b)
 }

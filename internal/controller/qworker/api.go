@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -16,6 +15,7 @@ import (
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/pkg/policy"
+	"github.com/swell-autoscaler/swell/pkg/policy/hpav2"
 )
 
 // QWorker is the reconciled kind.
@@ -106,7 +106,10 @@ func decodeSpec(qw *QWorker) (workerSpec, error) {
 		}
 	}
 	if sc.Behavior != nil {
-		b := behaviorFromAPI(sc.Behavior)
+		b, err := hpav2.Behavior(sc.Behavior)
+		if err != nil {
+			return s, fmt.Errorf("spec.scaleConfig.%w", err)
+		}
 		if err := b.Validate(); err != nil {
 			return s, fmt.Errorf("spec.scaleConfig.behavior: %w", err)
 		}
@@ -116,31 +119,6 @@ func decodeSpec(qw *QWorker) (workerSpec, error) {
 		return s, fmt.Errorf("spec.scaleConfig: %w", err)
 	}
 	return s, nil
-}
-
-// behaviorFromAPI converts an HPA behavior to the policy package's form.
-func behaviorFromAPI(b *autoscalingv2.HorizontalPodAutoscalerBehavior) policy.Behavior {
-	return policy.Behavior{ScaleUp: rulesFromAPI(b.ScaleUp), ScaleDown: rulesFromAPI(b.ScaleDown)}
-}
-
-func rulesFromAPI(r *autoscalingv2.HPAScalingRules) policy.ScalingRules {
-	if r == nil {
-		return policy.ScalingRules{}
-	}
-	out := policy.ScalingRules{}
-	if r.StabilizationWindowSeconds != nil {
-		w := time.Duration(*r.StabilizationWindowSeconds) * time.Second
-		out.StabilizationWindow = &w
-	}
-	if r.SelectPolicy != nil {
-		out.SelectPolicy = policy.SelectPolicy(*r.SelectPolicy)
-	}
-	for _, p := range r.Policies {
-		out.Policies = append(out.Policies, policy.ScalingPolicy{
-			Type: policy.ScalingPolicyType(p.Type), Value: p.Value, Period: time.Duration(p.PeriodSeconds) * time.Second,
-		})
-	}
-	return out
 }
 
 // buildStatus is the status after this reconcile.
