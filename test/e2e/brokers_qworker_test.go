@@ -11,9 +11,12 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 )
 
 // brokerCase is one broker under a QWorker: how a ScalerConfig reaches it,
@@ -25,11 +28,17 @@ type brokerCase struct {
 	fill   func(ctx context.Context, t *testing.T, n int)
 	drain  func(ctx context.Context, t *testing.T)
 	closer func()
+	// component is the testenv process to stop for the outage check, with
+	// ready telling when it answers again; empty for the in-process kfake.
+	component string
+	ready     func(context.Context) error
 }
 
-// TestQWorkerScalesOnEveryBroker fills each broker's queue, expects
-// ceil(n × scalingFactor) pods, drains the queue and expects zero pods.
-// (Redis has its own, longer test.)
+// TestQWorkerScalesOnEveryBroker runs, for each broker: fill → ceil(n ×
+// scalingFactor) pods; drain → zero; one message → back from zero; podSpec
+// change → every pod replaced; broker stopped → no scale-down and
+// SourceHealthy=False, then True again after a restart. (Redis has its own
+// tests of each step.)
 func TestQWorkerScalesOnEveryBroker(t *testing.T) {
 	c := startController(t)
 	for _, mk := range []func(*testing.T) brokerCase{rabbitCase, natsCase, kafkaCase} {
@@ -51,6 +60,25 @@ func TestQWorkerScalesOnEveryBroker(t *testing.T) {
 			waitForRunningPods(ctx, t, ns, "workers", 4) // ceil(7 × 0.5)
 			bc.drain(ctx, t)
 			waitForRunningPods(ctx, t, ns, "workers", 0)
+			bc.fill(ctx, t, 1)
+			waitForRunningPods(ctx, t, ns, "workers", 1)
+			bc.fill(ctx, t, 4)
+			before := waitForRunningPods(ctx, t, ns, "workers", 3) // ceil(5 × 0.5)
+			rolloutReplacesEveryPod(ctx, t, c, ns, "workers", before)
+			if bc.component == "" {
+				return
+			}
+			if err := env.StopComponent(bc.component); err != nil {
+				t.Fatal(err)
+			}
+			sourceHealthy(ctx, t, c, ns, "workers", metav1.ConditionFalse)
+			if pods, _ := alivePods(ctx, ns, "workers"); len(pods) != 3 {
+				t.Fatalf("%d pods while %s was down, want the 3 held", len(pods), bc.name)
+			}
+			if err := env.RestartComponent(ctx, bc.component, bc.ready); err != nil {
+				t.Fatal(err)
+			}
+			sourceHealthy(ctx, t, c, ns, "workers", metav1.ConditionTrue)
 		})
 	}
 }
@@ -90,7 +118,15 @@ func rabbitCase(t *testing.T) brokerCase {
 				t.Fatal(err)
 			}
 		},
-		closer: func() { _ = conn.Close() },
+		closer:    func() { _ = conn.Close() },
+		component: "rabbitmq",
+		ready: func(context.Context) error {
+			c, err := amqp.Dial(env.RabbitMQURL)
+			if err != nil {
+				return err
+			}
+			return c.Close()
+		},
 	}
 }
 
@@ -134,7 +170,16 @@ func natsCase(t *testing.T) brokerCase {
 				}
 			}
 		},
-		closer: nc.Close,
+		closer:    nc.Close,
+		component: "nats",
+		ready: func(context.Context) error {
+			c, err := nats.Connect(env.NATSURL)
+			if err != nil {
+				return err
+			}
+			c.Close()
+			return nil
+		},
 	}
 }
 
@@ -175,4 +220,32 @@ func kafkaCase(t *testing.T) brokerCase {
 		},
 		closer: cl.Close,
 	}
+}
+
+// rolloutReplacesEveryPod changes the podSpec and waits until every pod is a
+// new one on the new spec hash.
+func rolloutReplacesEveryPod(ctx context.Context, t *testing.T, c client.Client, ns, name string, before []corev1.Pod) {
+	t.Helper()
+	oldNames := map[string]bool{}
+	for _, p := range before {
+		oldNames[p.Name] = true
+	}
+	waitFor(ctx, t, "the podSpec update", func() (bool, error) {
+		q := getQWorker(ctx, t, c, ns, name)
+		q.Spec.PodSpec.Containers[0].Image += "-next"
+		return c.Update(ctx, q) == nil, nil
+	})
+	waitFor(ctx, t, "every pod replaced by one with the new hash", func() (bool, error) {
+		hash := getQWorker(ctx, t, c, ns, name).Status.CurrentPodSpecHash
+		pods, err := alivePods(ctx, ns, name)
+		if err != nil || len(pods) != len(before) || len(hash) < 63 {
+			return false, err
+		}
+		for _, p := range pods {
+			if oldNames[p.Name] || p.Labels[qworker.LabelPodSpecHash] != hash[:63] || p.Status.Phase != corev1.PodRunning {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 }
