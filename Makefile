@@ -47,8 +47,13 @@ lint: ## gofmt, go vet and golangci-lint
 	$(SWELL_TESTBIN)/golangci-lint run ./...
 
 .PHONY: generate
-generate: ## regenerate code (deepcopy, CRDs, RBAC, protobuf)
+generate: ## regenerate code (deepcopy, CRDs, RBAC, protobuf) and sync charts/swell
 	$(GO) generate ./...
+	bash hack/sync-chart.sh
+
+.PHONY: chart-lint
+chart-lint: ## helm lint and render checks of charts/swell (helm's Go module; no helm binary)
+	$(GO) test -count=1 ./charts/swell/...
 
 .PHONY: clean
 clean: ## remove build output (the test-binary cache stays)
