@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,11 +12,14 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 )
 
 var (
@@ -92,10 +96,19 @@ func (o obj) with(path string, v any) obj {
 }
 
 func (o obj) gvr() schema.GroupVersionResource {
-	if o["kind"] == "ScalerConfig" {
+	switch o["kind"] {
+	case "ScalerConfig":
 		return scalerConfigGVR
+	case "QWorker":
+		return qworkerGVR
+	case "NodePoolScaler":
+		return schema.GroupVersionResource{Group: "swell.dev", Version: "v1alpha1", Resource: "nodepoolscalers"}
+	case "PodAutoscaler":
+		return schema.GroupVersionResource{Group: "swell.dev", Version: "v1alpha1", Resource: "podautoscalers"}
+	case "Secret":
+		return schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 	}
-	return qworkerGVR
+	return schema.GroupVersionResource{Resource: fmt.Sprintf("unknown-kind-%v", o["kind"])}
 }
 
 type m = map[string]any
@@ -308,7 +321,13 @@ func TestCRDSamplesApplyUnchanged(t *testing.T) {
 				}
 				break
 			}
-			if _, err := dyn.Resource(o.gvr()).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: o}, strictCreate); err != nil {
+			target := ns
+			if own, _, _ := unstructured.NestedString(o, "metadata", "namespace"); own != "" {
+				// A sample that names its namespace is applied there, as kubectl would.
+				target = own
+				_, _ = env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: own}}, metav1.CreateOptions{})
+			}
+			if _, err := dyn.Resource(o.gvr()).Namespace(target).Create(ctx, &unstructured.Unstructured{Object: o}, strictCreate); err != nil {
 				t.Errorf("%s: %s rejected: %v", filepath.Base(file), o["kind"], err)
 			}
 		}
@@ -326,7 +345,10 @@ func TestCRDScaleSubresourceAndColumns(t *testing.T) {
 	dyn := crdClient(ctx, t)
 	ns := newNamespace(ctx, t)
 	qws := dyn.Resource(qworkerGVR).Namespace(ns)
-	created, err := qws.Create(ctx, &unstructured.Unstructured{Object: validQWorker().with("metadata.name", "pool")}, strictCreate)
+	// Paused: the running controller must not overwrite the status this
+	// test writes by hand.
+	created, err := qws.Create(ctx, &unstructured.Unstructured{Object: validQWorker().with("metadata.name", "pool").
+		with("metadata.annotations", m{qworker.AnnotationPaused: "true"})}, strictCreate)
 	if err != nil {
 		t.Fatal(err)
 	}

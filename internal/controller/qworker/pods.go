@@ -23,6 +23,9 @@ const (
 	// AnnotationRetireAt is when the pod was chosen, for the retirement
 	// timeout after which the controller deletes it.
 	AnnotationRetireAt = "swell.dev/retire-at"
+	// AnnotationPaused on a QWorker ("true") stops Swell from touching it or
+	// its pods: no measuring, no scaling, no status writes — for maintenance.
+	AnnotationPaused = "swell.dev/paused"
 )
 
 // Env vars every worker container receives, as QScaler's controller sets them.

@@ -102,6 +102,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if qw.Annotations[AnnotationPaused] == "true" {
+		return ctrl.Result{}, nil
+	}
 	now := r.Clock.Now()
 	spec, specErr := decodeSpec(qw)
 	if specErr != nil {
