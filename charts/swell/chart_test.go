@@ -123,6 +123,13 @@ func TestRenderDeployment(t *testing.T) {
 	if !strings.Contains(render(t, nil)["swell/templates/deployment.yaml"], "--leader-elect") {
 		t.Error("default values do not pass --leader-elect")
 	}
+	off := render(t, map[string]any{"nodePools": map[string]any{"enabled": false}})["swell/templates/deployment.yaml"]
+	if !strings.Contains(off, "--node-pools=false") {
+		t.Error("nodePools.enabled=false does not turn the NodePoolScaler reconciler off (it would fail on the missing node permissions)")
+	}
+	if strings.Contains(dep, "--node-pools=false") {
+		t.Error("default values turn the NodePoolScaler reconciler off")
+	}
 }
 
 // TestCRDsInSync: charts/swell/crds is a copy of config/crd/bases (make generate).

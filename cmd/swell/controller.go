@@ -46,6 +46,8 @@ func newControllerCmd() *cobra.Command {
 	f.StringSliceVar(&o.manager.Namespaces, "namespace", nil, "watch only these namespaces (repeatable; default all)")
 	f.DurationVar(&o.manager.GracefulShutdown, "graceful-shutdown", 30*time.Second, "time reconcilers get to finish on SIGTERM")
 	f.BoolVar(&o.development, "dev-logs", false, "human-readable logs instead of JSON")
+	nodePools := f.Bool("node-pools", true, "run the NodePoolScaler reconciler (needs permissions on nodes)")
+	cmd.PreRun = func(*cobra.Command, []string) { o.manager.DisableNodePools = !*nodePools }
 	return cmd
 }
 

@@ -36,6 +36,9 @@ type Options struct {
 	Namespaces []string
 	// GracefulShutdown bounds how long reconcilers get to finish on SIGTERM.
 	GracefulShutdown time.Duration
+	// DisableNodePools leaves the NodePoolScaler reconciler out, so an
+	// install without node pools needs no permission on nodes.
+	DisableNodePools bool
 }
 
 // Setup registers a reconciler with the manager. Each kind's package

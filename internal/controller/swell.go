@@ -18,8 +18,9 @@ import (
 )
 
 // New builds Swell's manager with every reconciler: QWorker and
-// ScalerConfig, sharing one set of broker connections, PodAutoscaler and NodePoolScaler. `swell controller`,
-// `swell dev` and the e2e tests all run this same assembly.
+// ScalerConfig (sharing one set of broker connections), PodAutoscaler, and
+// NodePoolScaler unless disabled. `swell controller`, `swell dev` and the
+// e2e tests all run this same assembly.
 func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	scheme, err := NewScheme(qv1.AddToScheme, swellv1.AddToScheme)
 	if err != nil {
@@ -30,7 +31,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	var sources *qworker.Sources
-	return NewManager(ctx, cfg, scheme, o,
+	setups := []Setup{
 		func(ctx context.Context, mgr ctrl.Manager) error {
 			sources = qworker.NewSources(mgr.GetClient(), mgr.GetAPIReader())
 			mc, err := metricsclient.NewForConfig(cfg)
@@ -45,8 +46,11 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		func(_ context.Context, mgr ctrl.Manager) error {
 			return podautoscaler.Setup(mgr, podautoscaler.Options{})
 		},
-		func(ctx context.Context, mgr ctrl.Manager) error {
+	}
+	if !o.DisableNodePools {
+		setups = append(setups, func(ctx context.Context, mgr ctrl.Manager) error {
 			return nodepoolscaler.Setup(ctx, mgr, nodepoolscaler.Options{})
-		},
-	)
+		})
+	}
+	return NewManager(ctx, cfg, scheme, o, setups...)
 }
