@@ -110,6 +110,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if specErr != nil {
 		return r.reportInvalid(ctx, qw, specErr)
 	}
+	r.applyScalerConfigInterval(ctx, qw, &spec)
 	hash, err := PodSpecHash(spec.PodSpec)
 	if err != nil {
 		return r.reportInvalid(ctx, qw, err)
@@ -303,4 +304,20 @@ func (r *Reconciler) applyVPA(ctx context.Context, qw *QWorker, status *qv1.QWor
 		status.MaxContainerResourcesUsage = peaks
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
+}
+
+// applyScalerConfigInterval uses the ScalerConfig's pollingIntervalSeconds
+// when the QWorker sets none of its own. A missing ScalerConfig is reported
+// by the measurement, not here.
+func (r *Reconciler) applyScalerConfigInterval(ctx context.Context, qw *QWorker, spec *workerSpec) {
+	if qw.Spec.ScaleConfig.PollingIntervalSeconds != nil {
+		return
+	}
+	sc := &qv1.ScalerConfig{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: qw.Namespace, Name: spec.ScalerConfig}, sc); err != nil {
+		return
+	}
+	if p := sc.Spec.PollingIntervalSeconds; p != nil && *p > 0 {
+		spec.PollingInterval = time.Duration(*p) * time.Second
+	}
 }
