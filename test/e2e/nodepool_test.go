@@ -136,11 +136,17 @@ type pool struct {
 }
 
 func poolState(ctx context.Context, ns string) (pool, error) {
-	nodes, err := env.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: poolSelector})
+	return readPool(ctx, ns, poolSelector, serverLabel)
+}
+
+// readPool reads a pool's nodes (by nodeSelector) and server pods (by
+// podSelector in ns) from the API server; both node-pool suites use it.
+func readPool(ctx context.Context, ns, nodeSelector, podSelector string) (pool, error) {
+	nodes, err := env.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: nodeSelector})
 	if err != nil {
 		return pool{}, err
 	}
-	pods, err := env.Clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: serverLabel})
+	pods, err := env.Clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: podSelector})
 	if err != nil {
 		return pool{}, err
 	}

@@ -284,42 +284,7 @@ func waitNPSBuffer(ctx context.Context, t *testing.T, kube client.Client, ns, wh
 
 // npsPoolState reads the pool from the API server, independently of Swell.
 func npsPoolState(ctx context.Context, ns string) (pool, error) {
-	nodes, err := env.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: npsSelector})
-	if err != nil {
-		return pool{}, err
-	}
-	pods, err := env.Clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: npsServerLabel})
-	if err != nil {
-		return pool{}, err
-	}
-	perNode := map[string]int{}
-	st := pool{}
-	for _, p := range pods.Items {
-		if p.Spec.NodeName != "" {
-			perNode[p.Spec.NodeName]++
-		}
-		if p.Status.Phase == corev1.PodRunning {
-			st.running++
-		}
-	}
-	for _, n := range nodes.Items {
-		if n.DeletionTimestamp != nil {
-			continue
-		}
-		st.nodes++
-		_, swell := n.Annotations[nodepool.CordonedAtAnnotation]
-		switch {
-		case n.Spec.Unschedulable && swell:
-			st.swellCordoned++
-			if perNode[n.Name] == 0 {
-				st.emptySwellCordoned++
-			}
-		case !n.Spec.Unschedulable && nodeReady(&n):
-			cpu := n.Status.Allocatable[corev1.ResourceCPU]
-			st.free += cpu.MilliValue()/1000 - int64(perNode[n.Name])
-		}
-	}
-	return st, nil
+	return readPool(ctx, ns, npsSelector, npsServerLabel)
 }
 
 func npsServerName(i int) string { return fmt.Sprintf("nps-gs-%02d", i) }
