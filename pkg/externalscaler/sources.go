@@ -50,6 +50,23 @@ func (p *sourceProbe) Close() error {
 // funcTarget is a target whose open is a closure over decoded config.
 type funcTarget func(ctx context.Context) (probe, error)
 
+// brokerTarget opens a broker client and one queue source from it, as every
+// pkg/source broker does; the client is closed with the probe, or at once
+// when the queue cannot be opened.
+func brokerTarget[C interface{ Close() error }](dial func(context.Context) (C, error), queue func(C) (source.Source, error)) funcTarget {
+	return func(ctx context.Context) (probe, error) {
+		c, err := dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		src, err := queue(c)
+		if err != nil {
+			return nil, errors.Join(err, c.Close())
+		}
+		return &sourceProbe{src: src, close: c.Close}, nil
+	}
+}
+
 func (t funcTarget) open(ctx context.Context) (probe, error) { return t(ctx) }
 
 // tlsFrom decodes the "tls" key (enable|disable) and an optional CA.
@@ -96,17 +113,8 @@ func parseRedis(_ *Parser, f *fields) (*Spec, error) {
 	return &Spec{
 		Source: "redis", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("redis host=%s port=%d db=%d user=%s tls=%t key=%s group=%s", cfg.Host, cfg.Port, cfg.DB, cfg.Username, cfg.TLS.Enabled, ref.Key, ref.Group),
-		target: funcTarget(func(ctx context.Context) (probe, error) {
-			c, err := redis.New(ctx, cfg)
-			if err != nil {
-				return nil, err
-			}
-			src, err := c.Queue(ref)
-			if err != nil {
-				return nil, errors.Join(err, c.Close())
-			}
-			return &sourceProbe{src: src, close: c.Close}, nil
-		}),
+		target: brokerTarget(func(ctx context.Context) (*redis.Client, error) { return redis.New(ctx, cfg) },
+			func(c *redis.Client) (source.Source, error) { return c.Queue(ref) }),
 	}, nil
 }
 
@@ -138,17 +146,8 @@ func parseRabbitMQ(_ *Parser, f *fields) (*Spec, error) {
 	return &Spec{
 		Source: "rabbitmq", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("rabbitmq url=%s host=%s port=%d vhost=%s user=%s tls=%t mgmt=%s queue=%s", cfg.URL, cfg.Host, cfg.Port, cfg.VHost, cfg.Username, cfg.TLS.Enabled, cfg.ManagementURL, queue),
-		target: funcTarget(func(ctx context.Context) (probe, error) {
-			c, err := rabbitmq.New(ctx, cfg)
-			if err != nil {
-				return nil, err
-			}
-			src, err := c.Queue(queue)
-			if err != nil {
-				return nil, errors.Join(err, c.Close())
-			}
-			return &sourceProbe{src: src, close: c.Close}, nil
-		}),
+		target: brokerTarget(func(ctx context.Context) (*rabbitmq.Client, error) { return rabbitmq.New(ctx, cfg) },
+			func(c *rabbitmq.Client) (source.Source, error) { return c.Queue(queue) }),
 	}, nil
 }
 
@@ -172,17 +171,8 @@ func parseNATS(_ *Parser, f *fields) (*Spec, error) {
 	return &Spec{
 		Source: "nats", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("nats url=%s user=%s tls=%t stream=%s consumer=%s", cfg.URL, cfg.Username, cfg.TLS.Enabled, ref.Stream, ref.Consumer),
-		target: funcTarget(func(ctx context.Context) (probe, error) {
-			c, err := nats.New(ctx, cfg)
-			if err != nil {
-				return nil, err
-			}
-			src, err := c.Queue(ref)
-			if err != nil {
-				return nil, errors.Join(err, c.Close())
-			}
-			return &sourceProbe{src: src, close: c.Close}, nil
-		}),
+		target: brokerTarget(func(ctx context.Context) (*nats.Client, error) { return nats.New(ctx, cfg) },
+			func(c *nats.Client) (source.Source, error) { return c.Queue(ref) }),
 	}, nil
 }
 
