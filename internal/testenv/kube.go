@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -204,7 +205,7 @@ func httpOK(hc *http.Client, url, token string) func(context.Context) error {
 
 func serviceAccountExists(cs kubernetes.Interface, ns, name string) func(context.Context) error {
 	return func(ctx context.Context) error {
-		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1GetOptions)
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
 		return err
 	}
 }

@@ -23,14 +23,11 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/swell-autoscaler/swell/internal/procnode"
 )
-
-var metav1GetOptions = metav1.GetOptions{}
 
 // Options selects the components to start. The zero value starts nothing;
 // each Kubernetes component pulls in what it depends on (nodes need the
@@ -264,7 +261,8 @@ func (e *Env) start(name, bin string, args, env []string) (*process, error) {
 	return p, nil
 }
 
-// bin resolves a cached test binary, with a hint when it is missing.
+// bin is the path of a cached test binary (CheckBinaries says when one is
+// missing).
 func (e *Env) bin(name string) string {
 	return filepath.Join(e.binDir, name)
 }

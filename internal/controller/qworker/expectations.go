@@ -12,8 +12,8 @@ import (
 // controller does), so a lost watch event cannot wedge a pool forever.
 const expectationTTL = 2 * time.Minute
 
-// expectations remember pod creations and deletions the controller made but
-// its informer cache has not shown yet. While any are outstanding, the pool
+// expectations remember pod creations, deletions and retirement marks the
+// controller made but its informer cache has not shown yet. While any are outstanding, the pool
 // is not re-planned: the cache would under-count and the controller would
 // create the same pods twice (or retire more than asked).
 type expectations struct {
@@ -22,8 +22,10 @@ type expectations struct {
 }
 
 type expectation struct {
-	adds    int
-	deletes map[string]struct{}
+	adds int
+	// changed names pods whose deletion or retirement mark the cache must
+	// still show.
+	changed map[string]struct{}
 	since   time.Time
 }
 
@@ -31,18 +33,18 @@ func newExpectations() *expectations {
 	return &expectations{byQW: map[types.NamespacedName]*expectation{}}
 }
 
-// expect records n creations and the named deletions for key.
-func (e *expectations) expect(key types.NamespacedName, now time.Time, creations int, deletions []string) {
+// expect records n creations and the named pod changes for key.
+func (e *expectations) expect(key types.NamespacedName, now time.Time, creations int, changes []string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	x := e.byQW[key]
 	if x == nil {
-		x = &expectation{deletes: map[string]struct{}{}}
+		x = &expectation{changed: map[string]struct{}{}}
 		e.byQW[key] = x
 	}
 	x.adds += creations
-	for _, d := range deletions {
-		x.deletes[d] = struct{}{}
+	for _, name := range changes {
+		x.changed[name] = struct{}{}
 	}
 	x.since = now
 }
@@ -59,13 +61,13 @@ func (e *expectations) created(key types.NamespacedName) {
 // createFailed undoes one expected creation the API refused.
 func (e *expectations) createFailed(key types.NamespacedName) { e.created(key) }
 
-// deleted is called when the cache shows pod name of key gone (or the
-// deletion failed and will not happen).
-func (e *expectations) deleted(key types.NamespacedName, name string) {
+// observed is called when the cache shows pod name of key deleted or marked
+// for retirement (or the change failed and will not happen).
+func (e *expectations) observed(key types.NamespacedName, name string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if x := e.byQW[key]; x != nil {
-		delete(x.deletes, name)
+		delete(x.changed, name)
 	}
 }
 
@@ -77,7 +79,7 @@ func (e *expectations) satisfied(key types.NamespacedName, now time.Time) bool {
 	if x == nil {
 		return true
 	}
-	if (x.adds <= 0 && len(x.deletes) == 0) || now.Sub(x.since) > expectationTTL {
+	if (x.adds <= 0 && len(x.changed) == 0) || now.Sub(x.since) > expectationTTL {
 		delete(e.byQW, key)
 		return true
 	}

@@ -61,7 +61,7 @@ func TestExpectations(t *testing.T) {
 		t.Fatal("satisfied with one creation and one deletion outstanding")
 	}
 	e.created(key)
-	e.deleted(key, "p1")
+	e.observed(key, "p1")
 	if !e.satisfied(key, now) {
 		t.Fatal("not satisfied after every creation and deletion was observed")
 	}

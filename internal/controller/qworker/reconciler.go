@@ -231,7 +231,7 @@ func (r *Reconciler) retire(ctx context.Context, qw *QWorker, spec workerSpec, v
 		pod.Annotations[AnnotationRetire] = "true"
 		pod.Annotations[AnnotationRetireAt] = now.UTC().Format(time.RFC3339)
 		if err := r.Client.Patch(ctx, pod, patch); err != nil {
-			r.exp.deleted(spec.Key, name)
+			r.exp.observed(spec.Key, name)
 			if !apierrors.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("mark pod %s for retirement: %w", name, err))
 			}
@@ -251,7 +251,7 @@ func (r *Reconciler) deletePod(ctx context.Context, key types.NamespacedName, po
 	r.exp.expect(key, r.Clock.Now(), 0, []string{pod.Name})
 	err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
 	if err != nil {
-		r.exp.deleted(key, pod.Name)
+		r.exp.observed(key, pod.Name)
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 			return nil
 		}

@@ -129,17 +129,17 @@ func (h *podHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.
 		if !ok {
 			return
 		}
-		h.exp.deleted(key, e.ObjectOld.GetName())
+		h.exp.observed(key, e.ObjectOld.GetName())
 	}
 	if e.ObjectNew.GetDeletionTimestamp() != nil || e.ObjectNew.GetAnnotations()[AnnotationRetire] == "true" {
-		h.exp.deleted(key, e.ObjectNew.GetName())
+		h.exp.observed(key, e.ObjectNew.GetName())
 	}
 	q.Add(reconcile.Request{NamespacedName: key})
 }
 
 func (h *podHandler) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	if key, ok := h.key(e.Object); ok {
-		h.exp.deleted(key, e.Object.GetName())
+		h.exp.observed(key, e.Object.GetName())
 		q.Add(reconcile.Request{NamespacedName: key})
 	}
 }
