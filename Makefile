@@ -60,7 +60,7 @@ clean: ## remove build output (the test-binary cache stays)
 	rm -rf bin dist .e2e.log
 
 .PHONY: demo
-demo: testbin build ## the main job on a local default (see README for what it shows today)
+demo: testbin build ## the main job on a local default: cluster, Redis, controller, a QWorker of real workers, load, live view
 	bin/swell dev
 
 .PHONY: sim-report
