@@ -10,7 +10,8 @@ references, delete its own pod, exit 0.
 """
 
 from .identity import Identity, IdentityError
+from .rabbitq import RabbitQueue
 from .redisq import RedisQueue, recover
 from .worker import Reason, Worker
 
-__all__ = ["Identity", "IdentityError", "RedisQueue", "recover", "Reason", "Worker"]
+__all__ = ["Identity", "IdentityError", "RabbitQueue", "RedisQueue", "recover", "Reason", "Worker"]

@@ -1,48 +1,21 @@
 """Runs against a real redis-server started on a free loopback port."""
 
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import unittest
-
-import redis
 
 from swell_worker import RedisQueue, recover
 from swell_worker.redisq import processing_key
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.brokers import RedisServer
 
 
 class RedisQueueTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server not installed: run make testbin")
-        cls.dir = tempfile.mkdtemp()
-        cls.port = free_port()
-        cls.proc = subprocess.Popen([binary, "--port", str(cls.port), "--bind", "127.0.0.1", "--save", "", "--dir", cls.dir],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cls.r = redis.Redis(port=cls.port)
-        for _ in range(100):
-            try:
-                cls.r.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        cls.broker = RedisServer()
+        cls.r = cls.broker.client
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.terminate()
-        cls.proc.wait(10)
-        shutil.rmtree(cls.dir, ignore_errors=True)
+        cls.broker.stop()
 
     def setUp(self):
         self.r.flushall()
