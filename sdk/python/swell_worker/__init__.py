@@ -10,8 +10,9 @@ references, delete its own pod, exit 0.
 """
 
 from .identity import Identity, IdentityError
+from .kafkaq import KafkaQueue
 from .rabbitq import RabbitQueue
 from .redisq import RedisQueue, recover
 from .worker import Reason, Worker
 
-__all__ = ["Identity", "IdentityError", "RabbitQueue", "RedisQueue", "recover", "Reason", "Worker"]
+__all__ = ["Identity", "IdentityError", "KafkaQueue", "RabbitQueue", "RedisQueue", "recover", "Reason", "Worker"]
