@@ -1,0 +1,391 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/utils/ptr"
+)
+
+// KEDAModule is the Go module hack/build-keda.sh builds keda-operator and
+// keda-adapter from; StartKEDA installs the CRDs of the same version from it.
+const KEDAModule = "github.com/kedacore/keda/v2"
+
+// kedaAdapterService names the Service the v1beta1.external.metrics.k8s.io
+// APIService points at, as in KEDA's own manifests.
+const kedaAdapterService = "keda-metrics-apiserver"
+
+// KEDAOptions configures StartKEDA.
+type KEDAOptions struct {
+	// Namespace holds KEDA's cluster objects (KEDA_CLUSTER_OBJECT_NAMESPACE)
+	// and the adapter's Service; it is created when missing. Default "keda".
+	Namespace string
+	// Adapter also starts keda-adapter and registers it as the
+	// external.metrics.k8s.io APIService, so the HPAs KEDA creates read
+	// their metric through it. It needs a non-loopback IPv4 address, like
+	// MetricsServer.
+	Adapter bool
+}
+
+// KEDA is a running KEDA: the operator watching every namespace, and the
+// metrics adapter when asked for.
+type KEDA struct {
+	// Version is the KEDA release the cached binaries were built from.
+	Version string
+	// CRDDir is the module's config/crd/bases the CRDs were installed from.
+	CRDDir string
+	// Namespace holds KEDA's cluster objects.
+	Namespace string
+	// MetricsServiceAddr is the operator's gRPC metrics service (mutual
+	// TLS), which the adapter reads metrics through.
+	MetricsServiceAddr string
+
+	env        *Env
+	components []string
+}
+
+// StartKEDA installs KEDA's CRDs from the module of the cached binaries'
+// version, then starts keda-operator (and keda-adapter with o.Adapter)
+// against the environment's apiserver and waits until they answer. It
+// needs a control plane; Stop (or Env.Stop) ends the processes.
+func (e *Env) StartKEDA(ctx context.Context, o KEDAOptions) (*KEDA, error) {
+	if e.Kubeconfig == "" {
+		return nil, errors.New("start KEDA: the environment has no apiserver")
+	}
+	if o.Namespace == "" {
+		o.Namespace = "keda"
+	}
+	k, err := e.prepareKEDA(ctx, o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	var adapterIP net.IP
+	if o.Adapter {
+		if adapterIP, err = nonLoopbackIPv4(); err != nil {
+			return nil, err
+		}
+	}
+	certDir := filepath.Join(e.Dir, "keda-certs")
+	if err := writeKEDACerts(certDir, o.Namespace, adapterIP); err != nil {
+		return nil, err
+	}
+	if err := e.timed("keda-operator", func() error { return e.startKEDAOperator(ctx, k, certDir) }); err != nil {
+		return nil, err
+	}
+	k.components = append(k.components, "keda-operator")
+	if !o.Adapter {
+		return k, nil
+	}
+	if err := e.timed("keda-adapter", func() error { return e.startKEDAAdapter(ctx, k, certDir, adapterIP) }); err != nil {
+		return nil, err
+	}
+	k.components = append(k.components, "keda-adapter")
+	return k, nil
+}
+
+// Stop ends KEDA's processes, adapter first. The CRDs and the APIService
+// stay (another StartKEDA reuses them).
+func (k *KEDA) Stop() {
+	for i := len(k.components) - 1; i >= 0; i-- {
+		_ = k.env.StopComponent(k.components[i])
+	}
+	k.components = nil
+}
+
+// prepareKEDA finds the version of the cached binaries, installs the CRDs of
+// that version and creates KEDA's namespace.
+func (e *Env) prepareKEDA(ctx context.Context, ns string) (*KEDA, error) {
+	version, err := kedaVersion(e.binDir)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := moduleDir(ctx, KEDAModule, version)
+	if err != nil {
+		return nil, err
+	}
+	k := &KEDA{Version: version, CRDDir: filepath.Join(dir, "config", "crd", "bases"), Namespace: ns, env: e}
+	if err := e.InstallCRDs(ctx, k.CRDDir); err != nil {
+		return nil, fmt.Errorf("install KEDA %s CRDs: %w", version, err)
+	}
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+	if _, err := e.Clientset.CoreV1().Namespaces().Create(ctx, nsObj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("create namespace %s: %w", ns, err)
+	}
+	return k, nil
+}
+
+// kedaVersion reads the version hack/build-keda.sh stamped next to the
+// operator binary.
+func kedaVersion(binDir string) (string, error) {
+	if _, err := os.Stat(filepath.Join(binDir, "keda-operator")); err != nil {
+		return "", fmt.Errorf("keda-operator is not in %s: run `make testbin` (hack/build-keda.sh)", binDir)
+	}
+	b, err := os.ReadFile(filepath.Join(binDir, ".keda-operator.version"))
+	if err != nil {
+		return "", fmt.Errorf("read keda-operator version stamp: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// moduleDir is the module cache directory of mod@version, downloading it
+// when needed (hack/build-keda.sh already did on a machine with binaries).
+func moduleDir(ctx context.Context, mod, version string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", mod+"@"+version)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go mod download %s@%s: %w: %s", mod, version, err, stderr.String())
+	}
+	var info struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &info); err != nil {
+		return "", fmt.Errorf("decode go mod download output: %w", err)
+	}
+	if info.Dir == "" {
+		return "", fmt.Errorf("go mod download %s@%s: no directory (%s)", mod, version, info.Error)
+	}
+	return info.Dir, nil
+}
+
+// kedaEnv is the environment both KEDA processes read their settings from.
+func (e *Env) kedaEnv(ns string) []string {
+	return []string{
+		"KUBECONFIG=" + e.Kubeconfig,
+		// Empty: every namespace.
+		"WATCH_NAMESPACE=",
+		"KEDA_CLUSTER_OBJECT_NAMESPACE=" + ns,
+		"POD_NAMESPACE=" + ns,
+	}
+}
+
+// startKEDAOperator runs keda-operator on loopback ports with leader
+// election, webhooks and certificate rotation off; its gRPC metrics service
+// serves the certificates in certDir.
+func (e *Env) startKEDAOperator(ctx context.Context, k *KEDA, certDir string) error {
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	probe := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	k.MetricsServiceAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+	caDir := filepath.Join(e.Dir, "keda-custom-ca")
+	if err := os.MkdirAll(caDir, 0o700); err != nil {
+		return fmt.Errorf("keda custom CA dir: %w", err)
+	}
+	p, err := e.start("keda-operator", e.bin("keda-operator"), []string{
+		"--metrics-bind-address=" + fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		"--health-probe-bind-address=" + probe,
+		"--metrics-service-bind-address=" + k.MetricsServiceAddr,
+		"--cert-dir=" + certDir,
+		"--ca-dir=" + caDir,
+		"--leader-elect=false",
+		"--enable-cert-rotation=false",
+		"--enable-webhook-patching=false",
+		"--enable-apiservice-patching=false",
+		"--kube-api-qps=100",
+		"--kube-api-burst=200",
+		"--zap-encoder=console",
+		"--zap-log-level=info",
+	}, e.kedaEnv(k.Namespace))
+	if err != nil {
+		return err
+	}
+	return p.waitFor(ctx, "ready", httpOK(http.DefaultClient, "http://"+probe+"/readyz", ""))
+}
+
+// startKEDAAdapter runs keda-adapter behind the aggregation layer. Like
+// metrics-server it binds to a non-loopback address, because the aggregator
+// rejects loopback endpoints; it serves the certificate in certDir, which
+// the APIService pins through its CA bundle.
+func (e *Env) startKEDAAdapter(ctx context.Context, k *KEDA, certDir string, ip net.IP) error {
+	port, err := freePortOn(ip)
+	if err != nil {
+		return err
+	}
+	metricsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	p, err := e.start("keda-adapter", e.bin("keda-adapter"), []string{
+		"--kubeconfig=" + e.Kubeconfig,
+		"--authentication-kubeconfig=" + e.Kubeconfig,
+		"--authorization-kubeconfig=" + e.Kubeconfig,
+		"--bind-address=" + ip.String(),
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + certDir,
+		"--tls-cert-file=" + filepath.Join(certDir, "tls.crt"),
+		"--tls-private-key-file=" + filepath.Join(certDir, "tls.key"),
+		"--metrics-service-address=" + k.MetricsServiceAddr,
+		"--port=" + strconv.Itoa(metricsPort),
+		"--zap-encoder=console",
+	}, e.kedaEnv(k.Namespace))
+	if err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(filepath.Join(certDir, "ca.crt"))
+	if err != nil {
+		return fmt.Errorf("read KEDA CA: %w", err)
+	}
+	if err := e.registerExternalMetricsAPI(ctx, k.Namespace, ip, port, ca); err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(e.RESTConfig.CAData)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	return p.waitFor(ctx, "serving external.metrics.k8s.io", httpOK(hc, e.APIServerURL+"/apis/external.metrics.k8s.io/v1beta1", adminToken))
+}
+
+// registerExternalMetricsAPI creates the Service, its EndpointSlice and the
+// APIService that route external.metrics.k8s.io to the adapter at ip:port.
+func (e *Env) registerExternalMetricsAPI(ctx context.Context, ns string, ip net.IP, port int, ca []byte) error {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: kedaAdapterService, Namespace: ns},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{
+			Name: "https", Port: 443, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(int32(port)),
+		}}},
+	}
+	if _, err := e.Clientset.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create %s service: %w", kedaAdapterService, err)
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: kedaAdapterService, Namespace: ns,
+			Labels: map[string]string{discoveryv1.LabelServiceName: kedaAdapterService, discoveryv1.LabelManagedBy: "swell-testenv"},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	slices := e.Clientset.DiscoveryV1().EndpointSlices(ns)
+	if err := slices.Delete(ctx, kedaAdapterService, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("replace %s endpoint slice: %w", kedaAdapterService, err)
+	}
+	if _, err := slices.Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create %s endpoint slice: %w", kedaAdapterService, err)
+	}
+	return e.applyExternalMetricsAPIService(ctx, ns, ca)
+}
+
+func (e *Env) applyExternalMetricsAPIService(ctx context.Context, ns string, ca []byte) error {
+	dyn, err := dynamic.NewForConfig(e.RESTConfig)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	apiService := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiregistration.k8s.io/v1",
+		"kind":       "APIService",
+		"metadata":   map[string]any{"name": "v1beta1.external.metrics.k8s.io"},
+		"spec": map[string]any{
+			"group":                "external.metrics.k8s.io",
+			"version":              "v1beta1",
+			"service":              map[string]any{"namespace": ns, "name": kedaAdapterService, "port": int64(443)},
+			"caBundle":             ca,
+			"groupPriorityMinimum": int64(100),
+			"versionPriority":      int64(100),
+		},
+	}}
+	api := dyn.Resource(apiServiceGVR)
+	_ = api.Delete(ctx, apiService.GetName(), metav1.DeleteOptions{})
+	if _, err := api.Create(ctx, apiService, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create external.metrics.k8s.io APIService: %w", err)
+	}
+	return nil
+}
+
+// writeKEDACerts writes the files KEDA reads from its --cert-dir: ca.crt,
+// and tls.crt/tls.key signed by it. KEDA uses the one pair for the
+// operator's gRPC metrics server, the adapter's client of it (mutual TLS)
+// and the adapter's API server, so the certificate both serves and
+// authenticates, for loopback, the adapter's address (when not nil) and
+// the adapter Service's DNS name.
+func writeKEDACerts(dir, ns string, adapterIP net.IP) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("KEDA cert dir: %w", err)
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate KEDA CA key: %w", err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "swell-testenv-keda-ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("self-sign KEDA CA: %w", err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return fmt.Errorf("parse KEDA CA: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate KEDA key: %w", err)
+	}
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	if adapterIP != nil {
+		ips = append(ips, adapterIP)
+	}
+	svc := kedaAdapterService + "." + ns + ".svc"
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "keda-testenv"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     []string{"localhost", svc, svc + ".cluster.local"},
+		IPAddresses:  ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("sign KEDA certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("marshal KEDA key: %w", err)
+	}
+	files := map[string][]byte{
+		"ca.crt":  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return nil
+}
