@@ -11,14 +11,15 @@ import (
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/brokersource"
 	"github.com/swell-autoscaler/swell/internal/controller/nodepoolscaler"
 	"github.com/swell-autoscaler/swell/internal/controller/podautoscaler"
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 	"github.com/swell-autoscaler/swell/internal/controller/scalerconfig"
 )
 
-// New builds Swell's manager with every reconciler: QWorker and
-// ScalerConfig (sharing one set of broker connections), PodAutoscaler, and
+// New builds Swell's manager with every reconciler: QWorker, ScalerConfig
+// and PodAutoscaler (sharing one set of broker connections), and
 // NodePoolScaler unless disabled. `swell controller`, `swell dev` and the
 // e2e tests all run this same assembly.
 func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
@@ -30,10 +31,10 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	if err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
-	var sources *qworker.Sources
+	var sources *brokersource.Sources
 	setups := []Setup{
 		func(ctx context.Context, mgr ctrl.Manager) error {
-			sources = qworker.NewSources(mgr.GetClient(), mgr.GetAPIReader())
+			sources = brokersource.NewSources(mgr.GetClient(), mgr.GetAPIReader())
 			mc, err := metricsclient.NewForConfig(cfg)
 			if err != nil {
 				return fmt.Errorf("metrics.k8s.io client: %w", err)
@@ -44,7 +45,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 			return scalerconfig.Setup(mgr, sources, 0)
 		},
 		func(_ context.Context, mgr ctrl.Manager) error {
-			return podautoscaler.Setup(mgr, podautoscaler.Options{})
+			return podautoscaler.Setup(mgr, podautoscaler.Options{Sources: sources})
 		},
 	}
 	if !o.DisableNodePools {

@@ -241,6 +241,10 @@ func TestCRDValidationRejectsInvalidManifests(t *testing.T) {
 		{"kafka credentials without SASL", kafka(m{"username": "u", "password": m{"secret": secret}}), "spec.config.saslMechanism, spec.config.username and spec.config.password must be set together for type kafka"},
 		{"unknown SASL mechanism", kafka(m{"saslMechanism": "MD5", "username": "u", "password": m{"secret": secret}}), "spec.config.saslMechanism"},
 		{"kafka with a host", kafka(m{"host": "k"}), "spec.config: only brokers, consumerGroup, saslMechanism, username, password and tls apply to type kafka"},
+		{"PodAutoscaler metric with http and source", validPodAutoscaler().with("spec.metric.http", m{"url": "http://m"}), "spec.metric: set exactly one of spec.metric.http or spec.metric.source"},
+		{"PodAutoscaler metric with neither", validPodAutoscaler().with("spec.metric", m{}), "spec.metric: set exactly one of spec.metric.http or spec.metric.source"},
+		{"PodAutoscaler source without queue", validPodAutoscaler().with("spec.metric.source.queue", nil), "spec.metric.source.queue"},
+		{"PodAutoscaler source with empty scalerConfigRef", validPodAutoscaler().with("spec.metric.source.scalerConfigRef", ""), "spec.metric.source.scalerConfigRef"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -281,6 +285,8 @@ func TestCRDValidationRejectsInvalidManifests(t *testing.T) {
 		{"nats url list without stream", scalerConfig("nats", m{"url": "nats://a:4222, tls://b:4222"})},
 		{"nats host", scalerConfig("nats", m{"host": "n", "port": "4222", "stream": "ORDERS", "username": "u", "password": m{"secret": secret}})},
 		{"kafka SASL", kafka(m{"brokers": []any{"[::1]:9092", "k-0.kafka:9092"}, "saslMechanism": "SCRAM-SHA-512", "username": "u", "password": m{"secret": secret}})},
+		{"PodAutoscaler on a queue source", validPodAutoscaler()},
+		{"PodAutoscaler on an http metric", validPodAutoscaler().with("spec.metric", m{"http": m{"url": "https://m/metric"}})},
 	}
 	for _, v := range valid {
 		t.Run("valid: "+v.name, func(t *testing.T) {

@@ -147,7 +147,7 @@ func newPodAutoscaler(ns, target, runMode string, evaluate swellv1.EvaluateMetho
 			MaxReplicas:     6,
 			IntervalSeconds: 1,
 			RunMode:         runMode,
-			Metric:          swellv1.MetricMethod{HTTP: swellv1.HTTPMethod{URL: metricURL, TimeoutMilliseconds: 2000}},
+			Metric:          swellv1.MetricMethod{HTTP: &swellv1.HTTPMethod{URL: metricURL, TimeoutMilliseconds: 2000}},
 			Evaluate:        evaluate,
 		},
 	}

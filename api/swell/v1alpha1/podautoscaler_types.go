@@ -72,10 +72,43 @@ type HTTPMethod struct {
 	TimeoutMilliseconds int32 `json:"timeoutMilliseconds,omitempty"`
 }
 
-// MetricMethod is how metrics are gathered: a CPA http method.
+// MetricMethod is how metrics are gathered: a CPA http method, or the
+// backlog of a queue measured through a ScalerConfig, as a QWorker measures
+// it.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.http) != has(self.source)",message="spec.metric: set exactly one of spec.metric.http or spec.metric.source"
 type MetricMethod struct {
-	// HTTP is the request that answers the metric.
-	HTTP HTTPMethod `json:"http"`
+	// HTTP is the request that answers the metric, per pod or per resource
+	// as runMode says.
+	// +optional
+	HTTP *HTTPMethod `json:"http,omitempty"`
+	// Source measures a queue once per pass, whatever runMode says: its
+	// backlog is the one metric answer (a number), so an expression such as
+	// "ceil(value / 5)" reads it as value and an http evaluator gets it as
+	// the value of the single entry of metrics.
+	// +optional
+	Source *QueueSource `json:"source,omitempty"`
+}
+
+// QueueSource names a queue of a Swell broker source: the ScalerConfig
+// (quickube.com/v1alpha1) that says how to reach the broker and where its
+// credentials are, and the queue in QWorker's spec.scaleConfig.queue form.
+// The controller shares one connection per ScalerConfig with every QWorker
+// using it. A broker that cannot be measured fails the pass: replicas are
+// held, never scaled on an unknown backlog.
+type QueueSource struct {
+	// ScalerConfigRef is the name of a ScalerConfig in the PodAutoscaler's
+	// namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	ScalerConfigRef string `json:"scalerConfigRef"`
+	// Queue is what to measure, exactly as a QWorker names it: a Redis
+	// list (or "<stream>?group=<group>"), a RabbitMQ queue, a NATS
+	// "<stream>/<consumer>" (or "<consumer>" of the ScalerConfig's stream)
+	// or a Kafka topic (lag of the ScalerConfig's consumer group).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Queue string `json:"queue"`
 }
 
 // EvaluateMethod is how a desired replica count is computed: a CPA http
@@ -192,8 +225,8 @@ type PodAutoscalerStatus struct {
 }
 
 // PodAutoscaler runs a Custom Pod Autoscaler inside Swell's controller: an
-// http metric method, an http evaluator or built-in expression, and the
-// target's scale subresource, every intervalSeconds.
+// http metric method or a queue source, an http evaluator or built-in
+// expression, and the target's scale subresource, every intervalSeconds.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status

@@ -14,6 +14,7 @@ import (
 func TestDecideClampsStabilisesAndLimits(t *testing.T) {
 	pa := &swellv1.PodAutoscaler{Spec: swellv1.PodAutoscalerSpec{
 		MinReplicas: 1, MaxReplicas: 10, DownscaleStabilizationSeconds: 60,
+		Metric:   swellv1.MetricMethod{HTTP: &swellv1.HTTPMethod{URL: "http://metric"}},
 		Evaluate: swellv1.EvaluateMethod{Expression: "value"},
 		Behavior: &autoscalingv2.HorizontalPodAutoscalerBehavior{ScaleUp: &autoscalingv2.HPAScalingRules{
 			StabilizationWindowSeconds: ptr.To[int32](0),

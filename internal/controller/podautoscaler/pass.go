@@ -75,9 +75,13 @@ func (r *Reconciler) pass(ctx context.Context, spec paSpec, st *objState) *resul
 	return res
 }
 
-// gather runs the metric method per pod or per resource, with the
-// Kubernetes metrics as CPA passes them (their failure is not fatal).
+// gather measures the queue source, or runs the metric method per pod or
+// per resource with the Kubernetes metrics as CPA passes them (their
+// failure is not fatal).
 func (r *Reconciler) gather(ctx context.Context, spec paSpec, target cpa.Target, ts *cpa.TargetState) ([]cpa.ResourceMetric, error) {
+	if spec.Source != nil {
+		return r.measure(ctx, spec.Namespace, *spec.Source, ts.Object.GetName())
+	}
 	var pods []corev1.Pod
 	if spec.RunMode == cpa.PerPod || len(spec.KubeSpecs) > 0 {
 		p, err := target.Pods(ctx, ts)

@@ -38,7 +38,8 @@ const (
 // (`groups=*,resources=*/scale`, since scaleTargetRef may name any kind
 // with one) and the full target read (it is the `resource` the methods
 // receive); pods listed (per-pod mode); the metrics APIs read
-// (kubernetesMetricSpecs); events written.
+// (kubernetesMetricSpecs); ScalerConfigs and Secrets read (metric sources);
+// events written.
 //
 // +kubebuilder:rbac:groups=swell.dev,resources=podautoscalers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=swell.dev,resources=podautoscalers/status,verbs=get;update;patch
@@ -46,6 +47,8 @@ const (
 // +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
 // +kubebuilder:rbac:groups=*,resources=*,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
+// +kubebuilder:rbac:groups=quickube.com,resources=scalerconfigs,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=metrics.k8s.io,resources=pods,verbs=get;list
@@ -61,6 +64,8 @@ type Reconciler struct {
 	Runner cpa.MethodRunner
 	// KubeMetrics gathers kubernetesMetricSpecs; nil skips them.
 	KubeMetrics *cpa.KubeMetrics
+	// Sources measures spec.metric.source queues; nil fails such passes.
+	Sources SourceProvider
 
 	mu     sync.Mutex
 	states map[types.NamespacedName]*objState

@@ -25,6 +25,9 @@ const (
 type Options struct {
 	// Runner calls methods; a new cpa.Executor when nil.
 	Runner cpa.MethodRunner
+	// Sources measures spec.metric.source queues: the controller's shared
+	// brokersource.Sources. Without it such PodAutoscalers fail every pass.
+	Sources SourceProvider
 	// Clock defaults to the real clock.
 	Clock clock.PassiveClock
 	// MaxConcurrentReconciles defaults to 4, so one slow method cannot
@@ -59,6 +62,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Clock:       o.Clock,
 		Clients:     clients,
 		Runner:      o.Runner,
+		Sources:     o.Sources,
 		KubeMetrics: &cpa.KubeMetrics{API: api, CPUInitializationPeriod: cpuInitializationPeriod, InitialReadinessDelay: initialReadinessDelay},
 	}
 	return ctrl.NewControllerManagedBy(mgr).

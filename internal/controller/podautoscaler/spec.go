@@ -20,7 +20,8 @@ type paSpec struct {
 	Min, Max   int32
 	Interval   time.Duration
 	RunMode    string
-	Metric     *cpa.Method
+	Metric     *cpa.Method // nil when Source is set
+	Source     *swellv1.QueueSource
 	Evaluate   *cpa.Method // nil when Expr is set
 	Expr       *Expr
 	Behavior   *policy.Behavior
@@ -38,7 +39,7 @@ func decodeSpec(pa *swellv1.PodAutoscaler) (paSpec, error) {
 		Ref:       autoscalingv2.CrossVersionObjectReference{APIVersion: s.ScaleTargetRef.APIVersion, Kind: s.ScaleTargetRef.Kind, Name: s.ScaleTargetRef.Name},
 		Namespace: pa.Namespace, Min: s.MinReplicas, Max: s.MaxReplicas,
 		Interval: time.Duration(s.IntervalSeconds) * time.Second, RunMode: s.RunMode,
-		Metric: httpMethod(s.Metric.HTTP), Stabilize: time.Duration(s.DownscaleStabilizationSeconds) * time.Second,
+		Source: s.Metric.Source, Stabilize: time.Duration(s.DownscaleStabilizationSeconds) * time.Second,
 		KubeSpecs: s.KubernetesMetricSpecs, Generation: pa.Generation,
 	}
 	if out.Interval <= 0 {
@@ -50,6 +51,14 @@ func decodeSpec(pa *swellv1.PodAutoscaler) (paSpec, error) {
 	var errs []error
 	if out.Min > out.Max {
 		errs = append(errs, fmt.Errorf("spec.minReplicas %d > spec.maxReplicas %d", out.Min, out.Max))
+	}
+	switch {
+	case s.Metric.HTTP != nil && s.Metric.Source != nil:
+		errs = append(errs, errors.New("spec.metric: set only one of http and source"))
+	case s.Metric.HTTP != nil:
+		out.Metric = httpMethod(*s.Metric.HTTP)
+	case s.Metric.Source == nil:
+		errs = append(errs, errors.New("spec.metric: set one of http and source"))
 	}
 	switch {
 	case s.Evaluate.HTTP != nil && s.Evaluate.Expression != "":

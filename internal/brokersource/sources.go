@@ -1,4 +1,4 @@
-package qworker
+package brokersource
 
 import (
 	"context"
@@ -61,7 +61,9 @@ type brokerClient interface {
 	Close() error
 }
 
-// Source implements SourceProvider.
+// Source returns the shared source measuring queue of the ScalerConfig
+// namespace/name; it implements the QWorker and PodAutoscaler reconcilers'
+// SourceProvider interfaces.
 func (s *Sources) Source(ctx context.Context, namespace, name, queue string) (source.Source, error) {
 	sc := &qv1.ScalerConfig{}
 	if err := s.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sc); err != nil {
@@ -78,7 +80,7 @@ func (s *Sources) Source(ctx context.Context, namespace, name, queue string) (so
 	}
 	src, err := c.client.Queue(queue)
 	if err != nil {
-		return nil, fmt.Errorf("spec.scaleConfig.queue: %w", err)
+		return nil, fmt.Errorf("queue %q: %w", queue, err)
 	}
 	c.queues[queue] = src
 	return src, nil

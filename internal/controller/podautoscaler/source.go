@@ -1,0 +1,48 @@
+package podautoscaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
+	"github.com/swell-autoscaler/swell/pkg/cpa"
+	"github.com/swell-autoscaler/swell/pkg/source"
+)
+
+// measureTimeout bounds one broker call, so a dead broker fails the pass
+// (and holds replicas) instead of holding a reconcile worker.
+const measureTimeout = 5 * time.Second
+
+// SourceProvider hands out the shared source measuring a queue of a
+// ScalerConfig; brokersource.Sources in production, the same one the
+// QWorker reconciler uses.
+type SourceProvider interface {
+	Source(ctx context.Context, namespace, scalerConfig, queue string) (source.Source, error)
+}
+
+// errNoSources is a spec.metric.source in a controller built without
+// broker sources (only tests build one so).
+var errNoSources = errors.New("spec.metric.source: this controller has no broker sources")
+
+// measure reads the queue's backlog once: it is the pass's one metric
+// answer, named after the target as a per-resource answer is. Any error
+// fails the pass, so an unknown backlog never reads as an empty queue.
+func (r *Reconciler) measure(ctx context.Context, ns string, q swellv1.QueueSource, target string) ([]cpa.ResourceMetric, error) {
+	if r.Sources == nil {
+		return nil, errNoSources
+	}
+	src, err := r.Sources.Source(ctx, ns, q.ScalerConfigRef, q.Queue)
+	if err != nil {
+		return nil, fmt.Errorf("ScalerConfig %s/%s: %w", ns, q.ScalerConfigRef, err)
+	}
+	mctx, cancel := context.WithTimeout(ctx, measureTimeout)
+	defer cancel()
+	s, err := src.Measure(mctx)
+	if err != nil {
+		return nil, fmt.Errorf("ScalerConfig %s/%s: measure queue %q: %w", ns, q.ScalerConfigRef, q.Queue, err)
+	}
+	return []cpa.ResourceMetric{{Resource: target, Value: strconv.FormatInt(s.Backlog, 10)}}, nil
+}

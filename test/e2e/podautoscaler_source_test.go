@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
+	"github.com/swell-autoscaler/swell/pkg/cpa"
+)
+
+// TestPodAutoscalerScalesOnRedisQueue: a PodAutoscaler whose metric is the
+// backlog of a Redis list, read through a ScalerConfig as a QWorker reads
+// it, scales a Deployment with "ceil(value / 5)": up as tasks arrive, down
+// and to zero (minReplicas 0) as the list drains, up again from zero. While
+// Redis is stopped every pass fails: Ready=False FailedGetMetrics, a Warning
+// event, and the replicas held, never scaled to zero on an unknown backlog.
+func TestPodAutoscalerScalesOnRedisQueue(t *testing.T) {
+	ctx, kube, ns, rdb, queue := redisFixture(t, 3*time.Minute)
+	createCPADeployment(ctx, t, ns, "worker", 1, "")
+	pa := sourcePodAutoscaler(ns, "worker", "redis", queue)
+	if err := kube.Create(ctx, pa); err != nil {
+		t.Fatalf("create PodAutoscaler: %v", err)
+	}
+	push := func(n int) {
+		t.Helper()
+		for i := range n {
+			if err := rdb.LPush(ctx, queue, fmt.Sprintf("task-%d", i)).Err(); err != nil {
+				t.Fatalf("LPUSH: %v", err)
+			}
+		}
+	}
+
+	push(12)
+	waitReplicas(ctx, t, ns, "worker", 3)
+	waitPodAutoscaler(ctx, t, kube, ns, "worker", "lastDecision from a backlog of 12", func(pa *swellv1.PodAutoscaler) bool {
+		d := pa.Status.LastDecision
+		return d != nil && d.Evaluation == 3 && len(d.Inputs) == 1 && d.Inputs[0] == "worker=12"
+	})
+	if err := rdb.LTrim(ctx, queue, 0, 3).Err(); err != nil { // 4 left
+		t.Fatal(err)
+	}
+	waitReplicas(ctx, t, ns, "worker", 1)
+	if err := rdb.Del(ctx, queue).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicas(ctx, t, ns, "worker", 0)
+	push(7)
+	waitReplicas(ctx, t, ns, "worker", 2)
+
+	stopRedisUntilCleanup(t)
+	waitPodAutoscaler(ctx, t, kube, ns, "worker", "Ready=False FailedGetMetrics while Redis is down", func(pa *swellv1.PodAutoscaler) bool {
+		c := meta.FindStatusCondition(pa.Status.Conditions, "Ready")
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == cpa.ReasonFailedGetMetrics
+	})
+	waitPodAutoscalerEvent(ctx, t, ns, "worker", cpa.ReasonFailedGetMetrics)
+	time.Sleep(3 * time.Second) // three more 1 s passes while Redis is down
+	if n := replicasOf(ctx, t, ns, "worker"); n != 2 {
+		t.Fatalf("replicas = %d while Redis was down, want the 2 held", n)
+	}
+	if got := waitPodAutoscaler(ctx, t, kube, ns, "worker", "still failing", notReady); got.Status.DesiredReplicas != 2 {
+		t.Fatalf("status.desiredReplicas = %d while Redis was down, want 2 kept", got.Status.DesiredReplicas)
+	}
+
+	if err := env.RestartComponent(ctx, "redis", env.RedisReady()); err != nil {
+		t.Fatal(err)
+	}
+	// Redis restarts empty (no persistence): backlog 0 → scale to zero.
+	waitReplicas(ctx, t, ns, "worker", 0)
+	waitPodAutoscaler(ctx, t, kube, ns, "worker", "Ready=True after Redis is back", func(pa *swellv1.PodAutoscaler) bool {
+		return meta.IsStatusConditionTrue(pa.Status.Conditions, "Ready")
+	})
+}
+
+// TestPodAutoscalerMissingScalerConfigHolds: a source naming a ScalerConfig
+// that does not exist fails every pass with the name in the condition; the
+// target keeps its replicas.
+func TestPodAutoscalerMissingScalerConfigHolds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	kube := startController(t)
+	ns := newNamespace(ctx, t)
+	createCPADeployment(ctx, t, ns, "orphan", 2, "")
+	if err := kube.Create(ctx, sourcePodAutoscaler(ns, "orphan", "nowhere", "q")); err != nil {
+		t.Fatalf("create PodAutoscaler: %v", err)
+	}
+	got := waitPodAutoscaler(ctx, t, kube, ns, "orphan", "Ready=False FailedGetMetrics", notReady)
+	c := meta.FindStatusCondition(got.Status.Conditions, "Ready")
+	if c.Reason != cpa.ReasonFailedGetMetrics || !containsAll(c.Message, "ScalerConfig", "nowhere") {
+		t.Fatalf("Ready condition %s: %q, want FailedGetMetrics naming ScalerConfig nowhere", c.Reason, c.Message)
+	}
+	if n := replicasOf(ctx, t, ns, "orphan"); n != 2 {
+		t.Fatalf("replicas = %d, want 2 held", n)
+	}
+}
+
+// sourcePodAutoscaler scales target on the backlog of queue, read through
+// the ScalerConfig scalerConfig: one replica per five tasks, down to zero.
+func sourcePodAutoscaler(ns, target, scalerConfig, queue string) *swellv1.PodAutoscaler {
+	pa := newPodAutoscaler(ns, target, cpa.PerResource, swellv1.EvaluateMethod{Expression: "ceil(value / 5)"}, "")
+	pa.Spec.MinReplicas = 0
+	pa.Spec.Metric = swellv1.MetricMethod{Source: &swellv1.QueueSource{ScalerConfigRef: scalerConfig, Queue: queue}}
+	return pa
+}
+
+func notReady(pa *swellv1.PodAutoscaler) bool {
+	c := meta.FindStatusCondition(pa.Status.Conditions, "Ready")
+	return c != nil && c.Status == metav1.ConditionFalse
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// stopRedisUntilCleanup stops the shared Redis and makes sure it runs again
+// when the test ends, whatever happens, so later tests find it.
+func stopRedisUntilCleanup(t *testing.T) {
+	t.Helper()
+	if err := env.StopComponent("redis"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if env.RedisReady()(ctx) == nil {
+			return
+		}
+		if err := env.RestartComponent(ctx, "redis", env.RedisReady()); err != nil {
+			t.Errorf("restart redis: %v", err)
+		}
+	})
+}
+
+// validPodAutoscaler is a minimal PodAutoscaler manifest with a queue
+// source, for the CRD validation cases.
+func validPodAutoscaler() obj {
+	return obj{
+		"apiVersion": "swell.dev/v1alpha1", "kind": "PodAutoscaler",
+		"metadata": map[string]any{"name": "v"},
+		"spec": map[string]any{
+			"scaleTargetRef": map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+			"metric":         map[string]any{"source": map[string]any{"scalerConfigRef": "redis", "queue": "tasks"}},
+			"evaluate":       map[string]any{"expression": "ceil(value / 5)"},
+		},
+	}
+}
