@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/digitalocean/godo v1.237.0
+	github.com/go-zookeeper/zk v1.0.4
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.24.0
 	github.com/rabbitmq/amqp091-go v1.16.0

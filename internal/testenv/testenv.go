@@ -1,13 +1,15 @@
 // Package testenv starts real components for Swell's tests and demo: etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler, kwok fake nodes, a
 // process node that runs pods as local processes, Redis, RabbitMQ, NATS with
-// JetStream and a Kafka-protocol broker. Everything binds to loopback on free
-// ports inside one temporary directory, and everything it starts is stopped
-// again, even when the test binary panics or is killed.
+// JetStream, a Kafka-protocol broker, ZooKeeper, Burrow and Prometheus.
+// Everything binds to loopback on free ports inside one temporary directory,
+// and everything it starts is stopped again, even when the test binary
+// panics or is killed.
 //
 // Binaries come from the cache that `make testbin` fills (see hack/); the
 // directory is $SWELL_TESTBIN, defaulting to ~/.cache/swell/bin. Debian
-// packages (redis-server, rabbitmq-server, nats-server) are found on PATH.
+// packages (redis-server, rabbitmq-server, nats-server, zookeeper, burrow,
+// prometheus) are found on PATH.
 package testenv
 
 import (
@@ -57,6 +59,15 @@ type Options struct {
 	// loopback; its queue statistics lag up to 5 s) and implies RabbitMQ.
 	// Off by default: the plugin makes RabbitMQ start slower.
 	RabbitMQManagement bool
+	// ZooKeeper starts a standalone ZooKeeper (Debian's zookeeper package).
+	ZooKeeper bool
+	// Burrow starts Burrow watching the Kafka broker, with committed
+	// offsets read from ZooKeeper (see CommitZooKeeperOffsets); it implies
+	// Kafka and ZooKeeper.
+	Burrow bool
+	// PrometheusTargets starts a Prometheus server scraping these
+	// host:port targets' /metrics every second.
+	PrometheusTargets []string
 }
 
 // FullCluster is a control plane with scheduler, controller manager, nodes
@@ -103,6 +114,13 @@ type Env struct {
 	RabbitMQManagementURL string
 	NATSURL               string
 	KafkaAddrs            []string
+	// ZooKeeperAddr is host:port of ZooKeeper.
+	ZooKeeperAddr string
+	// BurrowURL is Burrow's HTTP API; BurrowCluster the Kafka cluster's
+	// name in it.
+	BurrowURL, BurrowCluster string
+	// PrometheusURL is the Prometheus server's HTTP API.
+	PrometheusURL string
 
 	// Timings records how long each component took to become ready.
 	Timings map[string]time.Duration
@@ -172,6 +190,9 @@ func (o Options) normalized() Options {
 	if o.RabbitMQManagement {
 		o.RabbitMQ = true
 	}
+	if o.Burrow {
+		o.Kafka, o.ZooKeeper = true, true
+	}
 	return o
 }
 
@@ -186,6 +207,9 @@ func (e *Env) startAll(ctx, bgCtx context.Context, o Options) error {
 		{"rabbitmq", o.RabbitMQ, func(ctx context.Context) error { return e.startRabbitMQ(ctx, o.RabbitMQManagement) }},
 		{"nats", o.NATS, e.startNATS},
 		{"kafka", o.Kafka, e.startKafka},
+		{"zookeeper", o.ZooKeeper, e.startZooKeeper},
+		{"burrow", o.Burrow, e.startBurrow},
+		{"prometheus", len(o.PrometheusTargets) > 0, func(ctx context.Context) error { return e.startPrometheus(ctx, o.PrometheusTargets) }},
 	}
 	for _, s := range steps {
 		if !s.on {

@@ -1,0 +1,178 @@
+package externalscaler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/swell-autoscaler/swell/internal/testenv"
+	pb "github.com/swell-autoscaler/swell/pkg/externalscaler/proto"
+)
+
+// metricValue reads one metric through GetMetrics, checking that the int
+// field rounds the float one.
+func metricValue(ctx context.Context, h *harness, ref *pb.ScaledObjectRef, name string) (float64, error) {
+	r, err := h.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: name})
+	if err != nil {
+		return 0, err
+	}
+	v := r.MetricValues[0]
+	if v.MetricValue != roundInt(v.MetricValueFloat, false) {
+		return 0, fmt.Errorf("%s: int %d does not round float %v", name, v.MetricValue, v.MetricValueFloat)
+	}
+	return v.MetricValueFloat, nil
+}
+
+// expectValue waits until metric name reads want and IsActive says active.
+func expectValue(ctx context.Context, t *testing.T, h *harness, ref *pb.ScaledObjectRef, name string, want float64, active bool) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		v, err := metricValue(ctx, h, ref, name)
+		if err != nil || v != want {
+			return fmt.Errorf("%s = %v, %v; want %v", name, v, err, want)
+		}
+		a, err := h.client.IsActive(ctx, ref)
+		if err != nil || a.Result != active {
+			return fmt.Errorf("IsActive = %v, %v; want %v", a, err, active)
+		}
+		return nil
+	})
+}
+
+// expectUnavailable waits until metric name answers gRPC Unavailable, and
+// fails at once if it ever reads 0 meanwhile (an outage must not look like
+// an empty queue).
+func expectUnavailable(ctx context.Context, t *testing.T, h *harness, ref *pb.ScaledObjectRef, name string) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		v, err := metricValue(ctx, h, ref, name)
+		if status.Code(err) == codes.Unavailable {
+			t.Logf("%s while its source is down: %v", name, err)
+			return nil
+		}
+		if err == nil && v == 0 {
+			t.Fatalf("%s: an outage reported as 0", name)
+		}
+		return fmt.Errorf("%s = %v, %v; want Unavailable", name, v, err)
+	})
+}
+
+// burrowTopicOffsets asks Burrow for the high-water marks it knows of a topic.
+func burrowTopicOffsets(ctx context.Context, env *testenv.Env, topic string) ([]int64, error) {
+	u := fmt.Sprintf("%s/v3/kafka/%s/topic/%s", env.BurrowURL, env.BurrowCluster, topic)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var body struct {
+		Offsets []int64 `json:"offsets"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("burrow topic %s: HTTP %d: %w", topic, resp.StatusCode, err)
+	}
+	return body.Offsets, nil
+}
+
+// produceTo writes n records to each partition listed.
+func produceTo(ctx context.Context, cl *kgo.Client, topic string, perPartition map[int32]int) error {
+	for p, n := range perPartition {
+		for i := range n {
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: p, Value: fmt.Appendf(nil, "job-%d-%d", p, i)}, nil)
+		}
+	}
+	return cl.Flush(ctx)
+}
+
+// TestBurrowSourceOnARealBurrow runs Debian's Burrow against the Kafka
+// broker and ZooKeeper, commits offsets for a group (in ZooKeeper, which
+// Burrow's kafka_zk module reads), and follows the lag Burrow computes
+// through the gRPC server as records arrive and commits catch up; then
+// Burrow stops (gRPC Unavailable, never 0) and comes back.
+func TestBurrowSourceOnARealBurrow(t *testing.T) {
+	env := testenv.New(t, testenv.Options{Burrow: true})
+	t.Logf("start times: zookeeper %s, burrow %s", env.Timings["zookeeper"].Round(time.Millisecond), env.Timings["burrow"].Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.KafkaAddrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, "jobs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := produceTo(ctx, cl, "jobs", map[int32]int{0: 100, 1: 50}); err != nil {
+		t.Fatal(err)
+	}
+	// Burrow drops commits for partitions it has not seen on the broker yet.
+	eventually(t, 30*time.Second, func() error {
+		offs, err := burrowTopicOffsets(ctx, env, "jobs")
+		if err != nil || !slices.Equal(offs, []int64{100, 50}) {
+			return fmt.Errorf("burrow topic offsets %v, %v; want [100 50]", offs, err)
+		}
+		return nil
+	})
+	commit := func(offsets ...int64) {
+		t.Helper()
+		if err := env.CommitZooKeeperOffsets(ctx, "workers", "jobs", offsets); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	h := startServer(t, nil, TrackerOptions{Interval: 200 * time.Millisecond, MaxFailures: 2}, nil, nil)
+	ref := &pb.ScaledObjectRef{Name: "workers", Namespace: "apps", ScalerMetadata: map[string]string{
+		"source": "burrow", "burrowURL": env.BurrowURL, "cluster": env.BurrowCluster,
+		"consumerGroup": "workers", "targetSize": "20",
+	}}
+	const metric = "burrow-lag-workers"
+	spec, err := h.client.GetMetricSpec(ctx, ref)
+	if err != nil || spec.MetricSpecs[0].MetricName != metric || spec.MetricSpecs[0].TargetSizeFloat != 20 {
+		t.Fatalf("GetMetricSpec = %v, %v", spec, err)
+	}
+
+	// The group has caught up: lag 0, inactive.
+	commit(100, 50)
+	expectValue(ctx, t, h, ref, metric, 0, false)
+	// 70 new records and no commit: Burrow's lag (from the broker's
+	// high-water marks) rises to 70, and the group turns active.
+	if err := produceTo(ctx, cl, "jobs", map[int32]int{0: 40, 1: 30}); err != nil {
+		t.Fatal(err)
+	}
+	expectValue(ctx, t, h, ref, metric, 70, true)
+	// The consumer commits part of it: 25 + 10 left.
+	commit(115, 70)
+	expectValue(ctx, t, h, ref, metric, 35, true)
+	// And the rest: back to 0, inactive.
+	commit(140, 80)
+	expectValue(ctx, t, h, ref, metric, 0, false)
+	if err := produceTo(ctx, cl, "jobs", map[int32]int{0: 12}); err != nil {
+		t.Fatal(err)
+	}
+	expectValue(ctx, t, h, ref, metric, 12, true)
+
+	// Burrow stops: Unavailable, never a zero.
+	if err := env.StopComponent("burrow"); err != nil {
+		t.Fatal(err)
+	}
+	expectUnavailable(ctx, t, h, ref, metric)
+	// Burrow comes back, reads the committed offsets from ZooKeeper again
+	// and the high-water marks from the broker: the same lag.
+	if err := env.RestartComponent(ctx, "burrow", env.BurrowReady()); err != nil {
+		t.Fatal(err)
+	}
+	expectValue(ctx, t, h, ref, metric, 12, true)
+}
