@@ -20,6 +20,7 @@ import (
 type demoWorkerOptions struct {
 	redisAddr string
 	queue     string
+	results   string
 	taskTime  time.Duration
 }
 
@@ -39,14 +40,15 @@ func newDemoWorkerCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.redisAddr, "redis", os.Getenv("REDIS_ADDR"), "Redis address (host:port); default $REDIS_ADDR")
 	cmd.Flags().StringVar(&o.queue, "queue", "tasks", "Redis list to consume")
+	cmd.Flags().StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times); default the queue name")
 	cmd.Flags().DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
 	return cmd
 }
 
 // doneKeys are where the demo worker records finished tasks: a set of task
 // bodies and a hash counting how often each was finished.
-func doneKeys(queue string) (set, times string) {
-	return queue + ":swell:done", queue + ":swell:times"
+func doneKeys(results string) (set, times string) {
+	return results + ":swell:done", results + ":swell:times"
 }
 
 func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
@@ -85,7 +87,11 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 	if err != nil {
 		return err
 	}
-	set, times := doneKeys(o.queue)
+	results := o.results
+	if results == "" {
+		results = o.queue
+	}
+	set, times := doneKeys(results)
 	reason, err := w.Run(ctx, func(ctx context.Context, body []byte) error {
 		select {
 		case <-ctx.Done():

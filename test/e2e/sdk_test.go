@@ -22,6 +22,7 @@ import (
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 	"github.com/swell-autoscaler/swell/internal/procnode"
+	"github.com/swell-autoscaler/swell/sdk/go/queue/redisq"
 )
 
 var (
@@ -82,32 +83,87 @@ func watchRetirements(ctx context.Context, t *testing.T, ns string) *retirementL
 	return l
 }
 
-// TestSDKWorkersLoseNoTask runs real Go-SDK worker processes on the process
-// node through scale-up, an exact scale-down, a rollout mid-stream and two
-// SIGKILLed workers, then counts every task: none lost, duplicates only for
-// tasks the killed workers held.
+// sdkBroker is a broker's side of the SDK scenario, prepared in the test's
+// namespace: the ScalerConfig the QWorker scales on, the queue, how to fill
+// it, and how to read what is left.
+type sdkBroker struct {
+	// name is the broker, for logs.
+	name string
+	// scalerConfig is the spec of the ScalerConfig the QWorker references.
+	scalerConfig qv1.ScalerConfigSpec
+	// queue is the QWorker's queue (for NATS "STREAM/consumer").
+	queue string
+	// enqueue puts tasks with the given unique bodies on the queue.
+	enqueue func(ctx context.Context, t *testing.T, bodies []string)
+	// left counts tasks the broker still holds (queued or unacknowledged);
+	// the scenario waits for 0 once every task was processed.
+	left func(ctx context.Context) (int64, error)
+	// demoArgs are the `swell demo-worker` flags that consume this broker's
+	// queue.
+	demoArgs []string
+}
+
+// sdkCase is one run of the SDK scenario: a broker and a worker program.
+// The worker records each task it finished in Redis (env.RedisAddr): it
+// adds the body to the set <results>:swell:done and increments the body's
+// field in the hash <results>:swell:times.
+type sdkCase struct {
+	// name names the subtest (and so its namespace), e.g. the broker.
+	name string
+	// broker prepares the broker's queue in namespace ns.
+	broker func(ctx context.Context, t *testing.T, ns string) sdkBroker
+	// worker returns the worker container's command and extra env.
+	worker func(t *testing.T, b sdkBroker, results string) ([]string, []corev1.EnvVar)
+}
+
+// sdkTasks is how many tasks each scenario run enqueues.
+const sdkTasks = 10000
+
+// TestSDKWorkersLoseNoTask runs real Go-SDK worker processes (`swell
+// demo-worker`) on the process node for each broker, through the scenario
+// of runSDKScenario.
 func TestSDKWorkersLoseNoTask(t *testing.T) {
+	runSDKScenario(t, sdkCase{name: "redis", broker: redisSDKBroker, worker: goDemoWorker})
+}
+
+// goDemoWorker runs `swell demo-worker` on broker b with 15 ms tasks.
+func goDemoWorker(t *testing.T, b sdkBroker, results string) ([]string, []corev1.EnvVar) {
+	cmd := append([]string{buildSwell(t), "demo-worker", "--redis", env.RedisAddr, "--results", results, "--task-time", "15ms"}, b.demoArgs...)
+	return cmd, nil
+}
+
+// runSDKScenario runs real worker processes on the process node, as the
+// subtest sc.name, through scale-up to 8, an exact scale-down
+// 8 → 2, a rollout mid-stream and two SIGKILLed workers, then counts every
+// task: none lost, duplicates only for tasks the killed workers held, and
+// every pod on the new spec hash.
+func runSDKScenario(t *testing.T, sc sdkCase) {
 	c := startController(t)
-	bin := buildSwell(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	ns := newNamespace(ctx, t)
-	queue := ns + "-tasks"
+	t.Run(sc.name, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+		defer cancel()
+		ns := newNamespace(ctx, t)
+		sdkScenario(ctx, t, c, ns, sc.broker(ctx, t, ns), sc.worker)
+	})
+}
+
+func sdkScenario(ctx context.Context, t *testing.T, c client.Client, ns string, b sdkBroker,
+	worker func(*testing.T, sdkBroker, string) ([]string, []corev1.EnvVar)) {
+	results := ns + "-results"
 	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
 	defer func() { _ = rdb.Close() }()
-	if err := c.Create(ctx, redisScalerConfig(ns, "redis", env.RedisAddr)); err != nil {
-		t.Fatal(err)
+	if err := c.Create(ctx, &qv1.ScalerConfig{ObjectMeta: metav1.ObjectMeta{Name: "broker", Namespace: ns}, Spec: b.scalerConfig}); err != nil {
+		t.Fatalf("create ScalerConfig: %v", err)
 	}
 	retirements := watchRetirements(ctx, t, ns)
-	qw := sdkQWorker(ns, "sdk", queue, bin, 8)
-	if err := c.Create(ctx, qw); err != nil {
+	cmd, extraEnv := worker(t, b, results)
+	if err := c.Create(ctx, sdkQWorker(ns, "sdk", b.queue, cmd, extraEnv, 8)); err != nil {
 		t.Fatal(err)
 	}
 
-	const total = 10000
-	enqueue(ctx, t, rdb, queue, total)
+	b.enqueue(ctx, t, taskBodies(sdkTasks))
 	waitForRunningPods(ctx, t, ns, "sdk", 8)
-	waitProcessed(ctx, t, rdb, queue, 1500)
+	waitProcessed(ctx, t, rdb, results, 1500)
 
 	// Scale down to 2: exactly 6 pods retire, never more.
 	setMax(ctx, t, c, ns, "sdk", 2, nil)
@@ -123,42 +179,77 @@ func TestSDKWorkersLoseNoTask(t *testing.T) {
 	setMax(ctx, t, c, ns, "sdk", 4, func(q *qv1.QWorker) {
 		q.Spec.PodSpec.Containers[0].Env = append(q.Spec.PodSpec.Containers[0].Env, corev1.EnvVar{Name: "ROLLOUT", Value: "2"})
 	})
-	var newHash string
-	waitFor(ctx, t, "every running pod on the new spec hash", func() (bool, error) {
-		got := getQWorker(ctx, t, c, ns, "sdk")
-		newHash = got.Status.CurrentPodSpecHash
-		pods, err := alivePods(ctx, ns, "sdk")
-		if err != nil || len(pods) != 4 {
-			return false, err
-		}
-		for _, p := range pods {
-			if p.Labels[qworker.LabelPodSpecHash] != newHash[:63] || p.Status.Phase != corev1.PodRunning {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
+	waitAllOnNewHash(ctx, t, c, ns, "sdk", 4)
 
 	// SIGKILL two workers mid-task: their containers restart, and the
 	// tasks they held go back to the queue.
 	killed := killWorkers(ctx, t, ns, "sdk", 2)
 
 	waitFor(ctx, t, "every task processed", func() (bool, error) {
-		n, err := rdb.SCard(ctx, queue+":swell:done").Result()
-		return n == total, err
+		n, err := rdb.SCard(ctx, results+":swell:done").Result()
+		return n == sdkTasks, err
 	})
-	dups := duplicates(ctx, t, rdb, queue)
+	waitFor(ctx, t, "the broker to hold no task", func() (bool, error) {
+		n, err := b.left(ctx)
+		return n == 0, err
+	})
+	dups := duplicates(ctx, t, rdb, results)
 	if dups > killed {
 		t.Fatalf("%d tasks were processed twice, more than the %d held by SIGKILLed workers", dups, killed)
 	}
-	if n := rdb.LLen(ctx, queue).Val(); n != 0 {
-		t.Fatalf("%d tasks left in the queue", n)
-	}
-	t.Logf("10,000 tasks: 0 lost, %d processed twice (SIGKILLed workers held at most %d), %d pods retired so far (scale-down, rollout, drain)",
-		dups, killed, retirements.count())
+	t.Logf("%s: %d tasks, 0 lost, %d processed twice (SIGKILLed workers held at most %d), scale-down 8 → 2 retired exactly 6; %d pods retired in all (scale-down, rollout, drain)",
+		b.name, sdkTasks, dups, killed, retirements.count())
 }
 
-func sdkQWorker(ns, name, queue, bin string, maxR int32) *qv1.QWorker {
+// waitAllOnNewHash waits until want pods run, all on the QWorker's current
+// spec hash.
+func waitAllOnNewHash(ctx context.Context, t *testing.T, c client.Client, ns, name string, want int) {
+	t.Helper()
+	waitFor(ctx, t, "every running pod on the new spec hash", func() (bool, error) {
+		hash := getQWorker(ctx, t, c, ns, name).Status.CurrentPodSpecHash
+		pods, err := alivePods(ctx, ns, name)
+		if err != nil || len(pods) != want || len(hash) < 63 {
+			return false, err
+		}
+		for _, p := range pods {
+			if p.Labels[qworker.LabelPodSpecHash] != hash[:63] || p.Status.Phase != corev1.PodRunning {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// redisSDKBroker is a Redis list that QScaler producers fill with LPUSH.
+func redisSDKBroker(ctx context.Context, t *testing.T, ns string) sdkBroker {
+	queue := ns + "-tasks"
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return sdkBroker{
+		name:         "redis",
+		scalerConfig: redisScalerConfig(ns, "broker", env.RedisAddr).Spec,
+		queue:        queue,
+		enqueue: func(ctx context.Context, t *testing.T, bodies []string) {
+			lpush(ctx, t, rdb, queue, bodies)
+		},
+		left: func(ctx context.Context) (int64, error) {
+			n, err := rdb.LLen(ctx, queue).Result()
+			if err != nil {
+				return 0, err
+			}
+			held, err := rdb.Keys(ctx, redisq.ProcessingKey(queue, "*")).Result()
+			for _, k := range held {
+				n += rdb.LLen(ctx, k).Val()
+			}
+			return n, err
+		},
+		demoArgs: []string{"--queue", queue},
+	}
+}
+
+func sdkQWorker(ns, name, queue string, command []string, extraEnv []corev1.EnvVar, maxR int32) *qv1.QWorker {
+	podEnv := append([]corev1.EnvVar{{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{
+		FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}}, extraEnv...)
 	return &qv1.QWorker{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: qv1.QWorkerSpec{
@@ -167,14 +258,11 @@ func sdkQWorker(ns, name, queue, bin string, maxR int32) *qv1.QWorker {
 				Tolerations:                   []corev1.Toleration{{Key: procnode.Taint, Operator: corev1.TolerationOpExists}},
 				TerminationGracePeriodSeconds: ptr.To[int64](10),
 				Containers: []corev1.Container{{
-					Name: "worker", Image: "swell-demo-worker",
-					Command: []string{bin, "demo-worker", "--redis", env.RedisAddr, "--queue", queue, "--task-time", "15ms"},
-					Env: []corev1.EnvVar{{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{
-						FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}},
+					Name: "worker", Image: "swell-sdk-worker", Command: command, Env: podEnv,
 				}},
 			},
 			ScaleConfig: qv1.ScaleConfig{
-				ScalerConfigRef: "redis", Queue: queue, MinReplicas: 1, MaxReplicas: maxR, ScalingFactor: 0.01,
+				ScalerConfigRef: "broker", Queue: queue, MinReplicas: 1, MaxReplicas: maxR, ScalingFactor: 0.01,
 				PollingIntervalSeconds: ptr.To[int32](1),
 				Retirement:             &qv1.Retirement{Mode: qv1.RetirementCooperative, MaxSurge: ptr.To[int32](2)},
 			},
@@ -182,24 +270,40 @@ func sdkQWorker(ns, name, queue, bin string, maxR int32) *qv1.QWorker {
 	}
 }
 
+// taskBodies returns n unique task bodies, task-00000 onwards.
+func taskBodies(n int) []string {
+	bodies := make([]string, n)
+	for i := range bodies {
+		bodies[i] = fmt.Sprintf("task-%05d", i)
+	}
+	return bodies
+}
+
+// enqueue LPUSHes n unique tasks onto a Redis list, as QScaler producers do.
 func enqueue(ctx context.Context, t *testing.T, rdb *redis.Client, queue string, n int) {
 	t.Helper()
-	batch := make([]any, 0, 500)
-	for i := range n {
-		batch = append(batch, fmt.Sprintf("task-%05d", i))
-		if len(batch) == cap(batch) || i == n-1 {
-			if err := rdb.LPush(ctx, queue, batch...).Err(); err != nil {
-				t.Fatal(err)
-			}
-			batch = batch[:0]
+	lpush(ctx, t, rdb, queue, taskBodies(n))
+}
+
+// lpush LPUSHes bodies onto queue in batches.
+func lpush(ctx context.Context, t *testing.T, rdb *redis.Client, queue string, bodies []string) {
+	t.Helper()
+	for len(bodies) > 0 {
+		batch := make([]any, 0, 500)
+		for len(batch) < cap(batch) && len(bodies) > 0 {
+			batch = append(batch, bodies[0])
+			bodies = bodies[1:]
+		}
+		if err := rdb.LPush(ctx, queue, batch...).Err(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
 
-func waitProcessed(ctx context.Context, t *testing.T, rdb *redis.Client, queue string, n int64) {
+func waitProcessed(ctx context.Context, t *testing.T, rdb *redis.Client, results string, n int64) {
 	t.Helper()
 	waitFor(ctx, t, fmt.Sprintf("%d tasks processed", n), func() (bool, error) {
-		got, err := rdb.SCard(ctx, queue+":swell:done").Result()
+		got, err := rdb.SCard(ctx, results+":swell:done").Result()
 		return got >= n, err
 	})
 }
@@ -251,9 +355,9 @@ func killWorkers(ctx context.Context, t *testing.T, ns, name string, n int) int 
 }
 
 // duplicates counts tasks the workers finished more than once.
-func duplicates(ctx context.Context, t *testing.T, rdb *redis.Client, queue string) int {
+func duplicates(ctx context.Context, t *testing.T, rdb *redis.Client, results string) int {
 	t.Helper()
-	times, err := rdb.HGetAll(ctx, queue+":swell:times").Result()
+	times, err := rdb.HGetAll(ctx, results+":swell:times").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
