@@ -1,0 +1,190 @@
+package natsq
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/sdk/go/worker"
+)
+
+// shared is the NATS server every test of the package uses.
+var shared *testenv.Env
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	env, err := testenv.Start(ctx, testenv.Options{NATS: true})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shared = env
+	code := m.Run()
+	env.Stop()
+	if code == 0 {
+		_ = os.RemoveAll(env.Dir)
+	}
+	os.Exit(code)
+}
+
+// connect opens a JetStream client, closed when the test ends.
+func connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(shared.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// newStream creates a stream named for the test holding bodies and
+// returns its name.
+func newStream(t *testing.T, bodies ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	_, js := connect(t)
+	name := strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bodies {
+		if _, err := js.Publish(ctx, name+".task", []byte(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return name
+}
+
+func consumer(t *testing.T, stream string, o Options) (*nats.Conn, *Queue) {
+	t.Helper()
+	nc, js := connect(t)
+	o.PollWait = 300 * time.Millisecond
+	q, err := New(context.Background(), js, stream, "workers", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, q
+}
+
+func take(ctx context.Context, t *testing.T, q *Queue) worker.Delivery {
+	t.Helper()
+	d, err := q.Take(ctx)
+	if err != nil || d == nil {
+		t.Fatalf("Take = %v, %v; want a task", d, err)
+	}
+	return d
+}
+
+// takeFor takes and acks every task that arrives within d.
+func takeFor(t *testing.T, q *Queue, d time.Duration) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var got []string
+	for {
+		task, err := q.Take(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task == nil {
+			slices.Sort(got)
+			return got
+		}
+		got = append(got, string(task.Body()))
+		if err := task.Ack(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestUnackedTaskOfADeadWorkerComesBack: one worker acks t0 and dies
+// holding t1; after AckWait another worker gets t1 (and t2), never t0.
+func TestUnackedTaskOfADeadWorkerComesBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream := newStream(t, "t0", "t1", "t2")
+	ncA, a := consumer(t, stream, Options{AckWait: time.Second})
+	if err := take(ctx, t, a).Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(take(ctx, t, a).Body()); got != "t1" {
+		t.Fatalf("second task = %q, want t1", got)
+	}
+	ncA.Close() // dies without acking t1
+
+	_, b := consumer(t, stream, Options{})
+	if got := takeFor(t, b, 4*time.Second); fmt.Sprint(got) != "[t1 t2]" {
+		t.Fatalf("the other worker took %v, want [t1 t2]: t1 again, t0 never", got)
+	}
+}
+
+// TestReturnRedeliversAtOnce: a nak'd task comes back well before AckWait.
+func TestReturnRedeliversAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream := newStream(t, "t0")
+	_, q := consumer(t, stream, Options{AckWait: time.Minute})
+	if err := take(ctx, t, q).Return(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := takeFor(t, q, 3*time.Second); fmt.Sprint(got) != "[t0]" {
+		t.Fatalf("after a return took %v, want [t0]", got)
+	}
+}
+
+// TestInProgressHoldsALongTask: a task worked on for longer than AckWait
+// is not redelivered while its worker reports progress.
+func TestInProgressHoldsALongTask(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream := newStream(t, "t0")
+	_, a := consumer(t, stream, Options{AckWait: time.Second, InProgressEvery: 250 * time.Millisecond})
+	d := take(ctx, t, a)
+	_, b := consumer(t, stream, Options{})
+	if got := takeFor(t, b, 3*time.Second); len(got) != 0 {
+		t.Fatalf("another worker took %v while the first worked on t0 for 3 × AckWait", got)
+	}
+	if err := d.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := takeFor(t, b, 2*time.Second); len(got) != 0 {
+		t.Fatalf("took %v after t0 was acked", got)
+	}
+}
+
+// TestTakeAfterTheConnectionClosed: Take reports an error instead of
+// returning nothing forever.
+func TestTakeAfterTheConnectionClosed(t *testing.T) {
+	nc, q := consumer(t, newStream(t), Options{})
+	nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if d, err := q.Take(ctx); d != nil || err == nil {
+		t.Fatalf("Take on a closed connection = %v, %v; want an error", d, err)
+	}
+}
+
+// TestTakeReturnsNilWhenCancelled: an empty stream and a cancelled context
+// give (nil, nil), as worker.Queue asks.
+func TestTakeReturnsNilWhenCancelled(t *testing.T) {
+	_, q := consumer(t, newStream(t), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if d, err := q.Take(ctx); d != nil || err != nil {
+		t.Fatalf("Take on an empty stream after cancel = %v, %v; want nil, nil", d, err)
+	}
+}
