@@ -11,60 +11,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
 	pb "github.com/swell-autoscaler/swell/pkg/externalscaler/proto"
 )
-
-// metricValue reads one metric through GetMetrics, checking that the int
-// field rounds the float one.
-func metricValue(ctx context.Context, h *harness, ref *pb.ScaledObjectRef, name string) (float64, error) {
-	r, err := h.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: name})
-	if err != nil {
-		return 0, err
-	}
-	v := r.MetricValues[0]
-	if v.MetricValue != roundInt(v.MetricValueFloat, false) {
-		return 0, fmt.Errorf("%s: int %d does not round float %v", name, v.MetricValue, v.MetricValueFloat)
-	}
-	return v.MetricValueFloat, nil
-}
-
-// expectValue waits until metric name reads want and IsActive says active.
-func expectValue(ctx context.Context, t *testing.T, h *harness, ref *pb.ScaledObjectRef, name string, want float64, active bool) {
-	t.Helper()
-	eventually(t, 30*time.Second, func() error {
-		v, err := metricValue(ctx, h, ref, name)
-		if err != nil || v != want {
-			return fmt.Errorf("%s = %v, %v; want %v", name, v, err, want)
-		}
-		a, err := h.client.IsActive(ctx, ref)
-		if err != nil || a.Result != active {
-			return fmt.Errorf("IsActive = %v, %v; want %v", a, err, active)
-		}
-		return nil
-	})
-}
-
-// expectUnavailable waits until metric name answers gRPC Unavailable, and
-// fails at once if it ever reads 0 meanwhile (an outage must not look like
-// an empty queue).
-func expectUnavailable(ctx context.Context, t *testing.T, h *harness, ref *pb.ScaledObjectRef, name string) {
-	t.Helper()
-	eventually(t, 30*time.Second, func() error {
-		v, err := metricValue(ctx, h, ref, name)
-		if status.Code(err) == codes.Unavailable {
-			t.Logf("%s while its source is down: %v", name, err)
-			return nil
-		}
-		if err == nil && v == 0 {
-			t.Fatalf("%s: an outage reported as 0", name)
-		}
-		return fmt.Errorf("%s = %v, %v; want Unavailable", name, v, err)
-	})
-}
 
 // burrowTopicOffsets asks Burrow for the high-water marks it knows of a topic.
 func burrowTopicOffsets(ctx context.Context, env *testenv.Env, topic string) ([]int64, error) {
