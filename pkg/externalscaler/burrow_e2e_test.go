@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc/codes"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
 	pb "github.com/swell-autoscaler/swell/pkg/externalscaler/proto"
@@ -93,6 +94,15 @@ func TestBurrowSourceOnARealBurrow(t *testing.T) {
 	if err != nil || spec.MetricSpecs[0].MetricName != metric || spec.MetricSpecs[0].TargetSizeFloat != 20 {
 		t.Fatalf("GetMetricSpec = %v, %v", spec, err)
 	}
+
+	// Burrow answers a group it does not know with HTTP 404 and status
+	// NOTFOUND: an error, not a lag of 0.
+	unknown := &pb.ScaledObjectRef{Name: "nobody", Namespace: "apps", ScalerMetadata: map[string]string{
+		"source": "burrow", "burrowURL": env.BurrowURL, "cluster": env.BurrowCluster, "consumerGroup": "nobody",
+	}}
+	_, err = h.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: unknown, MetricName: "burrow-lag-nobody"})
+	wantCode(t, err, codes.Unavailable, `group "nobody"`)
+	t.Logf("unknown group: %v", err)
 
 	// The group has caught up: lag 0, inactive.
 	commit(100, 50)

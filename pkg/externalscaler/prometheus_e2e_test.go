@@ -19,7 +19,8 @@ import (
 // gauge this test exposes (client_golang's exposition, as any exporter) and
 // follows the gauge through the gRPC server; a query with no series is an
 // error when ignoreNullValues is false; a stopped Prometheus answers
-// Unavailable, a restarted one the gauge again.
+// Unavailable, a restarted one the gauge again; a vanished exporter reads 0
+// by default and Unavailable with ignoreNullValues "false".
 func TestPrometheusSourceOnARealPrometheus(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	depth := prometheus.NewGauge(prometheus.GaugeOpts{Name: "swell_test_queue_depth", Help: "Jobs waiting, set by the test."})
@@ -70,4 +71,16 @@ func TestPrometheusSourceOnARealPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectValue(ctx, t, h, ref, metric, 11, true)
+
+	// The exporter goes away: Prometheus marks its series stale, the query
+	// returns no series, and the default ignoreNullValues ("true", as KEDA)
+	// reads that as 0, while "false" makes it an error (Unavailable).
+	strictGauge := &pb.ScaledObjectRef{Name: "strict-gauge", Namespace: "apps", ScalerMetadata: map[string]string{
+		"source": "prometheus", "serverAddress": env.PrometheusURL,
+		"query": `sum(swell_test_queue_depth{job="testenv"})`, "ignoreNullValues": "false",
+	}}
+	expectValue(ctx, t, h, strictGauge, "prometheus-query", 11, true)
+	exporter.Close()
+	expectUnavailable(ctx, t, h, strictGauge, "prometheus-query")
+	expectValue(ctx, t, h, ref, metric, 0, false)
 }
