@@ -2,13 +2,14 @@
 
 It consumes one queue of the broker named by $BROKER, "works" $TASK_TIME
 seconds per task, and records every finished task in Redis the way
-`swell demo-worker` does: the set <queue>:swell:done holds the bodies and
-the hash <queue>:swell:times counts how often each was finished, so a test
-can count lost and duplicated tasks.
+`swell demo-worker` does: the set <results>:swell:done holds the bodies and
+the hash <results>:swell:times counts how often each was finished, so a
+test can count lost and duplicated tasks.
 
 Environment:
   BROKER            redis (default), rabbitmq or kafka
   QUEUE             list, queue or topic to consume (default "tasks")
+  RESULTS           <results> above (default QUEUE)
   REDIS_ADDR        host:port of Redis: the queue for BROKER=redis, and where
                     finished tasks are recorded (required)
   RABBITMQ_URL      amqp://user:pass@host:port/vhost, for BROKER=rabbitmq
@@ -80,7 +81,8 @@ def main():
     core = client.CoreV1Api()
     rdb = redis.Redis.from_url("redis://" + os.environ["REDIS_ADDR"])
     q = open_queue(broker, queue, identity, rdb, core)
-    done, times = queue + ":swell:done", queue + ":swell:times"
+    results = os.environ.get("RESULTS", queue)
+    done, times = results + ":swell:done", results + ":swell:times"
 
     def handle(body):
         time.sleep(task_time)
