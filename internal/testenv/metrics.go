@@ -2,25 +2,14 @@ package testenv
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/utils/ptr"
 )
 
 // metricsServerNamespace and metricsServerName name the Service the
@@ -73,68 +62,15 @@ func (e *Env) startMetricsServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := e.registerMetricsAPI(ctx, ip, port); err != nil {
+	svc := aggregatedService{Namespace: metricsServerNamespace, Name: metricsServerName, IP: ip, Port: port}
+	if err := e.registerAggregatedAPI(ctx, svc, aggregatedAPI{Group: "metrics.k8s.io", Version: "v1beta1"}); err != nil {
 		return err
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(e.RESTConfig.CAData)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	return p.waitFor(ctx, "serving metrics.k8s.io", httpOK(hc, e.APIServerURL+"/apis/metrics.k8s.io/v1beta1/nodes", adminToken))
-}
-
-// registerMetricsAPI creates the Service, its EndpointSlice and the
-// APIService that route metrics.k8s.io to metrics-server at ip:port.
-func (e *Env) registerMetricsAPI(ctx context.Context, ip net.IP, port int) error {
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: metricsServerName, Namespace: metricsServerNamespace},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{
-			Name: "https", Port: 443, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(int32(port)),
-		}}},
-	}
-	if _, err := e.Clientset.CoreV1().Services(metricsServerNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create metrics-server service: %w", err)
-	}
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: metricsServerName, Namespace: metricsServerNamespace,
-			Labels: map[string]string{
-				discoveryv1.LabelServiceName: metricsServerName,
-				discoveryv1.LabelManagedBy:   "swell-testenv",
-			},
-		},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints: []discoveryv1.Endpoint{{
-			Addresses:  []string{ip.String()},
-			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
-		}},
-		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
-	}
-	if _, err := e.Clientset.DiscoveryV1().EndpointSlices(metricsServerNamespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create metrics-server endpoint slice: %w", err)
-	}
-	dyn, err := dynamic.NewForConfig(e.RESTConfig)
+	hc, err := e.apiserverClient()
 	if err != nil {
-		return fmt.Errorf("dynamic client: %w", err)
+		return err
 	}
-	apiService := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "apiregistration.k8s.io/v1",
-		"kind":       "APIService",
-		"metadata":   map[string]any{"name": "v1beta1.metrics.k8s.io"},
-		"spec": map[string]any{
-			"group":   "metrics.k8s.io",
-			"version": "v1beta1",
-			"service": map[string]any{"namespace": metricsServerNamespace, "name": metricsServerName, "port": int64(443)},
-			// Test environment only: metrics-server serves a certificate it
-			// generated itself at start, so there is no CA to pin here.
-			"insecureSkipTLSVerify": true,
-			"groupPriorityMinimum":  int64(100),
-			"versionPriority":       int64(100),
-		},
-	}}
-	if _, err := dyn.Resource(apiServiceGVR).Create(ctx, apiService, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create metrics.k8s.io APIService: %w", err)
-	}
-	return nil
+	return p.waitFor(ctx, "serving metrics.k8s.io", httpOK(hc, e.APIServerURL+"/apis/metrics.k8s.io/v1beta1/nodes", adminToken))
 }
 
 // nonLoopbackIPv4 is the first IPv4 address of an up, non-loopback

@@ -53,6 +53,11 @@ type Options struct {
 	// implies APIServer; without a ProcessNode the API answers with no
 	// metrics. It needs a non-loopback IPv4 address on this machine.
 	MetricsServer bool
+	// CustomMetrics serves custom.metrics.k8s.io and external.metrics.k8s.io
+	// behind the aggregation layer from a test adapter in this process,
+	// answering what the test sets through Env.CustomMetrics. It implies
+	// APIServer and needs a non-loopback IPv4 address.
+	CustomMetrics bool
 	// Redis, RabbitMQ, NATS and Kafka start one broker each.
 	Redis, RabbitMQ, NATS, Kafka bool
 	// RabbitMQManagement enables RabbitMQ's management plugin (HTTP API on
@@ -122,6 +127,10 @@ type Env struct {
 	// PrometheusURL is the Prometheus server's HTTP API.
 	PrometheusURL string
 
+	// CustomMetrics sets what the custom and external metrics APIs answer
+	// (Options.CustomMetrics).
+	CustomMetrics *CustomMetrics
+
 	// Timings records how long each component took to become ready.
 	Timings map[string]time.Duration
 
@@ -184,7 +193,7 @@ func BinDir() string {
 }
 
 func (o Options) normalized() Options {
-	if len(o.KwokNodes) > 0 || o.ProcessNode != nil || o.ControllerManager || o.Scheduler || o.MetricsServer {
+	if len(o.KwokNodes) > 0 || o.ProcessNode != nil || o.ControllerManager || o.Scheduler || o.MetricsServer || o.CustomMetrics {
 		o.APIServer = true
 	}
 	if o.RabbitMQManagement {
@@ -255,6 +264,11 @@ func (e *Env) startControlPlane(ctx, bgCtx context.Context, o Options) error {
 	}
 	if o.MetricsServer {
 		if err := e.timed("metrics-server", func() error { return e.startMetricsServer(ctx) }); err != nil {
+			return err
+		}
+	}
+	if o.CustomMetrics {
+		if err := e.timed("custom-metrics", func() error { return e.startCustomMetrics(ctx, bgCtx) }); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
 	"github.com/swell-autoscaler/swell/internal/procnode"
@@ -91,5 +92,114 @@ func TestCPAReceivesRealResourceMetrics(t *testing.T) {
 		if m.Value <= 0 {
 			t.Fatalf("pod %s reports cpu %v; a busy loop must use cpu (metrics: %s)", pod, m.Value, raw)
 		}
+	}
+}
+
+// TestCPAScalesOnPodsObjectAndExternalMetrics: the test metrics adapter
+// (custom.metrics.k8s.io and external.metrics.k8s.io behind the real
+// apiserver's aggregation layer) serves a Pods, an Object and an External
+// metric, and `swell cpa` runs examples/cpa/kubernetes-metrics. The metric
+// script must receive the values in CPA's JSON (milli units, per-pod
+// Timestamp/Window/Value, only the External series the selector matches),
+// and each metric in turn must drive the replica count.
+func TestCPAScalesOnPodsObjectAndExternalMetrics(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := newNamespace(ctx, t)
+	dir := exampleStateDir(t)
+	m := env.CustomMetrics
+	deployments := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	orders, other := map[string]string{"queue": "orders"}, map[string]string{"queue": "other"}
+	m.SetPodsMetric(ns, "inflight_per_pod", resource.MustParse("2"))
+	m.SetObjectMetric(deployments, ns, "example", "queue_depth", resource.MustParse("40"))
+	m.SetExternalMetric(ns, "backlog", orders, resource.MustParse("30"))
+	m.SetExternalMetric(ns, "backlog", other, resource.MustParse("999")) // the selector must leave it out
+	createCPADeployment(ctx, t, ns, "example", 2, "")
+	waitReadyReplicas(ctx, t, ns, "example", 2)
+	startCPA(t, loadCPAExample(t, "kubernetes-metrics", ns, "example", map[string]string{"interval": "500"}))
+
+	// External 30 → 3 replicas (object 40 → 2, pods 2 → 2).
+	waitReplicas(ctx, t, ns, "example", 3)
+	in := readMetricInput(ctx, t, dir)
+	assertCPAKubernetesMetrics(t, in)
+
+	m.SetExternalMetric(ns, "backlog", orders, resource.MustParse("0"))
+	m.SetObjectMetric(deployments, ns, "example", "queue_depth", resource.MustParse("100"))
+	waitReplicas(ctx, t, ns, "example", 5) // object 100 / 20
+	m.SetObjectMetric(deployments, ns, "example", "queue_depth", resource.MustParse("0"))
+	m.SetPodsMetric(ns, "inflight_per_pod", resource.MustParse("7"))
+	waitReplicas(ctx, t, ns, "example", 7) // pods average 7
+	m.SetPodsMetric(ns, "inflight_per_pod", resource.MustParse("500m"))
+	waitReplicas(ctx, t, ns, "example", 1) // ceil(0.5), and minReplicas 1
+}
+
+// cpaMetricInput is the part of CPA's metric input this suite checks.
+type cpaMetricInput struct {
+	KubernetesMetrics []struct {
+		CurrentReplicas int32 `json:"current_replicas"`
+		Spec            struct {
+			Type string `json:"type"`
+		} `json:"spec"`
+		Pods *struct {
+			PodMetricsInfo map[string]struct {
+				Timestamp time.Time
+				Window    time.Duration
+				Value     int64
+			} `json:"pod_metrics_info"`
+			ReadyPodCount int64 `json:"ready_pod_count"`
+		} `json:"pods"`
+		Object   *cpaValueMetric `json:"object"`
+		External *cpaValueMetric `json:"external"`
+	} `json:"kubernetesMetrics"`
+}
+
+type cpaValueMetric struct {
+	Current struct {
+		Value *int64 `json:"value"`
+	} `json:"current"`
+	ReadyPodCount *int64 `json:"ready_pod_count"`
+}
+
+// readMetricInput waits for the example's metric script to have saved an
+// input with all three metrics from two pods.
+func readMetricInput(ctx context.Context, t *testing.T, dir string) cpaMetricInput {
+	t.Helper()
+	var in cpaMetricInput
+	waitFor(ctx, t, "the metric script to receive Pods, Object and External metrics", func() (bool, error) {
+		b, err := os.ReadFile(filepath.Join(dir, "metric.json"))
+		if err != nil {
+			return false, nil
+		}
+		in = cpaMetricInput{}
+		if json.Unmarshal(b, &in) != nil || len(in.KubernetesMetrics) != 3 {
+			return false, nil
+		}
+		p := in.KubernetesMetrics[0].Pods
+		return p != nil && len(p.PodMetricsInfo) == 2 && in.KubernetesMetrics[0].CurrentReplicas == 2, nil
+	})
+	return in
+}
+
+// assertCPAKubernetesMetrics checks the values the adapter was given, in
+// CPA's units: milli values, the adapter's 30 s window per pod.
+func assertCPAKubernetesMetrics(t *testing.T, in cpaMetricInput) {
+	t.Helper()
+	km := in.KubernetesMetrics
+	if km[0].Spec.Type != "Pods" || km[1].Spec.Type != "Object" || km[2].Spec.Type != "External" {
+		t.Fatalf("spec types %s, %s, %s; want Pods, Object, External in config order", km[0].Spec.Type, km[1].Spec.Type, km[2].Spec.Type)
+	}
+	for pod, v := range km[0].Pods.PodMetricsInfo {
+		if v.Value != 2000 || v.Window != 30*time.Second || v.Timestamp.IsZero() {
+			t.Errorf("pod %s: %+v, want Value 2000 (milli), Window 30s, a Timestamp", pod, v)
+		}
+	}
+	if km[0].Pods.ReadyPodCount != 2 {
+		t.Errorf("pods ready_pod_count = %d, want 2", km[0].Pods.ReadyPodCount)
+	}
+	if o := km[1].Object; o == nil || o.Current.Value == nil || *o.Current.Value != 40000 {
+		t.Errorf("object = %+v, want current.value 40000 (milli)", o)
+	}
+	if x := km[2].External; x == nil || x.Current.Value == nil || *x.Current.Value != 30000 {
+		t.Errorf("external = %+v, want current.value 30000: the queue=orders series only", x)
 	}
 }

@@ -29,6 +29,7 @@ func run(m *testing.M) int {
 	opts := testenv.FullCluster(3)
 	opts.Redis, opts.RabbitMQ, opts.NATS, opts.Kafka = true, true, true, true
 	opts.MetricsServer = true
+	opts.CustomMetrics = true
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -51,7 +52,7 @@ func run(m *testing.M) int {
 }
 
 func formatTimings(t map[string]time.Duration) string {
-	order := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "process-node", "control-plane", "metrics-server", "redis", "rabbitmq", "nats", "kafka"}
+	order := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "process-node", "control-plane", "metrics-server", "custom-metrics", "redis", "rabbitmq", "nats", "kafka"}
 	s := ""
 	for _, k := range order {
 		if d, ok := t[k]; ok {
