@@ -40,7 +40,7 @@ func TestQueueSourcesOnRealBrokers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	h := startServer(t, nil, TrackerOptions{Interval: 200 * time.Millisecond, MaxFailures: 2}, nil, nil)
-	cases := []queueCase{redisCase(t, env), rabbitCase(ctx, t, env), natsCase(ctx, t, env)}
+	cases := []queueCase{redisCase(t, env), rabbitCase(t, env), natsCase(ctx, t, env)}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ref := &pb.ScaledObjectRef{Name: c.name, Namespace: "apps", ScalerMetadata: c.metadata}
@@ -128,7 +128,7 @@ func withChannel(rabbitURL string, f func(*amqp.Channel) error) error {
 	return f(ch)
 }
 
-func rabbitCase(ctx context.Context, t *testing.T, env *testenv.Env) queueCase {
+func rabbitCase(t *testing.T, env *testenv.Env) queueCase {
 	u, err := url.Parse(env.RabbitMQURL)
 	if err != nil {
 		t.Fatal(err)
