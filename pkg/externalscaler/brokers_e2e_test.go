@@ -72,7 +72,7 @@ func TestQueueSourcesOnRealBrokers(t *testing.T) {
 			if err := env.RestartComponent(ctx, c.component, c.ready); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, time.Minute, func() error { return c.drain(ctx) })
+			eventually(t, 90*time.Second, func() error { return c.drain(ctx) })
 			expectValue(ctx, t, h, ref, c.metric, 0, false)
 			if err := c.enqueue(ctx, 3); err != nil {
 				t.Fatal(err)
