@@ -1,0 +1,261 @@
+package kafkaq
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/sdk/go/worker"
+)
+
+// shared is the Kafka broker (kfake) every test of the package uses.
+var shared *testenv.Env
+
+func TestMain(m *testing.M) {
+	if topic := os.Getenv(helperTopic); topic != "" {
+		os.Exit(holdSecondRecord(topic))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	env, err := testenv.Start(ctx, testenv.Options{Kafka: true})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shared = env
+	code := m.Run()
+	env.Stop()
+	if code == 0 {
+		_ = os.RemoveAll(env.Dir)
+	}
+	os.Exit(code)
+}
+
+// newTopic creates a topic named for the test with partitions, and puts
+// bodies on it round-robin over the partitions.
+func newTopic(t *testing.T, partitions int32, bodies ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(shared.KafkaAddrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topic := t.Name()
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	for i, b := range bodies {
+		r := &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: []byte(b)}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return topic
+}
+
+func member(t *testing.T, topic string) *Queue {
+	t.Helper()
+	q, err := New(Options{Brokers: shared.KafkaAddrs, Topic: topic, Group: topic + "-workers", SessionTimeout: 6 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func take(ctx context.Context, t *testing.T, q *Queue) worker.Delivery {
+	t.Helper()
+	d, err := q.Take(ctx)
+	if err != nil || d == nil {
+		t.Fatalf("Take = %v, %v; want a record", d, err)
+	}
+	return d
+}
+
+// takeFor takes and acks every record that arrives within d.
+func takeFor(t *testing.T, q *Queue, d time.Duration) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var got []string
+	for {
+		r, err := q.Take(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r == nil {
+			slices.Sort(got)
+			return got
+		}
+		got = append(got, string(r.Body()))
+		if err := r.Ack(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// helperTopic, set in the environment, makes the test binary a member
+// that acks the first record, takes the second and hangs until killed.
+const helperTopic = "KAFKAQ_TEST_HOLD_TOPIC"
+
+// holdSecondRecord is the member run by TestKilledMembersRecordGoesToTheNextMember.
+func holdSecondRecord(topic string) int {
+	ctx := context.Background()
+	q, err := New(Options{Brokers: strings.Split(os.Getenv("KAFKAQ_TEST_BROKERS"), ","), Topic: topic, Group: topic + "-workers", SessionTimeout: 6 * time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for i := range 2 {
+		d, err := q.Take(ctx)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if i == 0 {
+			if err := d.Ack(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			continue
+		}
+		fmt.Printf("holding %s\n", d.Body())
+	}
+	select {} // until SIGKILL
+}
+
+// TestKilledMembersRecordGoesToTheNextMember: a member process acks t0 and
+// is SIGKILLed holding t1; once its session times out the next member gets
+// t1 and t2, never t0.
+func TestKilledMembersRecordGoesToTheNextMember(t *testing.T) {
+	topic := newTopic(t, 1, "t0", "t1", "t2")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperTopic+"="+topic, "KAFKAQ_TEST_BROKERS="+strings.Join(shared.KafkaAddrs, ","))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "holding t1\n" {
+		t.Fatalf("member process said %q, %v; want it holding t1", line, err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	b := member(t, topic)
+	defer func() { _ = b.Close(context.Background()) }()
+	if got := takeFor(t, b, 20*time.Second); fmt.Sprint(got) != "[t1 t2]" {
+		t.Fatalf("next member took %v, want [t1 t2]: t1 again, t0 never", got)
+	}
+}
+
+// TestReturnRewindsToTheRecord: a returned record is fetched again, before
+// the records after it.
+func TestReturnRewindsToTheRecord(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := member(t, newTopic(t, 1, "t0", "t1"))
+	defer func() { _ = q.Close(ctx) }()
+	if err := take(ctx, t, q).Return(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(take(ctx, t, q).Body()); got != "t0" {
+		t.Fatalf("after returning t0 took %q, want t0 again", got)
+	}
+}
+
+// TestReturnThenLeaveHandsTheRecordOver: a member that returns a record and
+// leaves the group hands it to the partition's next owner.
+func TestReturnThenLeaveHandsTheRecordOver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	topic := newTopic(t, 1, "t0", "t1")
+	a := member(t, topic)
+	if err := take(ctx, t, a).Return(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := member(t, topic)
+	defer func() { _ = b.Close(ctx) }()
+	if got := takeFor(t, b, 10*time.Second); fmt.Sprint(got) != "[t0 t1]" {
+		t.Fatalf("next member took %v, want [t0 t1]", got)
+	}
+}
+
+// TestRebalanceNeitherLosesNorRepeats: a second member joins while the
+// first works; between them every record is taken exactly once.
+func TestRebalanceNeitherLosesNorRepeats(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var bodies []string
+	for i := range 40 {
+		bodies = append(bodies, fmt.Sprintf("t%02d", i))
+	}
+	topic := newTopic(t, 4, bodies...)
+	a := member(t, topic)
+	defer func() { _ = a.Close(ctx) }()
+	first := take(ctx, t, a)
+	if err := first.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := member(t, topic)
+	defer func() { _ = b.Close(ctx) }()
+
+	got := make(chan []string, 2)
+	for _, q := range []*Queue{a, b} {
+		go func() { got <- takeFor(t, q, 10*time.Second) }()
+	}
+	all := append(<-got, <-got...)
+	all = append(all, string(first.Body()))
+	slices.Sort(all)
+	if !slices.Equal(all, bodies) {
+		t.Fatalf("the two members took %d records %v, want each of the %d exactly once", len(all), all, len(bodies))
+	}
+}
+
+// TestTakeAfterClose: Take reports the closed client instead of returning
+// nothing forever.
+func TestTakeAfterClose(t *testing.T) {
+	q := member(t, newTopic(t, 1))
+	q.cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if d, err := q.Take(ctx); d != nil || !errors.Is(err, kgo.ErrClientClosed) {
+		t.Fatalf("Take after close = %v, %v; want ErrClientClosed", d, err)
+	}
+}
+
+// TestTakeReturnsNilWhenCancelled: an empty topic and a cancelled context
+// give (nil, nil), as worker.Queue asks.
+func TestTakeReturnsNilWhenCancelled(t *testing.T) {
+	q := member(t, newTopic(t, 1))
+	defer func() { _ = q.Close(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if d, err := q.Take(ctx); d != nil || err != nil {
+		t.Fatalf("Take on an empty topic after cancel = %v, %v; want nil, nil", d, err)
+	}
+}
