@@ -55,6 +55,10 @@ generate: ## regenerate code (deepcopy, CRDs, RBAC, protobuf) and sync charts/sw
 chart-lint: ## helm lint and render checks of charts/swell (helm's Go module; no helm binary)
 	$(GO) test -count=1 ./charts/swell/...
 
+.PHONY: image
+image: ## build the container image without Docker: dist/swell-$(VERSION).oci.tar (docs/install.md)
+	$(GO) run ./hack/image --version $(VERSION) --out dist/swell-$(VERSION).oci.tar
+
 .PHONY: clean
 clean: ## remove build output (the test-binary cache stays)
 	rm -rf bin dist .e2e.log

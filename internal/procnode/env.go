@@ -13,10 +13,13 @@ import (
 )
 
 // containerEnv builds a container's environment the way kubelet does: HOSTNAME
-// first, then envFrom, then env in order with $(VAR) references to earlier
-// variables expanded, then the node's extra env. It returns the environment
-// as a map (for expanding command and args) and as KEY=VALUE pairs in order.
-func (n *Node) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Container) (map[string]string, []string, error) {
+// and the image's env first, then envFrom, then env in order with $(VAR)
+// references to earlier variables expanded, then the node's extra env. A
+// non-empty kubeconfig (the pod's ServiceAccount credentials) is set as
+// KUBECONFIG before the container's env and is not replaced by the extra env.
+// It returns the environment as a map (for expanding command and args) and
+// as KEY=VALUE pairs in order.
+func (n *Node) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Container, image [][2]string, kubeconfig string) (map[string]string, []string, error) {
 	vars := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -28,6 +31,12 @@ func (n *Node) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 	set("PATH", os.Getenv("PATH"))
 	set("HOME", n.cfg.WorkDir)
 	set("HOSTNAME", pod.Name)
+	for _, kv := range image {
+		set(kv[0], kv[1])
+	}
+	if kubeconfig != "" {
+		set("KUBECONFIG", kubeconfig)
+	}
 	for _, from := range c.EnvFrom {
 		kv, err := n.envFromSource(ctx, pod.Namespace, from)
 		if err != nil {
@@ -45,6 +54,9 @@ func (n *Node) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 		set(ev.Name, v)
 	}
 	for k, v := range n.cfg.ExtraEnv {
+		if k == "KUBECONFIG" && kubeconfig != "" {
+			continue
+		}
 		set(k, v)
 	}
 	pairs := make([]string, 0, len(order))

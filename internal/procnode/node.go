@@ -11,8 +11,18 @@
 // sends SIGKILL, and then removes the pod object; serves kubelet's
 // /metrics/resource with the containers' real CPU and memory (metrics.go).
 //
-// What it does not do: images (a container without a command fails), probes
-// (containers are ready once started), volumes, resource limits, networking.
+// Images: a container whose image the node was given as an archive
+// (Config.Images, see internal/ociimage) runs the image's entrypoint and cmd
+// from the unpacked root, without a chroot (image.go); any other container
+// runs its command from the host and fails without one. ServiceAccounts:
+// with Config.ServiceAccounts, a container that mounts the ServiceAccount
+// token gets a kubeconfig for its pod's ServiceAccount (serviceaccount.go).
+//
+// Readiness probes (httpGet, tcpSocket) decide when a container is ready;
+// without one a container is ready once started (probe.go).
+//
+// What it does not do: liveness, startup, exec and grpc probes, volumes,
+// users and security contexts, resource limits, networking.
 // The virtual-kubelet library was considered: it brings its own pinned
 // Kubernetes libraries and an HTTP/provider framework this agent does not
 // need, and still leaves env resolution and process handling to us.
@@ -56,8 +66,16 @@ type Config struct {
 	// WorkDir holds one log per container: <namespace>_<pod>_<container>.log.
 	WorkDir string
 	// ExtraEnv is added to every container, after its own env (for example a
-	// KUBECONFIG so workers reach the test apiserver).
+	// KUBECONFIG so workers reach the test apiserver). A pod that gets its
+	// ServiceAccount's credentials keeps its own KUBECONFIG.
 	ExtraEnv map[string]string
+	// Images maps image references, as pods name them, to image archives
+	// (an OCI archive from `make image`, or `docker save` output).
+	Images map[string]string
+	// ServiceAccounts, when set, gives every container that mounts the
+	// ServiceAccount token a kubeconfig with its pod's ServiceAccount token
+	// for this apiserver, instead of any admin credentials in ExtraEnv.
+	ServiceAccounts *APIServer
 }
 
 // Node is a running process node.
@@ -69,6 +87,8 @@ type Node struct {
 
 	mu   sync.Mutex
 	pods map[types.UID]*podRunner
+
+	images *imageStore
 
 	// metrics serves /metrics/resource, as kubelet does (see metrics.go).
 	metrics *metricsServer
@@ -91,7 +111,10 @@ func Start(ctx, bgCtx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("register process node %s: %w", node.Name, err)
 	}
 	runCtx, cancel := context.WithCancel(bgCtx)
-	n := &Node{cfg: cfg, name: created.Name, cancel: cancel, pods: map[types.UID]*podRunner{}}
+	n := &Node{
+		cfg: cfg, name: created.Name, cancel: cancel, pods: map[types.UID]*podRunner{},
+		images: newImageStore(cfg.Images, filepath.Join(cfg.WorkDir, "images")),
+	}
 	if err := n.startMetrics(); err != nil {
 		cancel()
 		return nil, err

@@ -32,6 +32,11 @@ type podRunner struct {
 	terminating bool
 	startedAt   metav1.Time
 
+	// credsMu guards kubeconfig, the pod's ServiceAccount kubeconfig once
+	// written (serviceaccount.go).
+	credsMu    sync.Mutex
+	kubeconfig string
+
 	statusMu      sync.Mutex // orders status writes
 	terminateOnce sync.Once
 	done          chan struct{}
@@ -46,13 +51,16 @@ type containerState struct {
 	state    corev1.ContainerState
 	// lastCPUNs keeps the reported CPU counter monotonic (see metrics.go).
 	lastCPUNs uint64
+	// probed: the container has a readiness probe this node runs; ready is
+	// its last result for the current process (probe.go).
+	probed, ready bool
 }
 
 func newPodRunner(n *Node, pod *corev1.Pod) *podRunner {
 	r := &podRunner{n: n, pod: pod.DeepCopy(), done: make(chan struct{}), startedAt: metav1.Now()}
 	for _, c := range pod.Spec.Containers {
 		r.containers = append(r.containers, &containerState{
-			name: c.Name, image: c.Image,
+			name: c.Name, image: c.Image, probed: probeCheck(c.ReadinessProbe, &c) != nil,
 			state: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}},
 		})
 	}
@@ -95,6 +103,9 @@ func (r *podRunner) superviseContainer(ctx context.Context, i int) {
 			p.Stop(0)
 		}
 		r.writeStatus(ctx)
+		if r.containers[i].probed {
+			go r.probeReadiness(ctx, i, spec, p)
+		}
 		started := time.Now()
 		<-p.Done()
 		p.Release()
@@ -145,19 +156,41 @@ func (r *podRunner) shouldRestart(code int) bool {
 	}
 }
 
-// startContainer resolves env, expands command and args, and starts the
-// process with output in the container's log file.
+// startContainer resolves the command (from the image when the node holds
+// it), env and credentials, and starts the process with output in the
+// container's log file.
 func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*proc.Process, error) {
-	argv := append(append([]string{}, c.Command...), c.Args...)
-	if len(c.Command) == 0 {
-		return nil, fmt.Errorf("container %s has no command; a process node cannot run an image's entrypoint", c.Name)
+	img, fromImage, err := r.n.images.get(c.Image)
+	if err != nil {
+		return nil, err
 	}
-	vars, env, err := r.n.containerEnv(ctx, r.pod, c)
+	argv := append(append([]string{}, c.Command...), c.Args...)
+	var imgEnv [][2]string
+	if fromImage {
+		argv = imageArgv(c, img.config)
+		imgEnv = imageEnv(img.config)
+	}
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("container %s has no command and this process node holds no image %q", c.Name, c.Image)
+	}
+	kubeconfig, err := r.credentials(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	vars, env, err := r.n.containerEnv(ctx, r.pod, c, imgEnv, kubeconfig)
 	if err != nil {
 		return nil, err
 	}
 	for i := range argv {
 		argv[i] = expand(argv[i], vars)
+	}
+	dir, err := r.workingDir(c, img)
+	if err != nil {
+		return nil, err
+	}
+	path, err := executable(argv[0], vars["PATH"], img)
+	if err != nil {
+		return nil, err
 	}
 	logFile, err := os.OpenFile(r.n.LogPath(r.pod.Namespace, r.pod.Name, c.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -165,20 +198,46 @@ func (r *podRunner) startContainer(ctx context.Context, c *corev1.Container) (*p
 	}
 	// The child holds its own copy of the descriptor.
 	defer func() { _ = logFile.Close() }()
-	dir := c.WorkingDir
-	if dir == "" {
-		dir = filepath.Join(r.n.cfg.WorkDir, "pods", string(r.pod.UID))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("pod dir: %w", err)
-		}
-	}
-	path := argv[0]
-	if filepath.Base(path) == path {
-		if lp, err := lookPath(path, vars["PATH"]); err == nil {
-			path = lp
-		}
-	}
 	return proc.Start(proc.Spec{Path: path, Args: argv[1:], Env: env, Dir: dir, Output: logFile})
+}
+
+// credentials is the pod's ServiceAccount kubeconfig for a container that
+// mounts the token on a node configured to hand tokens out, else "".
+func (r *podRunner) credentials(ctx context.Context, c *corev1.Container) (string, error) {
+	if r.n.cfg.ServiceAccounts == nil || !mountsServiceAccount(c) {
+		return "", nil
+	}
+	return r.serviceAccountKubeconfig(ctx)
+}
+
+// workingDir is the container's workingDir (inside the image root when the
+// container runs from an image), else the pod's directory on the node.
+func (r *podRunner) workingDir(c *corev1.Container, img *unpackedImage) (string, error) {
+	if c.WorkingDir != "" && img != nil {
+		return resolveInImage(img, c.WorkingDir)
+	}
+	if c.WorkingDir != "" {
+		return c.WorkingDir, nil
+	}
+	dir := filepath.Join(r.n.cfg.WorkDir, "pods", string(r.pod.UID))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("pod dir: %w", err)
+	}
+	return dir, nil
+}
+
+// executable resolves argv[0]: inside the image root for an image's
+// container, else on the container's PATH when it is a bare name.
+func executable(name, pathEnv string, img *unpackedImage) (string, error) {
+	if img != nil {
+		return resolveInImage(img, name)
+	}
+	if filepath.Base(name) == name {
+		if lp, err := lookPath(name, pathEnv); err == nil {
+			return lp, nil
+		}
+	}
+	return name, nil
 }
 
 func (r *podRunner) setState(i int, s corev1.ContainerState, p *proc.Process) {
@@ -186,6 +245,7 @@ func (r *podRunner) setState(i int, s corev1.ContainerState, p *proc.Process) {
 	defer r.mu.Unlock()
 	r.containers[i].state = s
 	r.containers[i].proc = p
+	r.containers[i].ready = false
 }
 
 // terminate stops the containers for a graceful deletion (SIGTERM, then
@@ -265,14 +325,17 @@ func (r *podRunner) writeStatus(ctx context.Context) {
 func (r *podRunner) status() corev1.PodStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	running, ended, failed := 0, 0, 0
+	running, ready, ended, failed := 0, 0, 0, 0
 	statuses := make([]corev1.ContainerStatus, 0, len(r.containers))
 	for _, c := range r.containers {
 		cs := corev1.ContainerStatus{Name: c.name, Image: c.image, ImageID: "process://" + c.image, RestartCount: c.restarts, State: c.state}
 		switch {
 		case c.state.Running != nil:
 			running++
-			cs.Ready = true
+			cs.Ready = !c.probed || c.ready
+			if cs.Ready {
+				ready++
+			}
 			started := true
 			cs.Started = &started
 			cs.ContainerID = fmt.Sprintf("process://%d", c.proc.Pid())
@@ -294,9 +357,9 @@ func (r *podRunner) status() corev1.PodStatus {
 	case running > 0 || ended > 0:
 		phase = corev1.PodRunning
 	}
-	ready := corev1.ConditionFalse
-	if running == n && !r.terminating {
-		ready = corev1.ConditionTrue
+	podReady := corev1.ConditionFalse
+	if ready == n && !r.terminating {
+		podReady = corev1.ConditionTrue
 	}
 	now := metav1.Now()
 	return corev1.PodStatus{
@@ -310,8 +373,8 @@ func (r *podRunner) status() corev1.PodStatus {
 		Conditions: []corev1.PodCondition{
 			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
 			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
-			{Type: corev1.ContainersReady, Status: ready, LastTransitionTime: now},
-			{Type: corev1.PodReady, Status: ready, LastTransitionTime: now},
+			{Type: corev1.ContainersReady, Status: podReady, LastTransitionTime: now},
+			{Type: corev1.PodReady, Status: podReady, LastTransitionTime: now},
 		},
 	}
 }

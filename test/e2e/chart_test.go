@@ -25,6 +25,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
+
+	"github.com/swell-autoscaler/swell/internal/testenv"
 )
 
 // TestChartInstall renders charts/swell with helm's Go module (values:
@@ -37,34 +39,7 @@ func TestChartInstall(t *testing.T) {
 	defer cancel()
 	const release, ns = "chart-e2e", "swell-chart-e2e"
 
-	ch, err := loader.Load("../../charts/swell")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals, err := chartutil.ToRenderValues(ch, map[string]any{"nodePools": map[string]any{"enabled": false}},
-		chartutil.ReleaseOptions{Name: release, Namespace: ns, IsInstall: true}, chartutil.DefaultCapabilities)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rendered, err := engine.Render(ch, vals)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	var crds, objs []*unstructured.Unstructured
-	for _, c := range ch.CRDObjects() {
-		crds = append(crds, chartDocs(t, c.Filename, string(c.File.Data))...)
-	}
-	names := make([]string, 0, len(rendered))
-	for name := range rendered {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if strings.HasSuffix(name, ".yaml") {
-			objs = append(objs, chartDocs(t, name, rendered[name])...)
-		}
-	}
+	crds, objs := renderChart(t, release, ns, map[string]any{"nodePools": map[string]any{"enabled": false}})
 	kinds := map[string]int{}
 	for _, o := range objs {
 		kinds[o.GetKind()]++
@@ -74,71 +49,7 @@ func TestChartInstall(t *testing.T) {
 			t.Fatalf("chart rendered no %s (got %v)", k, kinds)
 		}
 	}
-
-	dyn, err := dynamic.NewForConfig(env.RESTConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(env.Clientset.Discovery()))
-	apply := func(o *unstructured.Unstructured) error {
-		gvk := o.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			mapper.Reset()
-			return fmt.Errorf("map %s: %w", gvk, err)
-		}
-		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			if o.GetNamespace() == "" {
-				o.SetNamespace(ns)
-			}
-			ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
-		}
-		b, err := o.MarshalJSON()
-		if err != nil {
-			return err
-		}
-		force := true // the shared environment installs the same CRDs with another manager
-		_, err = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, b, metav1.PatchOptions{FieldManager: "swell-chart-e2e", Force: &force})
-		if err != nil {
-			return fmt.Errorf("apply %s %s: %w", o.GetKind(), o.GetName(), err)
-		}
-		return nil
-	}
-	for _, c := range crds {
-		if err := apply(c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Every rendered object; retried while the apiserver catches up.
-	for _, o := range objs {
-		if err := chartPoll(ctx, func() error { return apply(o) }); err != nil {
-			t.Fatalf("apiserver did not accept %s %s: %v", o.GetKind(), o.GetName(), err)
-		}
-	}
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer ccancel()
-		_ = env.Clientset.AppsV1().Deployments(ns).Delete(cctx, release+"-swell", metav1.DeleteOptions{})
-		_ = env.Clientset.RbacV1().ClusterRoleBindings().Delete(cctx, release+"-swell", metav1.DeleteOptions{})
-		_ = env.Clientset.RbacV1().ClusterRoles().Delete(cctx, release+"-swell", metav1.DeleteOptions{})
-		_ = env.Clientset.CoreV1().Namespaces().Delete(cctx, ns, metav1.DeleteOptions{})
-	})
-	if err := chartPoll(ctx, func() error {
-		for _, c := range crds {
-			gk := schema.GroupKind{Group: chartString(c, "spec", "group"), Kind: chartString(c, "spec", "names", "kind")}
-			if _, err := mapper.RESTMapping(gk); err != nil {
-				mapper.Reset()
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("chart CRDs not served: %v", err)
-	}
+	installChart(ctx, t, env, release, ns, crds, objs)
 
 	// Least privilege, as the chart's ServiceAccount.
 	sa := fmt.Sprintf("system:serviceaccount:%s:%s-swell", ns, release)
@@ -186,6 +97,110 @@ func TestChartInstall(t *testing.T) {
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("%s deleting node %s (dry run): err = %v, want Forbidden", sa, nodes.Items[0].Name, err)
 		}
+	}
+}
+
+// renderChart renders charts/swell with helm's Go module: its CRDs and the
+// objects of its templates, in file order.
+func renderChart(t *testing.T, release, ns string, values map[string]any) (crds, objs []*unstructured.Unstructured) {
+	t.Helper()
+	ch, err := loader.Load("../../charts/swell")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := chartutil.ToRenderValues(ch, values,
+		chartutil.ReleaseOptions{Name: release, Namespace: ns, IsInstall: true}, chartutil.DefaultCapabilities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered, err := engine.Render(ch, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range ch.CRDObjects() {
+		crds = append(crds, chartDocs(t, c.Filename, string(c.File.Data))...)
+	}
+	names := make([]string, 0, len(rendered))
+	for name := range rendered {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if strings.HasSuffix(name, ".yaml") {
+			objs = append(objs, chartDocs(t, name, rendered[name])...)
+		}
+	}
+	return crds, objs
+}
+
+// installChart server-side applies the CRDs and then every rendered object
+// to e's apiserver (namespace ns, created if missing), waits until the CRDs
+// are served, and removes the release's objects when the test ends.
+func installChart(ctx context.Context, t *testing.T, e *testenv.Env, release, ns string, crds, objs []*unstructured.Unstructured) {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(e.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(e.Clientset.Discovery()))
+	apply := func(o *unstructured.Unstructured) error {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			mapper.Reset()
+			return fmt.Errorf("map %s: %w", gvk, err)
+		}
+		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			if o.GetNamespace() == "" {
+				o.SetNamespace(ns)
+			}
+			ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		b, err := o.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		force := true // the shared environment installs the same CRDs with another manager
+		_, err = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, b, metav1.PatchOptions{FieldManager: "swell-chart-e2e", Force: &force})
+		if err != nil {
+			return fmt.Errorf("apply %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+		return nil
+	}
+	for _, c := range crds {
+		if err := apply(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every rendered object; retried while the apiserver catches up.
+	for _, o := range objs {
+		if err := chartPoll(ctx, func() error { return apply(o) }); err != nil {
+			t.Fatalf("apiserver did not accept %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer ccancel()
+		_ = e.Clientset.AppsV1().Deployments(ns).Delete(cctx, release+"-swell", metav1.DeleteOptions{})
+		_ = e.Clientset.RbacV1().ClusterRoleBindings().Delete(cctx, release+"-swell", metav1.DeleteOptions{})
+		_ = e.Clientset.RbacV1().ClusterRoles().Delete(cctx, release+"-swell", metav1.DeleteOptions{})
+		_ = e.Clientset.CoreV1().Namespaces().Delete(cctx, ns, metav1.DeleteOptions{})
+	})
+	if err := chartPoll(ctx, func() error {
+		for _, c := range crds {
+			gk := schema.GroupKind{Group: chartString(c, "spec", "group"), Kind: chartString(c, "spec", "names", "kind")}
+			if _, err := mapper.RESTMapping(gk); err != nil {
+				mapper.Reset()
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("chart CRDs not served: %v", err)
 	}
 }
 
