@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -42,7 +43,9 @@ func newControllerCmd() *cobra.Command {
 	f.BoolVar(&o.manager.MetricsSecure, "metrics-secure", false, "serve metrics over HTTPS with Kubernetes authn/authz")
 	f.StringVar(&o.manager.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.BoolVar(&o.manager.LeaderElect, "leader-elect", false, "elect one active replica (run with several replicas)")
-	f.StringVar(&o.manager.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader lease (default: the pod's)")
+	// The chart sets POD_NAMESPACE from the downward API; it also serves where
+	// no in-cluster namespace file is mounted (e.g. Swell's process node).
+	f.StringVar(&o.manager.LeaderElectionNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the leader lease (default: $POD_NAMESPACE, else the pod's)")
 	f.StringSliceVar(&o.manager.Namespaces, "namespace", nil, "watch only these namespaces (repeatable; default all)")
 	f.DurationVar(&o.manager.GracefulShutdown, "graceful-shutdown", 30*time.Second, "time reconcilers get to finish on SIGTERM")
 	f.BoolVar(&o.development, "dev-logs", false, "human-readable logs instead of JSON")
