@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,36 +13,53 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/swell-autoscaler/swell/sdk/go/queue/redisq"
 	"github.com/swell-autoscaler/swell/sdk/go/worker"
 )
 
 // demoWorkerOptions are the flags of `swell demo-worker`.
 type demoWorkerOptions struct {
-	redisAddr string
-	queue     string
-	results   string
-	taskTime  time.Duration
+	broker         string
+	redisAddr      string
+	rabbitURL      string
+	prefetch       int
+	natsURL        string
+	ackWait        time.Duration
+	kafkaBrokers   string
+	kafkaGroup     string
+	sessionTimeout time.Duration
+	queue          string
+	results        string
+	taskTime       time.Duration
 }
 
 // newDemoWorkerCmd is the sample worker of the demo and the e2e tests: a real
-// program built on the Go SDK that takes tasks from a Redis list, "works" for
-// a fixed time, and records each finished task in Redis so tests can count
-// lost and duplicated tasks.
+// program built on the Go SDK that takes tasks from a Redis list, a RabbitMQ
+// queue, a NATS JetStream consumer or a Kafka topic, "works" for a fixed
+// time, and records each finished task in Redis (whatever the broker) so
+// tests count lost and duplicated tasks one way.
 func newDemoWorkerCmd() *cobra.Command {
 	o := demoWorkerOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo-worker",
-		Short: "Sample queue worker (Go SDK, Redis list) used by the demo and the tests",
+		Short: "Sample queue worker (Go SDK; Redis, RabbitMQ, NATS or Kafka) used by the demo and the tests",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemoWorker(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&o.redisAddr, "redis", os.Getenv("REDIS_ADDR"), "Redis address (host:port); default $REDIS_ADDR")
-	cmd.Flags().StringVar(&o.queue, "queue", "tasks", "Redis list to consume")
-	cmd.Flags().StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times); default the queue name")
-	cmd.Flags().DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
+	f := cmd.Flags()
+	f.StringVar(&o.broker, "broker", brokerRedis, "broker to consume: redis, rabbitmq, nats or kafka")
+	f.StringVar(&o.redisAddr, "redis", os.Getenv("REDIS_ADDR"), "Redis address (host:port) of the results store and of --broker redis; default $REDIS_ADDR")
+	f.StringVar(&o.rabbitURL, "rabbitmq-url", os.Getenv("RABBITMQ_URL"), "RabbitMQ amqp:// URL; default $RABBITMQ_URL")
+	f.IntVar(&o.prefetch, "prefetch", 1, "RabbitMQ prefetch (unacknowledged messages held)")
+	f.StringVar(&o.natsURL, "nats-url", os.Getenv("NATS_URL"), "NATS URL; default $NATS_URL")
+	f.DurationVar(&o.ackWait, "ack-wait", 0, "NATS ack wait when the worker creates the consumer (0: server default)")
+	f.StringVar(&o.kafkaBrokers, "kafka-brokers", os.Getenv("KAFKA_BROKERS"), "Kafka seed brokers, comma-separated; default $KAFKA_BROKERS")
+	f.StringVar(&o.kafkaGroup, "kafka-group", "", "Kafka consumer group of the workers")
+	f.DurationVar(&o.sessionTimeout, "kafka-session-timeout", 10*time.Second, "Kafka group session timeout (how soon a dead worker's partitions move)")
+	f.StringVar(&o.queue, "queue", "tasks", "Redis list, RabbitMQ queue, NATS <stream>/<consumer> or Kafka topic to consume")
+	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times); default the queue name")
+	f.DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
 	return cmd
 }
 
@@ -66,27 +84,16 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr})
 	defer func() { _ = rdb.Close() }()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	alive, err := podAlive(ctx, cfg, id.Namespace)
+	dq, err := openDemoQueue(ctx, o, id, cfg, rdb, log)
 	if err != nil {
 		return err
 	}
-	// A restarted container (same pod, new process) holds nothing: tasks in
-	// its own processing list belong to the process that died.
-	moved, err := redisq.Recover(ctx, rdb, o.queue, func(pod string) (bool, error) {
-		if pod == id.Pod {
-			return false, nil
-		}
-		return alive(pod)
-	})
-	if err != nil {
-		log.Warn("recover tasks of dead pods", "err", err)
-	} else if moved > 0 {
-		log.Info("recovered tasks of dead pods", "tasks", moved)
-	}
-	w, err := worker.New(id, cfg, redisq.New(rdb, o.queue, id.Pod), worker.Options{Logger: log})
+	defer dq.close()
+	w, err := worker.New(id, cfg, dq.queue, worker.Options{Logger: log})
 	if err != nil {
 		return err
 	}
+	ctx, lost := exitOnLost(ctx, dq.lost)
 	results := o.results
 	if results == "" {
 		results = o.queue
@@ -106,7 +113,30 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 		return err
 	})
 	log.Info("worker exits", "reason", reason, "err", err)
+	if err == nil {
+		err = lost()
+	}
 	return err
+}
+
+// exitOnLost cancels the returned context when the broker connection is
+// lost for good, so the worker exits (and its container restarts) rather
+// than retrying a dead consumer; the returned func says what was lost.
+func exitOnLost(ctx context.Context, lost <-chan error) (context.Context, func() error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case err := <-lost:
+			cancel(err)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() error {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+		return nil
+	}
 }
 
 // kubeConfig prefers $KUBECONFIG (process nodes, local runs), else the

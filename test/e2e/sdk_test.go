@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +99,9 @@ type sdkBroker struct {
 	// left counts tasks the broker still holds (queued or unacknowledged);
 	// the scenario waits for 0 once every task was processed.
 	left func(ctx context.Context) (int64, error)
+	// env is how any worker program reaches the broker (REDIS_ADDR,
+	// RABBITMQ_URL, NATS_URL, KAFKA_BROKERS), kept out of command lines.
+	env []corev1.EnvVar
 	// demoArgs are the `swell demo-worker` flags that consume this broker's
 	// queue.
 	demoArgs []string
@@ -112,7 +116,8 @@ type sdkCase struct {
 	name string
 	// broker prepares the broker's queue in namespace ns.
 	broker func(ctx context.Context, t *testing.T, ns string) sdkBroker
-	// worker returns the worker container's command and extra env.
+	// worker returns the worker container's command and env beyond the
+	// broker's (sdkBroker.env, which the container gets too).
 	worker func(t *testing.T, b sdkBroker, results string) ([]string, []corev1.EnvVar)
 }
 
@@ -123,7 +128,14 @@ const sdkTasks = 10000
 // demo-worker`) on the process node for each broker, through the scenario
 // of runSDKScenario.
 func TestSDKWorkersLoseNoTask(t *testing.T) {
-	runSDKScenario(t, sdkCase{name: "redis", broker: redisSDKBroker, worker: goDemoWorker})
+	for _, b := range []struct {
+		name   string
+		broker func(context.Context, *testing.T, string) sdkBroker
+	}{
+		{"redis", redisSDKBroker}, {"rabbitmq", rabbitSDKBroker}, {"nats", natsSDKBroker}, {"kafka", kafkaSDKBroker},
+	} {
+		runSDKScenario(t, sdkCase{name: b.name, broker: b.broker, worker: goDemoWorker})
+	}
 }
 
 // goDemoWorker runs `swell demo-worker` on broker b with 15 ms tasks.
@@ -157,6 +169,7 @@ func sdkScenario(ctx context.Context, t *testing.T, c client.Client, ns string, 
 	}
 	retirements := watchRetirements(ctx, t, ns)
 	cmd, extraEnv := worker(t, b, results)
+	extraEnv = append(slices.Clone(b.env), extraEnv...)
 	if err := c.Create(ctx, sdkQWorker(ns, "sdk", b.queue, cmd, extraEnv, 8)); err != nil {
 		t.Fatal(err)
 	}
@@ -243,6 +256,7 @@ func redisSDKBroker(ctx context.Context, t *testing.T, ns string) sdkBroker {
 			}
 			return n, err
 		},
+		env:      []corev1.EnvVar{{Name: "REDIS_ADDR", Value: env.RedisAddr}},
 		demoArgs: []string{"--queue", queue},
 	}
 }

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+	"k8s.io/client-go/rest"
+
+	natssource "github.com/swell-autoscaler/swell/pkg/source/nats"
+	"github.com/swell-autoscaler/swell/sdk/go/queue/kafkaq"
+	"github.com/swell-autoscaler/swell/sdk/go/queue/natsq"
+	"github.com/swell-autoscaler/swell/sdk/go/queue/rabbitq"
+	"github.com/swell-autoscaler/swell/sdk/go/queue/redisq"
+	"github.com/swell-autoscaler/swell/sdk/go/worker"
+)
+
+// The brokers `swell demo-worker --broker` accepts.
+const (
+	brokerRedis    = "redis"
+	brokerRabbitMQ = "rabbitmq"
+	brokerNATS     = "nats"
+	brokerKafka    = "kafka"
+)
+
+// demoQueue is the demo worker's consumer on its broker, how to release
+// it, and a channel that yields when the broker connection is gone for
+// good (the worker then exits so its container restarts).
+type demoQueue struct {
+	queue worker.Queue
+	close func()
+	lost  <-chan error
+}
+
+// openDemoQueue connects the consumer o.broker names. rdb is the results
+// store, which is also the queue for --broker redis.
+func openDemoQueue(ctx context.Context, o demoWorkerOptions, id worker.Identity, cfg *rest.Config, rdb *redis.Client, log *slog.Logger) (demoQueue, error) {
+	switch o.broker {
+	case brokerRedis:
+		return openRedisQueue(ctx, o, id, cfg, rdb, log)
+	case brokerRabbitMQ:
+		return openRabbitQueue(o)
+	case brokerNATS:
+		return openNATSQueue(ctx, o)
+	case brokerKafka:
+		return openKafkaQueue(o)
+	}
+	return demoQueue{}, fmt.Errorf("--broker %q: want redis, rabbitmq, nats or kafka", o.broker)
+}
+
+// openRedisQueue first moves the tasks of dead pods back onto the list.
+func openRedisQueue(ctx context.Context, o demoWorkerOptions, id worker.Identity, cfg *rest.Config, rdb *redis.Client, log *slog.Logger) (demoQueue, error) {
+	alive, err := podAlive(ctx, cfg, id.Namespace)
+	if err != nil {
+		return demoQueue{}, err
+	}
+	// A restarted container (same pod, new process) holds nothing: tasks in
+	// its own processing list belong to the process that died.
+	moved, err := redisq.Recover(ctx, rdb, o.queue, func(pod string) (bool, error) {
+		if pod == id.Pod {
+			return false, nil
+		}
+		return alive(pod)
+	})
+	if err != nil {
+		log.Warn("recover tasks of dead pods", "err", err)
+	} else if moved > 0 {
+		log.Info("recovered tasks of dead pods", "tasks", moved)
+	}
+	return demoQueue{queue: redisq.New(rdb, o.queue, id.Pod), close: func() {}}, nil
+}
+
+func openRabbitQueue(o demoWorkerOptions) (demoQueue, error) {
+	if o.rabbitURL == "" {
+		return demoQueue{}, errors.New("--rabbitmq-url (or RABBITMQ_URL) is required")
+	}
+	conn, err := amqp.Dial(o.rabbitURL)
+	if err != nil {
+		return demoQueue{}, fmt.Errorf("connect to rabbitmq: %w", err) // amqp errors carry no credentials
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		return demoQueue{}, fmt.Errorf("rabbitmq channel: %w", err)
+	}
+	q, err := rabbitq.New(ch, o.queue, rabbitq.Options{Prefetch: o.prefetch})
+	if err != nil {
+		_ = conn.Close()
+		return demoQueue{}, err
+	}
+	lost := make(chan error, 1)
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		if reason, ok := <-closed; ok && reason != nil {
+			lost <- fmt.Errorf("rabbitmq connection closed: %w", reason)
+		}
+	}()
+	return demoQueue{queue: q, close: func() { _ = conn.Close() }, lost: lost}, nil
+}
+
+func openNATSQueue(ctx context.Context, o demoWorkerOptions) (demoQueue, error) {
+	if o.natsURL == "" {
+		return demoQueue{}, errors.New("--nats-url (or NATS_URL) is required")
+	}
+	ref, err := natssource.ParseQueueRef(o.queue)
+	if err != nil {
+		return demoQueue{}, err
+	}
+	if ref.Stream == "" {
+		return demoQueue{}, fmt.Errorf("--queue %q: want <stream>/<consumer>", o.queue)
+	}
+	lost := make(chan error, 1)
+	nc, err := natsgo.Connect(o.natsURL, natsgo.ClosedHandler(func(*natsgo.Conn) {
+		lost <- errors.New("nats connection closed")
+	}))
+	if err != nil {
+		return demoQueue{}, fmt.Errorf("connect to nats: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return demoQueue{}, fmt.Errorf("jetstream: %w", err)
+	}
+	q, err := natsq.New(ctx, js, ref.Stream, ref.Consumer, natsq.Options{AckWait: o.ackWait})
+	if err != nil {
+		nc.Close()
+		return demoQueue{}, err
+	}
+	// Close is ours: drop the handler's report of it.
+	return demoQueue{queue: q, close: func() { nc.SetClosedHandler(nil); nc.Close() }, lost: lost}, nil
+}
+
+func openKafkaQueue(o demoWorkerOptions) (demoQueue, error) {
+	if o.kafkaBrokers == "" || o.kafkaGroup == "" {
+		return demoQueue{}, errors.New("--kafka-brokers (or KAFKA_BROKERS) and --kafka-group are required")
+	}
+	q, err := kafkaq.New(kafkaq.Options{
+		Brokers: strings.Split(o.kafkaBrokers, ","), Topic: o.queue, Group: o.kafkaGroup, SessionTimeout: o.sessionTimeout,
+	})
+	if err != nil {
+		return demoQueue{}, err
+	}
+	leave := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = q.Close(ctx)
+	}
+	return demoQueue{queue: q, close: leave}, nil
+}
