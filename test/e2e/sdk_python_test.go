@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	corev1 "k8s.io/api/core/v1"
-
-	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 )
 
 // pythonSDKDir is sdk/python, the PYTHONPATH of Python worker processes.
@@ -27,68 +23,36 @@ func pythonSDKDir(t *testing.T) string {
 }
 
 // TestPythonSDKWorkersLoseNoTask runs real Python-SDK worker processes
-// (sdk/python/examples/worker.py, Debian's python3) on the process node
-// through runSDKScenario, on a Redis list and on a RabbitMQ queue.
+// (sdk/python/examples/worker.py on Debian's python3) on the process node
+// through runSDKScenario, for each broker the Python SDK consumes.
 func TestPythonSDKWorkersLoseNoTask(t *testing.T) {
-	runSDKScenario(t, sdkCase{name: "python-redis", broker: redisSDKBroker, worker: pythonWorker("redis")})
-	runSDKScenario(t, sdkCase{name: "python-rabbitmq", broker: rabbitPythonSDKBroker, worker: pythonWorker("rabbitmq")})
+	for _, b := range []struct {
+		name   string
+		broker func(context.Context, *testing.T, string) sdkBroker
+	}{
+		{"redis", redisSDKBroker}, {"rabbitmq", rabbitSDKBroker}, {"kafka", kafkaSDKBroker},
+	} {
+		runSDKScenario(t, sdkCase{name: "python-" + b.name, broker: b.broker, worker: pythonWorker(b.name)})
+	}
 }
 
-// pythonWorker runs the Python SDK's sample worker on the broker kind
-// (its BROKER env) with 15 ms tasks.
+// pythonWorker runs the Python SDK's sample worker on the broker kind (its
+// BROKER env; the broker's address comes with sdkBroker.env) with 15 ms
+// tasks.
 func pythonWorker(kind string) func(*testing.T, sdkBroker, string) ([]string, []corev1.EnvVar) {
 	return func(t *testing.T, b sdkBroker, results string) ([]string, []corev1.EnvVar) {
 		dir := pythonSDKDir(t)
-		return []string{"/usr/bin/python3", filepath.Join(dir, "examples", "worker.py")}, []corev1.EnvVar{
+		workerEnv := []corev1.EnvVar{
 			{Name: "PYTHONPATH", Value: dir},
 			{Name: "BROKER", Value: kind},
 			{Name: "QUEUE", Value: b.queue},
 			{Name: "RESULTS", Value: results},
-			{Name: "REDIS_ADDR", Value: env.RedisAddr},
-			{Name: "RABBITMQ_URL", Value: env.RabbitMQURL},
 			{Name: "TASK_TIME", Value: "0.015"},
 		}
-	}
-}
-
-// rabbitPythonSDKBroker is a durable RabbitMQ queue named for the namespace.
-// left counts the messages ready in the queue: without the management
-// plugin the broker does not report unacknowledged ones, so a task still
-// in a worker's hands is not counted (every body is counted done anyway).
-func rabbitPythonSDKBroker(_ context.Context, t *testing.T, ns string) sdkBroker {
-	u, err := url.Parse(env.RabbitMQURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := amqp.Dial(env.RabbitMQURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	queue := ns + "-tasks"
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	return sdkBroker{
-		name: "rabbitmq",
-		scalerConfig: qv1.ScalerConfigSpec{Type: qv1.BrokerRabbitMQ, Config: qv1.ScalerConnection{
-			Host: u.Hostname(), Port: u.Port(), Username: "guest", Password: &qv1.Password{Value: "guest"}}},
-		queue: queue,
-		enqueue: func(ctx context.Context, t *testing.T, bodies []string) {
-			for _, body := range bodies {
-				if err := ch.PublishWithContext(ctx, "", queue, false, false, amqp.Publishing{Body: []byte(body)}); err != nil {
-					t.Fatal(err)
-				}
-			}
-		},
-		left: func(context.Context) (int64, error) {
-			q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-			return int64(q.Messages), err
-		},
+		if group := b.scalerConfig.Config.ConsumerGroup; group != "" {
+			workerEnv = append(workerEnv, corev1.EnvVar{Name: "KAFKA_GROUP", Value: group})
+		}
+		return []string{"/usr/bin/python3", filepath.Join(dir, "examples", "worker.py")}, workerEnv
 	}
 }
 
@@ -103,7 +67,7 @@ func TestPythonKafkaQueue(t *testing.T) {
 	dir := pythonSDKDir(t)
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", "-m", "unittest", "-v", "tests.kafkaq_checks")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir, "KAFKA_BOOTSTRAP="+strings.Join(env.KafkaAddrs, ","))
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir, "KAFKA_BROKERS="+strings.Join(env.KafkaAddrs, ","))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("python kafkaq checks: %v\n%s", err, out)

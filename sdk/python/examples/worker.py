@@ -14,7 +14,7 @@ Environment:
                     finished tasks are recorded (required)
   RABBITMQ_URL      amqp://user:pass@host:port/vhost, for BROKER=rabbitmq
   RABBITMQ_PREFETCH unacknowledged messages held ahead (default 1)
-  KAFKA_BOOTSTRAP   comma-separated host:port list, for BROKER=kafka
+  KAFKA_BROKERS     comma-separated host:port list, for BROKER=kafka
   KAFKA_GROUP       consumer group (default "<QUEUE>-workers")
   TASK_TIME         seconds per task (default 1)
   KUBECONFIG        kubeconfig path; in-cluster config when unset
@@ -61,7 +61,7 @@ def open_queue(broker, queue, identity, rdb, core):
         return RabbitQueue.connect(os.environ["RABBITMQ_URL"], queue,
                                    prefetch=int(os.environ.get("RABBITMQ_PREFETCH", "1")))
     if broker == "kafka":
-        return KafkaQueue.connect(os.environ["KAFKA_BOOTSTRAP"].split(","), queue,
+        return KafkaQueue.connect(os.environ["KAFKA_BROKERS"].split(","), queue,
                                   os.environ.get("KAFKA_GROUP", queue + "-workers"))
     raise ValueError("BROKER=%r: want redis, rabbitmq or kafka" % broker)
 

@@ -1,9 +1,9 @@
-"""KafkaQueue against a real Kafka-protocol broker at $KAFKA_BOOTSTRAP.
+"""KafkaQueue against a real Kafka-protocol broker at $KAFKA_BROKERS.
 
 No Kafka broker is packaged by Debian; the e2e suite's broker is franz-go's
 kfake, which runs inside the Go test process. So this module is not named
 test_*.py (make test-python does not collect it): test/e2e runs it with
-KAFKA_BOOTSTRAP set (TestPythonKafkaQueue). Without the variable it fails."""
+KAFKA_BROKERS set (TestPythonKafkaQueue). Without the variable it fails."""
 
 import os
 import signal
@@ -33,9 +33,9 @@ time.sleep(600)
 
 
 def bootstrap():
-    addr = os.environ.get("KAFKA_BOOTSTRAP", "")
+    addr = os.environ.get("KAFKA_BROKERS", "")
     if not addr:
-        raise RuntimeError("KAFKA_BOOTSTRAP is not set: test/e2e runs this module against its broker")
+        raise RuntimeError("KAFKA_BROKERS is not set: test/e2e runs this module against its broker")
     return addr.split(",")
 
 
