@@ -123,11 +123,13 @@ func TestCPAScalesOnPodsObjectAndExternalMetrics(t *testing.T) {
 	in := readMetricInput(ctx, t, dir)
 	assertCPAKubernetesMetrics(t, in)
 
-	m.SetExternalMetric(ns, "backlog", orders, resource.MustParse("0"))
+	// Each step raises the next metric before lowering the previous one,
+	// so no pass in between sees a smaller count.
 	m.SetObjectMetric(deployments, ns, "example", "queue_depth", resource.MustParse("100"))
+	m.SetExternalMetric(ns, "backlog", orders, resource.MustParse("0"))
 	waitReplicas(ctx, t, ns, "example", 5) // object 100 / 20
-	m.SetObjectMetric(deployments, ns, "example", "queue_depth", resource.MustParse("0"))
 	m.SetPodsMetric(ns, "inflight_per_pod", resource.MustParse("7"))
+	m.SetObjectMetric(deployments, ns, "example", "queue_depth", resource.MustParse("0"))
 	waitReplicas(ctx, t, ns, "example", 7) // pods average 7
 	m.SetPodsMetric(ns, "inflight_per_pod", resource.MustParse("500m"))
 	waitReplicas(ctx, t, ns, "example", 1) // ceil(0.5), and minReplicas 1
