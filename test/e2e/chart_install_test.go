@@ -16,13 +16,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
-	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
-	"github.com/swell-autoscaler/swell/internal/controller"
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 	"github.com/swell-autoscaler/swell/internal/ociimage"
 	"github.com/swell-autoscaler/swell/internal/procnode"
@@ -73,13 +73,17 @@ func TestChartControllerReconciles(t *testing.T) {
 
 	pod := waitForReadyController(ctx, t, e, node, ns)
 	t.Logf("controller pod %s Ready on %s", pod.Name, pod.Spec.NodeName)
-	assertServiceAccountIdentity(ctx, t, e, pod, fmt.Sprintf("system:serviceaccount:%s:%s-swell", ns, release))
+	assertServiceAccountIdentity(ctx, t, e, pod, fmt.Sprintf("system:serviceaccount:%s:%s", ns, renderedName(t, objs, "ServiceAccount")))
 	waitFor(ctx, t, "the leader lease", func() (bool, error) {
 		l, err := e.Clientset.CoordinationV1().Leases(ns).Get(ctx, "swell-controller.swell.dev", metav1.GetOptions{})
 		if err != nil {
 			return false, nil //nolint:nilerr // not created yet
 		}
-		return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" && l.Spec.RenewTime != nil, nil
+		if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" || l.Spec.RenewTime == nil {
+			return false, nil
+		}
+		t.Logf("leader lease %s/%s held by %s", ns, l.Name, *l.Spec.HolderIdentity)
+		return true, nil
 	})
 
 	reconcileSample(ctx, t, e)
@@ -239,14 +243,12 @@ func assertServiceAccountIdentity(ctx context.Context, t *testing.T, e *testenv.
 
 // reconcileSample creates a Redis ScalerConfig and a QWorker whose workers
 // are kwok pods, pushes a backlog, and waits for the chart's controller to
-// create the workers and report the backlog in status.
+// create the workers and report the backlog in status. The objects go
+// through a dynamic client: a controller-runtime client would want the
+// process-wide logger that only the in-process controller's tests set.
 func reconcileSample(ctx context.Context, t *testing.T, e *testenv.Env) {
 	t.Helper()
-	scheme, err := controller.NewScheme(qv1.AddToScheme, swellv1.AddToScheme)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(e.RESTConfig, client.Options{Scheme: scheme})
+	dyn, err := dynamic.NewForConfig(e.RESTConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,11 +257,13 @@ func reconcileSample(ctx context.Context, t *testing.T, e *testenv.Env) {
 		t.Fatal(err)
 	}
 	queue := ns + "-tasks"
-	if err := c.Create(ctx, redisScalerConfig(ns, "redis", e.RedisAddr)); err != nil {
-		t.Fatalf("create ScalerConfig: %v", err)
+	scalerConfigs := dyn.Resource(qv1.GroupVersion.WithResource("scalerconfigs")).Namespace(ns)
+	qworkers := dyn.Resource(qv1.GroupVersion.WithResource("qworkers")).Namespace(ns)
+	if err := createTyped(ctx, scalerConfigs, "ScalerConfig", redisScalerConfig(ns, "redis", e.RedisAddr)); err != nil {
+		t.Fatal(err)
 	}
-	if err := c.Create(ctx, kwokQWorker(ns, name, queue, 0, 8, 0.25)); err != nil {
-		t.Fatalf("create QWorker: %v", err)
+	if err := createTyped(ctx, qworkers, "QWorker", kwokQWorker(ns, name, queue, 0, 8, 0.25)); err != nil {
+		t.Fatal(err)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: e.RedisAddr})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -283,13 +287,44 @@ func reconcileSample(ctx context.Context, t *testing.T, e *testenv.Env) {
 		return len(pods.Items) == 3 && running == 3, nil
 	})
 	waitFor(ctx, t, "the sample's status", func() (bool, error) {
+		u, err := qworkers.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
 		qw := &qv1.QWorker{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, qw); err != nil {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, qw); err != nil {
 			return false, err
 		}
 		return qw.Status.ObservedGeneration == qw.Generation && qw.Status.Backlog != nil && *qw.Status.Backlog == 10 &&
 			qw.Status.DesiredReplicas == 3, nil
 	})
+}
+
+// createTyped creates a typed object of Swell's API through a dynamic client.
+func createTyped(ctx context.Context, ri dynamic.ResourceInterface, kind string, obj runtime.Object) error {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return fmt.Errorf("convert %s: %w", kind, err)
+	}
+	u := &unstructured.Unstructured{Object: m}
+	u.SetAPIVersion(qv1.GroupVersion.String())
+	u.SetKind(kind)
+	if _, err := ri.Create(ctx, u, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create %s %s: %w", kind, u.GetName(), err)
+	}
+	return nil
+}
+
+// renderedName is the name of the one rendered object of kind.
+func renderedName(t *testing.T, objs []*unstructured.Unstructured, kind string) string {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			return o.GetName()
+		}
+	}
+	t.Fatalf("chart rendered no %s", kind)
+	return ""
 }
 
 // chartFreePort picks a free TCP port for the controller to bind on this
