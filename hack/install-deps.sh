@@ -4,7 +4,7 @@
 # own instances on loopback ports. Idempotent.
 source "$(dirname "$0")/lib.sh"
 
-pkgs=(redis-server rabbitmq-server nats-server burrow protobuf-compiler tmux psmisc python3-kubernetes python3-redis python3-pika python3-kafka zookeeperd prometheus)
+pkgs=(redis-server rabbitmq-server nats-server burrow protobuf-compiler tmux psmisc python3-kubernetes python3-redis python3-pika python3-kafka python3-snappy zookeeperd prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
