@@ -73,7 +73,7 @@ func TestBurrowSourceOnARealBurrow(t *testing.T) {
 	eventually(t, 30*time.Second, func() error {
 		offs, err := burrowTopicOffsets(ctx, env, "jobs")
 		if err != nil || !slices.Equal(offs, []int64{100, 50}) {
-			return fmt.Errorf("burrow topic offsets %v, %v; want [100 50]", offs, err)
+			return fmt.Errorf("burrow topic offsets %v, %w; want [100 50]", offs, err)
 		}
 		return nil
 	})

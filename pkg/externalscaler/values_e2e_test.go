@@ -32,11 +32,11 @@ func expectValue(ctx context.Context, t *testing.T, h *harness, ref *pb.ScaledOb
 	eventually(t, 30*time.Second, func() error {
 		v, err := metricValue(ctx, h, ref, name)
 		if err != nil || v != want {
-			return fmt.Errorf("%s = %v, %v; want %v", name, v, err, want)
+			return fmt.Errorf("%s = %v, %w; want %v", name, v, err, want)
 		}
 		a, err := h.client.IsActive(ctx, ref)
 		if err != nil || a.Result != active {
-			return fmt.Errorf("IsActive = %v, %v; want %v", a, err, active)
+			return fmt.Errorf("IsActive = %v, %w; want %v", a, err, active)
 		}
 		return nil
 	})
@@ -57,6 +57,6 @@ func expectUnavailable(ctx context.Context, t *testing.T, h *harness, ref *pb.Sc
 		if err == nil && v == 0 {
 			t.Fatalf("%s: an outage reported as 0", name)
 		}
-		return fmt.Errorf("%s = %v, %v; want Unavailable", name, v, err)
+		return fmt.Errorf("%s = %v, %w; want Unavailable", name, v, err)
 	})
 }
