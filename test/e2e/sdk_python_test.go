@@ -65,7 +65,7 @@ func TestPythonKafkaQueue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir := pythonSDKDir(t)
-	cmd := exec.CommandContext(ctx, "/usr/bin/python3", "-m", "unittest", "-v", "tests.kafkaq_checks")
+	cmd := exec.CommandContext(ctx, "/usr/bin/python3", "-W", "ignore::ImportWarning", "-m", "unittest", "-v", "tests.kafkaq_checks")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir, "KAFKA_BROKERS="+strings.Join(env.KafkaAddrs, ","))
 	out, err := cmd.CombinedOutput()

@@ -13,6 +13,10 @@ worker, the commit is refused; the task then runs twice, never zero times.
 kafka-python 2.0 rebalances eagerly (every member gives up its partitions
 for a moment); it has no cooperative protocol.
 
+Snappy-compressed batches (franz-go producers write them by default) need
+python-snappy (Debian: python3-snappy); without it take() raises on the
+first such batch, and connect() warns.
+
 ``KafkaQueue`` has the same ``take()`` / ``Delivery`` shape as
 ``RedisQueue``, so ``Worker.run`` drives it unchanged. At most as many
 workers as the topic has partitions receive tasks.
@@ -69,7 +73,10 @@ class KafkaQueue:
         offset when the group has none; consumer_config adds KafkaConsumer
         options (TLS, SASL, ...)."""
         from kafka import KafkaConsumer  # only Kafka consumers need kafka-python installed
+        from kafka.codec import has_snappy
 
+        if not has_snappy():
+            log.warning("python-snappy is not installed: snappy-compressed records cannot be read")
         consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap_servers, group_id=group,
                                  enable_auto_commit=False, auto_offset_reset="earliest", **consumer_config)
         return cls(consumer, block_seconds)

@@ -85,6 +85,19 @@ class KafkaQueueTest(unittest.TestCase):
         # A new member of the group starts after the last commit.
         self.assertEqual(self.take(self.consumer()).body, b"k2")
 
+    def test_reads_snappy_compressed_batches(self):
+        # franz-go producers compress with snappy by default; reading them
+        # needs python3-snappy (pip: python-snappy) beside kafka-python.
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.servers, compression_type="snappy")
+        self.addCleanup(producer.close)
+        producer.send(self.topic, b"compressed")
+        producer.flush()
+        d = self.take(self.consumer())
+        self.assertEqual(d.body, b"compressed")
+        d.ack()
+
     def test_enable_auto_commit_is_refused(self):
         from kafka import KafkaConsumer
 
