@@ -3,5 +3,7 @@
 // CPA pass for one object, built from pkg/cpa's pieces (the http method
 // executor, strict evaluation parsing, Kubernetes metrics, the cluster scale
 // target) and pkg/policy's decision maths, so a PodAutoscaler decides
-// exactly as `swell cpa` would with the same keys.
+// exactly as `swell cpa` would with the same keys. A metric may instead be
+// a queue's backlog, measured through the broker sources QWorkers share
+// (internal/brokersource).
 package podautoscaler
