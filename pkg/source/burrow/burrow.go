@@ -149,12 +149,14 @@ func decodeLag(what string, resp *http.Response) (GroupStatus, error) {
 	switch {
 	case r.Error:
 		return GroupStatus{}, fmt.Errorf("%s: HTTP %d: burrow says %q", what, resp.StatusCode, r.Message)
+	case r.Status != nil && r.Status.Status == "NOTFOUND":
+		// Burrow 1.x answers an unknown group with 404, error false and
+		// this status: name the cause rather than the bare HTTP code.
+		return GroupStatus{}, fmt.Errorf("%s: burrow does not know the group (NOTFOUND)", what)
 	case resp.StatusCode != http.StatusOK:
 		return GroupStatus{}, fmt.Errorf("%s: HTTP %d", what, resp.StatusCode)
 	case r.Status == nil:
 		return GroupStatus{}, fmt.Errorf("%s: answer has no status", what)
-	case r.Status.Status == "NOTFOUND":
-		return GroupStatus{}, fmt.Errorf("%s: burrow does not know the group (NOTFOUND)", what)
 	}
 	return *r.Status, nil
 }

@@ -25,6 +25,12 @@ const lagOK = `{
   "request": {"url": "/v3/kafka/local/consumer/orders/lag", "host": "burrow"}
 }`
 
+// groupNotFound is how Burrow 1.2 answers a group it has not seen: HTTP
+// 404 with error false and a NOTFOUND status.
+const groupNotFound = `{"error": false, "message": "consumer status returned",
+  "status": {"cluster": "local", "group": "gone", "status": "NOTFOUND", "complete": 1, "partitions": [], "partition_count": 0, "maxlag": null, "totallag": 0},
+  "request": {"url": "/v3/kafka/local/consumer/gone/lag", "host": "burrow"}}`
+
 const notFound = `{"error": true, "message": "cluster or consumer not found",
   "request": {"url": "/v3/kafka/local/consumer/nope/lag", "host": "burrow"}}`
 
@@ -39,6 +45,9 @@ func fakeBurrow(t *testing.T) *httptest.Server {
 		switch r.URL.Path {
 		case "/v3/kafka/local/consumer/orders/lag":
 			_, _ = w.Write([]byte(lagOK))
+		case "/v3/kafka/local/consumer/gone/lag":
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(groupNotFound))
 		case "/v3/kafka/local/consumer/html/lag":
 			_, _ = w.Write([]byte("<html>proxy error</html>"))
 		default:
@@ -84,6 +93,7 @@ func TestErrorsAreNeverZero(t *testing.T) {
 		want  string
 	}{
 		"unknown group": {good, "nope", "cluster or consumer not found"},
+		"group unseen":  {good, "gone", "NOTFOUND"},
 		"not json":      {good, "html", "not Burrow JSON"},
 		"unauthorized":  {bad, "orders", "unauthorized"},
 		"dead burrow":   {dead, "orders", "connect"},
