@@ -297,7 +297,7 @@ func (w *watcher) current() (Reading, error) {
 		return Reading{}, fmt.Errorf("%w: %s not measured yet", ErrUnavailable, w.spec.Source)
 	case w.failures >= w.t.o.MaxFailures:
 		return Reading{}, fmt.Errorf("%w: %s: last %d polls failed, last good value is %s old: %w",
-			ErrUnavailable, w.spec.Source, w.failures, w.t.o.Clock.Since(w.lastOK).Round(time.Second), w.lastErr)
+			ErrUnavailable, w.spec.Source, w.failures, w.t.o.Clock.Since(w.lastOK).Round(time.Millisecond), w.lastErr)
 	}
 	return w.reading, nil
 }
