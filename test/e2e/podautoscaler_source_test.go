@@ -2,13 +2,19 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
 	"github.com/swell-autoscaler/swell/pkg/cpa"
@@ -153,4 +159,50 @@ func validPodAutoscaler() obj {
 			"evaluate":       map[string]any{"expression": "ceil(value / 5)"},
 		},
 	}
+}
+
+// TestPodAutoscalerHandsExternalMetricsToItsMethod: a PodAutoscaler's
+// kubernetesMetricSpecs are read from the real external.metrics.k8s.io
+// (the test metrics adapter behind the aggregation layer) and reach its
+// http metric method in CPA's JSON; the method answers the value and the
+// expression scales on it.
+func TestPodAutoscalerHandsExternalMetricsToItsMethod(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	kube := startController(t)
+	ns := newNamespace(ctx, t)
+	env.CustomMetrics.SetExternalMetric(ns, "backlog", map[string]string{"queue": "orders"}, resource.MustParse("30"))
+	env.CustomMetrics.SetExternalMetric(ns, "backlog", map[string]string{"queue": "other"}, resource.MustParse("999"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in cpa.MetricInfo
+		if err := json.Unmarshal([]byte(r.URL.Query().Get("value")), &in); err != nil {
+			http.Error(w, "want CPA's metric JSON in ?value=", http.StatusBadRequest)
+			return
+		}
+		if len(in.KubernetesMetrics) != 1 || in.KubernetesMetrics[0].External == nil || in.KubernetesMetrics[0].External.Current.Value == nil {
+			http.Error(w, "want one external metric in kubernetesMetrics", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprint(w, *in.KubernetesMetrics[0].External.Current.Value/1000)
+	}))
+	defer srv.Close()
+	createCPADeployment(ctx, t, ns, "orders", 1, "")
+	pa := newPodAutoscaler(ns, "orders", cpa.PerResource, swellv1.EvaluateMethod{Expression: "ceil(value / 10)"}, srv.URL)
+	pa.Spec.KubernetesMetricSpecs = []autoscalingv2.MetricSpec{{
+		Type: autoscalingv2.ExternalMetricSourceType,
+		External: &autoscalingv2.ExternalMetricSource{
+			Metric: autoscalingv2.MetricIdentifier{Name: "backlog", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"queue": "orders"}}},
+			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.ValueMetricType, Value: ptr.To(resource.MustParse("10"))},
+		},
+	}}
+	if err := kube.Create(ctx, pa); err != nil {
+		t.Fatalf("create PodAutoscaler: %v", err)
+	}
+	waitReplicas(ctx, t, ns, "orders", 3)
+	waitPodAutoscaler(ctx, t, kube, ns, "orders", "inputs from the queue=orders series only", func(pa *swellv1.PodAutoscaler) bool {
+		d := pa.Status.LastDecision
+		return d != nil && len(d.Inputs) == 1 && d.Inputs[0] == "orders=30"
+	})
+	env.CustomMetrics.SetExternalMetric(ns, "backlog", map[string]string{"queue": "orders"}, resource.MustParse("55"))
+	waitReplicas(ctx, t, ns, "orders", 6)
 }
