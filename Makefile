@@ -29,7 +29,7 @@ test-unit: ## unit tests (no external components)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /internal/testenv)
 
 .PHONY: test-python
-test-python: ## Python SDK tests (Debian python3-kubernetes, python3-redis)
+test-python: ## Python SDK tests (Debian python3-kubernetes, -redis, -pika; real redis-server and rabbitmq-server)
 	cd sdk/python && /usr/bin/python3 -m unittest discover -s tests -t . -v
 
 .PHONY: test-e2e

@@ -7,10 +7,12 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -75,19 +77,44 @@ func (t *clusterTarget) Get(ctx context.Context) (*TargetState, error) {
 	if err != nil {
 		return nil, err
 	}
-	obj, err := t.dynamic.Resource(gvr).Namespace(t.namespace).Get(ctx, t.ref.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("get %s %s/%s: %w", t.ref.Kind, t.namespace, t.ref.Name, err)
-	}
 	sc, err := t.scales.Scales(t.namespace).Get(ctx, gvr.GroupResource(), t.ref.Name, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("get scale of %s %s/%s: %w", t.ref.Kind, t.namespace, t.ref.Name, err)
+	}
+	obj, err := targetObject(sc)(t.dynamic.Resource(gvr).Namespace(t.namespace).Get(ctx, t.ref.Name, metav1.GetOptions{}))
+	if err != nil {
+		return nil, fmt.Errorf("get %s %s/%s: %w", t.ref.Kind, t.namespace, t.ref.Name, err)
 	}
 	sel, err := labels.Parse(sc.Status.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s/%s: scale status.selector %q: %w", t.ref.Kind, t.namespace, t.ref.Name, sc.Status.Selector, err)
 	}
 	return &TargetState{Object: obj, Replicas: sc.Spec.Replicas, Selector: sel, scale: sc}, nil
+}
+
+// targetObject chooses what user logic receives as `resource`: the full
+// target when it can be read, else, when RBAC forbids reading that kind, its
+// scale subresource (metadata, spec.replicas, status). The controller's role
+// grants get on the kinds it knows (Deployments, StatefulSets, ReplicaSets,
+// QWorkers) rather than on every resource, which would include Secrets; an
+// operator grants more for custom kinds whose fields their methods read.
+func targetObject(sc *autoscalingv1.Scale) func(*unstructured.Unstructured, error) (*unstructured.Unstructured, error) {
+	return func(obj *unstructured.Unstructured, err error) (*unstructured.Unstructured, error) {
+		if err == nil {
+			return obj, nil
+		}
+		if !apierrors.IsForbidden(err) {
+			return nil, err
+		}
+		m, convErr := runtime.DefaultUnstructuredConverter.ToUnstructured(sc)
+		if convErr != nil {
+			return nil, fmt.Errorf("%w (and its scale cannot stand in: %w)", err, convErr)
+		}
+		u := &unstructured.Unstructured{Object: m}
+		u.SetAPIVersion("autoscaling/v1")
+		u.SetKind("Scale")
+		return u, nil
+	}
 }
 
 func (t *clusterTarget) Pods(ctx context.Context, s *TargetState) ([]corev1.Pod, error) {

@@ -82,6 +82,11 @@ func TestChartInstall(t *testing.T) {
 	if _, err := as.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{Limit: 1}); !apierrors.IsForbidden(err) {
 		t.Errorf("%s listing secrets in its own namespace: err = %v, want Forbidden", sa, err)
 	}
+	// No blanket get: reading an arbitrary kind (a ConfigMap here) is denied
+	// before the lookup, so a missing name still answers Forbidden.
+	if _, err := as.CoreV1().ConfigMaps(ns).Get(ctx, "swell-chart-e2e-no-such-configmap", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("%s getting a configmap: err = %v, want Forbidden", sa, err)
+	}
 	// Authorization comes before the lookup: an allowed delete of a missing
 	// node is NotFound, a denied one Forbidden. DryRun in case it exists.
 	err = as.CoreV1().Nodes().Delete(ctx, "swell-chart-e2e-no-such-node", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})

@@ -28,17 +28,19 @@
 - apiGroups:
   - '*'
   resources:
-  - '*'
-  verbs:
-  - get
-- apiGroups:
-  - '*'
-  resources:
   - '*/scale'
   verbs:
   - get
   - patch
   - update
+- apiGroups:
+  - apps
+  resources:
+  - deployments
+  - replicasets
+  - statefulsets
+  verbs:
+  - get
 - apiGroups:
   - apps
   resources:

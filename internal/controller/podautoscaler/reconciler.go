@@ -36,8 +36,10 @@ const (
 // be called again after intervalSeconds. Its RBAC: PodAutoscalers read and
 // status written; any kind's scale subresource read and written
 // (`groups=*,resources=*/scale`, since scaleTargetRef may name any kind
-// with one) and the full target read (it is the `resource` the methods
-// receive); pods listed (per-pod mode); the metrics APIs read
+// with one) and the full target read for the kinds Swell knows (it is the
+// `resource` the methods receive; for other kinds they receive the scale
+// subresource unless the operator grants get on that kind, since `get` on
+// every resource would include Secrets); pods listed (per-pod mode); the metrics APIs read
 // (kubernetesMetricSpecs); ScalerConfigs and Secrets read (metric sources);
 // events written.
 //
@@ -45,7 +47,8 @@ const (
 // +kubebuilder:rbac:groups=swell.dev,resources=podautoscalers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments/scale;statefulsets/scale;replicasets/scale,verbs=get;update;patch
 // +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
-// +kubebuilder:rbac:groups=*,resources=*,verbs=get
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;replicasets,verbs=get
+// +kubebuilder:rbac:groups=quickube.com,resources=qworkers,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=quickube.com,resources=scalerconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
