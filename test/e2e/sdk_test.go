@@ -146,7 +146,7 @@ func goDemoWorker(t *testing.T, b sdkBroker, results string) ([]string, []corev1
 
 // runSDKScenario runs real worker processes on the process node, as the
 // subtest sc.name, through scale-up to 8, an exact scale-down
-// 8 → 2, a rollout mid-stream and two SIGKILLed workers, then counts every
+// 8 → 1, a rollout mid-stream and two SIGKILLed workers, then counts every
 // task: none lost, duplicates only for tasks the killed workers held, and
 // every pod on the new spec hash.
 func runSDKScenario(t *testing.T, sc sdkCase) {
@@ -178,14 +178,14 @@ func sdkScenario(ctx context.Context, t *testing.T, c client.Client, ns string, 
 	waitForRunningPods(ctx, t, ns, "sdk", 8)
 	waitProcessed(ctx, t, rdb, results, 1500)
 
-	// Scale down to 2: exactly 6 pods retire, never more.
-	setMax(ctx, t, c, ns, "sdk", 2, nil)
-	waitFor(ctx, t, "the pool to shrink to 2", func() (bool, error) {
+	// Scale down to 1: exactly 7 pods retire, never more.
+	setMax(ctx, t, c, ns, "sdk", 1, nil)
+	waitFor(ctx, t, "the pool to shrink to 1", func() (bool, error) {
 		pods, err := alivePods(ctx, ns, "sdk")
-		return err == nil && len(pods) == 2 && retirements.count() == 6, err
+		return err == nil && len(pods) == 1 && retirements.count() == 7, err
 	})
-	if n := retirements.count(); n != 6 {
-		t.Fatalf("scale-down 8 → 2 retired %d pods, want exactly 6", n)
+	if n := retirements.count(); n != 7 {
+		t.Fatalf("scale-down 8 → 1 retired %d pods, want exactly 7", n)
 	}
 
 	// Rollout mid-stream, with room for 4 pods.
@@ -210,7 +210,7 @@ func sdkScenario(ctx context.Context, t *testing.T, c client.Client, ns string, 
 	if dups > killed {
 		t.Fatalf("%d tasks were processed twice, more than the %d held by SIGKILLed workers", dups, killed)
 	}
-	t.Logf("%s: %d tasks, 0 lost, %d processed twice (SIGKILLed workers held at most %d), scale-down 8 → 2 retired exactly 6; %d pods retired in all (scale-down, rollout, drain)",
+	t.Logf("%s: %d tasks, 0 lost, %d processed twice (SIGKILLed workers held at most %d), scale-down 8 → 1 retired exactly 7; %d pods retired in all (scale-down, rollout, drain)",
 		b.name, sdkTasks, dups, killed, retirements.count())
 }
 
