@@ -234,6 +234,7 @@ func (e *Env) startKEDAAdapter(ctx context.Context, k *KEDA, certDir string, ip 
 	}
 	p, err := e.start("keda-adapter", e.bin("keda-adapter"), []string{
 		"--kubeconfig=" + e.Kubeconfig,
+		"--lister-kubeconfig=" + e.Kubeconfig,
 		"--authentication-kubeconfig=" + e.Kubeconfig,
 		"--authorization-kubeconfig=" + e.Kubeconfig,
 		"--bind-address=" + ip.String(),
