@@ -68,6 +68,9 @@ type KEDA struct {
 
 	env        *Env
 	components []string
+	// replaced is the external.metrics.k8s.io APIService the adapter took
+	// over (e.g. Options.CustomMetrics'), put back by Stop.
+	replaced *unstructured.Unstructured
 }
 
 // StartKEDA installs KEDA's CRDs from the module of the cached binaries'
@@ -109,13 +112,20 @@ func (e *Env) StartKEDA(ctx context.Context, o KEDAOptions) (*KEDA, error) {
 	return k, nil
 }
 
-// Stop ends KEDA's processes, adapter first. The CRDs and the APIService
-// stay (another StartKEDA reuses them).
+// Stop ends KEDA's processes, adapter first, and gives
+// external.metrics.k8s.io back to the APIService the adapter replaced. The
+// CRDs stay (another StartKEDA reuses them).
 func (k *KEDA) Stop() {
 	for i := len(k.components) - 1; i >= 0; i-- {
 		_ = k.env.StopComponent(k.components[i])
 	}
 	k.components = nil
+	if k.replaced != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = k.env.replaceAPIService(ctx, k.replaced)
+		k.replaced = nil
+	}
 }
 
 // prepareKEDA finds the version of the cached binaries, installs the CRDs of
@@ -253,7 +263,7 @@ func (e *Env) startKEDAAdapter(ctx context.Context, k *KEDA, certDir string, ip 
 	if err != nil {
 		return fmt.Errorf("read KEDA CA: %w", err)
 	}
-	if err := e.registerExternalMetricsAPI(ctx, k.Namespace, ip, port, ca); err != nil {
+	if err := e.registerExternalMetricsAPI(ctx, k, ip, port, ca); err != nil {
 		return err
 	}
 	pool := x509.NewCertPool()
@@ -264,7 +274,8 @@ func (e *Env) startKEDAAdapter(ctx context.Context, k *KEDA, certDir string, ip 
 
 // registerExternalMetricsAPI creates the Service, its EndpointSlice and the
 // APIService that route external.metrics.k8s.io to the adapter at ip:port.
-func (e *Env) registerExternalMetricsAPI(ctx context.Context, ns string, ip net.IP, port int, ca []byte) error {
+func (e *Env) registerExternalMetricsAPI(ctx context.Context, k *KEDA, ip net.IP, port int, ca []byte) error {
+	ns := k.Namespace
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: kedaAdapterService, Namespace: ns},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{
@@ -290,13 +301,27 @@ func (e *Env) registerExternalMetricsAPI(ctx context.Context, ns string, ip net.
 	if _, err := slices.Create(ctx, slice, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create %s endpoint slice: %w", kedaAdapterService, err)
 	}
-	return e.applyExternalMetricsAPIService(ctx, ns, ca)
+	return e.applyExternalMetricsAPIService(ctx, k, ca)
 }
 
-func (e *Env) applyExternalMetricsAPIService(ctx context.Context, ns string, ca []byte) error {
+// applyExternalMetricsAPIService points external.metrics.k8s.io at the
+// adapter, remembering the APIService it replaces in k.
+func (e *Env) applyExternalMetricsAPIService(ctx context.Context, k *KEDA, ca []byte) error {
+	ns := k.Namespace
 	dyn, err := dynamic.NewForConfig(e.RESTConfig)
 	if err != nil {
 		return fmt.Errorf("dynamic client: %w", err)
+	}
+	old, err := dyn.Resource(apiServiceGVR).Get(ctx, "v1beta1.external.metrics.k8s.io", metav1.GetOptions{})
+	switch {
+	case err == nil:
+		k.replaced = &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": old.GetAPIVersion(), "kind": old.GetKind(),
+			"metadata": map[string]any{"name": old.GetName(), "labels": old.GetLabels()},
+			"spec":     old.Object["spec"],
+		}}
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("get external.metrics.k8s.io APIService: %w", err)
 	}
 	apiService := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiregistration.k8s.io/v1",
@@ -311,10 +336,21 @@ func (e *Env) applyExternalMetricsAPIService(ctx context.Context, ns string, ca 
 			"versionPriority":      int64(100),
 		},
 	}}
+	return e.replaceAPIService(ctx, apiService)
+}
+
+// replaceAPIService deletes the APIService of obj's name and creates obj.
+func (e *Env) replaceAPIService(ctx context.Context, obj *unstructured.Unstructured) error {
+	dyn, err := dynamic.NewForConfig(e.RESTConfig)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
 	api := dyn.Resource(apiServiceGVR)
-	_ = api.Delete(ctx, apiService.GetName(), metav1.DeleteOptions{})
-	if _, err := api.Create(ctx, apiService, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create external.metrics.k8s.io APIService: %w", err)
+	if err := api.Delete(ctx, obj.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete APIService %s: %w", obj.GetName(), err)
+	}
+	if _, err := api.Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create APIService %s: %w", obj.GetName(), err)
 	}
 	return nil
 }
