@@ -35,6 +35,25 @@ type aggregatedAPI struct{ Group, Version string }
 // registerAggregatedAPI creates the Service, its EndpointSlice and one
 // APIService per group/version, routing them to the extension apiserver.
 func (e *Env) registerAggregatedAPI(ctx context.Context, s aggregatedService, apis ...aggregatedAPI) error {
+	if err := e.routeToService(ctx, s); err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(e.RESTConfig)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	for _, api := range apis {
+		if _, err := dyn.Resource(apiServiceGVR).Create(ctx, apiService(s, api), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create %s.%s APIService: %w", api.Version, api.Group, err)
+		}
+	}
+	return nil
+}
+
+// routeToService creates the Service s names and (re)places its
+// EndpointSlice, so the aggregator reaches s.IP:s.Port; nothing else in the
+// test cluster maintains endpoints for a process outside it.
+func (e *Env) routeToService(ctx context.Context, s aggregatedService) error {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{
@@ -59,17 +78,12 @@ func (e *Env) registerAggregatedAPI(ctx context.Context, s aggregatedService, ap
 		}},
 		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(s.Port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
-	if _, err := e.Clientset.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	slices := e.Clientset.DiscoveryV1().EndpointSlices(s.Namespace)
+	if err := slices.Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("replace %s endpoint slice: %w", s.Name, err)
+	}
+	if _, err := slices.Create(ctx, slice, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create %s endpoint slice: %w", s.Name, err)
-	}
-	dyn, err := dynamic.NewForConfig(e.RESTConfig)
-	if err != nil {
-		return fmt.Errorf("dynamic client: %w", err)
-	}
-	for _, api := range apis {
-		if _, err := dyn.Resource(apiServiceGVR).Create(ctx, apiService(s, api), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create %s.%s APIService: %w", api.Version, api.Group, err)
-		}
 	}
 	return nil
 }

@@ -29,50 +29,133 @@ type pki struct {
 	frontProxyCA, frontProxyCert, frontProxyKey string
 }
 
-func writePKI(dir string) (*pki, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generate CA key: %w", err)
-	}
+// certAuthority is a throw-away CA. Every certificate of the test
+// environment is made per run and valid for a day, so no long-lived key is
+// ever written.
+type certAuthority struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+// leaf describes a certificate for certAuthority.sign.
+type leaf struct {
+	cn    string
+	dns   []string
+	ips   []net.IP
+	usage []x509.ExtKeyUsage
+}
+
+// certValidity is how long test certificates are valid, from an hour ago
+// (clock skew between processes) on.
+func certValidity() (notBefore, notAfter time.Time) {
 	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "swell-testenv-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
+	return now.Add(-time.Hour), now.Add(24 * time.Hour)
+}
+
+func serialNumber() (*big.Int, error) {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, fmt.Errorf("serial number: %w", err)
+	}
+	return n, nil
+}
+
+// newCA makes a self-signed P-256 CA named cn.
+func newCA(cn string) (*certAuthority, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate %s key: %w", cn, err)
+	}
+	serial, err := serialNumber()
+	if err != nil {
+		return nil, err
+	}
+	notBefore, notAfter := certValidity()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("self-sign CA: %w", err)
+		return nil, fmt.Errorf("self-sign %s: %w", cn, err)
 	}
-	caCert, err := x509.ParseCertificate(caDER)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("parse CA: %w", err)
+		return nil, fmt.Errorf("parse %s: %w", cn, err)
 	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return &certAuthority{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+}
+
+// sign issues a certificate for l with a new P-256 key, both PEM-encoded.
+func (ca *certAuthority) sign(l leaf) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("generate serving key: %w", err)
+		return nil, nil, fmt.Errorf("generate %s key: %w", l.cn, err)
 	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
+	serial, err := serialNumber()
+	if err != nil {
+		return nil, nil, err
+	}
+	notBefore, notAfter := certValidity()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: l.cn},
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")},
+		ExtKeyUsage:  l.usage,
+		DNSNames:     l.dns,
+		IPAddresses:  l.ips,
 	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return nil, fmt.Errorf("sign serving cert: %w", err)
+		return nil, nil, fmt.Errorf("sign %s: %w", l.cn, err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("marshal %s key: %w", l.cn, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// writeFiles writes each file readable by its owner only.
+func writeFiles(files map[string][]byte) error {
+	for path, b := range files {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+func writePKI(dir string) (*pki, error) {
+	ca, err := newCA("swell-testenv-ca")
+	if err != nil {
+		return nil, err
+	}
+	srvCert, srvKey, err := ca.sign(leaf{
+		cn:    "kube-apiserver",
+		dns:   []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+		ips:   []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")},
+		usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	if err != nil {
+		return nil, err
 	}
 	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, fmt.Errorf("generate service-account key: %w", err)
+	}
+	saPubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("marshal service-account public key: %w", err)
 	}
 	p := &pki{
 		caCert:      filepath.Join(dir, "ca.crt"),
@@ -80,27 +163,16 @@ func writePKI(dir string) (*pki, error) {
 		servingKey:  filepath.Join(dir, "apiserver.key"),
 		saKey:       filepath.Join(dir, "sa.key"),
 		saPub:       filepath.Join(dir, "sa.pub"),
-		caPEM:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		caPEM:       ca.pem,
 	}
-	srvKeyDER, err := x509.MarshalECPrivateKey(srvKey)
-	if err != nil {
-		return nil, fmt.Errorf("marshal serving key: %w", err)
-	}
-	saPubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("marshal service-account public key: %w", err)
-	}
-	files := map[string][]byte{
+	if err := writeFiles(map[string][]byte{
 		p.caCert:      p.caPEM,
-		p.servingCert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
-		p.servingKey:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: srvKeyDER}),
+		p.servingCert: srvCert,
+		p.servingKey:  srvKey,
 		p.saKey:       pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(saKey)}),
 		p.saPub:       pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER}),
-	}
-	for path, b := range files {
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			return nil, fmt.Errorf("write %s: %w", path, err)
-		}
+	}); err != nil {
+		return nil, err
 	}
 	if err := writeFrontProxyPKI(dir, p); err != nil {
 		return nil, err
@@ -111,60 +183,35 @@ func writePKI(dir string) (*pki, error) {
 // writeFrontProxyPKI creates the request-header CA and the front-proxy
 // client certificate it signs.
 func writeFrontProxyPKI(dir string, p *pki) error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := newCA("swell-testenv-front-proxy-ca")
 	if err != nil {
-		return fmt.Errorf("generate front-proxy CA key: %w", err)
+		return err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "swell-testenv-front-proxy-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	cert, key, err := ca.sign(leaf{cn: "front-proxy-client", usage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
-		return fmt.Errorf("self-sign front-proxy CA: %w", err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return fmt.Errorf("parse front-proxy CA: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("generate front-proxy client key: %w", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "front-proxy-client"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		return fmt.Errorf("sign front-proxy client cert: %w", err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("marshal front-proxy client key: %w", err)
+		return err
 	}
 	p.frontProxyCA = filepath.Join(dir, "front-proxy-ca.crt")
 	p.frontProxyCert = filepath.Join(dir, "front-proxy-client.crt")
 	p.frontProxyKey = filepath.Join(dir, "front-proxy-client.key")
-	files := map[string][]byte{
-		p.frontProxyCA:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		p.frontProxyCert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		p.frontProxyKey:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	return writeFiles(map[string][]byte{p.frontProxyCA: ca.pem, p.frontProxyCert: cert, p.frontProxyKey: key})
+}
+
+// writeServingCert writes a serving certificate for host and ip, signed by a
+// fresh CA, into dir and returns the CA's PEM (the bundle clients pin) and
+// the certificate and key files.
+func writeServingCert(dir, host string, ip net.IP) (caPEM []byte, certFile, keyFile string, err error) {
+	ca, err := newCA(host + "-ca")
+	if err != nil {
+		return nil, "", "", err
 	}
-	for path, b := range files {
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
+	cert, key, err := ca.sign(leaf{cn: host, dns: []string{host}, ips: []net.IP{ip}, usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if err != nil {
+		return nil, "", "", err
 	}
-	return nil
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := writeFiles(map[string][]byte{certFile: cert, keyFile: key}); err != nil {
+		return nil, "", "", err
+	}
+	return ca.pem, certFile, keyFile, nil
 }

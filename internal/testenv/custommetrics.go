@@ -2,15 +2,8 @@ package testenv
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -130,44 +123,4 @@ func (e *Env) waitAggregated(ctx context.Context, errc <-chan error, paths ...st
 		}
 		return true, nil
 	})
-}
-
-// writeServingCert writes a self-signed serving certificate for host and
-// ip into dir and returns its PEM (the CA bundle clients pin) and the
-// certificate and key files.
-func writeServingCert(dir, host string, ip net.IP) (caPEM []byte, certFile, keyFile string, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("generate serving key: %w", err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: host},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{host},
-		IPAddresses:           []net.IP{ip},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("self-sign serving cert: %w", err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("marshal serving key: %w", err)
-	}
-	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, caPEM, 0o600); err != nil {
-		return nil, "", "", fmt.Errorf("write %s: %w", certFile, err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, "", "", fmt.Errorf("write %s: %w", keyFile, err)
-	}
-	return caPEM, certFile, keyFile, nil
 }

@@ -3,17 +3,11 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -24,13 +18,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/utils/ptr"
 )
 
 // KEDAModule is the Go module hack/build-keda.sh builds keda-operator and
@@ -275,31 +266,8 @@ func (e *Env) startKEDAAdapter(ctx context.Context, k *KEDA, certDir string, ip 
 // registerExternalMetricsAPI creates the Service, its EndpointSlice and the
 // APIService that route external.metrics.k8s.io to the adapter at ip:port.
 func (e *Env) registerExternalMetricsAPI(ctx context.Context, k *KEDA, ip net.IP, port int, ca []byte) error {
-	ns := k.Namespace
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: kedaAdapterService, Namespace: ns},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{
-			Name: "https", Port: 443, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(int32(port)),
-		}}},
-	}
-	if _, err := e.Clientset.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create %s service: %w", kedaAdapterService, err)
-	}
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: kedaAdapterService, Namespace: ns,
-			Labels: map[string]string{discoveryv1.LabelServiceName: kedaAdapterService, discoveryv1.LabelManagedBy: "swell-testenv"},
-		},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
-	}
-	slices := e.Clientset.DiscoveryV1().EndpointSlices(ns)
-	if err := slices.Delete(ctx, kedaAdapterService, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("replace %s endpoint slice: %w", kedaAdapterService, err)
-	}
-	if _, err := slices.Create(ctx, slice, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create %s endpoint slice: %w", kedaAdapterService, err)
+	if err := e.routeToService(ctx, aggregatedService{Namespace: k.Namespace, Name: kedaAdapterService, IP: ip, Port: port}); err != nil {
+		return err
 	}
 	return e.applyExternalMetricsAPIService(ctx, k, ca)
 }
@@ -323,20 +291,8 @@ func (e *Env) applyExternalMetricsAPIService(ctx context.Context, k *KEDA, ca []
 	case !apierrors.IsNotFound(err):
 		return fmt.Errorf("get external.metrics.k8s.io APIService: %w", err)
 	}
-	apiService := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "apiregistration.k8s.io/v1",
-		"kind":       "APIService",
-		"metadata":   map[string]any{"name": "v1beta1.external.metrics.k8s.io"},
-		"spec": map[string]any{
-			"group":                "external.metrics.k8s.io",
-			"version":              "v1beta1",
-			"service":              map[string]any{"namespace": ns, "name": kedaAdapterService, "port": int64(443)},
-			"caBundle":             ca,
-			"groupPriorityMinimum": int64(100),
-			"versionPriority":      int64(100),
-		},
-	}}
-	return e.replaceAPIService(ctx, apiService)
+	adapter := aggregatedService{Namespace: ns, Name: kedaAdapterService, CABundle: ca}
+	return e.replaceAPIService(ctx, apiService(adapter, aggregatedAPI{Group: "external.metrics.k8s.io", Version: "v1beta1"}))
 }
 
 // replaceAPIService deletes the APIService of obj's name and creates obj.
@@ -365,64 +321,27 @@ func writeKEDACerts(dir, ns string, adapterIP net.IP) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("KEDA cert dir: %w", err)
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := newCA("swell-testenv-keda-ca")
 	if err != nil {
-		return fmt.Errorf("generate KEDA CA key: %w", err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "swell-testenv-keda-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return fmt.Errorf("self-sign KEDA CA: %w", err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return fmt.Errorf("parse KEDA CA: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("generate KEDA key: %w", err)
+		return err
 	}
 	ips := []net.IP{net.ParseIP("127.0.0.1")}
 	if adapterIP != nil {
 		ips = append(ips, adapterIP)
 	}
 	svc := kedaAdapterService + "." + ns + ".svc"
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "keda-testenv"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{"localhost", svc, svc + ".cluster.local"},
-		IPAddresses:  ips,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	cert, key, err := ca.sign(leaf{
+		cn:    "keda-testenv",
+		dns:   []string{"localhost", svc, svc + ".cluster.local"},
+		ips:   ips,
+		usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	})
 	if err != nil {
-		return fmt.Errorf("sign KEDA certificate: %w", err)
+		return err
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("marshal KEDA key: %w", err)
-	}
-	files := map[string][]byte{
-		"ca.crt":  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-	}
-	return nil
+	return writeFiles(map[string][]byte{
+		filepath.Join(dir, "ca.crt"):  ca.pem,
+		filepath.Join(dir, "tls.crt"): cert,
+		filepath.Join(dir, "tls.key"): key,
+	})
 }
