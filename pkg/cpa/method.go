@@ -61,7 +61,7 @@ func runShell(ctx context.Context, s *Shell, input []byte, timeout time.Duration
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		return "", fmt.Errorf("command %s: timed out after %s (stderr: %q)", describe(s), timeout, stderr.tail())
+		return "", fmt.Errorf("command %s: %s (stderr: %q)", describe(s), stopped(ctx, timeout), stderr.tail())
 	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
@@ -74,6 +74,15 @@ func runShell(ctx context.Context, s *Shell, input []byte, timeout time.Duration
 		return "", fmt.Errorf("command %s: output larger than %d bytes", describe(s), maxOutput)
 	}
 	return stdout.String(), nil
+}
+
+// stopped says why a method's context ended: its timeout, or the caller
+// giving up (shutdown), which is not the user logic's fault.
+func stopped(ctx context.Context, timeout time.Duration) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Sprintf("timed out after %s", timeout)
+	}
+	return "stopped: " + ctx.Err().Error()
 }
 
 func describe(s *Shell) string {
@@ -94,7 +103,7 @@ func (e *Executor) runHTTP(ctx context.Context, h *HTTP, input []byte, timeout t
 	resp, err := client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return "", fmt.Errorf("http %s %s: timed out after %s", h.Method, h.URL, timeout)
+			return "", fmt.Errorf("http %s %s: %s", h.Method, h.URL, stopped(ctx, timeout))
 		}
 		return "", fmt.Errorf("http %s %s: %w", h.Method, h.URL, err)
 	}

@@ -241,3 +241,24 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 		t.Fatal(err)
 	}
 }
+
+func TestStoppedTellsTimeoutFromShutdown(t *testing.T) {
+	expired, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	<-expired.Done()
+	canceled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	for name, tc := range map[string]struct {
+		ctx  context.Context
+		want string
+	}{
+		"timeout":  {expired, "timed out after 300ms"},
+		"shutdown": {canceled, "stopped: context canceled"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := stopped(tc.ctx, 300*time.Millisecond); got != tc.want {
+				t.Fatalf("stopped() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
