@@ -16,6 +16,10 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	targets  prometheus.Gauge
 	polls    *prometheus.CounterVec
+	// streams counts open streams: KEDA keeps StreamIsActive and
+	// StreamMetricSpec open for hours, so the requests counter, which a
+	// stream reaches only when it ends, would not show them.
+	streams *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics on reg.
@@ -27,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"rpc", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "swell_external_scaler_request_duration_seconds",
-			Help:    "Time to answer a unary rpc (streams: time to open).",
+			Help:    "Time to answer a unary rpc.",
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5},
 		}, []string{"rpc"}),
 		targets: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -38,8 +42,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "swell_external_scaler_polls_total",
 			Help: "Background polls of targets, by source and result (ok, error).",
 		}, []string{"source", "result"}),
+		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "swell_external_scaler_open_streams",
+			Help: "Streaming rpcs (StreamIsActive, StreamMetricSpec) open now.",
+		}, []string{"rpc"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.targets, m.polls)
+	reg.MustRegister(m.requests, m.latency, m.targets, m.polls, m.streams)
 	return m
 }
 
@@ -90,12 +98,18 @@ func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamInterceptor counts streams by how they ended.
+// StreamInterceptor counts open streams, and streams by how they ended.
 func (m *Metrics) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		start := time.Now()
+		if m == nil {
+			return h(srv, ss)
+		}
+		rpc := shortMethod(info.FullMethod)
+		open := m.streams.WithLabelValues(rpc)
+		open.Inc()
+		defer open.Dec()
 		err := h(srv, ss)
-		m.observe(info.FullMethod, start, err)
+		m.requests.WithLabelValues(rpc, status.Code(err).String()).Inc()
 		return err
 	}
 }
