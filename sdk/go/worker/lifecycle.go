@@ -36,6 +36,7 @@ const (
 	ReasonQWorkerDeleted  Reason = "QWorkerDeleted"  // the QWorker is gone
 	ReasonPodDeleted      Reason = "PodDeleted"      // the pod is terminating
 	ReasonContextCanceled Reason = "ContextCanceled" // SIGTERM or the caller stopped
+	ReasonQueueClosed     Reason = "QueueClosed"     // the queue cannot deliver again (see ErrQueueClosed)
 )
 
 // lifecycle watches the worker's QWorker and its own pod and says when the

@@ -1,12 +1,24 @@
 package worker
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+// ErrQueueClosed is wrapped by a Queue's Take error when the queue can
+// never deliver again (its connection or channel is gone for good). The
+// worker then stops at once, without leaving its QWorker, so that its
+// container restarts and reconnects; retrying a dead consumer would only
+// hold the pod idle while the backlog waits.
+var ErrQueueClosed = errors.New("queue closed")
 
 // Queue is a broker consumer with at-least-once delivery. Each broker's
 // package in sdk/go/queue implements it.
 type Queue interface {
 	// Take blocks until a task is available or ctx ends. It returns
-	// (nil, nil) when ctx ended without a task.
+	// (nil, nil) when ctx ended without a task, and an error wrapping
+	// ErrQueueClosed when it will never deliver again; other errors are
+	// retried after a second.
 	Take(ctx context.Context) (Delivery, error)
 }
 

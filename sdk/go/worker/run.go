@@ -63,7 +63,8 @@ func New(id Identity, cfg *rest.Config, queue Queue, opts Options) (*Worker, err
 // back or finishes the task in hand, leaves as QScaler's protocol says (for
 // every reason but SIGTERM, where the kubelet is already deleting the pod),
 // and returns why it stopped. It returns an error only when it could not
-// watch its QWorker or leave cleanly.
+// watch its QWorker or leave cleanly, or, with ReasonQueueClosed, when the
+// queue closed for good: then it does not leave, so its container restarts.
 func (w *Worker) Run(ctx context.Context, handle Handler) (Reason, error) {
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
@@ -71,7 +72,10 @@ func (w *Worker) Run(ctx context.Context, handle Handler) (Reason, error) {
 	if err := lc.start(watchCtx); err != nil {
 		return "", err
 	}
-	w.loop(ctx, lc, handle)
+	if err := w.loop(ctx, lc, handle); err != nil {
+		w.log.Error("worker stopping: queue closed", "err", err)
+		return ReasonQueueClosed, err
+	}
 	reason := ReasonContextCanceled
 	select {
 	case <-lc.Stopped():
@@ -87,15 +91,16 @@ func (w *Worker) Run(ctx context.Context, handle Handler) (Reason, error) {
 	return reason, leave(leaveCtx, w.kube, w.id)
 }
 
-// loop takes one task at a time until ctx ends or the lifecycle stops.
-func (w *Worker) loop(ctx context.Context, lc *lifecycle, handle Handler) {
+// loop takes one task at a time until ctx ends or the lifecycle stops, or
+// returns the error of a queue that closed for good.
+func (w *Worker) loop(ctx context.Context, lc *lifecycle, handle Handler) error {
 	for {
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		select {
 		case <-lc.Stopped():
-			return
+			return nil
 		default:
 		}
 		takeCtx, cancel := context.WithCancel(ctx)
@@ -108,6 +113,9 @@ func (w *Worker) loop(ctx context.Context, lc *lifecycle, handle Handler) {
 		}()
 		d, err := w.queue.Take(takeCtx)
 		cancel()
+		if errors.Is(err, ErrQueueClosed) {
+			return err
+		}
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 				w.log.Error("take task", "err", err)

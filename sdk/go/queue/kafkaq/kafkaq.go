@@ -90,7 +90,7 @@ func (q *Queue) Take(ctx context.Context) (worker.Delivery, error) {
 		}
 		q.cl.AllowRebalance()
 		if fetches.IsClientClosed() {
-			return nil, fmt.Errorf("kafka poll: %w", kgo.ErrClientClosed)
+			return nil, fmt.Errorf("kafka poll: %w: %w", worker.ErrQueueClosed, kgo.ErrClientClosed)
 		}
 		if err := fetchErr(fetches); err != nil && ctx.Err() == nil {
 			return nil, err

@@ -243,7 +243,7 @@ func TestTakeAfterClose(t *testing.T) {
 	q.cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if d, err := q.Take(ctx); d != nil || !errors.Is(err, kgo.ErrClientClosed) {
+	if d, err := q.Take(ctx); d != nil || !errors.Is(err, kgo.ErrClientClosed) || !errors.Is(err, worker.ErrQueueClosed) {
 		t.Fatalf("Take after close = %v, %v; want ErrClientClosed", d, err)
 	}
 }

@@ -89,6 +89,9 @@ func (q *Queue) Take(ctx context.Context) (worker.Delivery, error) {
 			if ctx.Err() != nil {
 				return nil, nil
 			}
+			if errors.Is(err, nats.ErrConnectionClosed) {
+				return nil, fmt.Errorf("jetstream pull: %w: %w", worker.ErrQueueClosed, err)
+			}
 			return nil, fmt.Errorf("jetstream pull: %w", err)
 		}
 		if msg != nil {

@@ -2,6 +2,7 @@ package natsq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -173,8 +174,8 @@ func TestTakeAfterTheConnectionClosed(t *testing.T) {
 	nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if d, err := q.Take(ctx); d != nil || err == nil {
-		t.Fatalf("Take on a closed connection = %v, %v; want an error", d, err)
+	if d, err := q.Take(ctx); d != nil || !errors.Is(err, worker.ErrQueueClosed) {
+		t.Fatalf("Take on a closed connection = %v, %v; want worker.ErrQueueClosed", d, err)
 	}
 }
 

@@ -23,7 +23,8 @@ import (
 // ErrClosed is returned by Take once the channel or its connection closed:
 // no more messages can arrive on it, so the worker should stop or reconnect
 // rather than retry Take.
-var ErrClosed = errors.New("rabbitmq channel closed")
+// It wraps worker.ErrQueueClosed, so worker.Run stops on it.
+var ErrClosed = fmt.Errorf("rabbitmq channel closed: %w", worker.ErrQueueClosed)
 
 // Options tune the consumer.
 type Options struct {

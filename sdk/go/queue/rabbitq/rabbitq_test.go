@@ -193,7 +193,7 @@ func TestTakeAfterTheConnectionClosed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	d, err := q.Take(ctx)
-	if d != nil || !errors.Is(err, ErrClosed) {
+	if d != nil || !errors.Is(err, ErrClosed) || !errors.Is(err, worker.ErrQueueClosed) {
 		t.Fatalf("Take on a closed connection = %v, %v; want ErrClosed", d, err)
 	}
 }

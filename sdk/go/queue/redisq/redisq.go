@@ -53,6 +53,9 @@ func (q *Queue) Take(ctx context.Context) (worker.Delivery, error) {
 			if ctx.Err() != nil {
 				return nil, nil
 			}
+			if errors.Is(err, redis.ErrClosed) {
+				return nil, fmt.Errorf("redis BLMOVE %s: %w: %w", q.queue, worker.ErrQueueClosed, err)
+			}
 			return nil, fmt.Errorf("redis BLMOVE %s: %w", q.queue, err)
 		}
 		return &delivery{q: q, body: body}, nil

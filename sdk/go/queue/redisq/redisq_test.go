@@ -2,6 +2,7 @@ package redisq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/sdk/go/worker"
 )
 
 func newRedis(t *testing.T) *redis.Client {
@@ -82,5 +84,18 @@ func TestTakeReturnsNilWhenCancelled(t *testing.T) {
 	d, err := New(rdb, "empty", "pod").Take(ctx)
 	if d != nil || err != nil {
 		t.Fatalf("Take on an empty queue after cancel = %v, %v; want nil, nil", d, err)
+	}
+}
+
+// TestTakeAfterTheClientClosed: a closed client is reported as a queue
+// that cannot deliver again, so worker.Run stops instead of retrying.
+func TestTakeAfterTheClientClosed(t *testing.T) {
+	rdb := newRedis(t)
+	q := New(rdb, "tasks", "pod-a")
+	_ = rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if d, err := q.Take(ctx); d != nil || !errors.Is(err, worker.ErrQueueClosed) {
+		t.Fatalf("Take on a closed client = %v, %v; want worker.ErrQueueClosed", d, err)
 	}
 }
