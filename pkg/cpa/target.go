@@ -136,10 +136,32 @@ func (t *clusterTarget) Scale(ctx context.Context, s *TargetState, replicas int3
 	if err != nil {
 		return err
 	}
-	sc := s.scale.DeepCopy()
-	sc.Spec.Replicas = replicas
-	if _, err := t.scales.Scales(t.namespace).Update(ctx, gvr.GroupResource(), sc, metav1.UpdateOptions{}); err != nil {
+	if err := updateScale(ctx, t.scales.Scales(t.namespace), gvr.GroupResource(), s.scale, replicas); err != nil {
 		return fmt.Errorf("scale %s %s/%s to %d: %w", t.ref.Kind, t.namespace, t.ref.Name, replicas, err)
 	}
 	return nil
+}
+
+// updateScale sets read's spec.replicas to replicas. A conflict is retried
+// once on a fresh read, but only when the count is still the one the pass
+// decided from: a controller writing the target's status moves its
+// resourceVersion without making the decision stale, while another writer
+// changing the count does, and then the pass fails as before.
+func updateScale(ctx context.Context, scales scale.ScaleInterface, gr schema.GroupResource, read *autoscalingv1.Scale, replicas int32) error {
+	sc := read.DeepCopy()
+	sc.Spec.Replicas = replicas
+	_, err := scales.Update(ctx, gr, sc, metav1.UpdateOptions{})
+	if !apierrors.IsConflict(err) {
+		return err
+	}
+	fresh, gerr := scales.Get(ctx, gr, read.Name, metav1.GetOptions{})
+	if gerr != nil {
+		return fmt.Errorf("%w (re-read: %w)", err, gerr)
+	}
+	if fresh.Spec.Replicas != read.Spec.Replicas {
+		return fmt.Errorf("%w (replicas changed from %d to %d meanwhile)", err, read.Spec.Replicas, fresh.Spec.Replicas)
+	}
+	fresh.Spec.Replicas = replicas
+	_, err = scales.Update(ctx, gr, fresh, metav1.UpdateOptions{})
+	return err
 }
