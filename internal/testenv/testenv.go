@@ -366,3 +366,27 @@ func CheckBinaries() error {
 	}
 	return nil
 }
+
+// RunPackage is the TestMain of a test package whose tests share one
+// environment: it starts opts within startTimeout, hands the environment to
+// use, runs the tests, stops everything and returns the exit code for
+// os.Exit. The environment's directory (component logs) is kept, and named,
+// when a test failed.
+func RunPackage(m *testing.M, opts Options, startTimeout time.Duration, use func(*Env)) int {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	env, err := Start(ctx, opts)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	use(env)
+	code := m.Run()
+	env.Stop()
+	if code != 0 {
+		fmt.Fprintln(os.Stderr, "testenv: component logs kept in", env.Dir)
+		return code
+	}
+	_ = os.RemoveAll(env.Dir)
+	return code
+}

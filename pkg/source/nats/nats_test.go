@@ -20,20 +20,7 @@ import (
 var sharedURL string
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	env, err := testenv.Start(ctx, testenv.Options{NATS: true})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedURL = env.NATSURL
-	code := m.Run()
-	env.Stop()
-	if code == 0 {
-		_ = os.RemoveAll(env.Dir)
-	}
-	os.Exit(code)
+	os.Exit(testenv.RunPackage(m, testenv.Options{NATS: true}, 2*time.Minute, func(e *testenv.Env) { sharedURL = e.NATSURL }))
 }
 
 // setup makes a stream <name> on subjects <name>.> with a durable

@@ -23,20 +23,7 @@ import (
 var shared *testenv.Env
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	env, err := testenv.Start(ctx, testenv.Options{RabbitMQManagement: true})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	shared = env
-	code := m.Run()
-	env.Stop()
-	if code == 0 {
-		_ = os.RemoveAll(env.Dir)
-	}
-	os.Exit(code)
+	os.Exit(testenv.RunPackage(m, testenv.Options{RabbitMQManagement: true}, 3*time.Minute, func(e *testenv.Env) { shared = e }))
 }
 
 // configFor splits the env's amqp://guest:guest@host:port/ URL into the

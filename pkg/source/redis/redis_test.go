@@ -22,20 +22,7 @@ import (
 var sharedAddr string
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	env, err := testenv.Start(ctx, testenv.Options{Redis: true})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedAddr = env.RedisAddr
-	code := m.Run()
-	env.Stop()
-	if code == 0 {
-		_ = os.RemoveAll(env.Dir)
-	}
-	os.Exit(code)
+	os.Exit(testenv.RunPackage(m, testenv.Options{Redis: true}, 2*time.Minute, func(e *testenv.Env) { sharedAddr = e.RedisAddr }))
 }
 
 func configFor(t testing.TB, addr string) redis.Config {

@@ -26,20 +26,7 @@ func TestMain(m *testing.M) {
 	if topic := os.Getenv(helperTopic); topic != "" {
 		os.Exit(holdSecondRecord(topic))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	env, err := testenv.Start(ctx, testenv.Options{Kafka: true})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	shared = env
-	code := m.Run()
-	env.Stop()
-	if code == 0 {
-		_ = os.RemoveAll(env.Dir)
-	}
-	os.Exit(code)
+	os.Exit(testenv.RunPackage(m, testenv.Options{Kafka: true}, time.Minute, func(e *testenv.Env) { shared = e }))
 }
 
 // newTopic creates a topic named for the test with partitions, and puts

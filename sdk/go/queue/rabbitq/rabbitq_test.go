@@ -18,20 +18,7 @@ import (
 var shared *testenv.Env
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	env, err := testenv.Start(ctx, testenv.Options{RabbitMQ: true})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	shared = env
-	code := m.Run()
-	env.Stop()
-	if code == 0 {
-		_ = os.RemoveAll(env.Dir)
-	}
-	os.Exit(code)
+	os.Exit(testenv.RunPackage(m, testenv.Options{RabbitMQ: true}, 3*time.Minute, func(e *testenv.Env) { shared = e }))
 }
 
 // dial opens a connection and a channel, closed when the test ends.
