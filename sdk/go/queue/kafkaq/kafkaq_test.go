@@ -3,7 +3,6 @@ package kafkaq
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
-	"github.com/swell-autoscaler/swell/sdk/go/worker"
+	"github.com/swell-autoscaler/swell/sdk/go/worker/queuetest"
 )
 
 // shared is the Kafka broker (kfake) every test of the package uses.
@@ -63,37 +62,6 @@ func member(t *testing.T, topic string) *Queue {
 		t.Fatal(err)
 	}
 	return q
-}
-
-func take(ctx context.Context, t *testing.T, q *Queue) worker.Delivery {
-	t.Helper()
-	d, err := q.Take(ctx)
-	if err != nil || d == nil {
-		t.Fatalf("Take = %v, %v; want a record", d, err)
-	}
-	return d
-}
-
-// takeFor takes and acks every record that arrives within d.
-func takeFor(t *testing.T, q *Queue, d time.Duration) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var got []string
-	for {
-		r, err := q.Take(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r == nil {
-			slices.Sort(got)
-			return got
-		}
-		got = append(got, string(r.Body()))
-		if err := r.Ack(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // helperTopic, set in the environment, makes the test binary a member
@@ -152,7 +120,7 @@ func TestKilledMembersRecordGoesToTheNextMember(t *testing.T) {
 
 	b := member(t, topic)
 	defer func() { _ = b.Close(context.Background()) }()
-	if got := takeFor(t, b, 20*time.Second); fmt.Sprint(got) != "[t1 t2]" {
+	if got := queuetest.AckFor(t, b, 20*time.Second); fmt.Sprint(got) != "[t1 t2]" {
 		t.Fatalf("next member took %v, want [t1 t2]: t1 again, t0 never", got)
 	}
 }
@@ -164,10 +132,10 @@ func TestReturnRewindsToTheRecord(t *testing.T) {
 	defer cancel()
 	q := member(t, newTopic(t, 1, "t0", "t1"))
 	defer func() { _ = q.Close(ctx) }()
-	if err := take(ctx, t, q).Return(ctx); err != nil {
+	if err := queuetest.Take(ctx, t, q).Return(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(take(ctx, t, q).Body()); got != "t0" {
+	if got := string(queuetest.Take(ctx, t, q).Body()); got != "t0" {
 		t.Fatalf("after returning t0 took %q, want t0 again", got)
 	}
 }
@@ -179,7 +147,7 @@ func TestReturnThenLeaveHandsTheRecordOver(t *testing.T) {
 	defer cancel()
 	topic := newTopic(t, 1, "t0", "t1")
 	a := member(t, topic)
-	if err := take(ctx, t, a).Return(ctx); err != nil {
+	if err := queuetest.Take(ctx, t, a).Return(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Close(ctx); err != nil {
@@ -187,7 +155,7 @@ func TestReturnThenLeaveHandsTheRecordOver(t *testing.T) {
 	}
 	b := member(t, topic)
 	defer func() { _ = b.Close(ctx) }()
-	if got := takeFor(t, b, 10*time.Second); fmt.Sprint(got) != "[t0 t1]" {
+	if got := queuetest.AckFor(t, b, 10*time.Second); fmt.Sprint(got) != "[t0 t1]" {
 		t.Fatalf("next member took %v, want [t0 t1]", got)
 	}
 }
@@ -204,7 +172,7 @@ func TestRebalanceNeitherLosesNorRepeats(t *testing.T) {
 	topic := newTopic(t, 4, bodies...)
 	a := member(t, topic)
 	defer func() { _ = a.Close(ctx) }()
-	first := take(ctx, t, a)
+	first := queuetest.Take(ctx, t, a)
 	if err := first.Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +181,7 @@ func TestRebalanceNeitherLosesNorRepeats(t *testing.T) {
 
 	got := make(chan []string, 2)
 	for _, q := range []*Queue{a, b} {
-		go func() { got <- takeFor(t, q, 10*time.Second) }()
+		go func() { got <- queuetest.AckFor(t, q, 10*time.Second) }()
 	}
 	all := append(<-got, <-got...)
 	all = append(all, string(first.Body()))
@@ -227,12 +195,7 @@ func TestRebalanceNeitherLosesNorRepeats(t *testing.T) {
 // nothing forever.
 func TestTakeAfterClose(t *testing.T) {
 	q := member(t, newTopic(t, 1))
-	q.cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if d, err := q.Take(ctx); d != nil || !errors.Is(err, kgo.ErrClientClosed) || !errors.Is(err, worker.ErrQueueClosed) {
-		t.Fatalf("Take after close = %v, %v; want ErrClientClosed", d, err)
-	}
+	queuetest.ClosedTakeFails(t, q, q.cl.Close, kgo.ErrClientClosed)
 }
 
 // TestTakeReturnsNilWhenCancelled: an empty topic and a cancelled context
@@ -240,9 +203,5 @@ func TestTakeAfterClose(t *testing.T) {
 func TestTakeReturnsNilWhenCancelled(t *testing.T) {
 	q := member(t, newTopic(t, 1))
 	defer func() { _ = q.Close(context.Background()) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	if d, err := q.Take(ctx); d != nil || err != nil {
-		t.Fatalf("Take on an empty topic after cancel = %v, %v; want nil, nil", d, err)
-	}
+	queuetest.EmptyTakeGivesNil(t, q, 300*time.Millisecond)
 }

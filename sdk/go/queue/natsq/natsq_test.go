@@ -2,10 +2,8 @@ package natsq
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
-	"github.com/swell-autoscaler/swell/sdk/go/worker"
+	"github.com/swell-autoscaler/swell/sdk/go/worker/queuetest"
 )
 
 // shared is the NATS server every test of the package uses.
@@ -68,37 +66,6 @@ func consumer(t *testing.T, stream string, o Options) (*nats.Conn, *Queue) {
 	return nc, q
 }
 
-func take(ctx context.Context, t *testing.T, q *Queue) worker.Delivery {
-	t.Helper()
-	d, err := q.Take(ctx)
-	if err != nil || d == nil {
-		t.Fatalf("Take = %v, %v; want a task", d, err)
-	}
-	return d
-}
-
-// takeFor takes and acks every task that arrives within d.
-func takeFor(t *testing.T, q *Queue, d time.Duration) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var got []string
-	for {
-		task, err := q.Take(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if task == nil {
-			slices.Sort(got)
-			return got
-		}
-		got = append(got, string(task.Body()))
-		if err := task.Ack(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestUnackedTaskOfADeadWorkerComesBack: one worker acks t0 and dies
 // holding t1; after AckWait another worker gets t1 (and t2), never t0.
 func TestUnackedTaskOfADeadWorkerComesBack(t *testing.T) {
@@ -106,16 +73,16 @@ func TestUnackedTaskOfADeadWorkerComesBack(t *testing.T) {
 	defer cancel()
 	stream := newStream(t, "t0", "t1", "t2")
 	ncA, a := consumer(t, stream, Options{AckWait: time.Second})
-	if err := take(ctx, t, a).Ack(ctx); err != nil {
+	if err := queuetest.Take(ctx, t, a).Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(take(ctx, t, a).Body()); got != "t1" {
+	if got := string(queuetest.Take(ctx, t, a).Body()); got != "t1" {
 		t.Fatalf("second task = %q, want t1", got)
 	}
 	ncA.Close() // dies without acking t1
 
 	_, b := consumer(t, stream, Options{})
-	if got := takeFor(t, b, 4*time.Second); fmt.Sprint(got) != "[t1 t2]" {
+	if got := queuetest.AckFor(t, b, 4*time.Second); fmt.Sprint(got) != "[t1 t2]" {
 		t.Fatalf("the other worker took %v, want [t1 t2]: t1 again, t0 never", got)
 	}
 }
@@ -126,10 +93,10 @@ func TestReturnRedeliversAtOnce(t *testing.T) {
 	defer cancel()
 	stream := newStream(t, "t0")
 	_, q := consumer(t, stream, Options{AckWait: time.Minute})
-	if err := take(ctx, t, q).Return(ctx); err != nil {
+	if err := queuetest.Take(ctx, t, q).Return(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := takeFor(t, q, 3*time.Second); fmt.Sprint(got) != "[t0]" {
+	if got := queuetest.AckFor(t, q, 3*time.Second); fmt.Sprint(got) != "[t0]" {
 		t.Fatalf("after a return took %v, want [t0]", got)
 	}
 }
@@ -141,15 +108,15 @@ func TestInProgressHoldsALongTask(t *testing.T) {
 	defer cancel()
 	stream := newStream(t, "t0")
 	_, a := consumer(t, stream, Options{AckWait: time.Second, InProgressEvery: 250 * time.Millisecond})
-	d := take(ctx, t, a)
+	d := queuetest.Take(ctx, t, a)
 	_, b := consumer(t, stream, Options{})
-	if got := takeFor(t, b, 3*time.Second); len(got) != 0 {
+	if got := queuetest.AckFor(t, b, 3*time.Second); len(got) != 0 {
 		t.Fatalf("another worker took %v while the first worked on t0 for 3 × AckWait", got)
 	}
 	if err := d.Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := takeFor(t, b, 2*time.Second); len(got) != 0 {
+	if got := queuetest.AckFor(t, b, 2*time.Second); len(got) != 0 {
 		t.Fatalf("took %v after t0 was acked", got)
 	}
 }
@@ -158,21 +125,12 @@ func TestInProgressHoldsALongTask(t *testing.T) {
 // returning nothing forever.
 func TestTakeAfterTheConnectionClosed(t *testing.T) {
 	nc, q := consumer(t, newStream(t), Options{})
-	nc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if d, err := q.Take(ctx); d != nil || !errors.Is(err, worker.ErrQueueClosed) {
-		t.Fatalf("Take on a closed connection = %v, %v; want worker.ErrQueueClosed", d, err)
-	}
+	queuetest.ClosedTakeFails(t, q, nc.Close)
 }
 
 // TestTakeReturnsNilWhenCancelled: an empty stream and a cancelled context
 // give (nil, nil), as worker.Queue asks.
 func TestTakeReturnsNilWhenCancelled(t *testing.T) {
 	_, q := consumer(t, newStream(t), Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if d, err := q.Take(ctx); d != nil || err != nil {
-		t.Fatalf("Take on an empty stream after cancel = %v, %v; want nil, nil", d, err)
-	}
+	queuetest.EmptyTakeGivesNil(t, q, 200*time.Millisecond)
 }

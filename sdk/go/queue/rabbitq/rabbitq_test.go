@@ -2,7 +2,6 @@ package rabbitq
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -11,7 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
-	"github.com/swell-autoscaler/swell/sdk/go/worker"
+	"github.com/swell-autoscaler/swell/sdk/go/worker/queuetest"
 )
 
 // shared is the RabbitMQ server every test of the package uses.
@@ -65,36 +64,6 @@ func consumer(t *testing.T, queue string, o Options) (*amqp.Connection, *Queue) 
 	return conn, q
 }
 
-func take(ctx context.Context, t *testing.T, q *Queue) worker.Delivery {
-	t.Helper()
-	d, err := q.Take(ctx)
-	if err != nil || d == nil {
-		t.Fatalf("Take = %v, %v; want a task", d, err)
-	}
-	return d
-}
-
-// takeAll takes until the queue stays empty for a moment.
-func takeAll(t *testing.T, q *Queue) []string {
-	t.Helper()
-	var got []string
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		d, err := q.Take(ctx)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d == nil {
-			return got
-		}
-		got = append(got, string(d.Body()))
-		if err := d.Ack(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestUnackedTaskOfADeadConsumerComesBack: a consumer acks t0, dies holding
 // t1; the next consumer gets t1 and t2, never t0.
 func TestUnackedTaskOfADeadConsumerComesBack(t *testing.T) {
@@ -102,16 +71,16 @@ func TestUnackedTaskOfADeadConsumerComesBack(t *testing.T) {
 	defer cancel()
 	queue := newQueue(t, "t0", "t1", "t2")
 	connA, a := consumer(t, queue, Options{})
-	if err := take(ctx, t, a).Ack(ctx); err != nil {
+	if err := queuetest.Take(ctx, t, a).Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(take(ctx, t, a).Body()); got != "t1" {
+	if got := string(queuetest.Take(ctx, t, a).Body()); got != "t1" {
 		t.Fatalf("second task = %q, want t1", got)
 	}
 	_ = connA.Close() // dies without acking t1
 
 	_, b := consumer(t, queue, Options{})
-	got := takeAll(t, b)
+	got := queuetest.AckUntilIdle(t, b, 500*time.Millisecond)
 	if fmt.Sprint(got) != "[t1 t2]" {
 		t.Fatalf("next consumer took %v, want [t1 t2]: t1 again, t0 never", got)
 	}
@@ -123,10 +92,10 @@ func TestReturnRequeuesTheTask(t *testing.T) {
 	defer cancel()
 	queue := newQueue(t, "t0", "t1")
 	_, q := consumer(t, queue, Options{})
-	if err := take(ctx, t, q).Return(ctx); err != nil {
+	if err := queuetest.Take(ctx, t, q).Return(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := takeAll(t, q); fmt.Sprint(got) != "[t0 t1]" {
+	if got := queuetest.AckUntilIdle(t, q, 500*time.Millisecond); fmt.Sprint(got) != "[t0 t1]" {
 		t.Fatalf("after a return took %v, want [t0 t1]", got)
 	}
 }
@@ -141,13 +110,13 @@ func TestPrefetchBoundsWhatAConsumerHolds(t *testing.T) {
 	waitReady(t, inspect, queue, 1)
 
 	_, b := consumer(t, queue, Options{})
-	if got := takeAll(t, b); fmt.Sprint(got) != "[t2]" {
+	if got := queuetest.AckUntilIdle(t, b, 500*time.Millisecond); fmt.Sprint(got) != "[t2]" {
 		t.Fatalf("second consumer took %v while the first holds 2, want [t2]", got)
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := takeAll(t, b); fmt.Sprint(got) != "[t0 t1]" {
+	if got := queuetest.AckUntilIdle(t, b, 500*time.Millisecond); fmt.Sprint(got) != "[t0 t1]" {
 		t.Fatalf("after the first closed took %v, want its [t0 t1]", got)
 	}
 }
@@ -176,22 +145,12 @@ func waitReady(t *testing.T, ch *amqp.Channel, queue string, want int) {
 func TestTakeAfterTheConnectionClosed(t *testing.T) {
 	queue := newQueue(t)
 	conn, q := consumer(t, queue, Options{})
-	_ = conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	d, err := q.Take(ctx)
-	if d != nil || !errors.Is(err, ErrClosed) || !errors.Is(err, worker.ErrQueueClosed) {
-		t.Fatalf("Take on a closed connection = %v, %v; want ErrClosed", d, err)
-	}
+	queuetest.ClosedTakeFails(t, q, func() { _ = conn.Close() }, ErrClosed)
 }
 
 // TestTakeReturnsNilWhenCancelled: an empty queue and a cancelled context
 // give (nil, nil), as worker.Queue asks.
 func TestTakeReturnsNilWhenCancelled(t *testing.T) {
 	_, q := consumer(t, newQueue(t), Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if d, err := q.Take(ctx); d != nil || err != nil {
-		t.Fatalf("Take on an empty queue after cancel = %v, %v; want nil, nil", d, err)
-	}
+	queuetest.EmptyTakeGivesNil(t, q, 200*time.Millisecond)
 }

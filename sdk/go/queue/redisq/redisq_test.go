@@ -2,7 +2,6 @@ package redisq
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -10,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
-	"github.com/swell-autoscaler/swell/sdk/go/worker"
+	"github.com/swell-autoscaler/swell/sdk/go/worker/queuetest"
 )
 
 func newRedis(t *testing.T) *redis.Client {
@@ -79,23 +78,12 @@ func TestTakeAckReturnAndRecover(t *testing.T) {
 
 func TestTakeReturnsNilWhenCancelled(t *testing.T) {
 	rdb := newRedis(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	d, err := New(rdb, "empty", "pod").Take(ctx)
-	if d != nil || err != nil {
-		t.Fatalf("Take on an empty queue after cancel = %v, %v; want nil, nil", d, err)
-	}
+	queuetest.EmptyTakeGivesNil(t, New(rdb, "empty", "pod"), 200*time.Millisecond)
 }
 
 // TestTakeAfterTheClientClosed: a closed client is reported as a queue
 // that cannot deliver again, so worker.Run stops instead of retrying.
 func TestTakeAfterTheClientClosed(t *testing.T) {
 	rdb := newRedis(t)
-	q := New(rdb, "tasks", "pod-a")
-	_ = rdb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if d, err := q.Take(ctx); d != nil || !errors.Is(err, worker.ErrQueueClosed) {
-		t.Fatalf("Take on a closed client = %v, %v; want worker.ErrQueueClosed", d, err)
-	}
+	queuetest.ClosedTakeFails(t, New(rdb, "tasks", "pod-a"), func() { _ = rdb.Close() })
 }
