@@ -174,23 +174,8 @@ func rabbitCase(t *testing.T, env *testenv.Env) queueCase {
 }
 
 func natsCase(ctx context.Context, t *testing.T, env *testenv.Env) queueCase {
-	nc, err := nats.Connect(env.NATSURL, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "JOBS", Subjects: []string{"jobs.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "workers", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, cons := testenv.JetStreamQueue(ctx, t, env.NATSURL, "JOBS", "jobs", jetstream.ConsumerConfig{},
+		nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
 	return queueCase{
 		name:     "nats",
 		metadata: map[string]string{"source": "nats", "natsURL": env.NATSURL, "stream": "JOBS", "consumer": "workers", "targetSize": "10"},

@@ -17,6 +17,7 @@ import (
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
+	"github.com/swell-autoscaler/swell/internal/testenv"
 )
 
 // brokerCase is one broker under a QWorker: how a ScalerConfig reaches it,
@@ -131,23 +132,7 @@ func rabbitCase(t *testing.T) brokerCase {
 }
 
 func natsCase(t *testing.T) brokerCase {
-	ctx := context.Background()
-	nc, err := nats.Connect(env.NATSURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "WORK", Subjects: []string{"work.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "workers", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, cons := testenv.JetStreamQueue(context.Background(), t, env.NATSURL, "WORK", "work", jetstream.ConsumerConfig{})
 	return brokerCase{
 		name:  "nats",
 		queue: "WORK/workers",
@@ -170,7 +155,6 @@ func natsCase(t *testing.T) brokerCase {
 				}
 			}
 		},
-		closer:    nc.Close,
 		component: "nats",
 		ready: func(context.Context) error {
 			c, err := nats.Connect(env.NATSURL)

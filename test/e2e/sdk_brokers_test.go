@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -15,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/testenv"
 )
 
 // rabbitSDKBroker is a durable RabbitMQ queue of the test's namespace.
@@ -63,24 +63,8 @@ func rabbitSDKBroker(ctx context.Context, t *testing.T, ns string) sdkBroker {
 // durable pull consumer "workers" (explicit ack, 5 s ack wait, so tasks of
 // a SIGKILLed worker come back soon).
 func natsSDKBroker(ctx context.Context, t *testing.T, ns string) sdkBroker {
-	nc, err := nats.Connect(env.NATSURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	stream := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(ns))
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{stream + ".>"}}); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable: "workers", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, cons := testenv.JetStreamQueue(ctx, t, env.NATSURL, stream, stream, jetstream.ConsumerConfig{AckWait: 5 * time.Second})
 	return sdkBroker{
 		name:         "nats",
 		queue:        stream + "/workers",

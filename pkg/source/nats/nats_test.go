@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
@@ -28,26 +27,7 @@ func TestMain(m *testing.M) {
 // it.
 func setup(t testing.TB, url, name string) (jetstream.JetStream, jetstream.Consumer) {
 	t.Helper()
-	nc, err := natsgo.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".>"}}); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.CreateConsumer(ctx, name, jetstream.ConsumerConfig{
-		Durable: "workers", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: name + ".tasks", AckWait: time.Hour,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js, cons
+	return testenv.JetStreamQueue(context.Background(), t, url, name, name, jetstream.ConsumerConfig{FilterSubject: name + ".tasks", AckWait: time.Hour})
 }
 
 func newClient(t testing.TB, cfg nats.Config) *nats.Client {
