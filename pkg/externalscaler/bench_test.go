@@ -1,4 +1,4 @@
-package externalscaler
+package externalscaler_test
 
 import (
 	"context"
@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swell-autoscaler/swell/pkg/externalscaler"
 	pb "github.com/swell-autoscaler/swell/pkg/externalscaler/proto"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler/scalertest"
 )
 
 // BenchmarkGetMetrics1000ScaledObjects: 1,000 ScaledObjects (over 100
@@ -27,7 +29,7 @@ func BenchmarkGetMetrics1000ScaledObjects(b *testing.B) {
 	}
 	doc.WriteString("}}")
 	js := newJSONServer(b, doc.String())
-	h := startServer(b, nil, TrackerOptions{Interval: time.Second}, nil, nil)
+	h := scalertest.Start(b, scalertest.Options{Tracker: externalscaler.TrackerOptions{Interval: time.Second}})
 	reqs := make([]*pb.GetMetricsRequest, 1000)
 	for i := range reqs {
 		reqs[i] = &pb.GetMetricsRequest{MetricName: fmt.Sprintf("m%d", i), ScaledObjectRef: &pb.ScaledObjectRef{
@@ -38,7 +40,7 @@ func BenchmarkGetMetrics1000ScaledObjects(b *testing.B) {
 	}
 	ctx := context.Background()
 	for _, r := range reqs { // warm: parse, start watchers, first poll
-		if _, err := h.client.GetMetrics(ctx, r); err != nil {
+		if _, err := h.Client.GetMetrics(ctx, r); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -59,7 +61,7 @@ func BenchmarkGetMetrics1000ScaledObjects(b *testing.B) {
 		mu.Unlock()
 		for pb.Next() {
 			t0 := time.Now()
-			if _, err := h.client.GetMetrics(ctx, reqs[i%len(reqs)]); err != nil {
+			if _, err := h.Client.GetMetrics(ctx, reqs[i%len(reqs)]); err != nil {
 				b.Error(err)
 				return
 			}
@@ -79,5 +81,5 @@ func BenchmarkGetMetrics1000ScaledObjects(b *testing.B) {
 	b.ReportMetric(float64(len(lats))/elapsed.Seconds(), "calls/s")
 	b.ReportMetric(float64(lats[len(lats)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99-µs")
-	b.ReportMetric(float64(h.tracker.Len()), "targets")
+	b.ReportMetric(float64(h.Tracker.Len()), "targets")
 }

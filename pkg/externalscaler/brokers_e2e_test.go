@@ -1,4 +1,4 @@
-package externalscaler
+package externalscaler_test
 
 import (
 	"context"
@@ -14,7 +14,9 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler"
 	pb "github.com/swell-autoscaler/swell/pkg/externalscaler/proto"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler/scalertest"
 )
 
 // queueCase is one broker queue measured through the server: how to fill
@@ -39,7 +41,7 @@ func TestQueueSourcesOnRealBrokers(t *testing.T) {
 	env := testenv.New(t, testenv.Options{Redis: true, RabbitMQManagement: true, NATS: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	h := startServer(t, nil, TrackerOptions{Interval: 200 * time.Millisecond, MaxFailures: 2}, nil, nil)
+	h := scalertest.Start(t, scalertest.Options{Tracker: externalscaler.TrackerOptions{Interval: 200 * time.Millisecond, MaxFailures: 2}})
 	cases := []queueCase{redisCase(t, env), rabbitCase(t, env), natsCase(ctx, t, env)}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -64,7 +66,7 @@ func TestQueueSourcesOnRealBrokers(t *testing.T) {
 				t.Fatal(err)
 			}
 			expectUnavailable(ctx, t, h, ref, c.metric)
-			if _, err := h.client.IsActive(ctx, ref); err == nil {
+			if _, err := h.Client.IsActive(ctx, ref); err == nil {
 				t.Fatalf("IsActive answered while %s is down", c.component)
 			}
 			// Back again (what survived the restart depends on the broker's

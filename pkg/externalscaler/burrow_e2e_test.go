@@ -1,4 +1,4 @@
-package externalscaler
+package externalscaler_test
 
 import (
 	"context"
@@ -14,7 +14,9 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler"
 	pb "github.com/swell-autoscaler/swell/pkg/externalscaler/proto"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler/scalertest"
 )
 
 // burrowTopicOffsets asks Burrow for the high-water marks it knows of a topic.
@@ -84,13 +86,13 @@ func TestBurrowSourceOnARealBurrow(t *testing.T) {
 		}
 	}
 
-	h := startServer(t, nil, TrackerOptions{Interval: 200 * time.Millisecond, MaxFailures: 2}, nil, nil)
+	h := scalertest.Start(t, scalertest.Options{Tracker: externalscaler.TrackerOptions{Interval: 200 * time.Millisecond, MaxFailures: 2}})
 	ref := &pb.ScaledObjectRef{Name: "workers", Namespace: "apps", ScalerMetadata: map[string]string{
 		"source": "burrow", "burrowURL": env.BurrowURL, "cluster": env.BurrowCluster,
 		"consumerGroup": "workers", "targetSize": "20",
 	}}
 	const metric = "burrow-lag-workers"
-	spec, err := h.client.GetMetricSpec(ctx, ref)
+	spec, err := h.Client.GetMetricSpec(ctx, ref)
 	if err != nil || spec.MetricSpecs[0].MetricName != metric || spec.MetricSpecs[0].TargetSizeFloat != 20 {
 		t.Fatalf("GetMetricSpec = %v, %v", spec, err)
 	}
@@ -100,7 +102,7 @@ func TestBurrowSourceOnARealBurrow(t *testing.T) {
 	unknown := &pb.ScaledObjectRef{Name: "nobody", Namespace: "apps", ScalerMetadata: map[string]string{
 		"source": "burrow", "burrowURL": env.BurrowURL, "cluster": env.BurrowCluster, "consumerGroup": "nobody",
 	}}
-	_, err = h.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: unknown, MetricName: "burrow-lag-nobody"})
+	_, err = h.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: unknown, MetricName: "burrow-lag-nobody"})
 	wantCode(t, err, codes.Unavailable, `group "nobody"`)
 	t.Logf("unknown group: %v", err)
 

@@ -1,4 +1,4 @@
-package externalscaler
+package externalscaler_test
 
 import (
 	"context"
@@ -13,13 +13,15 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler"
 	pb "github.com/swell-autoscaler/swell/pkg/externalscaler/proto"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler/scalertest"
 )
 
 // kafkaValues reads lag and ETA through GetMetrics.
-func kafkaValues(ctx context.Context, h *harness, ref *pb.ScaledObjectRef, group string) (lag, eta float64, err error) {
+func kafkaValues(ctx context.Context, h *scalertest.Scaler, ref *pb.ScaledObjectRef, group string) (lag, eta float64, err error) {
 	for _, name := range []string{"kafka-lag-" + group, "kafka-eta-" + group} {
-		r, err := h.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: name})
+		r, err := h.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: name})
 		if err != nil {
 			return 0, 0, err
 		}
@@ -52,12 +54,12 @@ func TestKafkaLagAndETAOnARealBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	const etaCap = 999
-	plugins, err := ParsePlugins([]byte(fmt.Sprintf("kafka: {brokers: [%q]}\nrateWindow: 3s\nplugins:\n  plugin-jobs: {groups: [workers, workers-historic], topics: [jobs]}\n", env.KafkaAddrs[0])), nil)
+	plugins, err := externalscaler.ParsePlugins([]byte(fmt.Sprintf("kafka: {brokers: [%q]}\nrateWindow: 3s\nplugins:\n  plugin-jobs: {groups: [workers, workers-historic], topics: [jobs]}\n", env.KafkaAddrs[0])), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	parser := &Parser{Plugins: plugins, Defaults: Defaults{RateWindow: 2 * time.Second, ETACap: etaCap}}
-	h := startServer(t, parser, TrackerOptions{Interval: 200 * time.Millisecond}, nil, nil)
+	parser := &externalscaler.Parser{Plugins: plugins, Defaults: externalscaler.Defaults{RateWindow: 2 * time.Second, ETACap: etaCap}}
+	h := scalertest.Start(t, scalertest.Options{Parser: parser, Tracker: externalscaler.TrackerOptions{Interval: 200 * time.Millisecond}})
 	ref := &pb.ScaledObjectRef{Name: "workers", Namespace: "apps", ScalerMetadata: map[string]string{
 		"source": "kafka", "bootstrapServers": env.KafkaAddrs[0], "consumerGroup": "workers", "topic": "jobs",
 		"metric": "lag,eta", "targetSize": "50", "targetETASeconds": "10",
@@ -74,7 +76,7 @@ func TestKafkaLagAndETAOnARealBroker(t *testing.T) {
 		}
 		return nil
 	})
-	st, err := h.client.StreamIsActive(ctx, ref)
+	st, err := h.Client.StreamIsActive(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,12 +97,12 @@ func TestKafkaLagAndETAOnARealBroker(t *testing.T) {
 		}
 		return nil
 	})
-	if a, err := h.client.IsActive(ctx, ref); err != nil || !a.Result {
+	if a, err := h.Client.IsActive(ctx, ref); err != nil || !a.Result {
 		t.Fatalf("IsActive = %v, %v", a, err)
 	}
 	// The Azul ScaledObject shares the group (workers-historic is left
 	// out): no consumption yet, so Azul's rule reports the raw lag.
-	ab, err := h.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: azul, MetricName: "backlog"})
+	ab, err := h.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: azul, MetricName: "backlog"})
 	if err != nil || ab.MetricValues[0].MetricValueFloat != 600 {
 		t.Fatalf("azul backlog = %v, %v; want 600", ab, err)
 	}
@@ -123,7 +125,7 @@ func TestKafkaLagAndETAOnARealBroker(t *testing.T) {
 	if want := sawLag / 100; sawETA < want/4 || sawETA > want*4 {
 		t.Errorf("ETA %.1fs is far from lag/rate ≈ %.1fs", sawETA, want)
 	}
-	ab, err = h.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: azul, MetricName: "backlog"})
+	ab, err = h.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: azul, MetricName: "backlog"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +137,7 @@ func TestKafkaLagAndETAOnARealBroker(t *testing.T) {
 	if err != nil || lag != 0 || eta != 0 {
 		t.Fatalf("drained: lag %v eta %v err %v", lag, eta, err)
 	}
-	if a, err := h.client.IsActive(ctx, azul); err != nil || !a.Result {
+	if a, err := h.Client.IsActive(ctx, azul); err != nil || !a.Result {
 		t.Fatalf("Azul IsActive = %v, %v; the Azul scaler always answers true", a, err)
 	}
 }
@@ -204,13 +206,13 @@ func TestKafkaOutageIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl.Close()
-	h := startServer(t, nil, TrackerOptions{Interval: 200 * time.Millisecond, MaxFailures: 2}, nil, nil)
+	h := scalertest.Start(t, scalertest.Options{Tracker: externalscaler.TrackerOptions{Interval: 200 * time.Millisecond, MaxFailures: 2}})
 	md := func(addr string) *pb.GetMetricsRequest {
 		return &pb.GetMetricsRequest{MetricName: "kafka-lag-g", ScaledObjectRef: &pb.ScaledObjectRef{Name: "w", Namespace: "ns",
 			ScalerMetadata: map[string]string{"source": "kafka", "bootstrapServers": addr, "consumerGroup": "g", "topic": "jobs"}}}
 	}
 	eventually(t, 10*time.Second, func() error {
-		r, err := h.client.GetMetrics(ctx, md(env.KafkaAddrs[0]))
+		r, err := h.Client.GetMetrics(ctx, md(env.KafkaAddrs[0]))
 		if err != nil || r.MetricValues[0].MetricValue != 1 {
 			return fmt.Errorf("%v %w", r, err)
 		}
@@ -218,7 +220,7 @@ func TestKafkaOutageIsUnavailable(t *testing.T) {
 	})
 	env.Stop()
 	eventually(t, 30*time.Second, func() error {
-		r, err := h.client.GetMetrics(ctx, md(env.KafkaAddrs[0]))
+		r, err := h.Client.GetMetrics(ctx, md(env.KafkaAddrs[0]))
 		if status.Code(err) == codes.Unavailable {
 			t.Logf("after the outage: %v", err)
 			return nil
@@ -228,6 +230,6 @@ func TestKafkaOutageIsUnavailable(t *testing.T) {
 		}
 		return fmt.Errorf("%v %w", r, err)
 	})
-	_, err = h.client.GetMetrics(ctx, md("127.0.0.1:1"))
+	_, err = h.Client.GetMetrics(ctx, md("127.0.0.1:1"))
 	wantCode(t, err, codes.Unavailable, "never measured successfully")
 }

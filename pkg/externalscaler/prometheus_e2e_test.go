@@ -1,4 +1,4 @@
-package externalscaler
+package externalscaler_test
 
 import (
 	"context"
@@ -12,7 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler"
 	pb "github.com/swell-autoscaler/swell/pkg/externalscaler/proto"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler/scalertest"
 )
 
 // TestPrometheusSourceOnARealPrometheus runs Debian's Prometheus scraping a
@@ -35,7 +37,7 @@ func TestPrometheusSourceOnARealPrometheus(t *testing.T) {
 	t.Logf("prometheus ready in %s", env.Timings["prometheus"].Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	h := startServer(t, nil, TrackerOptions{Interval: 200 * time.Millisecond, MaxFailures: 2}, nil, nil)
+	h := scalertest.Start(t, scalertest.Options{Tracker: externalscaler.TrackerOptions{Interval: 200 * time.Millisecond, MaxFailures: 2}})
 	ref := &pb.ScaledObjectRef{Name: "workers", Namespace: "apps", ScalerMetadata: map[string]string{
 		"source": "prometheus", "serverAddress": env.PrometheusURL,
 		"query": `sum(swell_test_queue_depth{job="testenv"})`, "threshold": "10", "metricName": "queue-depth",
@@ -55,7 +57,7 @@ func TestPrometheusSourceOnARealPrometheus(t *testing.T) {
 		"source": "prometheus", "serverAddress": env.PrometheusURL,
 		"query": "sum(no_such_metric) by (job)", "ignoreNullValues": "false",
 	}}
-	_, err = h.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: strict, MetricName: "prometheus-query"})
+	_, err = h.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: strict, MetricName: "prometheus-query"})
 	wantCode(t, err, codes.Unavailable, "no series")
 
 	// A non-zero value, then Prometheus stops: Unavailable, and a 0

@@ -1,4 +1,4 @@
-package externalscaler
+package externalscaler_test
 
 import (
 	"context"
@@ -13,7 +13,9 @@ import (
 	"google.golang.org/grpc/status"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/swell-autoscaler/swell/pkg/externalscaler"
 	pb "github.com/swell-autoscaler/swell/pkg/externalscaler/proto"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler/scalertest"
 )
 
 func httpRef(url string, extra ...string) *pb.ScaledObjectRef {
@@ -36,11 +38,11 @@ func httpRef(url string, extra ...string) *pb.ScaledObjectRef {
 func TestEveryRPCAndField(t *testing.T) {
 	js := newJSONServer(t, `{"queue": {"depth": 2.5}}`)
 	fc := clocktesting.NewFakeClock(time.Now())
-	h := startServer(t, nil, TrackerOptions{Clock: fc, Interval: 5 * time.Second}, nil, nil)
+	h := scalertest.Start(t, scalertest.Options{Tracker: externalscaler.TrackerOptions{Clock: fc, Interval: 5 * time.Second}})
 	ctx := context.Background()
 	ref := httpRef(js.URL)
 
-	spec, err := h.client.GetMetricSpec(ctx, ref)
+	spec, err := h.Client.GetMetricSpec(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +54,7 @@ func TestEveryRPCAndField(t *testing.T) {
 		t.Fatalf("spec = {%q %d %v}, want {depth 2 1.5}", ms.MetricName, ms.TargetSize, ms.TargetSizeFloat)
 	}
 
-	got, err := h.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "depth"})
+	got, err := h.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "depth"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func TestEveryRPCAndField(t *testing.T) {
 		t.Fatalf("value = %v, want {depth 3 2.5}", got.MetricValues)
 	}
 
-	act, err := h.client.IsActive(ctx, ref)
+	act, err := h.Client.IsActive(ctx, ref)
 	if err != nil || !act.Result {
 		t.Fatalf("IsActive = %v, %v; want true", act, err)
 	}
@@ -69,7 +71,7 @@ func TestEveryRPCAndField(t *testing.T) {
 	// StreamMetricSpec sends the same specs at once.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ss, err := h.client.StreamMetricSpec(sctx, ref)
+	ss, err := h.Client.StreamMetricSpec(sctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +82,7 @@ func TestEveryRPCAndField(t *testing.T) {
 
 	// StreamIsActive: true now, false after the value drops to 0 and
 	// true again: pushed only on change.
-	st, err := h.client.StreamIsActive(sctx, ref)
+	st, err := h.Client.StreamIsActive(sctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,18 +94,18 @@ func TestEveryRPCAndField(t *testing.T) {
 	fc.Step(5 * time.Second)
 	expectStream(t, st, true)
 
-	got, err = h.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "depth"})
+	got, err = h.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "depth"})
 	if err != nil || got.MetricValues[0].MetricValue != 7 || got.MetricValues[0].MetricValueFloat != 7 {
 		t.Fatalf("after change: %v, %v", got, err)
 	}
 
 	// Health service answers SERVING.
-	hc, err := healthpb.NewHealthClient(h.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "externalscaler.ExternalScaler"})
+	hc, err := healthpb.NewHealthClient(h.Conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "externalscaler.ExternalScaler"})
 	if err != nil || hc.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v, %v", hc, err)
 	}
 	// One shared target for every call above.
-	if n := h.tracker.Len(); n != 1 {
+	if n := h.Tracker.Len(); n != 1 {
 		t.Fatalf("tracked targets = %d, want 1", n)
 	}
 }
@@ -138,20 +140,20 @@ func TestNeverAFakeZero(t *testing.T) {
 	js := newJSONServer(t, `oops`)
 	js.set(http.StatusInternalServerError, `{}`)
 	fc := clocktesting.NewFakeClock(time.Now())
-	h := startServer(t, nil, TrackerOptions{Clock: fc, Interval: 5 * time.Second, MaxFailures: 2}, nil, nil)
+	h := scalertest.Start(t, scalertest.Options{Tracker: externalscaler.TrackerOptions{Clock: fc, Interval: 5 * time.Second, MaxFailures: 2}})
 	ctx := context.Background()
 	ref := httpRef(js.URL)
 	req := &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "depth"}
 
-	_, err := h.client.GetMetrics(ctx, req)
+	_, err := h.Client.GetMetrics(ctx, req)
 	wantCode(t, err, codes.Unavailable, "never measured successfully")
-	_, err = h.client.IsActive(ctx, ref)
+	_, err = h.Client.IsActive(ctx, ref)
 	wantCode(t, err, codes.Unavailable, "HTTP 500")
 
 	js.set(http.StatusOK, `{"queue": {"depth": 4}}`)
 	fc.Step(5 * time.Second)
 	eventually(t, 5*time.Second, func() error {
-		r, err := h.client.GetMetrics(ctx, req)
+		r, err := h.Client.GetMetrics(ctx, req)
 		if err != nil || r.MetricValues[0].MetricValueFloat != 4 {
 			return fmt.Errorf("%v %w", r, err)
 		}
@@ -170,18 +172,18 @@ func TestNeverAFakeZero(t *testing.T) {
 		return nil
 	})
 	time.Sleep(50 * time.Millisecond)
-	if r, err := h.client.GetMetrics(ctx, req); err != nil || r.MetricValues[0].MetricValueFloat != 4 {
+	if r, err := h.Client.GetMetrics(ctx, req); err != nil || r.MetricValues[0].MetricValueFloat != 4 {
 		t.Fatalf("after one failure: %v, %v; want the cached 4", r, err)
 	}
 	fc.Step(5 * time.Second)
 	eventually(t, 5*time.Second, func() error {
-		_, err := h.client.GetMetrics(ctx, req)
+		_, err := h.Client.GetMetrics(ctx, req)
 		if status.Code(err) != codes.Unavailable {
 			return fmt.Errorf("err = %w", err)
 		}
 		return nil
 	})
-	_, err = h.client.GetMetrics(ctx, req)
+	_, err = h.Client.GetMetrics(ctx, req)
 	wantCode(t, err, codes.Unavailable, "last 2 polls failed")
 }
 
@@ -194,18 +196,18 @@ func wantCode(t *testing.T, err error, code codes.Code, msg string) {
 
 // TestInvalidMetadataNamesTheKey: InvalidArgument, every bad key named.
 func TestInvalidMetadataNamesTheKey(t *testing.T) {
-	h := startServer(t, nil, TrackerOptions{}, nil, nil)
+	h := scalertest.Start(t, scalertest.Options{})
 	ref := &pb.ScaledObjectRef{Name: "w", Namespace: "ns", ScalerMetadata: map[string]string{
 		"source": "kafka", "bootstrapServers": "nohost", "targetSize": "ten", "passwrd": "x", "password": "hunter2",
 	}}
-	_, err := h.client.GetMetricSpec(context.Background(), ref)
+	_, err := h.Client.GetMetricSpec(context.Background(), ref)
 	for _, want := range []string{"ns/w", `"targetSize"`, `"consumerGroup" is required`, `"passwrd" is not a key`, `"password": credentials are not accepted inline`, "nohost"} {
 		wantCode(t, err, codes.InvalidArgument, want)
 	}
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("error leaks the password: %v", err)
 	}
-	_, err = h.client.GetMetrics(context.Background(), &pb.GetMetricsRequest{ScaledObjectRef: httpRef("http://x"), MetricName: "nope"})
+	_, err = h.Client.GetMetrics(context.Background(), &pb.GetMetricsRequest{ScaledObjectRef: httpRef("http://x"), MetricName: "nope"})
 	wantCode(t, err, codes.InvalidArgument, `metricName "nope" is not one of its metrics (depth)`)
 }
 
@@ -214,24 +216,24 @@ func TestInvalidMetadataNamesTheKey(t *testing.T) {
 func TestIdleTargetsStop(t *testing.T) {
 	js := newJSONServer(t, `{"queue": {"depth": 1}}`)
 	fc := clocktesting.NewFakeClock(time.Now())
-	h := startServer(t, nil, TrackerOptions{Clock: fc, Interval: time.Second, IdleTimeout: 10 * time.Second}, nil, nil)
+	h := scalertest.Start(t, scalertest.Options{Tracker: externalscaler.TrackerOptions{Clock: fc, Interval: time.Second, IdleTimeout: 10 * time.Second}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	held, idle := httpRef(js.URL), httpRef(js.URL+"/other")
-	st, err := h.client.StreamIsActive(ctx, held)
+	st, err := h.Client.StreamIsActive(ctx, held)
 	if err != nil {
 		t.Fatal(err)
 	}
 	expectStream(t, st, true)
-	if _, err := h.client.GetMetricSpec(ctx, idle); err != nil {
+	if _, err := h.Client.GetMetricSpec(ctx, idle); err != nil {
 		t.Fatal(err)
 	}
-	if n := h.tracker.Len(); n != 2 {
+	if n := h.Tracker.Len(); n != 2 {
 		t.Fatalf("targets = %d, want 2", n)
 	}
 	eventually(t, 5*time.Second, func() error {
 		fc.Step(time.Second)
-		if n := h.tracker.Len(); n != 1 {
+		if n := h.Tracker.Len(); n != 1 {
 			return fmt.Errorf("targets = %d, want 1 (the streamed one)", n)
 		}
 		return nil

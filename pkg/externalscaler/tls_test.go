@@ -1,4 +1,4 @@
-package externalscaler
+package externalscaler_test
 
 import (
 	"context"
@@ -15,6 +15,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/swell-autoscaler/swell/pkg/externalscaler"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler/scalertest"
 )
 
 // testCA issues certificates for the TLS tests.
@@ -73,15 +76,15 @@ func TestTLSAndMutualTLS(t *testing.T) {
 	sc, sk := ca.issue(t, "swell", true)
 	cc, ck := ca.issue(t, "keda", false)
 	rc, rk := rogue.issue(t, "intruder", false)
-	files := TLSFiles{CertFile: writeFile(t, dir, "tls.crt", sc), KeyFile: writeFile(t, dir, "tls.key", sk)}
+	files := externalscaler.TLSFiles{CertFile: writeFile(t, dir, "tls.crt", sc), KeyFile: writeFile(t, dir, "tls.key", sk)}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.pem)
 	js := newJSONServer(t, `{"queue": {"depth": 1}}`)
 	ref := httpRef(js.URL)
-	call := func(h *harness) error {
+	call := func(h *scalertest.Scaler) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		_, err := h.client.GetMetricSpec(ctx, ref)
+		_, err := h.Client.GetMetricSpec(ctx, ref)
 		return err
 	}
 	pair := func(c, k []byte) []tls.Certificate {
@@ -96,11 +99,11 @@ func TestTLSAndMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := startServer(t, nil, TrackerOptions{}, serverTLS, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	h := scalertest.Start(t, scalertest.Options{ServerTLS: serverTLS, ClientTLS: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}})
 	if err := call(h); err != nil {
 		t.Fatalf("TLS: %v", err)
 	}
-	plain := startServer(t, nil, TrackerOptions{}, serverTLS, nil)
+	plain := scalertest.Start(t, scalertest.Options{ServerTLS: serverTLS})
 	if err := call(plain); err == nil {
 		t.Fatal("a plaintext client reached a TLS server")
 	}
@@ -110,17 +113,17 @@ func TestTLSAndMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := startServer(t, nil, TrackerOptions{}, mtls, &tls.Config{RootCAs: roots, Certificates: pair(cc, ck), MinVersion: tls.VersionTLS12})
+	good := scalertest.Start(t, scalertest.Options{ServerTLS: mtls, ClientTLS: &tls.Config{RootCAs: roots, Certificates: pair(cc, ck), MinVersion: tls.VersionTLS12}})
 	if err := call(good); err != nil {
 		t.Fatalf("mTLS with a signed client certificate: %v", err)
 	}
 	for name, certs := range map[string][]tls.Certificate{"no client certificate": nil, "certificate of another CA": pair(rc, rk)} {
-		bad := startServer(t, nil, TrackerOptions{}, mtls, &tls.Config{RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12})
+		bad := scalertest.Start(t, scalertest.Options{ServerTLS: mtls, ClientTLS: &tls.Config{RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12}})
 		if err := call(bad); err == nil {
 			t.Errorf("mTLS accepted a client with %s", name)
 		}
 	}
-	if _, err := (TLSFiles{CertFile: files.CertFile}).Config(); err == nil {
+	if _, err := (externalscaler.TLSFiles{CertFile: files.CertFile}).Config(); err == nil {
 		t.Error("--tls-cert without --tls-key accepted")
 	}
 }

@@ -4,17 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +19,7 @@ import (
 	"github.com/swell-autoscaler/swell/internal/testenv"
 	"github.com/swell-autoscaler/swell/pkg/externalscaler"
 	pb "github.com/swell-autoscaler/swell/pkg/externalscaler/proto"
+	"github.com/swell-autoscaler/swell/pkg/externalscaler/scalertest"
 )
 
 // The KEDA suite runs KEDA's own operator and metrics adapter, built from
@@ -36,45 +31,11 @@ import (
 
 var scaledObjectGVR = schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "scaledobjects"}
 
-// swellScaler is `swell external-scaler`'s server running in the test.
-type swellScaler struct {
-	addr   string
-	client pb.ExternalScalerClient
-	reg    *prometheus.Registry
-}
-
-func startSwellScaler(t *testing.T) *swellScaler {
+// swellRequests is how many rpc calls the scaler answered, with OK or
+// (anyCode) any status. Streams count when they end.
+func swellRequests(t *testing.T, s *scalertest.Scaler, rpc string, anyCode bool) float64 {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	m := externalscaler.NewMetrics(reg)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tracker := externalscaler.NewTracker(externalscaler.TrackerOptions{Interval: 200 * time.Millisecond, Logger: log, Metrics: m})
-	srv := externalscaler.NewServer(externalscaler.NewService(&externalscaler.Parser{}, tracker, log), m, nil, log)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ctx, lis, 2*time.Second); close(done) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		cancel()
-		<-done
-		tracker.Close()
-	})
-	return &swellScaler{addr: lis.Addr().String(), client: pb.NewExternalScalerClient(conn), reg: reg}
-}
-
-// requests is how many rpc calls Swell answered, with OK or (anyCode)
-// any status. Streams count when they end.
-func (s *swellScaler) requests(t *testing.T, rpc string, anyCode bool) float64 {
-	t.Helper()
-	families, err := s.reg.Gather()
+	families, err := s.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +66,7 @@ func TestKEDAScalesADeploymentThroughSwellExternalScaler(t *testing.T) {
 	}
 	t.Cleanup(keda.Stop)
 	t.Logf("KEDA %s, CRDs from %s", keda.Version, keda.CRDDir)
-	scaler := startSwellScaler(t)
+	scaler := scalertest.Start(t, scalertest.Options{Tracker: externalscaler.TrackerOptions{Interval: 200 * time.Millisecond}})
 	ns := newNamespace(ctx, t)
 	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
 	defer func() { _ = rdb.Close() }()
@@ -117,11 +78,11 @@ func TestKEDAScalesADeploymentThroughSwellExternalScaler(t *testing.T) {
 	kinds := map[string]string{"poll": "external", "push": "external-push"}
 	for name, trigger := range kinds {
 		createCPADeployment(ctx, t, ns, name, 0, "")
-		createScaledObject(ctx, t, ns, name, trigger, scaler.addr, md)
+		createScaledObject(ctx, t, ns, name, trigger, scaler.Addr, md)
 	}
 
 	// KEDA's HPA carries the metric spec Swell returned.
-	spec, err := scaler.client.GetMetricSpec(ctx, &pb.ScaledObjectRef{Name: "poll", Namespace: ns, ScalerMetadata: md})
+	spec, err := scaler.Client.GetMetricSpec(ctx, &pb.ScaledObjectRef{Name: "poll", Namespace: ns, ScalerMetadata: md})
 	if err != nil || len(spec.MetricSpecs) != 1 {
 		t.Fatalf("GetMetricSpec = %v, %v", spec, err)
 	}
@@ -166,7 +127,7 @@ func TestKEDAScalesADeploymentThroughSwellExternalScaler(t *testing.T) {
 	}
 
 	for _, rpc := range []string{"GetMetricSpec", "IsActive", "GetMetrics"} {
-		n := scaler.requests(t, rpc, false)
+		n := swellRequests(t, scaler, rpc, false)
 		if n == 0 {
 			t.Errorf("KEDA never called %s on Swell", rpc)
 		}
@@ -175,9 +136,9 @@ func TestKEDAScalesADeploymentThroughSwellExternalScaler(t *testing.T) {
 	// KEDA holds its streams open until it stops; they count once ended.
 	keda.Stop()
 	waitFor(ctx, t, "KEDA's StreamIsActive stream to end", func() (bool, error) {
-		return scaler.requests(t, "StreamIsActive", true) > 0, nil
+		return swellRequests(t, scaler, "StreamIsActive", true) > 0, nil
 	})
-	t.Logf("Swell served %v StreamIsActive streams", scaler.requests(t, "StreamIsActive", true))
+	t.Logf("Swell served %v StreamIsActive streams", swellRequests(t, scaler, "StreamIsActive", true))
 }
 
 // createScaledObject scales the Deployment name between 0 and 10 from one

@@ -52,22 +52,11 @@ func newClient(t testing.TB, cfg rabbitmq.Config) *rabbitmq.Client {
 	return c
 }
 
-// producer opens a channel for driving a queue from the test side.
+// producer declares queue (transient) and opens a channel for driving it
+// from the test side.
 func producer(t testing.TB, queue string) *amqp.Channel {
 	t.Helper()
-	conn, err := amqp.Dial(shared.RabbitMQURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclare(queue, false, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	return ch
+	return testenv.RabbitQueue(t, shared.RabbitMQURL, queue, false)
 }
 
 func publish(t *testing.T, ch *amqp.Channel, queue string, n int) {

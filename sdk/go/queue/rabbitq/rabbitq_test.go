@@ -20,29 +20,11 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.RunPackage(m, testenv.Options{RabbitMQ: true}, 3*time.Minute, func(e *testenv.Env) { shared = e }))
 }
 
-// dial opens a connection and a channel, closed when the test ends.
-func dial(t *testing.T) (*amqp.Connection, *amqp.Channel) {
-	t.Helper()
-	conn, err := amqp.Dial(shared.RabbitMQURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn, ch
-}
-
 // newQueue declares a fresh queue named for the test holding bodies.
 func newQueue(t *testing.T, bodies ...string) string {
 	t.Helper()
-	_, ch := dial(t)
 	name := "rabbitq-" + t.Name()
-	if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	ch := testenv.RabbitQueue(t, shared.RabbitMQURL, name, true)
 	if _, err := ch.QueuePurge(name, false); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +38,7 @@ func newQueue(t *testing.T, bodies ...string) string {
 
 func consumer(t *testing.T, queue string, o Options) (*amqp.Connection, *Queue) {
 	t.Helper()
-	conn, ch := dial(t)
+	conn, ch := testenv.RabbitChannel(t, shared.RabbitMQURL)
 	q, err := New(ch, queue, o)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +87,7 @@ func TestReturnRequeuesTheTask(t *testing.T) {
 // closes, which requeues its two.
 func TestPrefetchBoundsWhatAConsumerHolds(t *testing.T) {
 	queue := newQueue(t, "t0", "t1", "t2")
-	_, inspect := dial(t)
+	_, inspect := testenv.RabbitChannel(t, shared.RabbitMQURL)
 	_, a := consumer(t, queue, Options{Prefetch: 2})
 	waitReady(t, inspect, queue, 1)
 
