@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"k8s.io/client-go/rest"
 
 	natssource "github.com/swell-autoscaler/swell/pkg/source/nats"
@@ -141,9 +143,18 @@ func openKafkaQueue(o demoWorkerOptions) (demoQueue, error) {
 	if o.kafkaBrokers == "" || o.kafkaGroup == "" {
 		return demoQueue{}, errors.New("--kafka-brokers (or KAFKA_BROKERS) and --kafka-group are required")
 	}
+	var extra []kgo.Opt
+	if o.kafkaLogLevel != "" {
+		lvl, err := kafkaLogLevel(o.kafkaLogLevel)
+		if err != nil {
+			return demoQueue{}, err
+		}
+		extra = append(extra, kgo.WithLogger(kgo.BasicLogger(os.Stderr, lvl, nil)))
+	}
 	q, err := kafkaq.New(kafkaq.Options{
 		Brokers: strings.Split(o.kafkaBrokers, ","), Topic: o.queue, Group: o.kafkaGroup, SessionTimeout: o.sessionTimeout,
-	})
+		Protocol: kafkaq.GroupProtocol(o.kafkaProtocol),
+	}, extra...)
 	if err != nil {
 		return demoQueue{}, err
 	}
@@ -153,4 +164,14 @@ func openKafkaQueue(o demoWorkerOptions) (demoQueue, error) {
 		_ = q.Close(ctx)
 	}
 	return demoQueue{queue: q, close: leave}, nil
+}
+
+// kafkaLogLevel parses --kafka-log-level.
+func kafkaLogLevel(s string) (kgo.LogLevel, error) {
+	for _, l := range []kgo.LogLevel{kgo.LogLevelError, kgo.LogLevelWarn, kgo.LogLevelInfo, kgo.LogLevelDebug} {
+		if strings.EqualFold(s, l.String()) {
+			return l, nil
+		}
+	}
+	return kgo.LogLevelNone, fmt.Errorf("--kafka-log-level %q: want error, warn, info or debug", s)
 }

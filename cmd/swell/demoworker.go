@@ -27,6 +27,8 @@ type demoWorkerOptions struct {
 	kafkaBrokers   string
 	kafkaGroup     string
 	sessionTimeout time.Duration
+	kafkaLogLevel  string
+	kafkaProtocol  string
 	queue          string
 	results        string
 	taskTime       time.Duration
@@ -57,6 +59,8 @@ func newDemoWorkerCmd() *cobra.Command {
 	f.StringVar(&o.kafkaBrokers, "kafka-brokers", os.Getenv("KAFKA_BROKERS"), "Kafka seed brokers, comma-separated; default $KAFKA_BROKERS")
 	f.StringVar(&o.kafkaGroup, "kafka-group", "", "Kafka consumer group of the workers")
 	f.DurationVar(&o.sessionTimeout, "kafka-session-timeout", 10*time.Second, "Kafka group session timeout (how soon a dead worker's partitions move)")
+	f.StringVar(&o.kafkaProtocol, "kafka-group-protocol", "classic", "Kafka consumer-group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
+	f.StringVar(&o.kafkaLogLevel, "kafka-log-level", os.Getenv("KAFKA_LOG_LEVEL"), "log the Kafka client's group and fetch events to stderr at this level: error, warn, info or debug (default none)")
 	f.StringVar(&o.queue, "queue", "tasks", "Redis list, RabbitMQ queue, NATS <stream>/<consumer> or Kafka topic to consume")
 	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times); default the queue name")
 	f.DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")

@@ -23,19 +23,8 @@ func rabbitSDKBroker(ctx context.Context, t *testing.T, ns string) sdkBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := amqp.Dial(env.RabbitMQURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	queue := ns + "-tasks"
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	ch := testenv.RabbitQueue(t, env.RabbitMQURL, queue, true)
 	pw, _ := u.User.Password()
 	return sdkBroker{
 		name:  "rabbitmq",
@@ -126,9 +115,9 @@ func kafkaSDKBroker(ctx context.Context, t *testing.T, ns string) sdkBroker {
 			}
 		},
 		left: func(ctx context.Context) (int64, error) { return kafkaLag(ctx, adm, topic, group) },
-		env:  []corev1.EnvVar{{Name: "KAFKA_BROKERS", Value: brokers}, {Name: "REDIS_ADDR", Value: env.RedisAddr}},
+		env:  []corev1.EnvVar{{Name: "KAFKA_BROKERS", Value: brokers}, {Name: "REDIS_ADDR", Value: env.RedisAddr}, {Name: "KAFKA_LOG_LEVEL", Value: "info"}},
 		demoArgs: []string{"--broker", "kafka", "--queue", topic, "--kafka-group", group,
-			"--kafka-session-timeout", "6s"},
+			"--kafka-session-timeout", "6s", "--kafka-group-protocol", "consumer"},
 	}
 }
 

@@ -128,20 +128,18 @@ const sdkTasks = 10000
 // demo-worker`) on the process node for each broker, through the scenario
 // of runSDKScenario.
 //
-// The Go Kafka member (sdk/go/queue/kafkaq) is not in this list yet: it
-// passed this scenario in four runs out of five, but in one its group
-// stalled against kfake (every member's JoinGroup timing out for minutes,
-// no task processed), and with a shorter rebalance timeout one run
-// processed 3 tasks twice with 2 workers killed. Until that is understood
-// it stays out of CI and issue #5 stays open; kafkaq's own tests (a
-// SIGKILLed member, rebalances, Return) and the Python SDK's Kafka run of
-// this scenario are in CI.
+// The Go Kafka members use KIP-848's consumer group protocol
+// (kafkaq.ConsumerProtocol): with the classic protocol, kfake's coordinator
+// sometimes keeps a member SIGKILLed mid-join and holds a rebalance open
+// for minutes, which this scenario's churn hits (docs/qworker.md). The
+// worker logs carry franz-go's group events (KAFKA_LOG_LEVEL=info), kept
+// with the environment's logs when a run fails.
 func TestSDKWorkersLoseNoTask(t *testing.T) {
 	for _, b := range []struct {
 		name   string
 		broker func(context.Context, *testing.T, string) sdkBroker
 	}{
-		{"redis", redisSDKBroker}, {"rabbitmq", rabbitSDKBroker}, {"nats", natsSDKBroker},
+		{"redis", redisSDKBroker}, {"rabbitmq", rabbitSDKBroker}, {"nats", natsSDKBroker}, {"kafka", kafkaSDKBroker},
 	} {
 		runSDKScenario(t, sdkCase{name: b.name, broker: b.broker, worker: goDemoWorker})
 	}

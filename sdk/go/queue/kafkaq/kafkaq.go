@@ -1,10 +1,13 @@
 // Package kafkaq is an at-least-once Kafka consumer for Swell workers,
 // built on franz-go's kgo.
 //
-// Every pod of a QWorker joins one consumer group (cooperative-sticky
-// balancing, so a member joining or leaving moves only the partitions that
-// must move). Auto-commit is off: a record's offset is committed, and
-// waited for, when the worker acks it, and only then. The consumer holds
+// Every pod of a QWorker joins one consumer group, and a member joining or
+// leaving moves only the partitions that must move: with the classic
+// protocol through the cooperative-sticky assignor, with KIP-848's
+// (Options.Protocol) through the broker, which suits a pool that scales
+// all the time better (see ConsumerProtocol). Auto-commit is off: a
+// record's offset is committed, and waited for, when the worker acks it,
+// and only then. The consumer holds
 // one record at a time and blocks rebalances while it does, so a partition
 // never changes owner between taking a record and committing it: whatever
 // was acked is committed before a partition is revoked, and nothing else
@@ -45,7 +48,29 @@ type Options struct {
 	// keeps kgo's default (45s). It must lie within the broker's
 	// group.min/max.session.timeout.ms.
 	SessionTimeout time.Duration
+	// Protocol is the consumer-group protocol; "" is ClassicProtocol.
+	Protocol GroupProtocol
 }
+
+// GroupProtocol is how the group's members agree on who consumes which
+// partition.
+type GroupProtocol string
+
+const (
+	// ClassicProtocol is JoinGroup/SyncGroup with the cooperative-sticky
+	// assignor run by one member: every Kafka version has it, but a member
+	// joining or leaving makes every member rejoin, and commits wait until
+	// the rejoin is over.
+	ClassicProtocol GroupProtocol = "classic"
+	// ConsumerProtocol is KIP-848's protocol: the broker assigns partitions
+	// and moves them one member at a time over heartbeats, with no
+	// group-wide barrier, so churn (pods starting, retiring, dying) does
+	// not stall the other members. It needs Kafka 4.0 or later (franz-go
+	// recommends 4.3+, where a commit racing a reassignment cannot fail
+	// with STALE_MEMBER_EPOCH); on an older broker the client falls back
+	// to the classic protocol with the (eager) sticky assignor.
+	ConsumerProtocol GroupProtocol = "consumer"
+)
 
 // Queue is one member of a consumer group.
 type Queue struct {
@@ -63,10 +88,17 @@ func New(opts Options, extra ...kgo.Opt) (*Queue, error) {
 		kgo.SeedBrokers(opts.Brokers...),
 		kgo.ConsumerGroup(opts.Group),
 		kgo.ConsumeTopics(opts.Topic),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	}
+	switch opts.Protocol {
+	case "", ClassicProtocol:
+		kopts = append(kopts, kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	case ConsumerProtocol:
+		kopts = append(kopts, kgo.Balancers(kgo.StickyBalancer()), kgo.ServerSideBalancer())
+	default:
+		return nil, fmt.Errorf("kafkaq: unknown group protocol %q (want %q or %q)", opts.Protocol, ClassicProtocol, ConsumerProtocol)
 	}
 	if opts.SessionTimeout > 0 {
 		kopts = append(kopts, kgo.SessionTimeout(opts.SessionTimeout))
