@@ -115,8 +115,11 @@ func redisCase(t *testing.T, env *testenv.Env) queueCase {
 	}
 }
 
-// withChannel runs f on a fresh AMQP channel, so the helper survives a
-// broker restart.
+// withChannel runs f on a channel of a fresh AMQP connection, closed when f
+// returns, so enqueue and drain work again after a broker restart. Unlike
+// testenv.RabbitChannel, which fails the test and keeps its connection
+// until the test ends, it returns errors (drain is retried while the broker
+// comes back) and gives up dialing after 2 s.
 func withChannel(rabbitURL string, f func(*amqp.Channel) error) error {
 	conn, err := amqp.DialConfig(rabbitURL, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
 	if err != nil {

@@ -84,19 +84,16 @@ func TestQWorkerScalesOnEveryBroker(t *testing.T) {
 	}
 }
 
+// rabbitCase declares the durable queue the rabbitmq subtest fills and
+// drains. It runs under the parent test, whose cleanup would close the
+// connection only after the other brokers' subtests, so closer still closes
+// it as the rabbitmq subtest ends; that cleanup then finds it closed.
 func rabbitCase(t *testing.T) brokerCase {
 	u, err := url.Parse(env.RabbitMQURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := amqp.Dial(env.RabbitMQURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, ch := testenv.RabbitChannel(t, env.RabbitMQURL)
 	const queue = "swell-e2e-rabbit"
 	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/swell-autoscaler/swell/internal/testenv"
 )
 
 func TestRedisAcceptsAndReturnsAMessage(t *testing.T) {
@@ -33,25 +35,14 @@ func TestRedisAcceptsAndReturnsAMessage(t *testing.T) {
 func TestRabbitMQAcceptsAndReturnsAMessage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := amqp.Dial(env.RabbitMQURL)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	defer func() { _ = conn.Close() }()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("channel: %v", err)
-	}
-	q, err := ch.QueueDeclare("smoke", true, false, false, false, nil)
-	if err != nil {
-		t.Fatalf("declare: %v", err)
-	}
-	if err := ch.PublishWithContext(ctx, "", q.Name, false, false, amqp.Publishing{Body: []byte("task-1")}); err != nil {
+	const queue = "smoke"
+	ch := testenv.RabbitQueue(t, env.RabbitMQURL, queue, true)
+	if err := ch.PublishWithContext(ctx, "", queue, false, false, amqp.Publishing{Body: []byte("task-1")}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	var msg amqp.Delivery
 	waitFor(ctx, t, "the message to be routable", func() (bool, error) {
-		m, ok, err := ch.Get(q.Name, false)
+		m, ok, err := ch.Get(queue, false)
 		msg = m
 		return ok, err
 	})
