@@ -32,6 +32,7 @@ type demoWorkerOptions struct {
 	queue          string
 	results        string
 	taskTime       time.Duration
+	settleTimeout  time.Duration
 }
 
 // newDemoWorkerCmd is the sample worker of the demo and the e2e tests: a real
@@ -63,6 +64,7 @@ func newDemoWorkerCmd() *cobra.Command {
 	f.StringVar(&o.kafkaLogLevel, "kafka-log-level", os.Getenv("KAFKA_LOG_LEVEL"), "log the Kafka client's group and fetch events to stderr at this level: error, warn, info or debug (default none)")
 	f.StringVar(&o.queue, "queue", "tasks", "Redis list, RabbitMQ queue, NATS <stream>/<consumer> or Kafka topic to consume")
 	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times); default the queue name")
+	f.DurationVar(&o.settleTimeout, "settle-timeout", worker.DefaultSettleTimeout, "how long acknowledging or handing back a task may take (a classic-protocol Kafka group holds commits while it rebalances)")
 	f.DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
 	return cmd
 }
@@ -93,7 +95,7 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 		return err
 	}
 	defer dq.close()
-	w, err := worker.New(id, cfg, dq.queue, worker.Options{Logger: log})
+	w, err := worker.New(id, cfg, dq.queue, worker.Options{Logger: log, SettleTimeout: o.settleTimeout})
 	if err != nil {
 		return err
 	}

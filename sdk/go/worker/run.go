@@ -28,7 +28,18 @@ type Options struct {
 	// OnTask, when set, is called after each task with its outcome (tests
 	// and metrics use it).
 	OnTask func(id string, err error)
+	// SettleTimeout bounds each Ack or Return; 0 means
+	// DefaultSettleTimeout. A task whose ack times out was done but stays
+	// on the broker, so it may run again: give a consumer whose acks can
+	// wait on the broker longer than the default (a Kafka group on the
+	// classic protocol holds commits while it rebalances, up to its
+	// rebalance timeout, 60 s by default) a timeout above that wait.
+	SettleTimeout time.Duration
 }
+
+// DefaultSettleTimeout is how long an Ack or Return may take when
+// Options.SettleTimeout is 0.
+const DefaultSettleTimeout = 10 * time.Second
 
 // Worker runs tasks from a queue until it should leave.
 type Worker struct {
@@ -134,7 +145,11 @@ func (w *Worker) loop(ctx context.Context, lc *lifecycle, handle Handler) error 
 // when SIGTERM cut the handler short.
 func (w *Worker) process(ctx context.Context, d Delivery, handle Handler) {
 	err := handle(ctx, d.Body())
-	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	timeout := w.opts.SettleTimeout
+	if timeout <= 0 {
+		timeout = DefaultSettleTimeout
+	}
+	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	if err != nil {
 		if rerr := d.Return(settleCtx); rerr != nil {

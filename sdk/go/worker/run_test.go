@@ -55,3 +55,64 @@ func TestLoopStopsOnlyWhenTheQueueClosedForGood(t *testing.T) {
 		})
 	}
 }
+
+// settleDelivery records the deadline its Ack or Return was given and,
+// when block is set, waits until that context ends, like a Kafka commit
+// held by a rebalance.
+type settleDelivery struct {
+	block bool
+	given time.Duration
+}
+
+func (d *settleDelivery) ID() string                       { return "t" }
+func (d *settleDelivery) Body() []byte                     { return nil }
+func (d *settleDelivery) Ack(ctx context.Context) error    { return d.settle(ctx) }
+func (d *settleDelivery) Return(ctx context.Context) error { return d.settle(ctx) }
+
+func (d *settleDelivery) settle(ctx context.Context) error {
+	deadline, _ := ctx.Deadline()
+	d.given = time.Until(deadline)
+	if !d.block {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestSettleTimeoutBoundsAckAndReturn(t *testing.T) {
+	failing := errors.New("handler failed")
+	for name, tc := range map[string]struct {
+		timeout   time.Duration
+		block     bool
+		handleErr error
+		// The settle call is given at most want (and, for a long want,
+		// more than half of it: a loaded machine may stall a moment).
+		want        time.Duration
+		wantOutcome error
+	}{
+		"default":                  {want: DefaultSettleTimeout},
+		"configured ack times out": {timeout: 50 * time.Millisecond, block: true, want: 50 * time.Millisecond, wantOutcome: context.DeadlineExceeded},
+		"configured return":        {timeout: 50 * time.Millisecond, handleErr: failing, want: 50 * time.Millisecond, wantOutcome: failing},
+		"configured ack in time":   {timeout: time.Minute, want: time.Minute},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := &settleDelivery{block: tc.block}
+			var outcome error
+			w := &Worker{log: slog.New(slog.NewTextHandler(io.Discard, nil)), opts: Options{
+				SettleTimeout: tc.timeout,
+				OnTask:        func(_ string, err error) { outcome = err },
+			}}
+			w.process(context.Background(), d, func(context.Context, []byte) error { return tc.handleErr })
+			lower := tc.want / 2
+			if tc.want < time.Second {
+				lower = 0
+			}
+			if d.given > tc.want || d.given <= lower {
+				t.Fatalf("settle was given %v, want %v", d.given, tc.want)
+			}
+			if !errors.Is(outcome, tc.wantOutcome) || (tc.wantOutcome == nil && outcome != nil) {
+				t.Fatalf("OnTask got %v, want %v", outcome, tc.wantOutcome)
+			}
+		})
+	}
+}
