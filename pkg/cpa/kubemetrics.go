@@ -22,6 +22,9 @@ const defaultMetricWindow = time.Minute
 
 // KubernetesMetric is one kubernetesMetricSpecs entry as CPA hands it to
 // user logic: snake_case keys, exactly one of the four value blocks set.
+// The shape and values follow CPA v2.11+ (github.com/jthomperoo/custom-pod-autoscaler),
+// which gathers with github.com/jthomperoo/k8shorizmetrics/v3 (v3.0.0, the
+// last release before that library switched its JSON keys to camelCase).
 type KubernetesMetric struct {
 	CurrentReplicas int32                    `json:"current_replicas"`
 	Spec            autoscalingv2.MetricSpec `json:"spec"`
@@ -64,7 +67,12 @@ type PodsMetricValues struct {
 	Timestamp      time.Time            `json:"timestamp,omitempty"`
 }
 
-// ValueMetric is an Object or External metric.
+// ValueMetric is an Object or External metric. With a Value target,
+// Current.Value and ReadyPodCount are set; with an AverageValue target only
+// Current.AverageValue, holding the metric as read (for External, the sum
+// of the matching series), not divided by the replica count: as in CPA,
+// dividing is left to the evaluation (k8shorizmetrics' evaluator divides
+// by current replicas, like the HPA's GetExternalPerPodMetricReplicas).
 type ValueMetric struct {
 	Current       MetricValue `json:"current,omitempty"`
 	ReadyPodCount *int64      `json:"ready_pod_count,omitempty"`
@@ -138,6 +146,9 @@ func (k *KubeMetrics) gatherOne(ctx context.Context, now time.Time, spec autosca
 }
 
 func (k *KubeMetrics) resource(ctx context.Context, now time.Time, src *autoscalingv2.ResourceMetricSource, s Scope) (*ResourceMetricValues, error) {
+	if src.Target.Type != autoscalingv2.UtilizationMetricType && src.Target.Type != autoscalingv2.AverageValueMetricType {
+		return nil, fmt.Errorf("resource metric %s: target.type %q: want Utilization or AverageValue", src.Name, src.Target.Type)
+	}
 	raw, err := k.API.PodMetrics(ctx, s.Namespace, s.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("resource metrics (metrics.k8s.io) for %s: %w", src.Name, err)
@@ -147,6 +158,9 @@ func (k *KubeMetrics) resource(ctx context.Context, now time.Time, src *autoscal
 }
 
 func (k *KubeMetrics) pods(ctx context.Context, src *autoscalingv2.PodsMetricSource, s Scope) (*PodsMetricValues, error) {
+	if src.Target.Type != autoscalingv2.AverageValueMetricType {
+		return nil, fmt.Errorf("pods metric %s: target.type %q: want AverageValue", src.Metric.Name, src.Target.Type)
+	}
 	sel, err := metricSelector(src.Metric.Selector)
 	if err != nil {
 		return nil, err
@@ -172,7 +186,11 @@ func (k *KubeMetrics) object(ctx context.Context, src *autoscalingv2.ObjectMetri
 	if err != nil {
 		return nil, fmt.Errorf("object metric %s of %s %s (custom.metrics.k8s.io): %w", src.Metric.Name, gk, src.DescribedObject.Name, err)
 	}
-	return ObjectValue(*v, src.Target.Type, ReadyPods(s.Pods)), nil
+	out, err := ObjectValue(*v, src.Target.Type, ReadyPods(s.Pods))
+	if err != nil {
+		return nil, fmt.Errorf("object metric %s: %w", src.Metric.Name, err)
+	}
+	return out, nil
 }
 
 func (k *KubeMetrics) external(ctx context.Context, src *autoscalingv2.ExternalMetricSource, s Scope) (*ValueMetric, error) {
@@ -184,7 +202,11 @@ func (k *KubeMetrics) external(ctx context.Context, src *autoscalingv2.ExternalM
 	if err != nil {
 		return nil, fmt.Errorf("external metric %s (external.metrics.k8s.io): %w", src.Metric.Name, err)
 	}
-	return ExternalValue(raw, src.Target.Type, ReadyPods(s.Pods))
+	out, err := ExternalValue(raw, src.Target.Type, ReadyPods(s.Pods))
+	if err != nil {
+		return nil, fmt.Errorf("external metric %s: %w", src.Metric.Name, err)
+	}
+	return out, nil
 }
 
 func metricSelector(sel *metav1.LabelSelector) (labels.Selector, error) {
@@ -199,25 +221,27 @@ func metricSelector(sel *metav1.LabelSelector) (labels.Selector, error) {
 }
 
 // ResourceValues turns metrics.k8s.io PodMetrics into CPA's resource block:
-// per-pod sums over containers in milli-units, pods grouped as the HPA does,
-// and per-pod requests when withRequests (Utilization targets need them).
+// per-pod sums over containers in milli-units (a pod with a container
+// lacking the resource has no value), pods grouped as the HPA does, and
+// per-pod requests when withRequests (Utilization targets need them).
+// timestamp is the first PodMetrics item's, as in CPA. An empty answer or
+// no pods is an error.
 func ResourceValues(now time.Time, pods []corev1.Pod, raw []metricsv1beta1.PodMetrics, name corev1.ResourceName, withRequests bool, cpuInit, readinessDelay time.Duration) (*ResourceMetricValues, error) {
+	if len(raw) == 0 {
+		return nil, errors.New("metrics.k8s.io returned no pod metrics")
+	}
 	if len(pods) == 0 {
 		return nil, errors.New("no pods match the target's selector")
 	}
 	info := map[string]PodMetric{}
-	var ts time.Time
 	for _, pm := range raw {
 		sum, ok := containerSum(pm.Containers, name)
 		if !ok {
 			continue
 		}
 		info[pm.Name] = PodMetric{Timestamp: pm.Timestamp.Time, Window: pm.Window.Duration, Value: sum}
-		ts = pm.Timestamp.Time
 	}
-	if len(info) == 0 {
-		return nil, fmt.Errorf("metrics.k8s.io returned no %s usage for any pod", name)
-	}
+	ts := raw[0].Timestamp.Time
 	ready, ignored, missing := groupPods(now, pods, info, name, cpuInit, readinessDelay)
 	for p := range ignored {
 		delete(info, p)
@@ -264,66 +288,77 @@ func podRequests(pods []corev1.Pod, name corev1.ResourceName) (map[string]int64,
 	return out, nil
 }
 
-// PodsValues turns custom.metrics.k8s.io values for pods into CPA's pods block.
+// PodsValues turns custom.metrics.k8s.io values for pods into CPA's pods
+// block, as CPA does: every value returned is kept (a Pods metric is never
+// cpu, so no sample is discounted), ignored_pods is null, missing_pods
+// lists the pods without a value, ready_pod_count the pods that are neither
+// deleted, failed, pending nor missing, and timestamp is the first value's.
+// No values is an error; no pods is not (an empty block with zero counts).
 func PodsValues(pods []corev1.Pod, raw []cmv1beta2.MetricValue) (*PodsMetricValues, error) {
+	if len(raw) == 0 {
+		return nil, errors.New("custom.metrics.k8s.io returned no values for the target's pods")
+	}
+	ts := raw[0].Timestamp.Time
 	if len(pods) == 0 {
-		return nil, errors.New("no pods match the target's selector")
+		return &PodsMetricValues{Timestamp: ts}, nil
 	}
 	info := map[string]PodMetric{}
-	var ts time.Time
 	for _, m := range raw {
 		window := defaultMetricWindow
 		if m.WindowSeconds != nil {
 			window = time.Duration(*m.WindowSeconds) * time.Second
 		}
 		info[m.DescribedObject.Name] = PodMetric{Timestamp: m.Timestamp.Time, Window: window, Value: m.Value.MilliValue()}
-		ts = m.Timestamp.Time
 	}
-	ready, ignored, missing := groupPods(time.Time{}, pods, info, "", 0, 0)
-	for p := range ignored {
-		delete(info, p)
-	}
-	return &PodsMetricValues{PodMetricsInfo: info, ReadyPodCount: ready, IgnoredPods: ignored, MissingPods: missing, TotalPods: len(pods), Timestamp: ts}, nil
+	ready, _, missing := groupPods(time.Time{}, pods, info, "", 0, 0)
+	return &PodsMetricValues{PodMetricsInfo: info, ReadyPodCount: ready, MissingPods: missing, TotalPods: len(pods), Timestamp: ts}, nil
 }
 
-// ObjectValue is CPA's object block: the value, or the average value when
-// the target type is AverageValue.
-func ObjectValue(v cmv1beta2.MetricValue, target autoscalingv2.MetricTargetType, ready int64) *ValueMetric {
-	milli := v.Value.MilliValue()
-	out := &ValueMetric{Timestamp: v.Timestamp.Time}
-	if target == autoscalingv2.AverageValueMetricType {
-		out.Current.AverageValue = &milli
-		return out
-	}
-	out.Current.Value, out.ReadyPodCount = &milli, &ready
-	return out
+// ObjectValue is CPA's object block: the object's value in milli-units,
+// as value (with ready_pod_count) for a Value target or as average_value
+// (undivided, without ready_pod_count) for an AverageValue target.
+func ObjectValue(v cmv1beta2.MetricValue, target autoscalingv2.MetricTargetType, ready int64) (*ValueMetric, error) {
+	return valueMetric(v.Value.MilliValue(), v.Timestamp.Time, target, ready)
 }
 
-// ExternalValue is CPA's external block: the sum of the matching series.
+// ExternalValue is CPA's external block: the sum of the matching series in
+// milli-units, as value (with ready_pod_count) for a Value target or as
+// average_value for an AverageValue target. The sum is not divided by the
+// replica count and ready_pod_count is left out, as in CPA; timestamp is the
+// first series'. No series is an error.
 func ExternalValue(raw []emv1beta1.ExternalMetricValue, target autoscalingv2.MetricTargetType, ready int64) (*ValueMetric, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("no series match the metric selector")
 	}
 	var sum int64
-	var ts time.Time
 	for _, v := range raw {
 		sum += v.Value.MilliValue()
-		ts = v.Timestamp.Time
 	}
+	return valueMetric(sum, raw[0].Timestamp.Time, target, ready)
+}
+
+// valueMetric fills an Object or External block by target type; CPA
+// accepts only Value and AverageValue there.
+func valueMetric(milli int64, ts time.Time, target autoscalingv2.MetricTargetType, ready int64) (*ValueMetric, error) {
 	out := &ValueMetric{Timestamp: ts}
-	if target == autoscalingv2.AverageValueMetricType {
-		out.Current.AverageValue = &sum
-		return out, nil
+	switch target {
+	case autoscalingv2.ValueMetricType:
+		out.Current.Value, out.ReadyPodCount = &milli, &ready
+	case autoscalingv2.AverageValueMetricType:
+		out.Current.AverageValue = &milli
+	default:
+		return nil, fmt.Errorf("target.type %q: want Value or AverageValue", target)
 	}
-	out.Current.Value, out.ReadyPodCount = &sum, &ready
 	return out, nil
 }
 
-// ReadyPods counts pods that are running and Ready.
+// ReadyPods counts the pods that are Running with condition Ready=True,
+// as CPA's ready_pod_count for Object and External metrics (a pod being
+// deleted still counts while it is Running and Ready).
 func ReadyPods(pods []corev1.Pod) int64 {
 	var n int64
 	for i := range pods {
-		if pods[i].DeletionTimestamp == nil && pods[i].Status.Phase == corev1.PodRunning && podReady(&pods[i]) {
+		if pods[i].Status.Phase == corev1.PodRunning && podReady(&pods[i]) {
 			n++
 		}
 	}
@@ -344,15 +379,19 @@ func readyCondition(p *corev1.Pod) *corev1.PodCondition {
 	return nil
 }
 
-// groupPods sorts pods as the HPA does: deleted, failed and pending pods
-// are ignored; pods without a value are missing; for cpu, pods still
-// initialising (cpuInitializationPeriod) or not yet ready
-// (initialReadinessDelay) are ignored too. The rest are ready.
+// groupPods sorts pods as the HPA does: deleted and failed pods are left
+// out of every group; pending pods are ignored; pods without a value are
+// missing; for cpu, pods still initialising (cpuInitializationPeriod) or
+// not yet ready (initialReadinessDelay) are ignored too. The rest are ready.
 func groupPods(now time.Time, pods []corev1.Pod, info map[string]PodMetric, name corev1.ResourceName, cpuInit, delay time.Duration) (int64, PodSet, PodSet) {
 	ignored, missing := PodSet{}, PodSet{}
+	var ready int64
 	for i := range pods {
 		p := &pods[i]
-		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodPending {
+		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if p.Status.Phase == corev1.PodPending {
 			ignored[p.Name] = struct{}{}
 			continue
 		}
@@ -363,9 +402,11 @@ func groupPods(now time.Time, pods []corev1.Pod, info map[string]PodMetric, name
 		}
 		if name == corev1.ResourceCPU && cpuUnready(now, p, m, cpuInit, delay) {
 			ignored[p.Name] = struct{}{}
+			continue
 		}
+		ready++
 	}
-	return int64(len(pods) - len(ignored) - len(missing)), ignored, missing
+	return ready, ignored, missing
 }
 
 // cpuUnready is the HPA's rule for discounting a pod's cpu sample.

@@ -49,8 +49,17 @@ func TestResourceValuesMatchCPAShape(t *testing.T) {
 	pending.Status.Phase = corev1.PodPending
 	booting := readyPod("booting", "100m", now.Add(-time.Minute)) // inside cpuInitializationPeriod
 	booting.Status.Conditions[0].LastTransitionTime = metav1.Time{Time: t0.Add(time.Hour)}
-	pods := []corev1.Pod{readyPod("a", "200m", t0.Add(-time.Hour)), readyPod("b", "100m", t0.Add(-time.Hour)), readyPod("missing", "100m", t0.Add(-time.Hour)), pending, booting}
-	raw := []metricsv1beta1.PodMetrics{podUsage("a", "4m"), podUsage("b", "50m", "25m"), podUsage("booting", "500m")}
+	failed := readyPod("failed", "100m", t0)
+	failed.Status.Phase = corev1.PodFailed
+	deleted := readyPod("deleted", "100m", t0)
+	deleted.DeletionTimestamp = &metav1.Time{Time: now}
+	pods := []corev1.Pod{readyPod("a", "200m", t0.Add(-time.Hour)), readyPod("b", "100m", t0.Add(-time.Hour)), readyPod("missing", "100m", t0.Add(-time.Hour)), pending, booting, failed, deleted}
+	later := podUsage("b", "50m", "25m")
+	later.Timestamp = metav1.Time{Time: t0.Add(time.Minute)}
+	// deleted and failed pods are in no group (k8shorizmetrics
+	// internal/podutil GroupPods skips them) but still have requests; the
+	// block's timestamp is the first item's (metricsclient GetResourceMetric).
+	raw := []metricsv1beta1.PodMetrics{podUsage("a", "4m"), later, podUsage("booting", "500m"), podUsage("deleted", "9m")}
 
 	v, err := ResourceValues(now, pods, raw, corev1.ResourceCPU, true, 300*time.Second, 30*time.Second)
 	if err != nil {
@@ -60,9 +69,10 @@ func TestResourceValuesMatchCPAShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"pod_metrics_info":{"a":{"Timestamp":"2026-04-05T18:10:10Z","Window":30000000000,"Value":4},"b":{"Timestamp":"2026-04-05T18:10:10Z","Window":30000000000,"Value":75}},` +
-		`"requests":{"a":200,"b":100,"booting":100,"missing":100,"pending":100},"ready_pod_count":2,` +
-		`"ignored_pods":{"booting":{},"pending":{}},"missing_pods":{"missing":{}},"total_pods":5,"timestamp":"2026-04-05T18:10:10Z"}`
+	want := `{"pod_metrics_info":{"a":{"Timestamp":"2026-04-05T18:10:10Z","Window":30000000000,"Value":4},"b":{"Timestamp":"2026-04-05T18:11:10Z","Window":30000000000,"Value":75},` +
+		`"deleted":{"Timestamp":"2026-04-05T18:10:10Z","Window":30000000000,"Value":9}},` +
+		`"requests":{"a":200,"b":100,"booting":100,"deleted":100,"failed":100,"missing":100,"pending":100},"ready_pod_count":2,` +
+		`"ignored_pods":{"booting":{},"pending":{}},"missing_pods":{"missing":{}},"total_pods":7,"timestamp":"2026-04-05T18:10:10Z"}`
 	if string(b) != want {
 		t.Fatalf("JSON\n got %s\nwant %s", b, want)
 	}
@@ -80,32 +90,10 @@ func TestResourceValuesErrors(t *testing.T) {
 	if _, err := ResourceValues(now, pods, nil, corev1.ResourceCPU, false, 0, 0); err == nil {
 		t.Error("no metrics must be an error")
 	}
-}
-
-func TestPodsObjectExternalValues(t *testing.T) {
-	pods := []corev1.Pod{readyPod("a", "1", t0), readyPod("b", "1", t0)}
-	pv, err := PodsValues(pods, []cmv1beta2.MetricValue{{DescribedObject: corev1.ObjectReference{Name: "a"}, Timestamp: metav1.Time{Time: t0}, Value: resource.MustParse("1k")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(pv)
-	want := `{"pod_metrics_info":{"a":{"Timestamp":"2026-04-05T18:10:10Z","Window":60000000000,"Value":1000000}},"ready_pod_count":1,"ignored_pods":{},"missing_pods":{"b":{}},"total_pods":2,"timestamp":"2026-04-05T18:10:10Z"}`
-	if string(b) != want {
-		t.Errorf("pods JSON\n got %s\nwant %s", b, want)
-	}
-
-	ov := ObjectValue(cmv1beta2.MetricValue{Timestamp: metav1.Time{Time: t0}, Value: resource.MustParse("5")}, autoscalingv2.ValueMetricType, 2)
-	b, _ = json.Marshal(ov)
-	if want := `{"current":{"value":5000},"ready_pod_count":2,"timestamp":"2026-04-05T18:10:10Z"}`; string(b) != want {
-		t.Errorf("object JSON\n got %s\nwant %s", b, want)
-	}
-	ev, err := ExternalValue([]emv1beta1.ExternalMetricValue{{Timestamp: metav1.Time{Time: t0}, Value: resource.MustParse("3")}, {Timestamp: metav1.Time{Time: t0}, Value: resource.MustParse("2")}}, autoscalingv2.AverageValueMetricType, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ = json.Marshal(ev)
-	if want := `{"current":{"average_value":5000},"timestamp":"2026-04-05T18:10:10Z"}`; string(b) != want {
-		t.Errorf("external JSON\n got %s\nwant %s", b, want)
+	// Items without the resource are not an error in CPA: the pods are missing.
+	v, err := ResourceValues(now, pods, []metricsv1beta1.PodMetrics{podUsage("a")}, corev1.ResourceCPU, false, 0, 0)
+	if err != nil || len(v.PodMetricsInfo) != 0 || len(v.MissingPods) != 1 || v.ReadyPodCount != 0 {
+		t.Errorf("metrics without cpu: %+v, %v; want no error, the pod missing", v, err)
 	}
 }
 
@@ -142,14 +130,17 @@ func (f *fixedMetrics) ExternalMetrics(_ context.Context, _, metric string, sel 
 func allSpecs() []autoscalingv2.MetricSpec {
 	return []autoscalingv2.MetricSpec{
 		{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType}}},
-		{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{Metric: autoscalingv2.MetricIdentifier{Name: "packets"}}},
+		{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{
+			Metric: autoscalingv2.MetricIdentifier{Name: "packets"}, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType},
+		}},
 		{Type: autoscalingv2.ObjectMetricSourceType, Object: &autoscalingv2.ObjectMetricSource{
 			Metric: autoscalingv2.MetricIdentifier{Name: "rps"}, DescribedObject: autoscalingv2.CrossVersionObjectReference{APIVersion: "networking.k8s.io/v1", Kind: "Ingress", Name: "main"},
 			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.ValueMetricType},
 		}},
-		{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{Metric: autoscalingv2.MetricIdentifier{
-			Name: "queue", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"queue": "tasks"}},
-		}}},
+		{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
+			Metric: autoscalingv2.MetricIdentifier{Name: "queue", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"queue": "tasks"}}},
+			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.ValueMetricType},
+		}},
 	}
 }
 

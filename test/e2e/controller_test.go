@@ -9,9 +9,13 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
@@ -29,7 +33,9 @@ var (
 )
 
 // startController installs the CRDs, starts Swell's manager (the same
-// assembly `swell controller` runs) and returns a client for Swell's kinds.
+// assembly `swell controller` runs) with the permissions of the shipped
+// ClusterRole only (controllerIdentity), and returns an admin client for
+// Swell's kinds.
 func startController(t *testing.T) client.Client {
 	t.Helper()
 	controllerOnce.Do(func() {
@@ -44,8 +50,13 @@ func startController(t *testing.T) client.Client {
 			return
 		}
 		ctrl.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(true)))
+		cfg, err := controllerIdentity(ctx)
+		if err != nil {
+			controllerErr = err
+			return
+		}
 		runCtx, stop := context.WithCancel(context.Background())
-		mgr, err := controller.New(runCtx, env.RESTConfig, controller.Options{MetricsAddr: "0", ProbeAddr: "0", GracefulShutdown: 5 * time.Second})
+		mgr, err := controller.New(runCtx, cfg, controller.Options{MetricsAddr: "0", ProbeAddr: "0", GracefulShutdown: 5 * time.Second})
 		if err != nil {
 			stop()
 			controllerErr = err
@@ -70,4 +81,42 @@ func startController(t *testing.T) client.Client {
 		t.Fatalf("start Swell controller: %v", controllerErr)
 	}
 	return kube
+}
+
+// controllerServiceAccount is who the in-process controller acts as: the
+// ServiceAccount config/rbac binds the ClusterRole to.
+const controllerServiceAccount = "system:serviceaccount:swell-system:swell-controller"
+
+// controllerIdentity applies config/rbac's ClusterRole and binds it to
+// controllerServiceAccount, and returns a client config that impersonates
+// that ServiceAccount, so every e2e test runs the controller with exactly
+// the permissions a real install grants: a rule missing from role.yaml
+// fails the test that needs it, as it would fail in a cluster.
+func controllerIdentity(ctx context.Context) (*rest.Config, error) {
+	raw, err := os.ReadFile("../../config/rbac/role.yaml")
+	if err != nil {
+		return nil, err
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(raw, role); err != nil {
+		return nil, fmt.Errorf("config/rbac/role.yaml: %w", err)
+	}
+	role.Name = "swell-e2e-controller"
+	if _, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("create ClusterRole: %w", err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "swell-controller", Namespace: "swell-system"}},
+	}
+	if _, err := env.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("create ClusterRoleBinding: %w", err)
+	}
+	cfg := rest.CopyConfig(env.RESTConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: controllerServiceAccount,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:swell-system", "system:authenticated"},
+	}
+	return cfg, nil
 }

@@ -280,7 +280,12 @@ func watchPool(ctx context.Context, t *testing.T) *monitor {
 	return m
 }
 
+// checkDeleted checks a deleted node had no server pod and Swell's cordon
+// annotation. Its lookup outlives the monitor's context: stop may cancel
+// that while the last deletion is being checked.
 func (m *monitor) checkDeleted(ctx context.Context, n *corev1.Node) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	pods, err := env.Clientset.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
 		LabelSelector: serverLabel,
 		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", n.Name).String(),
