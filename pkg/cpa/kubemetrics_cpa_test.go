@@ -95,18 +95,7 @@ func TestExternalValueMatchesCPA(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ExternalValue(tc.raw, tc.target, tc.ready)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b := marshal(t, got); b != tc.want {
-				t.Errorf("JSON\n got %s\nwant %s", b, tc.want)
-			}
+			checkJSON(t, got, err, tc.want, tc.wantErr)
 		})
 	}
 }
@@ -125,18 +114,7 @@ func TestObjectValueMatchesCPA(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ObjectValue(v, tc.target, 2)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b := marshal(t, got); b != tc.want {
-				t.Errorf("JSON\n got %s\nwant %s", b, tc.want)
-			}
+			checkJSON(t, got, err, tc.want, tc.wantErr)
 		})
 	}
 }
@@ -196,18 +174,7 @@ func TestPodsValuesMatchCPA(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := PodsValues(tc.pods, tc.raw)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b := marshal(t, got); b != tc.want {
-				t.Errorf("JSON\n got %s\nwant %s", b, tc.want)
-			}
+			checkJSON(t, got, err, tc.want, tc.wantErr)
 		})
 	}
 }
@@ -307,5 +274,23 @@ func TestGatherTargetTypesMatchCPA(t *testing.T) {
 				t.Errorf("JSON\n got %s\nwant {\"current_replicas\":3,\"spec\":{...},%s", b, tc.want)
 			}
 		})
+	}
+}
+
+// checkJSON checks a gathering result: an error containing wantErr when
+// that is set, else no error and exactly the JSON want.
+func checkJSON(t *testing.T, got any, err error, want, wantErr string) {
+	t.Helper()
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("err = %v, want one containing %q", err, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := marshal(t, got); b != want {
+		t.Errorf("JSON\n got %s\nwant %s", b, want)
 	}
 }
