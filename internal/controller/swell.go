@@ -44,8 +44,8 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		func(_ context.Context, mgr ctrl.Manager) error {
 			return scalerconfig.Setup(mgr, sources, 0)
 		},
-		func(_ context.Context, mgr ctrl.Manager) error {
-			return podautoscaler.Setup(mgr, podautoscaler.Options{Sources: sources})
+		func(ctx context.Context, mgr ctrl.Manager) error {
+			return podautoscaler.Setup(ctx, mgr, podautoscaler.Options{Sources: sources})
 		},
 	}
 	if !o.DisableNodePools {

@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
 	"github.com/swell-autoscaler/swell/pkg/cpa"
@@ -205,4 +207,102 @@ func TestPodAutoscalerHandsExternalMetricsToItsMethod(t *testing.T) {
 	})
 	env.CustomMetrics.SetExternalMetric(ns, "backlog", map[string]string{"queue": "orders"}, resource.MustParse("55"))
 	waitReplicas(ctx, t, ns, "orders", 6)
+}
+
+// TestPodAutoscalerWakesOnRedisPush: a PodAutoscaler polling a Redis list
+// only every 300 s scales its Deployment from zero within seconds of tasks
+// being pushed, which only the keyspace-notification wake-up can do. Above
+// zero a push waits for the interval (the wake-up is for scale-from-zero);
+// switching the queue moves the subscription to the new list, which then
+// wakes it from zero again; deleting the PodAutoscaler ends the
+// subscription.
+func TestPodAutoscalerWakesOnRedisPush(t *testing.T) {
+	kube := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := newNamespace(ctx, t)
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
+	defer func() { _ = rdb.Close() }()
+	sc := redisScalerConfig(ns, "redis", env.RedisAddr)
+	sc.Spec.Config.KeyspaceNotifications = true
+	if err := kube.Create(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	queue, queue2 := ns+"-tasks", ns+"-other"
+	createCPADeployment(ctx, t, ns, "worker", 0, "")
+	pa := sourcePodAutoscaler(ns, "worker", "redis", queue)
+	pa.Spec.IntervalSeconds = 300
+	if err := kube.Create(ctx, pa); err != nil {
+		t.Fatalf("create PodAutoscaler: %v", err)
+	}
+	// subscribers counts the controller's keyspace subscriptions to a list.
+	subscribers := func(key string) int64 {
+		t.Helper()
+		ch := "__keyspace@0__:" + key
+		n, err := rdb.PubSubNumSub(ctx, ch).Result()
+		if err != nil {
+			t.Fatalf("PUBSUB NUMSUB: %v", err)
+		}
+		return n[ch]
+	}
+	waitSubscribers := func(key string, want func(int64) bool, what string) {
+		t.Helper()
+		waitFor(ctx, t, what, func() (bool, error) { return want(subscribers(key)), nil })
+	}
+	// withinPoll bounds a wait well inside the 300 s interval: anything
+	// seen in it came from a wake-up, not from the poll.
+	withinPoll := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 30*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+
+	waitPodAutoscaler(ctx, t, kube, ns, "worker", "a first pass at zero on an empty list", func(pa *swellv1.PodAutoscaler) bool {
+		d := pa.Status.LastDecision
+		return d != nil && d.Desired == 0 && len(d.Inputs) == 1 && d.Inputs[0] == "worker=0"
+	})
+	waitSubscribers(queue, func(n int64) bool { return n > 0 }, "the keyspace subscription to "+queue)
+
+	if err := rdb.LPush(ctx, queue, "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11", "t12").Err(); err != nil {
+		t.Fatalf("LPUSH: %v", err)
+	}
+	waitReplicas(withinPoll(), t, ns, "worker", 3)
+	waitPodAutoscaler(ctx, t, kube, ns, "worker", "lastDecision from the backlog of 12", func(pa *swellv1.PodAutoscaler) bool {
+		d := pa.Status.LastDecision
+		return d != nil && d.Desired == 3 && len(d.Inputs) == 1 && d.Inputs[0] == "worker=12"
+	})
+
+	// Above zero the interval governs: more tasks wake nothing.
+	time.Sleep(2 * time.Second) // let any wake-up queued during the scale-up run
+	if err := rdb.LPush(ctx, queue, "t13", "t14", "t15", "t16", "t17", "t18").Err(); err != nil {
+		t.Fatalf("LPUSH: %v", err)
+	}
+	time.Sleep(3 * time.Second)
+	if n := replicasOf(ctx, t, ns, "worker"); n != 3 {
+		t.Fatalf("replicas = %d after a push above zero, want 3 until the next interval pass", n)
+	}
+	got := waitPodAutoscaler(ctx, t, kube, ns, "worker", "readable", func(*swellv1.PodAutoscaler) bool { return true })
+	if d := got.Status.LastDecision; d == nil || len(d.Inputs) != 1 || d.Inputs[0] != "worker=12" {
+		t.Fatalf("lastDecision %+v after a push above zero, want the pass at 12 to be the last", d)
+	}
+
+	// A new queue: the subscription follows it, and the empty list scales
+	// the target to zero on the generation's first pass.
+	patch := client.MergeFrom(got.DeepCopy())
+	got.Spec.Metric.Source.Queue = queue2
+	if err := kube.Patch(ctx, got, patch); err != nil {
+		t.Fatalf("patch queue: %v", err)
+	}
+	waitReplicas(ctx, t, ns, "worker", 0)
+	waitSubscribers(queue, func(n int64) bool { return n == 0 }, "the subscription to "+queue+" to end")
+	waitSubscribers(queue2, func(n int64) bool { return n > 0 }, "the keyspace subscription to "+queue2)
+	if err := rdb.LPush(ctx, queue2, "u1", "u2", "u3", "u4", "u5", "u6", "u7").Err(); err != nil {
+		t.Fatalf("LPUSH: %v", err)
+	}
+	waitReplicas(withinPoll(), t, ns, "worker", 2)
+
+	if err := kube.Delete(ctx, got); err != nil {
+		t.Fatalf("delete PodAutoscaler: %v", err)
+	}
+	waitSubscribers(queue2, func(n int64) bool { return n == 0 }, "the subscription to end with the PodAutoscaler")
 }

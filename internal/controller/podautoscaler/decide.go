@@ -2,18 +2,23 @@ package podautoscaler
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/swell-autoscaler/swell/pkg/policy"
 )
 
 // objState is what one PodAutoscaler remembers between passes: the
-// stabilisation windows. It is rebuilt when the spec's generation changes,
-// so a new behavior never inherits windows computed under the old one.
+// stabilisation windows, and whether the last pass left the target idle. It
+// is rebuilt when the spec's generation changes, so a new behavior never
+// inherits windows computed under the old one.
 type objState struct {
 	generation int64
 	stabilizer policy.DownscaleStabilizer
 	normalizer *policy.Normalizer
+	// idle is idleAfter of the last pass; the push gate reads it from a
+	// subscription goroutine while passes write it, hence atomic.
+	idle atomic.Bool
 }
 
 func newObjState(spec paSpec) *objState {

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/swell-autoscaler/swell/pkg/cpa"
+	"github.com/swell-autoscaler/swell/pkg/source"
 )
 
 // Limits on what the status keeps of the metric answers.
@@ -33,6 +34,9 @@ type result struct {
 	// FailReason is the cpa event reason of the failed stage; Err its error.
 	FailReason string
 	Err        error
+	// Source is the queue source the pass asked (spec.metric.source), for
+	// the push subscription; nil when it asked none.
+	Source source.Source
 }
 
 func (res *result) fail(reason string, err error) *result {
@@ -55,7 +59,12 @@ func (r *Reconciler) pass(ctx context.Context, spec paSpec, st *objState) *resul
 		res.Disabled, res.Reason = true, "target is at 0 and minReplicas is not 0: autoscaling disabled (CPA's rule)"
 		return res
 	}
-	metrics, err := r.gather(ctx, spec, target, ts)
+	var metrics []cpa.ResourceMetric
+	if spec.Source != nil {
+		metrics, res.Source, err = r.measure(ctx, spec.Namespace, *spec.Source, ts.Object.GetName())
+	} else {
+		metrics, err = r.gather(ctx, spec, target, ts)
+	}
 	if err != nil {
 		return res.fail(cpa.ReasonFailedGetMetrics, err)
 	}
@@ -75,13 +84,10 @@ func (r *Reconciler) pass(ctx context.Context, spec paSpec, st *objState) *resul
 	return res
 }
 
-// gather measures the queue source, or runs the metric method per pod or
-// per resource with the Kubernetes metrics as CPA passes them (their
-// failure is not fatal).
+// gather runs the metric method per pod or per resource with the
+// Kubernetes metrics as CPA passes them (their failure is not fatal); a
+// queue source is measured by measure instead.
 func (r *Reconciler) gather(ctx context.Context, spec paSpec, target cpa.Target, ts *cpa.TargetState) ([]cpa.ResourceMetric, error) {
-	if spec.Source != nil {
-		return r.measure(ctx, spec.Namespace, *spec.Source, ts.Object.GetName())
-	}
 	var pods []corev1.Pod
 	if spec.RunMode == cpa.PerPod || len(spec.KubeSpecs) > 0 {
 		p, err := target.Pods(ctx, ts)

@@ -18,7 +18,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
 	"github.com/swell-autoscaler/swell/pkg/cpa"
+	"github.com/swell-autoscaler/swell/pkg/source"
 )
 
 // ConditionReady is True while passes succeed; False names the failed
@@ -33,8 +35,10 @@ const (
 )
 
 // Reconciler runs one CPA pass per reconcile of a PodAutoscaler and asks to
-// be called again after intervalSeconds. Its RBAC: PodAutoscalers read and
-// status written; any kind's scale subresource read and written
+// be called again after intervalSeconds; a queue source that can push also
+// wakes it early while the target is idle at zero (see idleAfter). Its
+// RBAC: PodAutoscalers read and status written; any kind's scale
+// subresource read and written
 // (`groups=*,resources=*/scale`, since scaleTargetRef may name any kind
 // with one) and the full target read for the kinds Swell knows (it is the
 // `resource` the methods receive; for other kinds they receive the scale
@@ -72,6 +76,10 @@ type Reconciler struct {
 
 	mu     sync.Mutex
 	states map[types.NamespacedName]*objState
+	// push holds the push subscriptions of queue sources that can push;
+	// its gate (wakeAllowed) turns a wake-up into a pass only while the
+	// target is idle at zero. Nil (unit tests) means polling only.
+	push *pushwake.Watchers[*swellv1.PodAutoscaler]
 }
 
 // Reconcile decodes the spec once, runs the pass, records events and
@@ -87,9 +95,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	spec, err := decodeSpec(&pa)
 	if err != nil {
+		r.push.Stop(req.NamespacedName) // nothing runs until the spec changes
 		return r.reportInvalid(ctx, &pa, err)
 	}
-	res := r.pass(ctx, spec, r.state(req.NamespacedName, spec))
+	st := r.state(req.NamespacedName, spec)
+	res := r.pass(ctx, spec, st)
+	st.idle.Store(idleAfter(res))
+	r.follow(req.NamespacedName, &pa, spec, res.Source)
 	r.record(ctx, &pa, res)
 	if err := r.writeStatus(ctx, &pa, buildStatus(&pa, res)); err != nil {
 		return ctrl.Result{}, err
@@ -114,8 +126,21 @@ func (r *Reconciler) state(key types.NamespacedName, spec paSpec) *objState {
 
 func (r *Reconciler) forget(key types.NamespacedName) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	delete(r.states, key)
+	r.mu.Unlock()
+	r.push.Stop(key)
+}
+
+// follow starts, restarts or stops the object's push subscription as
+// subscriptionAfter decides.
+func (r *Reconciler) follow(key types.NamespacedName, pa *swellv1.PodAutoscaler, spec paSpec, measured source.Source) {
+	switch subscriptionAfter(spec, measured) {
+	case ensureSubscription:
+		r.push.Ensure(key, pa, measured)
+	case stopSubscription:
+		r.push.Stop(key)
+	case keepSubscription: // the next pass that obtains the source decides
+	}
 }
 
 func (r *Reconciler) log(ctx context.Context) logr.Logger { return log.FromContext(ctx) }

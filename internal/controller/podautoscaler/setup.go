@@ -1,6 +1,7 @@
 package podautoscaler
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
 	"github.com/swell-autoscaler/swell/pkg/cpa"
 )
 
@@ -36,9 +38,11 @@ type Options struct {
 }
 
 // Setup registers the PodAutoscaler reconciler with mgr. Only generation
-// changes trigger a reconcile besides the interval requeue: the status
-// write of each pass must not start the next pass early.
-func Setup(mgr ctrl.Manager, o Options) error {
+// changes and the push wake-ups of an idle target's queue source (see
+// idleAfter) trigger a reconcile besides the interval requeue: the status
+// write of each pass must not start the next pass early. ctx bounds the
+// push subscriptions.
+func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	clients, err := cpa.NewClusterClients(mgr.GetConfig())
 	if err != nil {
 		return fmt.Errorf("podautoscaler controller: %w", err)
@@ -65,9 +69,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Sources:     o.Sources,
 		KubeMetrics: &cpa.KubeMetrics{API: api, CPUInitializationPeriod: cpuInitializationPeriod, InitialReadinessDelay: initialReadinessDelay},
 	}
+	r.push = pushwake.New[*swellv1.PodAutoscaler](ctx, pushwake.Options{Kind: "podautoscaler", Gate: r.wakeAllowed})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("podautoscaler").
 		For(&swellv1.PodAutoscaler{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(r.push.Source()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles}).
 		Complete(r)
 }

@@ -29,20 +29,23 @@ var errNoSources = errors.New("spec.metric.source: this controller has no broker
 
 // measure reads the queue's backlog once: it is the pass's one metric
 // answer, named after the target as a per-resource answer is. Any error
-// fails the pass, so an unknown backlog never reads as an empty queue.
-func (r *Reconciler) measure(ctx context.Context, ns string, q swellv1.QueueSource, target string) ([]cpa.ResourceMetric, error) {
+// fails the pass, so an unknown backlog never reads as an empty queue. It
+// also returns the source it asked (nil when there was none), even when
+// the measurement failed, for the push subscription: a broker that fails
+// one measurement may still notify the next message.
+func (r *Reconciler) measure(ctx context.Context, ns string, q swellv1.QueueSource, target string) ([]cpa.ResourceMetric, source.Source, error) {
 	if r.Sources == nil {
-		return nil, errNoSources
+		return nil, nil, errNoSources
 	}
 	src, err := r.Sources.Source(ctx, ns, q.ScalerConfigRef, q.Queue)
 	if err != nil {
-		return nil, fmt.Errorf("ScalerConfig %s/%s: %w", ns, q.ScalerConfigRef, err)
+		return nil, nil, fmt.Errorf("ScalerConfig %s/%s: %w", ns, q.ScalerConfigRef, err)
 	}
 	mctx, cancel := context.WithTimeout(ctx, measureTimeout)
 	defer cancel()
 	s, err := src.Measure(mctx)
 	if err != nil {
-		return nil, fmt.Errorf("ScalerConfig %s/%s: measure queue %q: %w", ns, q.ScalerConfigRef, q.Queue, err)
+		return nil, src, fmt.Errorf("ScalerConfig %s/%s: measure queue %q: %w", ns, q.ScalerConfigRef, q.Queue, err)
 	}
-	return []cpa.ResourceMetric{{Resource: target, Value: strconv.FormatInt(s.Backlog, 10)}}, nil
+	return []cpa.ResourceMetric{{Resource: target, Value: strconv.FormatInt(s.Backlog, 10)}}, src, nil
 }

@@ -46,7 +46,10 @@ func TestMeasureTurnsBacklogIntoOneAnswer(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := &Reconciler{Sources: c.sources}
-			got, err := r.measure(context.Background(), "ns", q, "web")
+			got, src, err := r.measure(context.Background(), "ns", q, "web")
+			if want := sourceOf(c.sources); src != want {
+				t.Fatalf("measure returned source %v, want %v (the one asked, for push)", src, want)
+			}
 			if c.wantErr {
 				if err == nil || !strings.Contains(err.Error(), c.want) {
 					t.Fatalf("measure = %v, %v; want an error containing %q", got, err, c.want)
@@ -58,6 +61,15 @@ func TestMeasureTurnsBacklogIntoOneAnswer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sourceOf is the source a provider hands out, nil when it has none.
+func sourceOf(p SourceProvider) source.Source {
+	f, ok := p.(fixedSources)
+	if !ok || f.err != nil {
+		return nil
+	}
+	return f.src
 }
 
 func TestDecodeSpecMetric(t *testing.T) {

@@ -17,10 +17,10 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
 	"github.com/swell-autoscaler/swell/pkg/policy"
 	"github.com/swell-autoscaler/swell/pkg/source"
 )
@@ -58,14 +58,12 @@ type Reconciler struct {
 	// PodMetrics reads metrics.k8s.io for activateVPA; nil disables it.
 	PodMetrics PodMetricsLister
 
-	exp      *expectations
-	mu       sync.Mutex
-	states   map[types.NamespacedName]*workerState
-	watchers map[types.NamespacedName]*watcher
-	// wake carries push notifications into the controller's queue; baseCtx
-	// bounds the push subscriptions.
-	wake    chan event.TypedGenericEvent[*QWorker]
-	baseCtx context.Context
+	exp    *expectations
+	mu     sync.Mutex
+	states map[types.NamespacedName]*workerState
+	// push holds the push subscriptions: each wake-up enqueues the QWorker,
+	// so a new message is seen in well under the poll interval.
+	push *pushwake.Watchers[*QWorker]
 }
 
 // state returns the in-memory state of a QWorker, creating it on first use.
@@ -89,7 +87,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.mu.Unlock()
 	r.exp.forget(key)
 	r.Metrics.forget(key)
-	r.stopWatch(key)
+	r.push.Stop(key)
 }
 
 // Reconcile measures, decides, acts and reports, writing the status once.
@@ -152,7 +150,7 @@ func (r *Reconciler) measure(ctx context.Context, spec workerSpec, qw *QWorker) 
 	if err != nil {
 		return source.Sample{}, fmt.Errorf("ScalerConfig %s/%s: %w", spec.Key.Namespace, spec.ScalerConfig, err)
 	}
-	r.ensureWatch(spec.Key, qw, src)
+	r.push.Ensure(spec.Key, qw, src)
 	mctx, cancel := context.WithTimeout(ctx, measureTimeout)
 	defer cancel()
 	s, err := src.Measure(mctx)

@@ -15,9 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
 )
 
 // scalerConfigIndex indexes QWorkers by the ScalerConfig they name.
@@ -66,8 +66,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Metrics:    o.Metrics,
 		PodMetrics: o.PodMetrics,
 		exp:        newExpectations(),
-		wake:       make(chan event.TypedGenericEvent[*QWorker], 256),
-		baseCtx:    ctx,
+		push:       pushwake.New[*QWorker](ctx, pushwake.Options{Kind: "qworker"}),
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("qworker").
@@ -75,7 +74,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Watches(&corev1.Pod{}, &podHandler{exp: r.exp}).
 		Watches(&qv1.ScalerConfig{}, handler.EnqueueRequestsFromMapFunc(r.qworkersOf)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles})
-	b = b.WatchesRawSource(source.Channel(r.wake, &handler.TypedEnqueueRequestForObject[*QWorker]{}))
+	b = b.WatchesRawSource(r.push.Source())
 	return b.Complete(r)
 }
 
