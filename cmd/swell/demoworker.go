@@ -63,16 +63,17 @@ func newDemoWorkerCmd() *cobra.Command {
 	f.StringVar(&o.kafkaProtocol, "kafka-group-protocol", "classic", "Kafka consumer-group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
 	f.StringVar(&o.kafkaLogLevel, "kafka-log-level", os.Getenv("KAFKA_LOG_LEVEL"), "log the Kafka client's group and fetch events to stderr at this level: error, warn, info or debug (default none)")
 	f.StringVar(&o.queue, "queue", "tasks", "Redis list, RabbitMQ queue, NATS <stream>/<consumer> or Kafka topic to consume")
-	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times); default the queue name")
+	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times, <results>:swell:pods); default the queue name")
 	f.DurationVar(&o.settleTimeout, "settle-timeout", worker.DefaultSettleTimeout, "how long acknowledging or handing back a task may take (a classic-protocol Kafka group holds commits while it rebalances)")
 	f.DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
 	return cmd
 }
 
 // doneKeys are where the demo worker records finished tasks: a set of task
-// bodies and a hash counting how often each was finished.
-func doneKeys(results string) (set, times string) {
-	return results + ":swell:done", results + ":swell:times"
+// bodies, a hash counting how often each was finished, and a hash counting
+// each pod's finished tasks (tests pick workers that are busy from it).
+func doneKeys(results string) (set, times, pods string) {
+	return results + ":swell:done", results + ":swell:times", results + ":swell:pods"
 }
 
 func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
@@ -104,7 +105,7 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 	if results == "" {
 		results = o.queue
 	}
-	set, times := doneKeys(results)
+	set, times, pods := doneKeys(results)
 	reason, err := w.Run(ctx, func(ctx context.Context, body []byte) error {
 		select {
 		case <-ctx.Done():
@@ -114,6 +115,7 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 		_, err := rdb.TxPipelined(context.WithoutCancel(ctx), func(p redis.Pipeliner) error {
 			p.SAdd(ctx, set, body)
 			p.HIncrBy(ctx, times, string(body), 1)
+			p.HIncrBy(ctx, pods, id.Pod, 1)
 			return nil
 		})
 		return err

@@ -263,10 +263,12 @@ func TestPodAutoscalerWakesOnRedisPush(t *testing.T) {
 	})
 	waitSubscribers(queue, func(n int64) bool { return n > 0 }, "the keyspace subscription to "+queue)
 
+	pushed := time.Now()
 	if err := rdb.LPush(ctx, queue, "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11", "t12").Err(); err != nil {
 		t.Fatalf("LPUSH: %v", err)
 	}
 	waitReplicas(withinPoll(), t, ns, "worker", 3)
+	t.Logf("0 → 3 replicas %v after the LPUSH, with a 300 s interval", time.Since(pushed).Round(time.Millisecond))
 	waitPodAutoscaler(ctx, t, kube, ns, "worker", "lastDecision from the backlog of 12", func(pa *swellv1.PodAutoscaler) bool {
 		d := pa.Status.LastDecision
 		return d != nil && d.Desired == 3 && len(d.Inputs) == 1 && d.Inputs[0] == "worker=12"

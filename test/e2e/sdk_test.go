@@ -109,8 +109,9 @@ type sdkBroker struct {
 
 // sdkCase is one run of the SDK scenario: a broker and a worker program.
 // The worker records each task it finished in Redis (env.RedisAddr): it
-// adds the body to the set <results>:swell:done and increments the body's
-// field in the hash <results>:swell:times.
+// adds the body to the set <results>:swell:done, increments the body's
+// field in the hash <results>:swell:times and its pod's field in the hash
+// <results>:swell:pods.
 type sdkCase struct {
 	// name names the subtest (and so its namespace), e.g. the broker.
 	name string
@@ -203,7 +204,7 @@ func sdkScenario(ctx context.Context, t *testing.T, c client.Client, ns string, 
 
 	// SIGKILL two workers mid-task: their containers restart, and the
 	// tasks they held go back to the queue.
-	killed := killWorkers(ctx, t, ns, "sdk", 2)
+	killed := killWorkers(ctx, t, rdb, results, ns, "sdk", 2)
 
 	waitFor(ctx, t, "every task processed", func() (bool, error) {
 		n, err := rdb.SCard(ctx, results+":swell:done").Result()
@@ -345,32 +346,45 @@ func setMax(ctx context.Context, t *testing.T, c client.Client, ns, name string,
 	})
 }
 
-// killWorkers SIGKILLs n running worker processes (from their container
-// IDs, process://<pid>) and returns how many it killed.
-func killWorkers(ctx context.Context, t *testing.T, ns, name string, n int) int {
+// killWorkers SIGKILLs n running worker processes that are busy (each has
+// finished a task since the rollout, per <results>:swell:pods), from their
+// container IDs (process://<pid>), and returns how many it killed.
+//
+// Waiting for busy workers makes the kill land mid-stream, where a task is
+// in hand, rather than in a worker's first seconds. It also keeps the
+// Kafka runs clear of a kfake fault: a member SIGKILLed while its first
+// JoinGroup is parked is never expired from kfake's classic group, which
+// then stalls (docs/qworker.md).
+func killWorkers(ctx context.Context, t *testing.T, rdb *redis.Client, results, ns, name string, n int) int {
 	t.Helper()
-	pods, err := alivePods(ctx, ns, name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var busy []corev1.Pod
+	waitFor(ctx, t, fmt.Sprintf("%d busy workers to kill", n), func() (bool, error) {
+		pods, err := alivePods(ctx, ns, name)
+		if err != nil {
+			return false, err
+		}
+		done, err := rdb.HGetAll(ctx, results+":swell:pods").Result()
+		if err != nil {
+			return false, err
+		}
+		busy = busy[:0]
+		for _, p := range pods {
+			if done[p.Name] != "" && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].RestartCount == 0 {
+				busy = append(busy, p)
+			}
+		}
+		return len(busy) >= n, nil
+	})
 	killed := 0
-	for _, p := range pods {
-		if killed == n {
-			break
-		}
-		if len(p.Status.ContainerStatuses) == 0 {
-			continue
-		}
+	for _, p := range busy[:n] {
 		pid, err := strconv.Atoi(strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "process://"))
 		if err != nil || pid <= 0 {
-			continue
+			t.Fatalf("pod %s has no process ID in %q", p.Name, p.Status.ContainerStatuses[0].ContainerID)
 		}
-		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
-			killed++
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("SIGKILL pod %s (pid %d): %v", p.Name, pid, err)
 		}
-	}
-	if killed != n {
-		t.Fatalf("killed %d workers, want %d", killed, n)
+		killed++
 	}
 	return killed
 }

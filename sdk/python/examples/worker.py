@@ -4,7 +4,8 @@ It consumes one queue of the broker named by $BROKER, "works" $TASK_TIME
 seconds per task, and records every finished task in Redis the way
 `swell demo-worker` does: the set <results>:swell:done holds the bodies and
 the hash <results>:swell:times counts how often each was finished, so a
-test can count lost and duplicated tasks.
+test can count lost and duplicated tasks, and the hash <results>:swell:pods
+counts each pod's finished tasks, so a test can tell which workers are busy.
 
 Environment:
   BROKER            redis (default), rabbitmq or kafka
@@ -82,13 +83,14 @@ def main():
     rdb = redis.Redis.from_url("redis://" + os.environ["REDIS_ADDR"])
     q = open_queue(broker, queue, identity, rdb, core)
     results = os.environ.get("RESULTS", queue)
-    done, times = results + ":swell:done", results + ":swell:times"
+    done, times, pods = results + ":swell:done", results + ":swell:times", results + ":swell:pods"
 
     def handle(body):
         time.sleep(task_time)
         pipe = rdb.pipeline(transaction=True)
         pipe.sadd(done, body)
         pipe.hincrby(times, body, 1)
+        pipe.hincrby(pods, identity.pod, 1)
         pipe.execute()
 
     worker = Worker(identity, q, core, client.CustomObjectsApi())
