@@ -85,8 +85,23 @@ func natsSDKBroker(ctx context.Context, t *testing.T, ns string) sdkBroker {
 }
 
 // kafkaSDKBroker is a topic of the test's namespace with 8 partitions (one
-// per worker at most) and the workers' consumer group.
+// per worker at most) and the workers' consumer group, which the Go
+// workers join with KIP-848's consumer group protocol.
 func kafkaSDKBroker(ctx context.Context, t *testing.T, ns string) sdkBroker {
+	return kafkaSDKBrokerOn(ctx, t, ns, "consumer")
+}
+
+// kafkaClassicSDKBroker is kafkaSDKBroker with the Go workers on the
+// classic group protocol (kafkaq's default).
+func kafkaClassicSDKBroker(ctx context.Context, t *testing.T, ns string) sdkBroker {
+	b := kafkaSDKBrokerOn(ctx, t, ns, "classic")
+	b.name = "kafka-classic"
+	return b
+}
+
+// kafkaSDKBrokerOn makes the topic and the group; protocol is the Go
+// workers' --kafka-group-protocol (the Python workers are always classic).
+func kafkaSDKBrokerOn(ctx context.Context, t *testing.T, ns, protocol string) sdkBroker {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(env.KafkaAddrs...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +132,7 @@ func kafkaSDKBroker(ctx context.Context, t *testing.T, ns string) sdkBroker {
 		left: func(ctx context.Context) (int64, error) { return kafkaLag(ctx, adm, topic, group) },
 		env:  []corev1.EnvVar{{Name: "KAFKA_BROKERS", Value: brokers}, {Name: "REDIS_ADDR", Value: env.RedisAddr}, {Name: "KAFKA_LOG_LEVEL", Value: "info"}},
 		demoArgs: []string{"--broker", "kafka", "--queue", topic, "--kafka-group", group,
-			"--kafka-session-timeout", "6s", "--kafka-group-protocol", "consumer"},
+			"--kafka-session-timeout", "6s", "--kafka-group-protocol", protocol},
 	}
 }
 

@@ -129,18 +129,17 @@ const sdkTasks = 10000
 // demo-worker`) on the process node for each broker, through the scenario
 // of runSDKScenario.
 //
-// The Go Kafka members use KIP-848's consumer group protocol
-// (kafkaq.ConsumerProtocol): with the classic protocol, kfake's coordinator
-// sometimes keeps a member SIGKILLed mid-join and holds a rebalance open
-// for minutes, which this scenario's churn hits (docs/qworker.md). The
-// worker logs carry franz-go's group events (KAFKA_LOG_LEVEL=info), kept
-// with the environment's logs when a run fails.
+// Kafka runs twice: on KIP-848's consumer group protocol and on the
+// classic one (kafkaq's default). The worker logs carry franz-go's group
+// events (KAFKA_LOG_LEVEL=info), kept with the environment's logs when a
+// run fails.
 func TestSDKWorkersLoseNoTask(t *testing.T) {
 	for _, b := range []struct {
 		name   string
 		broker func(context.Context, *testing.T, string) sdkBroker
 	}{
-		{"redis", redisSDKBroker}, {"rabbitmq", rabbitSDKBroker}, {"nats", natsSDKBroker}, {"kafka", kafkaSDKBroker},
+		{"redis", redisSDKBroker}, {"rabbitmq", rabbitSDKBroker}, {"nats", natsSDKBroker},
+		{"kafka", kafkaSDKBroker}, {"kafka-classic", kafkaClassicSDKBroker},
 	} {
 		runSDKScenario(t, sdkCase{name: b.name, broker: b.broker, worker: goDemoWorker})
 	}
