@@ -59,7 +59,7 @@ func newDemoWorkerCmd() *cobra.Command {
 	f.DurationVar(&o.ackWait, "ack-wait", 0, "NATS ack wait when the worker creates the consumer (0: server default)")
 	f.StringVar(&o.kafkaBrokers, "kafka-brokers", os.Getenv("KAFKA_BROKERS"), "Kafka seed brokers, comma-separated; default $KAFKA_BROKERS")
 	f.StringVar(&o.kafkaGroup, "kafka-group", "", "Kafka consumer group of the workers")
-	f.DurationVar(&o.sessionTimeout, "kafka-session-timeout", 10*time.Second, "Kafka group session timeout (how soon a dead worker's partitions move)")
+	f.DurationVar(&o.sessionTimeout, "kafka-session-timeout", 10*time.Second, "Kafka group session timeout (how soon a dead worker's partitions move); classic protocol only, with KIP-848 the broker decides")
 	f.StringVar(&o.kafkaProtocol, "kafka-group-protocol", "classic", "Kafka consumer-group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
 	f.StringVar(&o.kafkaLogLevel, "kafka-log-level", os.Getenv("KAFKA_LOG_LEVEL"), "log the Kafka client's group and fetch events to stderr at this level: error, warn, info or debug (default none)")
 	f.StringVar(&o.queue, "queue", "tasks", "Redis list, RabbitMQ queue, NATS <stream>/<consumer> or Kafka topic to consume")

@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -311,8 +310,6 @@ func assertEvent(ctx context.Context, t *testing.T, ns, name, reason string) {
 		return false, nil
 	})
 }
-
-var _ = apierrors.IsNotFound
 
 // TestQWorkerReactsToRedisPush polls only once an hour, so a pod appearing
 // after an LPUSH can only come from the keyspace-notification push.

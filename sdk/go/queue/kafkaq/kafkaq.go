@@ -7,11 +7,10 @@
 // (Options.Protocol) through the broker, which suits a pool that scales
 // all the time better (see ConsumerProtocol). Auto-commit is off: a
 // record's offset is committed, and waited for, when the worker acks it,
-// and only then. The consumer holds
-// one record at a time and blocks rebalances while it does, so a partition
-// never changes owner between taking a record and committing it: whatever
-// was acked is committed before a partition is revoked, and nothing else
-// is.
+// and only then. The consumer holds one record at a time and blocks
+// rebalances while it does, so a partition never changes owner between
+// taking a record and committing it: whatever was acked is committed
+// before a partition is revoked, and nothing else is.
 //
 // Kafka has no per-record negative acknowledgement. Return rewinds the
 // record's partition to the record, so it is the next one fetched from that
@@ -46,7 +45,9 @@ type Options struct {
 	// SessionTimeout is how long the group waits for a member that stopped
 	// heartbeating (a killed worker) before reassigning its partitions; 0
 	// keeps kgo's default (45s). It must lie within the broker's
-	// group.min/max.session.timeout.ms.
+	// group.min/max.session.timeout.ms. It applies to ClassicProtocol only:
+	// with ConsumerProtocol the broker's group.consumer.session.timeout.ms
+	// (or the group's consumer.session.timeout.ms) decides.
 	SessionTimeout time.Duration
 	// Protocol is the consumer-group protocol; "" is ClassicProtocol.
 	Protocol GroupProtocol
