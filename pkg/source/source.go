@@ -36,7 +36,7 @@ type Source interface {
 }
 
 // Pusher is implemented by sources that can notice changes as they happen
-// (Redis keyspace notifications, JetStream advisories), so the loop reacts
+// (Redis keyspace notifications, NATS JetStream), so the loop reacts
 // in well under a poll interval.
 type Pusher interface {
 	// Watch sends on wake (without blocking when it is full) whenever the
