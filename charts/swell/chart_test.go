@@ -19,9 +19,19 @@ import (
 )
 
 // TestLint is `helm lint --strict charts/swell` (warnings fail too), with
-// default values and with nodePools disabled.
+// default values, with nodePools disabled, and with the external scaler
+// (mutual TLS, secrets, plugins) and a ServiceMonitor.
 func TestLint(t *testing.T) {
-	for _, vals := range []map[string]any{nil, {"nodePools": map[string]any{"enabled": false}}} {
+	full := map[string]any{
+		"externalScaler": map[string]any{
+			"enabled": true,
+			"tls":     map[string]any{"secretName": "scaler-tls", "clientCA": map[string]any{"enabled": true}},
+			"secrets": map[string]any{"secretName": "creds"},
+			"plugins": map[string]any{"plugins": map[string]any{"p": map[string]any{"groups": []any{"g"}}}},
+		},
+		"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
+	}
+	for _, vals := range []map[string]any{nil, {"nodePools": map[string]any{"enabled": false}}, full} {
 		res := lint.AllWithKubeVersion(".", vals, "swell-system", nil)
 		for _, m := range res.Messages {
 			if m.Severity >= support.WarningSev {
