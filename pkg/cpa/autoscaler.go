@@ -287,9 +287,10 @@ func (a *Autoscaler) evaluate(ctx context.Context, st *TargetState, metrics []Re
 	return eval, nil
 }
 
-// ParseEvaluation reads `{"targetReplicas": N}`. Unlike CPA, output that is
-// not JSON, lacks targetReplicas, or is negative is an error, so a broken
-// script can never scale a workload to zero.
+// ParseEvaluation reads `{"targetReplicas": N}`. Like CPA, anything after
+// the object but white space (a second object, stray text) is an error.
+// Unlike CPA, output that is not JSON, lacks targetReplicas, or is negative
+// is an error too, so a broken script can never scale a workload to zero.
 func ParseEvaluation(out string) (Evaluation, error) {
 	var raw struct {
 		TargetReplicas *int32 `json:"targetReplicas"`
@@ -297,6 +298,9 @@ func ParseEvaluation(out string) (Evaluation, error) {
 	dec := json.NewDecoder(strings.NewReader(out))
 	if err := dec.Decode(&raw); err != nil {
 		return Evaluation{}, fmt.Errorf("evaluation output %q: not a JSON object like {\"targetReplicas\": 3}: %w", truncate(out, 200), err)
+	}
+	if rest := strings.Trim(out[dec.InputOffset():], " \t\r\n"); rest != "" {
+		return Evaluation{}, fmt.Errorf("evaluation output %q: trailing data %q after the JSON object (want exactly one object like {\"targetReplicas\": 3})", truncate(out, 200), truncate(rest, 50))
 	}
 	if raw.TargetReplicas == nil {
 		return Evaluation{}, fmt.Errorf("evaluation output %q: no targetReplicas (want {\"targetReplicas\": N})", truncate(out, 200))

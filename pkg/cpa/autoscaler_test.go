@@ -239,3 +239,43 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestParseEvaluation pins what an evaluation may print: exactly one JSON
+// object (white space around it is fine), as CPA's json.Unmarshal accepts;
+// trailing data after it is refused like CPA refuses it.
+func TestParseEvaluation(t *testing.T) {
+	cases := []struct {
+		name, out string
+		want      int32
+		err       string // "" means accepted
+	}{
+		{"plain", `{"targetReplicas": 4}`, 4, ""},
+		{"newline after", "{\"targetReplicas\": 4}\n", 4, ""},
+		{"white space around", " \t\r\n{\"targetReplicas\": 4} \r\n\t", 4, ""},
+		{"zero", `{"targetReplicas": 0}`, 0, ""},
+		{"other keys ignored", `{"targetReplicas": 2, "why": "queue"}`, 2, ""},
+		{"trailing text", `{"targetReplicas": 4} junk`, 0, `trailing data "junk"`},
+		{"two objects", `{"targetReplicas": 4}{"targetReplicas": 9}`, 0, "trailing data"},
+		{"two objects on two lines", "{\"targetReplicas\": 4}\n{\"targetReplicas\": 9}\n", 0, "trailing data"},
+		{"trailing number", `{"targetReplicas": 4} 5`, 0, "trailing data"},
+		{"trailing non-JSON space", "{\"targetReplicas\": 4}\u00a0", 0, "trailing data"},
+		{"not JSON", "garbage", 0, "not a JSON object"},
+		{"empty", "", 0, "not a JSON object"},
+		{"no targetReplicas", `{}`, 0, "no targetReplicas"},
+		{"negative", `{"targetReplicas": -1}`, 0, "must be >= 0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := ParseEvaluation(c.out)
+			if c.err == "" {
+				if err != nil || got.TargetReplicas != c.want {
+					t.Fatalf("ParseEvaluation(%q) = %v, %v; want %d", c.out, got, err, c.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Fatalf("ParseEvaluation(%q) err = %v, want it to mention %q", c.out, err, c.err)
+			}
+		})
+	}
+}
