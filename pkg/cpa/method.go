@@ -71,7 +71,7 @@ func runShell(ctx context.Context, s *Shell, input []byte, timeout time.Duration
 		return "", fmt.Errorf("command %s: %w", describe(s), err)
 	}
 	if stdout.truncated {
-		return "", fmt.Errorf("command %s: output larger than %d bytes", describe(s), maxOutput)
+		return "", fmt.Errorf("command %s: output larger than %d bytes (%d MiB), refused", describe(s), maxOutput, maxOutput>>20)
 	}
 	return stdout.String(), nil
 }
@@ -196,20 +196,28 @@ func clientTLS(h tlsFiles) (*tls.Config, error) {
 type tlsFiles struct{ ca, cert, key string }
 
 // limitedBuffer keeps at most maxOutput bytes and notes what it dropped.
+// The buffer is a field, not embedded: an embedded bytes.Buffer would give
+// limitedBuffer its ReadFrom method, and io.Copy (which os/exec uses to
+// copy a command's output in) would call that instead of Write, filling the
+// buffer without any limit.
 type limitedBuffer struct {
-	bytes.Buffer
+	buf       bytes.Buffer
 	truncated bool
 }
 
+// Write keeps what fits and drops the rest; it never fails, so the command
+// is not stopped by a broken pipe and its exit status stays meaningful.
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	room := maxOutput - b.Len()
+	room := maxOutput - b.buf.Len()
 	if len(p) > room {
 		b.truncated = true
-		b.Buffer.Write(p[:max(room, 0)])
+		b.buf.Write(p[:max(room, 0)])
 		return len(p), nil
 	}
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }
+
+func (b *limitedBuffer) String() string { return b.buf.String() }
 
 // tail is the end of the buffer, for error messages.
 func (b *limitedBuffer) tail() string { return truncateHead(strings.TrimSpace(b.String()), 512) }

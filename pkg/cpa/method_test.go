@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -260,5 +261,55 @@ func TestStoppedTellsTimeoutFromShutdown(t *testing.T) {
 				t.Fatalf("stopped() = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestShellOutputLimit pins the 4 MiB bound on what a command prints,
+// however os/exec copies it in: exactly the limit is kept, one byte more
+// (or 30 MiB) is a clear error, never an answer.
+func TestShellOutputLimit(t *testing.T) {
+	emit := func(n int, stream string) *Method {
+		return shellMethod(20000, "sh", "-c", fmt.Sprintf("head -c %d /dev/zero | tr '\\0' x %s", n, stream))
+	}
+	cases := []struct {
+		name    string
+		m       *Method
+		wantLen int
+		wantErr string
+	}{
+		{"small", emit(10, ""), 10, ""},
+		{"exactly 4 MiB", emit(maxOutput, ""), maxOutput, ""},
+		{"4 MiB and one byte", emit(maxOutput+1, ""), 0, "output larger than 4194304 bytes (4 MiB), refused"},
+		{"30 MiB", emit(30<<20, ""), 0, "output larger than 4194304 bytes"},
+		{"30 MiB on stderr with a good answer", shellMethod(20000, "sh", "-c", "head -c 31457280 /dev/zero | tr '\\0' x >&2; echo 3"), 2, ""},
+	}
+	e := NewExecutor()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := e.Run(context.Background(), c.m, nil)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v (output %d bytes), want it to contain %q", err, len(got), c.wantErr)
+				}
+				return
+			}
+			if err != nil || len(got) != c.wantLen {
+				t.Fatalf("got %d bytes, %v; want %d bytes", len(got), err, c.wantLen)
+			}
+		})
+	}
+}
+
+// TestLimitedBufferHasNoReadFrom guards the cause of the old bypass: a
+// ReadFrom method lets io.Copy skip Write and its limit.
+func TestLimitedBufferHasNoReadFrom(t *testing.T) {
+	var w io.Writer = &limitedBuffer{}
+	if _, ok := w.(io.ReaderFrom); ok {
+		t.Fatal("limitedBuffer implements io.ReaderFrom; io.Copy would bypass its limit")
+	}
+	var b limitedBuffer
+	n, err := io.Copy(&b, strings.NewReader(strings.Repeat("y", maxOutput+10)))
+	if err != nil || n != maxOutput+10 || len(b.String()) != maxOutput || !b.truncated {
+		t.Fatalf("io.Copy: n=%d err=%v kept=%d truncated=%v; want all read, %d kept, truncated", n, err, len(b.String()), b.truncated, maxOutput)
 	}
 }
