@@ -27,7 +27,7 @@ type ClusterOptions struct {
 	Logger     *slog.Logger
 	// Clock is real time when nil.
 	Clock clock.WithTicker
-	// Runner is a new Executor when nil.
+	// Runner is a new Executor logging to Logger when nil.
 	Runner MethodRunner
 	// Component names the event source; "swell-cpa" when empty.
 	Component string
@@ -65,7 +65,7 @@ func NewForCluster(restCfg *rest.Config, cfg *Config, o ClusterOptions) (a *Auto
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
 	runner := o.Runner
 	if runner == nil {
-		runner = NewExecutor()
+		runner = NewExecutorWithLogger(o.Logger)
 	}
 	a, err = New(Options{
 		Config: cfg, Target: target, Runner: runner, KubeMetrics: km, Recorder: recorder,

@@ -122,8 +122,9 @@ func (m *Method) TimeoutDuration() time.Duration {
 type Shell struct {
 	Entrypoint string   `json:"entrypoint"`
 	Command    []string `json:"command"`
-	// LogStderr is accepted for CPA compatibility; Swell always keeps a
-	// tail of stderr in errors and logs it at debug level.
+	// LogStderr true logs a successful command's stderr at info level, as
+	// CPA does; otherwise it is logged at debug level. A failed command's
+	// error always carries the end of its stderr.
 	LogStderr *bool `json:"logStderr,omitempty"`
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,10 +28,21 @@ const maxOutput = 4 << 20
 type Executor struct {
 	mu      sync.Mutex
 	clients map[tlsFiles]*http.Client
+	log     *slog.Logger
 }
 
-// NewExecutor returns an Executor.
-func NewExecutor() *Executor { return &Executor{clients: map[tlsFiles]*http.Client{}} }
+// NewExecutor returns an Executor that logs nothing.
+func NewExecutor() *Executor { return NewExecutorWithLogger(nil) }
+
+// NewExecutorWithLogger returns an Executor that logs to log (nil: nowhere):
+// the stderr of a successful command whose shell.logStderr is true at info
+// level, as CPA does, and at debug level otherwise.
+func NewExecutorWithLogger(log *slog.Logger) *Executor {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Executor{clients: map[tlsFiles]*http.Client{}, log: log}
+}
 
 // Run calls m with input (JSON) and returns what it answered, bounded by
 // the method's timeout (DefaultMethodTimeout when unset).
@@ -39,7 +51,7 @@ func (e *Executor) Run(ctx context.Context, m *Method, input []byte) (string, er
 	defer cancel()
 	switch m.Type {
 	case MethodShell:
-		return runShell(ctx, m.Shell, input, m.TimeoutDuration())
+		return e.runShell(ctx, m.Shell, input, m.TimeoutDuration())
 	case MethodHTTP:
 		return e.runHTTP(ctx, m.HTTP, input, m.TimeoutDuration())
 	default:
@@ -50,8 +62,9 @@ func (e *Executor) Run(ctx context.Context, m *Method, input []byte) (string, er
 // runShell executes entrypoint with its arguments directly, never through
 // /bin/sh, so nothing in an argument is interpreted. The JSON goes to stdin;
 // stdout is the answer. The whole process group is killed on timeout, so a
-// script's children cannot keep it alive.
-func runShell(ctx context.Context, s *Shell, input []byte, timeout time.Duration) (string, error) {
+// script's children cannot keep it alive. A failure's error carries the end
+// of stderr; a success logs stderr (see logStderr).
+func (e *Executor) runShell(ctx context.Context, s *Shell, input []byte, timeout time.Duration) (string, error) {
 	cmd := exec.CommandContext(ctx, s.Entrypoint, s.Command...)
 	cmd.Stdin = bytes.NewReader(input)
 	var stdout, stderr limitedBuffer
@@ -73,7 +86,22 @@ func runShell(ctx context.Context, s *Shell, input []byte, timeout time.Duration
 	if stdout.truncated {
 		return "", fmt.Errorf("command %s: output larger than %d bytes (%d MiB), refused", describe(s), maxOutput, maxOutput>>20)
 	}
+	e.logStderr(ctx, s, &stderr)
 	return stdout.String(), nil
+}
+
+// logStderr logs a successful command's stderr: at info level with
+// shell.logStderr true (CPA logs it then, and only then), at debug level
+// otherwise, and not at all when it is empty.
+func (e *Executor) logStderr(ctx context.Context, s *Shell, stderr *limitedBuffer) {
+	if stderr.buf.Len() == 0 {
+		return
+	}
+	level := slog.LevelDebug
+	if s.LogStderr != nil && *s.LogStderr {
+		level = slog.LevelInfo
+	}
+	e.log.Log(ctx, level, "command stderr", "command", describe(s), "stderr", stderr.String(), "truncated", stderr.truncated)
 }
 
 // stopped says why a method's context ended: its timeout, or the caller

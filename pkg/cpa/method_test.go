@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -279,8 +280,8 @@ func TestShellOutputLimit(t *testing.T) {
 	}{
 		{"small", emit(10), 10, ""},
 		{"exactly 4 MiB", emit(maxOutput), maxOutput, ""},
-		{"4 MiB and one byte", emit(maxOutput+1), 0, "output larger than 4194304 bytes (4 MiB), refused"},
-		{"30 MiB", emit(30<<20), 0, "output larger than 4194304 bytes"},
+		{"4 MiB and one byte", emit(maxOutput + 1), 0, "output larger than 4194304 bytes (4 MiB), refused"},
+		{"30 MiB", emit(30 << 20), 0, "output larger than 4194304 bytes"},
 		{"30 MiB on stderr with a good answer", shellMethod(20000, "sh", "-c", "head -c 31457280 /dev/zero | tr '\\0' x >&2; echo 3"), 2, ""},
 	}
 	e := NewExecutor()
@@ -311,5 +312,56 @@ func TestLimitedBufferHasNoReadFrom(t *testing.T) {
 	n, err := io.Copy(&b, strings.NewReader(strings.Repeat("y", maxOutput+10)))
 	if err != nil || n != maxOutput+10 || len(b.String()) != maxOutput || !b.truncated {
 		t.Fatalf("io.Copy: n=%d err=%v kept=%d truncated=%v; want all read, %d kept, truncated", n, err, len(b.String()), b.truncated, maxOutput)
+	}
+}
+
+// TestShellLogStderr pins logStderr: CPA logs a successful command's stderr
+// when it is true; Swell does so at info level (debug otherwise), and a
+// failed command's stderr is in its error either way.
+func TestShellLogStderr(t *testing.T) {
+	yes, no := true, false
+	cases := []struct {
+		name      string
+		logStderr *bool
+		script    string
+		wantLevel string // level of the "command stderr" record; "" for none
+		wantErr   string
+	}{
+		{"true logs at info", &yes, "echo warming up >&2; echo 3", "INFO", ""},
+		{"false logs at debug", &no, "echo warming up >&2; echo 3", "DEBUG", ""},
+		{"unset logs at debug", nil, "echo warming up >&2; echo 3", "DEBUG", ""},
+		{"true with empty stderr logs nothing", &yes, "echo 3", "", ""},
+		{"true on failure: stderr in the error", &yes, "echo warming up >&2; exit 2", "", `exit code 2 (stderr: "warming up")`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var logs strings.Builder
+			e := NewExecutorWithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+			m := shellMethod(0, "sh", "-c", c.script)
+			m.Shell.LogStderr = c.logStderr
+			out, err := e.Run(context.Background(), m, nil)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, c.wantErr)
+				}
+			} else if err != nil || out != "3\n" {
+				t.Fatalf("got %q, %v; want \"3\\n\"", out, err)
+			}
+			var records []string
+			for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+				if strings.Contains(line, `msg="command stderr"`) {
+					records = append(records, line)
+				}
+			}
+			if c.wantLevel == "" {
+				if len(records) != 0 {
+					t.Fatalf("logged %q, want no stderr record", records)
+				}
+				return
+			}
+			if len(records) != 1 || !strings.Contains(records[0], "level="+c.wantLevel) || !strings.Contains(records[0], `stderr="warming up\n"`) {
+				t.Fatalf("records = %q, want one at %s with stderr \"warming up\\n\"", records, c.wantLevel)
+			}
+		})
 	}
 }
