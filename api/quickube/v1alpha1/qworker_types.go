@@ -54,8 +54,11 @@ type ScaleConfig struct {
 	// +kubebuilder:validation:MaxLength=1024
 	Queue string `json:"queue"`
 	// MinReplicas is the pool's floor; 0 lets the pool scale to zero when the
-	// queue is empty (and back from zero on the first message).
+	// queue is empty (and back from zero on the first message). Defaults to
+	// 0 so the stored object always has it: QScaler's Python SDK requires
+	// the field when it reads its QWorker.
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:default=0
 	// +optional
 	MinReplicas int32 `json:"minReplicas"`
 	// MaxReplicas caps the pool.
@@ -64,13 +67,18 @@ type ScaleConfig struct {
 	// ScalingFactor is pods per queued message, as in QScaler: desired =
 	// ceil(backlog × scalingFactor), clamped to [minReplicas, maxReplicas].
 	// QScaler takes integers (1 = a pod per message); Swell also takes
-	// fractions (0.1 = a pod per ten messages).
+	// fractions (0.1 = a pod per ten messages), but QScaler's Python SDK
+	// parses this field as an integer and refuses to start on a fraction:
+	// pools of QScaler-SDK workers need an integer here.
 	// +kubebuilder:validation:Type=number
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:ExclusiveMinimum=true
 	ScalingFactor float64 `json:"scalingFactor"`
 	// ActivateVPA records the peak CPU and memory use of each container in
-	// status.maxContainerResourcesUsage, from metrics.k8s.io.
+	// status.maxContainerResourcesUsage, from metrics.k8s.io. Defaults to
+	// false, as in QScaler's CRD, so the stored object always has it:
+	// QScaler's Python SDK requires the field when it reads its QWorker.
+	// +kubebuilder:default=false
 	// +optional
 	ActivateVPA bool `json:"activateVPA,omitempty"`
 
@@ -124,7 +132,7 @@ type Fallback struct {
 }
 
 // RetirementMode says how the pods chosen to leave are told.
-// +kubebuilder:validation:Enum=Cooperative;Delete
+// +kubebuilder:validation:Enum=Cooperative;Delete;QScalerSDK
 type RetirementMode string
 
 const (
@@ -135,11 +143,25 @@ const (
 	// RetirementDelete deletes the chosen pods with their grace period, for
 	// workers without Swell's SDK (QScaler's SDK hands its task back on SIGTERM).
 	RetirementDelete RetirementMode = "Delete"
+	// RetirementQScalerSDK is for pools of unchanged QScaler Python SDK
+	// workers. Those workers leave on their own whenever the status shows
+	// desiredReplicas < currentReplicas, and hand back a placeholder
+	// message when SIGTERM finds them idle. In this mode Swell publishes
+	// currentReplicas without the pods it retires (never above
+	// desiredReplicas) before it deletes any pod, so no kept worker reads
+	// an excess; deletes exactly the pods it chose (SIGTERM: the SDK hands
+	// the task in hand back to the queue); and, on a Redis list, removes
+	// the SDK's empty hand-back messages (a pickled None) before it
+	// measures, so they are never counted as backlog. PULLING_INTERVAL is
+	// not set, as under QScaler (the SDK then polls every 2 s).
+	RetirementQScalerSDK RetirementMode = "QScalerSDK"
 )
 
 // Retirement configures how workers leave on scale-down and rollout.
 type Retirement struct {
-	// Mode defaults to Cooperative.
+	// Mode defaults to Cooperative (Swell's SDKs). Use QScalerSDK for pools
+	// of QScaler Python SDK workers; Delete for workers that only need
+	// SIGTERM.
 	// +optional
 	Mode RetirementMode `json:"mode,omitempty"`
 	// TimeoutSeconds bounds a cooperative retirement; default 600.
@@ -157,7 +179,9 @@ type Retirement struct {
 // QWorkerStatus is QScaler's status plus Swell's report of what it did.
 type QWorkerStatus struct {
 	// CurrentReplicas counts the worker pods alive (not finished, not
-	// terminating), retiring ones included.
+	// terminating), retiring ones included; in retirement mode QScalerSDK
+	// the pods Swell is retiring are left out (it is then never above
+	// desiredReplicas), since QScaler's SDK workers leave whenever it is.
 	// +optional
 	CurrentReplicas int32 `json:"currentReplicas"`
 	// DesiredReplicas is the pool size Swell decided.
@@ -168,7 +192,9 @@ type QWorkerStatus struct {
 	// +optional
 	CurrentPodSpecHash string `json:"currentPodSpecHash,omitempty"`
 	// MaxContainerResourcesUsage is, per container index, the peak CPU and
-	// memory seen (activateVPA).
+	// memory seen (activateVPA). Defaults to an empty list, as in QScaler's
+	// CRD.
+	// +kubebuilder:default={}
 	// +optional
 	MaxContainerResourcesUsage []corev1.ResourceList `json:"maxContainerResourcesUsage,omitempty"`
 

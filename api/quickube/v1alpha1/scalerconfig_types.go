@@ -77,7 +77,11 @@ type ScalerConnection struct {
 	// +kubebuilder:validation:MaxLength=256
 	Username string `json:"username,omitempty"`
 	// Password, from a Secret (preferred) or inline (QScaler compatibility;
-	// discouraged: anyone who can read the ScalerConfig reads it).
+	// discouraged: anyone who can read the ScalerConfig reads it). Swell
+	// needs none, but QScaler's Python SDK reads spec.config.password of a
+	// redis ScalerConfig and fails to start without it (QScaler's CRD
+	// required it): for QScaler-SDK workers write `password: {}` when the
+	// server has no password. That SDK reads value and secret only.
 	// +optional
 	Password *Password `json:"password,omitempty"`
 	// DB is the Redis database number.
@@ -168,7 +172,9 @@ type SecretKey struct {
 	Optional *bool `json:"optional,omitempty"`
 }
 
-// ValueFrom is the older QScaler password source.
+// ValueFrom is the older QScaler password source. Swell reads it;
+// QScaler's Python SDK does not (it connects without a password), so
+// ScalerConfigs used by QScaler-SDK workers should use secret instead.
 type ValueFrom struct {
 	// SecretKeyRef names the Secret key holding the password.
 	SecretKeyRef SecretKey `json:"secretKeyRef"`

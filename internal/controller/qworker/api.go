@@ -124,7 +124,7 @@ func decodeSpec(qw *QWorker) (workerSpec, error) {
 // buildStatus is the status after this reconcile.
 func buildStatus(qw *QWorker, spec workerSpec, hash string, view poolView, d decision, now time.Time, actErr error) qv1.QWorkerStatus {
 	st := *qw.Status.DeepCopy()
-	st.CurrentReplicas = view.alive
+	st.CurrentReplicas = publishedCurrent(spec.Retirement, view.alive, d.Desired)
 	st.ReadyReplicas = view.ready
 	st.DesiredReplicas = d.Desired
 	st.CurrentPodSpecHash = hash

@@ -15,6 +15,9 @@ type Metrics struct {
 	sourceErrors *prometheus.CounterVec
 	podsCreated  prometheus.Counter
 	podsRetired  prometheus.Counter
+	// handBacksDropped counts QScaler SDK hand-back placeholders removed
+	// from queues (retirement mode QScalerSDK).
+	handBacksDropped prometheus.Counter
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -35,8 +38,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Worker pods created."}),
 		podsRetired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "pods_retired_total",
 			Help: "Worker pods chosen for retirement."}),
+		handBacksDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "handbacks_dropped_total",
+			Help: "Empty hand-back messages of QScaler's Python SDK (a pickled None) removed from Redis lists before measuring (retirement mode QScalerSDK)."}),
 	}
-	for _, c := range []prometheus.Collector{m.backlog, m.desired, m.current, m.ready, m.sourceErrors, m.podsCreated, m.podsRetired} {
+	for _, c := range []prometheus.Collector{m.backlog, m.desired, m.current, m.ready, m.sourceErrors, m.podsCreated, m.podsRetired, m.handBacksDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -42,19 +42,24 @@ type podParams struct {
 	Owner     metav1.OwnerReference
 	Spec      *corev1.PodSpec
 	Hash      string
-	// PullingInterval is how often workers re-check their QWorker.
+	// PullingInterval is how often workers re-check their QWorker; 0 sets
+	// no PULLING_INTERVAL (as QScaler's controller), leaving the user's
+	// value, if any, or the worker's default.
 	PullingInterval time.Duration
 }
 
 // newWorkerPod builds a bare pod as QScaler does — named <qworker>-<random>,
 // controlled by the QWorker, with QWORKER_NAME and POD_SPEC_HASH appended to
-// every container's env — plus Swell's labels and PULLING_INTERVAL.
+// every container's env — plus Swell's labels and (unless PullingInterval
+// is 0) PULLING_INTERVAL.
 func newWorkerPod(p podParams) *corev1.Pod {
 	spec := p.Spec.DeepCopy()
 	env := []corev1.EnvVar{
 		{Name: EnvQWorkerName, Value: p.QWorker},
 		{Name: EnvPodSpecHash, Value: p.Hash},
-		{Name: EnvPullingInterval, Value: strconv.Itoa(max(int(p.PullingInterval/time.Second), 1))},
+	}
+	if p.PullingInterval > 0 {
+		env = append(env, corev1.EnvVar{Name: EnvPullingInterval, Value: strconv.Itoa(max(int(p.PullingInterval/time.Second), 1))})
 	}
 	for i := range spec.InitContainers {
 		spec.InitContainers[i].Env = appendEnv(spec.InitContainers[i].Env, env)

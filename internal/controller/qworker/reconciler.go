@@ -130,18 +130,38 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	r.Metrics.observe(req.NamespacedName, d, view)
 	r.recordDecision(qw, d)
 
-	actErr := r.act(ctx, qw, spec, hash, view, d, now)
-	status := buildStatus(qw, spec, hash, view, d, now, actErr)
-	if spec.ActivateVPA {
-		r.applyVPA(ctx, qw, &status)
+	// QScaler's SDK workers act on the status they read, so in mode
+	// QScalerSDK it is published before any pod is created or deleted.
+	publishFirst := spec.Retirement == RetireQScalerSDK
+	if publishFirst {
+		if err := r.publish(ctx, qw, spec, hash, view, d, now, nil); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	if err := r.writeStatus(ctx, qw, status); err != nil {
-		return ctrl.Result{}, err
+	actErr := r.act(ctx, qw, spec, hash, view, d, now)
+	if !publishFirst || actErr != nil {
+		if err := r.publish(ctx, qw, spec, hash, view, d, now, actErr); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if actErr != nil {
 		return ctrl.Result{}, actErr
 	}
 	return ctrl.Result{RequeueAfter: spec.PollingInterval}, nil
+}
+
+// publish builds the status of this pass and writes it if it changed,
+// keeping qw's status in step with what was written.
+func (r *Reconciler) publish(ctx context.Context, qw *QWorker, spec workerSpec, hash string, view poolView, d decision, now time.Time, actErr error) error {
+	status := buildStatus(qw, spec, hash, view, d, now, actErr)
+	if spec.ActivateVPA {
+		r.applyVPA(ctx, qw, &status)
+	}
+	if err := r.writeStatus(ctx, qw, status); err != nil {
+		return err
+	}
+	qw.Status = status
+	return nil
 }
 
 // measure asks the queue's source, bounded by measureTimeout.
@@ -153,7 +173,7 @@ func (r *Reconciler) measure(ctx context.Context, spec workerSpec, qw *QWorker) 
 	r.push.Ensure(spec.Key, qw, src)
 	mctx, cancel := context.WithTimeout(ctx, measureTimeout)
 	defer cancel()
-	s, err := src.Measure(mctx)
+	s, err := r.measureSource(mctx, spec, src)
 	if err != nil {
 		return source.Sample{}, fmt.Errorf("measure queue %q: %w", spec.Queue, err)
 	}
@@ -191,7 +211,7 @@ func (r *Reconciler) create(ctx context.Context, qw *QWorker, spec workerSpec, h
 	owner := *metav1.NewControllerRef(qw, GroupVersion.WithKind("QWorker"))
 	var errs []error
 	for range n {
-		pod := newWorkerPod(podParams{Namespace: qw.Namespace, QWorker: qw.Name, Owner: owner, Spec: spec.PodSpec, Hash: hash, PullingInterval: spec.PollingInterval})
+		pod := newWorkerPod(podParams{Namespace: qw.Namespace, QWorker: qw.Name, Owner: owner, Spec: spec.PodSpec, Hash: hash, PullingInterval: spec.podPullingInterval()})
 		if err := r.Client.Create(ctx, pod); err != nil {
 			r.exp.createFailed(spec.Key)
 			r.Recorder.Eventf(qw, corev1.EventTypeWarning, "CreatePodFailed", "create worker pod: %v", err)
@@ -206,7 +226,8 @@ func (r *Reconciler) create(ctx context.Context, qw *QWorker, spec workerSpec, h
 	return errors.Join(errs...)
 }
 
-// retire marks (Cooperative) or deletes (Delete) exactly the named pods.
+// retire marks (Cooperative) or deletes (Delete, QScalerSDK) exactly the
+// named pods.
 func (r *Reconciler) retire(ctx context.Context, qw *QWorker, spec workerSpec, view poolView, names []string, now time.Time) error {
 	var errs []error
 	for _, name := range names {
@@ -214,7 +235,7 @@ func (r *Reconciler) retire(ctx context.Context, qw *QWorker, spec workerSpec, v
 		if pod == nil {
 			continue
 		}
-		if spec.Retirement == RetireDelete {
+		if spec.Retirement == RetireDelete || spec.Retirement == RetireQScalerSDK {
 			errs = append(errs, r.deletePod(ctx, spec.Key, pod, "retired"))
 			continue
 		}
@@ -237,7 +258,7 @@ func (r *Reconciler) retire(ctx context.Context, qw *QWorker, spec workerSpec, v
 	}
 	r.Metrics.podsRetired.Add(float64(len(names) - len(errs)))
 	r.Recorder.Eventf(qw, corev1.EventTypeNormal, "RetiringPods", "%s %d worker pod(s): %s",
-		map[RetirementMode]string{RetireDelete: "deleting", RetireCooperative: "retiring"}[spec.Retirement], len(names), strings.Join(names, ", "))
+		map[RetirementMode]string{RetireDelete: "deleting", RetireQScalerSDK: "deleting", RetireCooperative: "retiring"}[spec.Retirement], len(names), strings.Join(names, ", "))
 	return errors.Join(errs...)
 }
 

@@ -20,6 +20,13 @@ const (
 	// RetireDelete deletes the chosen pods with their grace period: SIGTERM,
 	// on which QScaler's and Swell's SDKs hand the task back.
 	RetireDelete RetirementMode = "Delete"
+	// RetireQScalerSDK is for unchanged QScaler Python SDK workers, which
+	// leave on their own whenever the status shows desiredReplicas <
+	// currentReplicas: the status is published first, with currentReplicas
+	// never above desiredReplicas, then exactly the chosen pods are deleted
+	// (SIGTERM), and the SDK's empty hand-back messages are removed from a
+	// Redis list before it is measured (see qscalersdk.go).
+	RetireQScalerSDK RetirementMode = "QScalerSDK"
 )
 
 // Defaults for the fields Swell adds to QScaler's API.
@@ -53,4 +60,14 @@ func (s workerSpec) surge(desired int32) int32 {
 		return s.MaxSurge
 	}
 	return max((desired+3)/4, 1)
+}
+
+// podPullingInterval is the PULLING_INTERVAL worker pods get: the polling
+// interval, or none in mode QScalerSDK, as QScaler's controller sets none
+// (its SDK then re-reads the QWorker every 2 s when idle).
+func (s workerSpec) podPullingInterval() time.Duration {
+	if s.Retirement == RetireQScalerSDK {
+		return 0
+	}
+	return s.PollingInterval
 }

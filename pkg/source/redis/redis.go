@@ -226,3 +226,39 @@ func (s *queueSource) measureStream(ctx context.Context, now time.Time) (source.
 
 // Close releases nothing: the connection belongs to the Client.
 func (s *queueSource) Close() error { return nil }
+
+// dropThenLen removes every element of the list KEYS[1] equal to one of
+// ARGV, then returns the number removed and the list's length, atomically.
+var dropThenLen = goredis.NewScript(`
+local removed = 0
+for _, v in ipairs(ARGV) do
+  removed = removed + redis.call('LREM', KEYS[1], 0, v)
+end
+return {removed, redis.call('LLEN', KEYS[1])}
+`)
+
+// MeasureDropping is Measure for a list queue that first removes every
+// element equal to one of values, in one atomic step, so none of them is
+// ever counted. It returns the sample and how many elements it removed. A
+// stream queue is measured as by Measure (nothing is removed). The QWorker
+// controller uses it to drop the empty messages QScaler's Python SDK pushes
+// back when SIGTERM finds it idle.
+func (s *queueSource) MeasureDropping(ctx context.Context, values []string) (source.Sample, int64, error) {
+	if s.ref.Group != "" || len(values) == 0 {
+		sample, err := s.Measure(ctx)
+		return sample, 0, err
+	}
+	now := time.Now()
+	args := make([]any, len(values))
+	for i, v := range values {
+		args[i] = v
+	}
+	res, err := dropThenLen.Run(ctx, s.c.rdb, []string{s.ref.Key}, args...).Int64Slice()
+	if err != nil {
+		return source.Sample{}, 0, fmt.Errorf("redis LREM+LLEN %q: %w", s.ref.Key, err)
+	}
+	if len(res) != 2 {
+		return source.Sample{}, 0, fmt.Errorf("redis LREM+LLEN %q: unexpected reply %v", s.ref.Key, res)
+	}
+	return source.Sample{Backlog: res[1], Ready: res[1], Time: now}, res[0], nil
+}

@@ -103,6 +103,44 @@ func TestListBacklog(t *testing.T) {
 	}
 }
 
+// TestMeasureDroppingRemovesOnlyTheValues checks the atomic remove-then-
+// count the QWorker controller uses for QScaler's hand-back placeholders:
+// matching elements are removed wherever they sit and not counted; others
+// stay in order; a stream queue is only measured.
+func TestMeasureDroppingRemovesOnlyTheValues(t *testing.T) {
+	c, rdb := newClient(t, configFor(t, sharedAddr))
+	ctx := context.Background()
+	key := "list-" + t.Name()
+	type dropper interface {
+		MeasureDropping(ctx context.Context, values []string) (source.Sample, int64, error)
+	}
+	s := queue(t, c, redis.QueueRef{Key: key}).(dropper)
+	if err := rdb.RPush(ctx, key, "a", "N.", "b", "\x80\x04N.", "c", "\x80\x04N.").Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, removed, err := s.MeasureDropping(ctx, []string{"N.", "\x80\x04N."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed != 3 || got.Backlog != 3 || got.Ready != 3 {
+		t.Fatalf("removed %d, backlog %d, ready %d; want 3, 3, 3", removed, got.Backlog, got.Ready)
+	}
+	left, err := rdb.LRange(ctx, key, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(left, ",") != "a,b,c" {
+		t.Fatalf("list after = %q, want a,b,c", left)
+	}
+	stream := queue(t, c, redis.QueueRef{Key: "stream-" + t.Name(), Group: "g"}).(dropper)
+	if err := rdb.XGroupCreateMkStream(ctx, "stream-"+t.Name(), "g", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, removed, err := stream.MeasureDropping(ctx, []string{"N."}); err != nil || removed != 0 {
+		t.Fatalf("stream: removed %d, err %v; want 0, nil", removed, err)
+	}
+}
+
 func TestStreamBacklog(t *testing.T) {
 	c, rdb := newClient(t, configFor(t, sharedAddr))
 	ctx := context.Background()
