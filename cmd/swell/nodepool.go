@@ -28,7 +28,7 @@ func newNodePoolCmd() *cobra.Command {
 		Short: "Keep a buffer of free server slots on a node pool (kubescaler-compatible)",
 		Long: `nodepool keeps a buffer of free slots for dedicated servers on a node pool:
 it cordons surplus nodes, uncordons them before growing the pool, and deletes
-nodes it cordoned once they stayed empty past the expiry.
+nodes it cordoned longer ago than the expiry once no server pod is left.
 
 It reads kubescaler's keys from --config (YAML) and from upper-snake-case
 environment variables (BUFFER_SLOT_SIZE overrides buffer-slot-size). See

@@ -2,8 +2,9 @@
 // runs stateful dedicated servers (game servers, long sessions): it cordons
 // surplus nodes so they drain, uncordons them before paying for new nodes,
 // grows the pool through a [provider.Provider], and deletes nodes that Swell
-// cordoned and that stayed empty past an expiry. It reads kubescaler's
-// configuration keys, so a kubescaler deployment moves over unchanged.
+// cordoned longer ago than an expiry once no server pod is left on them. It
+// reads kubescaler's configuration keys, so a kubescaler deployment moves
+// over unchanged.
 //
 // The package follows Swell's pipeline: informers give a snapshot (the
 // source), [Plan] decides on plain data with no client calls (the policy,

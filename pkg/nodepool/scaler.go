@@ -441,7 +441,7 @@ func (s *Scaler) cordon(ctx context.Context, name string) error {
 	if node == nil {
 		return nil
 	}
-	s.recorder.Eventf(node, corev1.EventTypeNormal, ReasonCordoned, "Cordoned by Swell: surplus capacity for pool %s; deleted when empty for %s", s.pool, s.cfg.EmptyNodeExpiration)
+	s.recorder.Eventf(node, corev1.EventTypeNormal, ReasonCordoned, "Cordoned by Swell: surplus capacity for pool %s; deleted once no server pod is left and the cordon is %s old", s.pool, s.cfg.EmptyNodeExpiration)
 	s.log.Info("cordoned node", "node", name)
 	return nil
 }
@@ -515,7 +515,7 @@ func (s *Scaler) deleteNodes(ctx context.Context, names []string, cached map[str
 	}
 	s.mu.Unlock()
 	for _, n := range chosen {
-		s.recorder.Eventf(n, corev1.EventTypeNormal, ReasonDeleting, "Deleting through %T: cordoned by Swell at %s and empty for %s", s.provider, n.Annotations[CordonedAtAnnotation], s.cfg.EmptyNodeExpiration)
+		s.recorder.Eventf(n, corev1.EventTypeNormal, ReasonDeleting, "Deleting through %T: cordoned by Swell at %s (expiry %s) and no server pod left", s.provider, n.Annotations[CordonedAtAnnotation], s.cfg.EmptyNodeExpiration)
 		s.log.Info("deleting empty node", "node", n.Name, "cordonedAt", n.Annotations[CordonedAtAnnotation])
 	}
 	if err := s.provider.Delete(ctx, chosen); err != nil {
