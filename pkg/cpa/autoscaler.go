@@ -224,9 +224,10 @@ func (a *Autoscaler) gather(ctx context.Context, st *TargetState, runType string
 	return metrics, nil
 }
 
-// kubernetesMetrics gathers the specs. Like CPA, a failure is fatal only
-// with requireKubernetesMetrics; otherwise user logic gets none and the
-// failure is logged and counted.
+// kubernetesMetrics gathers the specs. As in CPA, a failure is fatal only
+// with requireKubernetesMetrics; otherwise user logic gets the metrics that
+// were read (none, if every spec failed) and the failure is logged and
+// counted.
 func (a *Autoscaler) kubernetesMetrics(ctx context.Context, st *TargetState, pods []corev1.Pod) ([]KubernetesMetric, error) {
 	if len(a.cfg.KubernetesMetricSpecs) == 0 {
 		return nil, nil
@@ -240,8 +241,9 @@ func (a *Autoscaler) kubernetesMetrics(ctx context.Context, st *TargetState, pod
 		return nil, stage(ReasonFailedKubernetesMetrics, fmt.Errorf("required Kubernetes metrics: %w", err))
 	}
 	a.metrics.kubeMetricsFailures.Inc()
-	a.log.Warn("Kubernetes metrics unavailable; continuing without them (requireKubernetesMetrics is false)", "err", err)
-	return nil, nil
+	a.log.Warn("some Kubernetes metrics unavailable; continuing with the rest (requireKubernetesMetrics is false)",
+		"read", len(km), "specs", len(a.cfg.KubernetesMetricSpecs), "err", err)
+	return km, nil
 }
 
 func (a *Autoscaler) runMetric(ctx context.Context, st *TargetState, pods []corev1.Pod, info MetricInfo) ([]ResourceMetric, error) {

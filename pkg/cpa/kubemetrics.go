@@ -112,20 +112,44 @@ type Scope struct {
 	CurrentReplicas int32
 }
 
-// Gather measures every spec; the first failure fails the whole pass, so
-// user logic never sees half the metrics it asked for.
+// Gather measures every spec, in order. Like CPA's gatherer, a spec that
+// fails does not stop the others: the returned slice holds every metric
+// that was read (in spec order, the failed ones left out) and the error
+// names each failure, as a *GatherError. Callers choose between failing the
+// pass (requireKubernetesMetrics) and going on with what was read.
 func (k *KubeMetrics) Gather(ctx context.Context, now time.Time, specs []autoscalingv2.MetricSpec, s Scope) ([]KubernetesMetric, error) {
 	out := make([]KubernetesMetric, 0, len(specs))
+	var errs []error
 	for i, spec := range specs {
 		m, err := k.gatherOne(ctx, now, spec, s)
 		if err != nil {
-			return nil, fmt.Errorf("kubernetesMetricSpecs[%d] (%s): %w", i, spec.Type, err)
+			errs = append(errs, fmt.Errorf("kubernetesMetricSpecs[%d] (%s): %w", i, spec.Type, err))
+			continue
 		}
 		m.CurrentReplicas, m.Spec = s.CurrentReplicas, spec
 		out = append(out, m)
 	}
+	if len(errs) > 0 {
+		return out, &GatherError{Failed: len(errs), Total: len(specs), Errs: errs}
+	}
 	return out, nil
 }
+
+// GatherError is Gather's error: Failed of Total specs could not be read.
+type GatherError struct {
+	Failed, Total int
+	Errs          []error
+}
+
+func (e *GatherError) Error() string {
+	return fmt.Sprintf("%d of %d Kubernetes metrics failed: %v", e.Failed, e.Total, errors.Join(e.Errs...))
+}
+
+// Unwrap gives errors.Is/As every failure.
+func (e *GatherError) Unwrap() []error { return e.Errs }
+
+// Partial says whether some metrics were read despite the error.
+func (e *GatherError) Partial() bool { return e.Failed < e.Total }
 
 func (k *KubeMetrics) gatherOne(ctx context.Context, now time.Time, spec autoscalingv2.MetricSpec, s Scope) (KubernetesMetric, error) {
 	switch spec.Type {

@@ -3,6 +3,8 @@ package cpa
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +210,130 @@ func TestKubernetesMetricsReachMetricInput(t *testing.T) {
 	info := km["resource"].(map[string]any)["pod_metrics_info"].(map[string]any)
 	if info["web-b"].(map[string]any)["Value"] != float64(30) || km["current_replicas"] != float64(2) {
 		t.Fatalf("kubernetesMetrics = %v", km)
+	}
+}
+
+// failingMetrics is fixedMetrics with a failure per metrics API call kind
+// ("resource", "pods", "object", "external").
+type failingMetrics struct {
+	fixedMetrics
+	fail map[string]bool
+}
+
+func (f *failingMetrics) errFor(kind string) error {
+	if f.fail[kind] {
+		return fmt.Errorf("%s metrics API: %w", kind, errBoom)
+	}
+	return nil
+}
+
+func (f *failingMetrics) PodMetrics(ctx context.Context, ns string, sel labels.Selector) ([]metricsv1beta1.PodMetrics, error) {
+	v, _ := f.fixedMetrics.PodMetrics(ctx, ns, sel)
+	return v, f.errFor("resource")
+}
+
+func (f *failingMetrics) PodCustomMetrics(ctx context.Context, ns string, sel labels.Selector, metric string, msel labels.Selector) ([]cmv1beta2.MetricValue, error) {
+	v, _ := f.fixedMetrics.PodCustomMetrics(ctx, ns, sel, metric, msel)
+	return v, f.errFor("pods")
+}
+
+func (f *failingMetrics) ObjectMetric(ctx context.Context, ns string, gk schema.GroupKind, name, metric string, msel labels.Selector) (*cmv1beta2.MetricValue, error) {
+	v, _ := f.fixedMetrics.ObjectMetric(ctx, ns, gk, name, metric, msel)
+	return v, f.errFor("object")
+}
+
+func (f *failingMetrics) ExternalMetrics(ctx context.Context, ns, metric string, sel labels.Selector) ([]emv1beta1.ExternalMetricValue, error) {
+	v, _ := f.fixedMetrics.ExternalMetrics(ctx, ns, metric, sel)
+	return v, f.errFor("external")
+}
+
+// TestPartialKubernetesMetrics pins CPA's rule for several specs of which
+// some fail: with requireKubernetesMetrics false user logic gets the ones
+// that were read, in spec order; with it true the pass fails and holds.
+func TestPartialKubernetesMetrics(t *testing.T) {
+	cases := []struct {
+		name     string
+		fail     []string
+		require  bool
+		wantKeys []string // the value block of each kubernetesMetrics entry; nil: key absent
+		wantErr  string
+	}{
+		{"none fail", nil, false, []string{"resource", "pods", "object", "external"}, ""},
+		{"pods fails", []string{"pods"}, false, []string{"resource", "object", "external"}, ""},
+		{"first and last fail", []string{"resource", "external"}, false, []string{"pods", "object"}, ""},
+		{"all fail", []string{"resource", "pods", "object", "external"}, false, nil, ""},
+		{"pods fails, required", []string{"pods"}, true, nil, "1 of 4 Kubernetes metrics failed"},
+		{"all fail, required", []string{"resource", "pods", "object", "external"}, true, nil, "4 of 4 Kubernetes metrics failed"},
+		{"none fail, required", nil, true, []string{"resource", "pods", "object", "external"}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, func(cfg *Config) {
+				cfg.KubernetesMetricSpecs = allSpecs()
+				cfg.RequireKubernetesMetrics = c.require
+				cfg.RunMode = PerPod
+			})
+			fail := map[string]bool{}
+			for _, k := range c.fail {
+				fail[k] = true
+			}
+			r.a.kube = &KubeMetrics{API: &failingMetrics{fail: fail, fixedMetrics: fixedMetrics{
+				pods:     []metricsv1beta1.PodMetrics{podUsage("web-a", "10m"), podUsage("web-b", "30m")},
+				custom:   []cmv1beta2.MetricValue{{DescribedObject: corev1.ObjectReference{Name: "web-a"}, Value: resource.MustParse("7")}},
+				object:   &cmv1beta2.MetricValue{Value: resource.MustParse("9")},
+				external: []emv1beta1.ExternalMetricValue{{Value: resource.MustParse("11")}},
+			}}}
+			r.runner.set("evaluate", answer(targetJSON(5)))
+			err := r.a.Tick(context.Background())
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) || r.target.current() != 2 || !hasEvent(r.events(), "Warning "+ReasonFailedKubernetesMetrics) {
+					t.Fatalf("err %v, replicas %d; want %q, replicas held at 2 and a %s event", err, r.target.current(), c.wantErr, ReasonFailedKubernetesMetrics)
+				}
+				return
+			}
+			if err != nil || r.target.current() != 5 {
+				t.Fatalf("err %v, replicas %d; want the pass to scale to 5", err, r.target.current())
+			}
+			for i := range 2 { // per-pod: both pods' metric runs get the same list
+				raw, ok := r.runner.input(t, "metric", i)["kubernetesMetrics"]
+				if c.wantKeys == nil {
+					if ok {
+						t.Fatalf("kubernetesMetrics = %v, want the key absent when none was read", raw)
+					}
+					continue
+				}
+				var got []string
+				for _, m := range raw.([]any) {
+					for _, k := range []string{"resource", "pods", "object", "external"} {
+						if _, ok := m.(map[string]any)[k]; ok {
+							got = append(got, k)
+						}
+					}
+				}
+				if strings.Join(got, ",") != strings.Join(c.wantKeys, ",") {
+					t.Fatalf("metric run %d got kubernetesMetrics %v, want %v", i, got, c.wantKeys)
+				}
+			}
+		})
+	}
+}
+
+func TestGatherReturnsWhatWasRead(t *testing.T) {
+	k := &KubeMetrics{API: &failingMetrics{fail: map[string]bool{"pods": true}, fixedMetrics: fixedMetrics{
+		pods:     []metricsv1beta1.PodMetrics{podUsage("a", "10m")},
+		object:   &cmv1beta2.MetricValue{Value: resource.MustParse("9")},
+		external: []emv1beta1.ExternalMetricValue{{Value: resource.MustParse("11")}},
+	}}}
+	scope := Scope{Namespace: "ns", Selector: labels.Everything(), Pods: []corev1.Pod{readyPod("a", "1", t0)}, CurrentReplicas: 1}
+	got, err := k.Gather(context.Background(), now, allSpecs(), scope)
+	var ge *GatherError
+	if !errors.As(err, &ge) || !ge.Partial() || ge.Failed != 1 || ge.Total != 4 || !errors.Is(err, errBoom) {
+		t.Fatalf("err = %v, want a partial *GatherError (1 of 4) wrapping the API error", err)
+	}
+	if !strings.Contains(err.Error(), "kubernetesMetricSpecs[1] (Pods)") {
+		t.Errorf("err = %v, want it to name kubernetesMetricSpecs[1] (Pods)", err)
+	}
+	if len(got) != 3 || got[0].Resource == nil || got[1].Object == nil || got[2].External == nil || got[2].Spec.Type != autoscalingv2.ExternalMetricSourceType {
+		t.Fatalf("got %+v, want resource, object, external in spec order", got)
 	}
 }
