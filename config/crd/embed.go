@@ -1,5 +1,5 @@
 // Package crd embeds the generated CustomResourceDefinitions so that
-// binaries (swell dev) can install them without a checkout at hand.
+// binaries (swell-dev) can install them without a checkout at hand.
 package crd
 
 import "embed"

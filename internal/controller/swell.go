@@ -20,7 +20,7 @@ import (
 
 // New builds Swell's manager with every reconciler: QWorker, ScalerConfig
 // and PodAutoscaler (sharing one set of broker connections), and
-// NodePoolScaler unless disabled. `swell controller`, `swell dev` and the
+// NodePoolScaler unless disabled. `swell controller`, `swell-dev` and the
 // e2e tests all run this same assembly.
 func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	scheme, err := NewScheme(qv1.AddToScheme, swellv1.AddToScheme)

@@ -1,6 +1,6 @@
 // Package demo runs Swell's local demonstration: a load generator with a
 // changing arrival rate, a worker that uses the Go SDK, and a live terminal
-// view of the scaling, all against the real local cluster of `swell dev`.
+// view of the scaling, all against the real local cluster of `swell-dev`.
 package demo
 
 import (
