@@ -1,17 +1,11 @@
 package cpa
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"reflect"
-	"strings"
 	"time"
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
-	"sigs.k8s.io/yaml"
 
 	"github.com/swell-autoscaler/swell/pkg/policy"
 	"github.com/swell-autoscaler/swell/pkg/policy/hpav2"
@@ -157,170 +151,81 @@ func NewConfig() *Config {
 	}
 }
 
-// Load reads the config file, lets environment variables named exactly like
-// a key override it (values parsed as YAML or JSON, as CPA does), applies
-// CPA's defaults and validates. path empty means $configPath, else
-// /config.yaml; a missing default file just means "environment only".
-func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
-	explicit := path != ""
-	if !explicit {
-		path = DefaultConfigPath
-		if p, ok := lookupEnv(ConfigPathEnv); ok && p != "" {
-			path, explicit = p, true
-		}
-	}
-	doc, err := readDoc(path, explicit)
-	if err != nil {
-		return nil, err
-	}
-	if err := applyEnv(doc, lookupEnv); err != nil {
-		return nil, err
-	}
-	cfg, err := decode(doc)
-	if err != nil {
-		return nil, fmt.Errorf("cpa config %s: %w", path, err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("cpa config %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// readDoc decodes the file into key → value.
-func readDoc(path string, mustExist bool) (map[string]any, error) {
-	doc := map[string]any{}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && !mustExist {
-		return doc, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read cpa config: %w", err)
-	}
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("cpa config %s: not a YAML/JSON map of keys: %w", path, err)
-	}
-	if doc == nil {
-		doc = map[string]any{}
-	}
-	return doc, nil
-}
-
-// configKeys maps each top-level JSON key to its field type.
-func configKeys() map[string]reflect.Type {
-	keys := map[string]reflect.Type{}
-	t := reflect.TypeFor[Config]()
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		keys[name] = t.Field(i).Type
-	}
-	return keys
-}
-
-// applyEnv overrides doc with environment variables named like keys. A
-// string key takes the raw value (so namespace "123" stays a string); any
-// other key is parsed as YAML/JSON.
-func applyEnv(doc map[string]any, lookupEnv func(string) (string, bool)) error {
-	var errs []error
-	for key, typ := range configKeys() {
-		raw, ok := lookupEnv(key)
-		if !ok {
-			continue
-		}
-		if typ.Kind() == reflect.String {
-			doc[key] = raw
-			continue
-		}
-		var v any
-		if err := yaml.Unmarshal([]byte(raw), &v); err != nil {
-			errs = append(errs, fmt.Errorf("env %s=%q: not YAML/JSON: %w", key, raw, err))
-			continue
-		}
-		doc[key] = v
-	}
-	return errors.Join(errs...)
-}
-
-// decode turns the merged document into a Config on top of the defaults,
-// refusing unknown keys: a typo would otherwise silently keep a default.
-func decode(doc map[string]any) (*Config, error) {
-	keys := configKeys()
-	var errs []error
-	for k := range doc {
-		if _, ok := keys[k]; !ok {
-			errs = append(errs, fmt.Errorf("unknown key %q", k))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return nil, fmt.Errorf("re-encode config: %w", err)
-	}
-	cfg := NewConfig()
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
-	}
-	if cfg.APIConfig == nil {
-		cfg.APIConfig = NewConfig().APIConfig
-	}
-	return cfg, nil
-}
-
 // Validate reports every problem at once, each naming its key, the value
-// and what would be valid.
+// and what would be valid. Each problem is a *KeyError, so Load can say
+// whether the key came from the file or from an environment variable.
 func (c *Config) Validate() error {
 	errs := []error{c.validateTarget(), c.validateNumbers(), c.validateAPI(), c.validateMetricSpecs()}
 	if c.RunMode != PerPod && c.RunMode != PerResource {
-		errs = append(errs, fmt.Errorf("runMode %q: want %q or %q", c.RunMode, PerPod, PerResource))
+		errs = append(errs, keyErrorf([]string{"runMode"}, "runMode %q: want %q or %q", c.RunMode, PerPod, PerResource))
 	}
 	for _, m := range c.methods() {
 		if m.required && m.method == nil {
-			errs = append(errs, fmt.Errorf("%s: required (a shell or http method)", m.key))
+			errs = append(errs, keyErrorf([]string{m.key}, "%s: required (a shell or http method)", m.key))
 			continue
 		}
 		if m.method != nil {
-			errs = append(errs, m.method.validate(m.key))
+			errs = append(errs, onKeys(m.method.validate(m.key), m.key))
 		}
 	}
 	if c.Behavior != nil {
 		b, err := PolicyBehavior(c.Behavior)
-		errs = append(errs, err)
 		if err == nil {
-			errs = append(errs, b.Validate())
+			err = b.Validate()
 		}
+		errs = append(errs, onKeys(err, "behavior"))
 	}
 	return errors.Join(errs...)
+}
+
+// KeyError is a config problem and the top-level keys it is about.
+type KeyError struct {
+	Keys []string
+	Err  error
+}
+
+func (e *KeyError) Error() string { return e.Err.Error() }
+func (e *KeyError) Unwrap() error { return e.Err }
+
+func keyErrorf(keys []string, format string, args ...any) error {
+	return &KeyError{Keys: keys, Err: fmt.Errorf(format, args...)}
+}
+
+// onKeys tags err (nil stays nil) with keys.
+func onKeys(err error, keys ...string) error {
+	if err == nil {
+		return nil
+	}
+	return &KeyError{Keys: keys, Err: err}
 }
 
 func (c *Config) validateTarget() error {
 	r := c.ScaleTargetRef
 	if r == nil || r.Kind == "" || r.Name == "" || r.APIVersion == "" {
-		return fmt.Errorf("scaleTargetRef %+v: apiVersion, kind and name are required", r)
+		return keyErrorf([]string{"scaleTargetRef"}, "scaleTargetRef %+v: apiVersion, kind and name are required", r)
 	}
 	if c.Namespace == "" {
-		return errors.New("namespace: must not be empty")
+		return keyErrorf([]string{"namespace"}, "namespace: must not be empty")
 	}
 	return nil
 }
 
 func (c *Config) validateNumbers() error {
 	var errs []error
-	check := func(ok bool, format string, args ...any) {
+	check := func(ok bool, keys []string, format string, args ...any) {
 		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
+			errs = append(errs, keyErrorf(keys, format, args...))
 		}
 	}
-	check(c.Interval > 0, "interval %d: must be > 0 (milliseconds)", c.Interval)
-	check(c.MinReplicas >= 0, "minReplicas %d: must be >= 0 (0 allows scale to zero)", c.MinReplicas)
-	check(c.MaxReplicas >= 1, "maxReplicas %d: must be >= 1", c.MaxReplicas)
-	check(c.MinReplicas <= c.MaxReplicas, "minReplicas %d > maxReplicas %d: min must not exceed max", c.MinReplicas, c.MaxReplicas)
-	check(c.StartTime > 0, "startTime %d: must be > 0 (milliseconds to align ticks to)", c.StartTime)
-	check(c.DownscaleStabilization >= 0, "downscaleStabilization %d: must be >= 0 (seconds)", c.DownscaleStabilization)
-	check(c.InitialReadinessDelay >= 0, "initialReadinessDelay %d: must be >= 0 (seconds)", c.InitialReadinessDelay)
-	check(c.CPUInitializationPeriod >= 0, "cpuInitializationPeriod %d: must be >= 0 (seconds)", c.CPUInitializationPeriod)
+	k := func(keys ...string) []string { return keys }
+	check(c.Interval > 0, k("interval"), "interval %d: must be > 0 (milliseconds)", c.Interval)
+	check(c.MinReplicas >= 0, k("minReplicas"), "minReplicas %d: must be >= 0 (0 allows scale to zero)", c.MinReplicas)
+	check(c.MaxReplicas >= 1, k("maxReplicas"), "maxReplicas %d: must be >= 1", c.MaxReplicas)
+	check(c.MinReplicas <= c.MaxReplicas, k("minReplicas", "maxReplicas"), "minReplicas %d > maxReplicas %d: min must not exceed max", c.MinReplicas, c.MaxReplicas)
+	check(c.StartTime > 0, k("startTime"), "startTime %d: must be > 0 (milliseconds to align ticks to)", c.StartTime)
+	check(c.DownscaleStabilization >= 0, k("downscaleStabilization"), "downscaleStabilization %d: must be >= 0 (seconds)", c.DownscaleStabilization)
+	check(c.InitialReadinessDelay >= 0, k("initialReadinessDelay"), "initialReadinessDelay %d: must be >= 0 (seconds)", c.InitialReadinessDelay)
+	check(c.CPUInitializationPeriod >= 0, k("cpuInitializationPeriod"), "cpuInitializationPeriod %d: must be >= 0 (seconds)", c.CPUInitializationPeriod)
 	return errors.Join(errs...)
 }
 
@@ -330,10 +235,10 @@ func (c *Config) validateAPI() error {
 		return nil
 	}
 	if a.Port < 1 || a.Port > 65535 {
-		return fmt.Errorf("apiConfig.port %d: want 1-65535", a.Port)
+		return keyErrorf([]string{"apiConfig"}, "apiConfig.port %d: want 1-65535", a.Port)
 	}
 	if a.UseHTTPS && (a.CertFile == "" || a.KeyFile == "") {
-		return errors.New("apiConfig.useHTTPS: needs apiConfig.certFile and apiConfig.keyFile")
+		return keyErrorf([]string{"apiConfig"}, "apiConfig.useHTTPS: needs apiConfig.certFile and apiConfig.keyFile")
 	}
 	return nil
 }
@@ -353,7 +258,7 @@ func (c *Config) validateMetricSpecs() error {
 			ok = s.External != nil
 		}
 		if !ok {
-			errs = append(errs, fmt.Errorf("kubernetesMetricSpecs[%d].type %q: want Resource, Pods, Object or External with the matching block", i, s.Type))
+			errs = append(errs, keyErrorf([]string{"kubernetesMetricSpecs"}, "kubernetesMetricSpecs[%d].type %q: want Resource, Pods, Object or External with the matching block", i, s.Type))
 		}
 	}
 	return errors.Join(errs...)
