@@ -1,0 +1,16 @@
+"""Evaluation: scale to the number in the target's numPods label."""
+import json
+import sys
+
+
+def main():
+    spec = json.load(sys.stdin)
+    value = spec["metrics"][0]["value"].strip()
+    if not value.isdigit():
+        sys.stderr.write(f"numPods label missing or not a number: {value!r}\n")
+        sys.exit(1)
+    json.dump({"targetReplicas": int(value)}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
