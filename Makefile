@@ -13,12 +13,20 @@ help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build bin/swell
+build: ## build bin/swell (the product binary)
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/swell ./cmd/swell
+
+.PHONY: build-dev
+build-dev: build ## build bin/swell-dev, the local demo (links the test environment; never shipped)
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/swell-dev ./cmd/swell-dev
 
 .PHONY: testbin
 testbin: ## install Debian packages and build/cache the test binaries and tools
 	bash hack/testbin.sh
+
+.PHONY: testbin-demo
+testbin-demo: ## only what `make demo` needs: redis and tmux, etcd, the Kubernetes control plane, kwok
+	bash hack/testbin.sh demo
 
 .PHONY: test
 test: ## everything CI runs: test binaries, lint, unit and e2e tests, with phase times
@@ -64,8 +72,8 @@ clean: ## remove build output (the test-binary cache stays)
 	rm -rf bin dist .e2e.log
 
 .PHONY: demo
-demo: testbin build ## the main job on a local default: cluster, Redis, controller, a QWorker of real workers, load, live view
-	bin/swell dev
+demo: testbin-demo build-dev ## the main job on a local default: cluster, Redis, controller, a QWorker of real workers, load, live view
+	bin/swell-dev
 
 .PHONY: sim-report
 sim-report: build ## simulate every examples/sim scenario into dist/sim-report.{csv,html}

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo run for real: brokers,
 # protoc and tmux. Services are not started here; internal/testenv starts its
-# own instances on loopback ports. Idempotent.
+# own instances on loopback ports. Idempotent. SWELL_DEPS=demo installs only
+# what the local demo runs (redis-server, tmux, psmisc).
 source "$(dirname "$0")/lib.sh"
 
 pkgs=(redis-server rabbitmq-server nats-server burrow protobuf-compiler tmux psmisc python3-kubernetes python3-redis python3-pika python3-kafka python3-snappy zookeeperd prometheus)
+if [[ "${SWELL_DEPS:-all}" == demo ]]; then pkgs=(redis-server tmux psmisc); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

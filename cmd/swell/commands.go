@@ -8,7 +8,6 @@ func subcommands() []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(),
 		newControllerCmd(),
-		newDevCmd(),
 		newDemoWorkerCmd(),
 		newSimulateCmd(),
 		newNodePoolCmd(),

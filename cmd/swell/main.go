@@ -1,6 +1,8 @@
 // Command swell is Swell's single binary: each of Swell's jobs (queue workers,
 // custom pod autoscaling, the KEDA external scaler, node pools), the simulator
-// and the local demo are subcommands of it.
+// and the SDK's sample worker are subcommands of it. The local demo is a
+// separate command, swell-dev (cmd/swell-dev), so that this binary, and the
+// controller image built from it, links no test environment.
 package main
 
 import (

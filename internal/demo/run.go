@@ -69,7 +69,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := copyFile(env.Kubeconfig, o.KubeconfigOut); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Out, "swell dev: cluster ready in %s; logs in %s\n", time.Since(start).Round(time.Millisecond), env.Dir)
+	fmt.Fprintf(o.Out, "swell-dev: cluster ready in %s; logs in %s\n", time.Since(start).Round(time.Millisecond), env.Dir)
 	c, stopController, err := startController(ctx, env)
 	if err != nil {
 		return err
@@ -184,7 +184,7 @@ func view(ctx context.Context, o Options, c client.Client, env *testenv.Env, loa
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(o.Out, "\nswell dev: stopping")
+			fmt.Fprintln(o.Out, "\nswell-dev: stopping")
 			return nil
 		case now := <-tick.C:
 			sent := load.Sent.Load()

@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// TestDemoLiveViewScalesUpAndDown runs the README's demo command (swell dev)
+// TestDemoLiveViewScalesUpAndDown runs the README's demo command (swell-dev,
+// which `make demo` runs, with the product binary swell next to it)
 // in a tmux session, as a person would, and reads the live view with
 // capture-pane: the desired replicas must rise under load and fall after it.
 func TestDemoLiveViewScalesUpAndDown(t *testing.T) {
@@ -19,15 +20,18 @@ func TestDemoLiveViewScalesUpAndDown(t *testing.T) {
 	if err != nil {
 		t.Fatal("tmux not installed: run make testbin")
 	}
-	bin := filepath.Join(t.TempDir(), "swell")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/swell").CombinedOutput(); err != nil {
-		t.Fatalf("build swell: %v\n%s", err, out)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "swell-dev")
+	for _, cmd := range []string{"swell", "swell-dev"} {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "../../cmd/"+cmd).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", cmd, err, out)
+		}
 	}
 	session := "swell-demo-test"
 	_ = exec.Command(tmux, "kill-session", "-t", session).Run()
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	cmd := exec.Command(tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
-		bin, "dev", "--phase-scale", "0.3", "--kubeconfig-out", kubeconfig)
+		bin, "--phase-scale", "0.3", "--kubeconfig-out", kubeconfig)
 	cmd.Env = os.Environ()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("start tmux: %v\n%s", err, out)
