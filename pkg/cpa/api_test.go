@@ -2,11 +2,14 @@ package cpa
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 )
 
 func TestAPIRoutes(t *testing.T) {
@@ -113,4 +116,41 @@ func do(t *testing.T, method, url string) (int, string) {
 	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestAPIRefusesOversizedMetricOutput runs the real Executor behind the
+// REST API: a metric command printing 30 MiB fails the request with the
+// output limit named, and nothing of it is served.
+func TestAPIRefusesOversizedMetricOutput(t *testing.T) {
+	cases := []struct {
+		name     string
+		bytes    int
+		wantCode int
+		want     string
+	}{
+		{"within the limit", 1 << 20, 200, `"resource":"web"`},
+		{"30 MiB", 30 << 20, 500, "output larger than 4194304 bytes (4 MiB), refused"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := NewConfig()
+			cfg.ScaleTargetRef = &autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"}
+			cfg.RunMode = PerResource
+			cfg.Metric = shellMethod(20000, "sh", "-c", fmt.Sprintf("head -c %d /dev/zero | tr '\\0' x", c.bytes))
+			cfg.Evaluate = shellMethod(0, "echo", `{"targetReplicas": 2}`)
+			a, err := New(Options{Config: cfg, Target: &fakeTarget{replicas: 2}, Runner: NewExecutor()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(a.APIHandler())
+			defer srv.Close()
+			code, body := do(t, "GET", srv.URL+"/api/v1/metrics")
+			if code != c.wantCode || !strings.Contains(body, c.want) {
+				t.Fatalf("GET /api/v1/metrics = %d (%d bytes) %.200s; want %d containing %q", code, len(body), body, c.wantCode, c.want)
+			}
+			if c.wantCode != 200 && len(body) > 4096 {
+				t.Fatalf("served %d bytes with the error; the refused output must not be served", len(body))
+			}
+		})
+	}
 }

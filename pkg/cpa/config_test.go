@@ -195,7 +195,10 @@ APIConfig: {Port: 6000}
 				*c.Metric.Shell.LogStderr && c.Evaluate.HTTP.URL == "http://e" && c.APIConfig.Port == 6000 && c.APIConfig.Enabled
 		}, nil},
 		{"metric specs", minimalYAML + "KubernetesMetricSpecs: [{Type: Resource, Resource: {Name: cpu, Target: {Type: Utilization, AverageUtilization: 50}}}]\n",
-			func(c *Config) bool { r := c.KubernetesMetricSpecs[0].Resource; return r.Name == "cpu" && *r.Target.AverageUtilization == 50 }, nil},
+			func(c *Config) bool {
+				r := c.KubernetesMetricSpecs[0].Resource
+				return r.Name == "cpu" && *r.Target.AverageUtilization == 50
+			}, nil},
 		{"unknown top-level key", minimalYAML + "maxReplica: 2\n", nil, []string{`unknown key "maxReplica"`}},
 		{"unknown nested key", minimalYAML + "kubernetesMetricSpecs: [{type: Resource, resourse: {name: cpu}}]\n", nil,
 			[]string{`unknown key "kubernetesMetricSpecs[0].resourse"`}},
