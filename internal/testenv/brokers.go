@@ -2,9 +2,11 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,20 +32,30 @@ func (e *Env) startRedis(ctx context.Context) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("redis dir: %w", err)
 	}
-	p, err := e.start("redis", bin, []string{
+	args := []string{
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--dir", dir, "--save", "", "--appendonly", "no",
 		"--protected-mode", "yes", "--daemonize", "no",
-	}, nil)
+	}
+	conf, err := e.auth.redisConfig(dir)
+	if err != nil {
+		return err
+	}
+	if conf != "" {
+		// A config file must be redis-server's first argument.
+		args = append([]string{conf}, args...)
+	}
+	p, err := e.start("redis", bin, args, nil)
 	if err != nil {
 		return err
 	}
 	e.RedisAddr = fmt.Sprintf("127.0.0.1:%d", port)
-	return p.waitFor(ctx, "accepting connections", redisPing(e.RedisAddr))
+	return p.waitFor(ctx, "accepting connections", redisPing(e.RedisAddr, e.auth.redisPassword()))
 }
 
-// redisPing speaks just enough RESP to see PONG, so readiness needs no client.
-func redisPing(addr string) func(context.Context) error {
+// redisPing speaks just enough RESP to see PONG, so readiness needs no
+// client; with a password it authenticates first.
+func redisPing(addr, password string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
@@ -52,16 +64,29 @@ func redisPing(addr string) func(context.Context) error {
 		}
 		defer func() { _ = c.Close() }()
 		_ = c.SetDeadline(time.Now().Add(time.Second))
+		want := "+PONG\r\n"
+		if password != "" {
+			// RESP array form, so the password needs no quoting.
+			auth := fmt.Sprintf("*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
+			if _, err := c.Write([]byte(auth)); err != nil {
+				return err
+			}
+			want = "+OK\r\n" + want
+		}
 		if _, err := c.Write([]byte("PING\r\n")); err != nil {
 			return err
 		}
-		buf := make([]byte, 7)
-		n, err := c.Read(buf)
-		if err != nil {
-			return err
+		buf := make([]byte, 0, 64)
+		for len(buf) < len(want) {
+			chunk := make([]byte, 64)
+			n, err := c.Read(chunk)
+			if err != nil {
+				return err
+			}
+			buf = append(buf, chunk[:n]...)
 		}
-		if string(buf[:n]) != "+PONG\r\n" {
-			return fmt.Errorf("redis answered %q to PING", buf[:n])
+		if string(buf) != want {
+			return errors.New("redis did not answer PONG to PING")
 		}
 		return nil
 	}
@@ -77,11 +102,19 @@ func (e *Env) startNATS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := e.start("nats", bin, []string{
+	args := []string{
 		"-a", "127.0.0.1", "-p", strconv.Itoa(ports[0]),
 		"-m", strconv.Itoa(ports[1]),
 		"-js", "-sd", filepath.Join(e.Dir, "nats"),
-	}, nil)
+	}
+	conf, err := e.auth.natsConfig(e.Dir)
+	if err != nil {
+		return err
+	}
+	if conf != "" {
+		args = append(args, "-c", conf)
+	}
+	p, err := e.start("nats", bin, args, nil)
 	if err != nil {
 		return err
 	}
@@ -120,7 +153,7 @@ func (e *Env) startRabbitMQ(ctx context.Context, management bool) error {
 	if err := os.WriteFile(filepath.Join(base, ".erlang.cookie"), []byte("swelltestenvcookie"), 0o400); err != nil {
 		return fmt.Errorf("erlang cookie: %w", err)
 	}
-	conf := fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nloopback_users = none\n", amqpPort)
+	conf := fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nloopback_users = none\n", amqpPort) + e.auth.rabbitMQConfig()
 	plugins := "[].\n"
 	if management {
 		conf += fmt.Sprintf("management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\n", mgmtPort)
@@ -157,7 +190,8 @@ func (e *Env) startRabbitMQ(ctx context.Context, management bool) error {
 	if err != nil {
 		return err
 	}
-	e.RabbitMQURL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", amqpPort)
+	user, password := e.auth.rabbitMQUser()
+	e.RabbitMQURL = (&url.URL{Scheme: "amqp", User: url.UserPassword(user, password), Host: fmt.Sprintf("127.0.0.1:%d", amqpPort), Path: "/"}).String()
 	if err := p.waitFor(ctx, "accepting AMQP", func(context.Context) error {
 		conn, err := amqp.DialConfig(e.RabbitMQURL, amqp.Config{Dial: amqp.DefaultDial(time.Second)})
 		if err != nil {
@@ -177,10 +211,11 @@ func (e *Env) startRabbitMQ(ctx context.Context, management bool) error {
 // protocol's clients choose their own session timeout), with 1 s
 // heartbeats instead of 5 s.
 func (e *Env) startKafka(context.Context) error {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.BrokerConfigs(map[string]string{
+	opts := append([]kfake.Opt{kfake.NumBrokers(1), kfake.BrokerConfigs(map[string]string{
 		"group.consumer.session.timeout.ms":    "6000",
 		"group.consumer.heartbeat.interval.ms": "1000",
-	}))
+	})}, e.auth.kafkaOpts()...)
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return fmt.Errorf("kfake cluster: %w", err)
 	}

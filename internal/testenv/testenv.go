@@ -73,6 +73,9 @@ type Options struct {
 	// PrometheusTargets starts a Prometheus server scraping these
 	// host:port targets' /metrics every second.
 	PrometheusTargets []string
+	// Auth makes Redis, RabbitMQ, NATS and Kafka require credentials;
+	// nil leaves them open.
+	Auth *BrokerAuth
 }
 
 // FullCluster is a control plane with scheduler, controller manager, nodes
@@ -135,6 +138,7 @@ type Env struct {
 	Timings map[string]time.Duration
 
 	binDir   string
+	auth     *BrokerAuth
 	mu       sync.Mutex
 	procs    []*process
 	kafka    *kfake.Cluster
@@ -151,7 +155,7 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		return nil, fmt.Errorf("create environment dir: %w", err)
 	}
 	bgCtx, cancel := context.WithCancel(context.Background())
-	e := &Env{Dir: dir, binDir: BinDir(), Timings: map[string]time.Duration{}, cancel: cancel}
+	e := &Env{Dir: dir, binDir: BinDir(), Timings: map[string]time.Duration{}, cancel: cancel, auth: opts.Auth}
 	if err := e.startAll(ctx, bgCtx, opts.normalized()); err != nil {
 		e.Stop()
 		return nil, fmt.Errorf("testenv (logs in %s): %w", dir, err)
