@@ -272,7 +272,7 @@ func TestCPAExampleK8sMetricsCPUWithAFailingPodsMetric(t *testing.T) {
 					Containers: []corev1.Container{{
 						// A niced busy loop: uses far more than its 10m request
 						// without starving the machine.
-						Name: "burn", Image: "local", Command: []string{"nice", "-n", "19", "/bin/sh", "-c", "while :; do :; done"},
+						Name: "burn", Image: "local", Command: []string{"/usr/bin/nice", "-n", "19", "/bin/sh", "-c", "while :; do :; done"},
 						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")}},
 					}},
 				},
