@@ -46,7 +46,9 @@ func (e *Env) RestartComponent(ctx context.Context, name string, ready func(cont
 }
 
 // RedisReady is a readiness check for RestartComponent("redis", ...).
-func (e *Env) RedisReady() func(context.Context) error { return redisPing(e.RedisAddr, e.auth.redisPassword()) }
+func (e *Env) RedisReady() func(context.Context) error {
+	return redisPing(e.RedisAddr, e.auth.redisPassword())
+}
 
 func (e *Env) find(name string) (*process, error) {
 	e.mu.Lock()
