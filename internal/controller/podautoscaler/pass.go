@@ -98,7 +98,7 @@ func (r *Reconciler) gather(ctx context.Context, spec paSpec, target cpa.Target,
 	}
 	km := r.kubernetesMetrics(ctx, spec, ts, pods)
 	if spec.RunMode == cpa.PerResource {
-		out, err := r.call(ctx, "metric", spec.Metric, cpa.MetricInfo{Resource: ts.Object.Object, RunType: cpa.RunTypeScaler, KubernetesMetrics: km})
+		out, err := r.call(ctx, "metric", spec.Metric, cpa.MetricInfo{Resource: r.targetResource(ts.Object), RunType: cpa.RunTypeScaler, KubernetesMetrics: km})
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +106,7 @@ func (r *Reconciler) gather(ctx context.Context, spec paSpec, target cpa.Target,
 	}
 	metrics := make([]cpa.ResourceMetric, 0, len(pods))
 	for i := range pods {
-		out, err := r.call(ctx, "metric", spec.Metric, cpa.MetricInfo{Resource: &pods[i], RunType: cpa.RunTypeScaler, KubernetesMetrics: km})
+		out, err := r.call(ctx, "metric", spec.Metric, cpa.MetricInfo{Resource: r.podResource(&pods[i]), RunType: cpa.RunTypeScaler, KubernetesMetrics: km})
 		if err != nil {
 			return nil, fmt.Errorf("pod %s: %w", pods[i].Name, err)
 		}
@@ -134,12 +134,11 @@ func (r *Reconciler) kubernetesMetrics(ctx context.Context, spec paSpec, ts *cpa
 // built-in expression over the sum of the metric answers.
 func (r *Reconciler) evaluate(ctx context.Context, spec paSpec, ts *cpa.TargetState, metrics []cpa.ResourceMetric) (int32, error) {
 	if spec.Expr == nil {
-		out, err := r.call(ctx, "evaluate", spec.Evaluate, cpa.EvaluateInfo{Metrics: metrics, Resource: ts.Object.Object, RunType: cpa.RunTypeScaler})
+		out, err := r.call(ctx, "evaluate", spec.Evaluate, cpa.EvaluateInfo{Metrics: metrics, Resource: r.targetResource(ts.Object), RunType: cpa.RunTypeScaler})
 		if err != nil {
 			return 0, err
 		}
-		eval, err := cpa.ParseEvaluation(out)
-		return eval.TargetReplicas, err
+		return parseEvaluation(out)
 	}
 	sum, err := sumMetrics(metrics)
 	if err != nil {
@@ -149,13 +148,15 @@ func (r *Reconciler) evaluate(ctx context.Context, spec paSpec, ts *cpa.TargetSt
 }
 
 // sumMetrics adds the answers; each must be one number, since the
-// expression has no way to pick a field out of anything richer.
+// expression has no way to pick a field out of anything richer. An answer
+// that is not a number is described by its size, never quoted: it is a
+// response body, and the error lands in the condition and events.
 func sumMetrics(metrics []cpa.ResourceMetric) (float64, error) {
 	var sum float64
 	for _, m := range metrics {
 		f, err := strconv.ParseFloat(strings.TrimSpace(m.Value), 64)
 		if err != nil {
-			return 0, fmt.Errorf("metric answer for %s %q: the expression evaluator needs a number", m.Resource, truncate(m.Value, 64))
+			return 0, fmt.Errorf("metric answer for %s (%d bytes) is not a number; the expression evaluator needs one (the answer is not shown)", m.Resource, len(m.Value))
 		}
 		sum += f
 	}
@@ -175,7 +176,9 @@ func (r *Reconciler) call(ctx context.Context, name string, m *cpa.Method, input
 	return out, nil
 }
 
-// inputs summarises the metric answers for the status.
+// inputs summarises the metric answers for the status: a number as it
+// is, anything else by its size only, since the status must not carry what
+// a URL answered (the object's readers are not the URL's).
 func inputs(metrics []cpa.ResourceMetric) []string {
 	out := make([]string, 0, min(len(metrics), maxInputs))
 	for i, m := range metrics {
@@ -183,7 +186,7 @@ func inputs(metrics []cpa.ResourceMetric) []string {
 			out = append(out, fmt.Sprintf("... %d more", len(metrics)-maxInputs))
 			break
 		}
-		out = append(out, truncate(m.Resource+"="+strings.TrimSpace(m.Value), maxInputChars))
+		out = append(out, truncate(m.Resource+"="+shown(m.Value), maxInputChars))
 	}
 	return out
 }
@@ -193,4 +196,13 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// shown is an answer as the status shows it: a number, or its size.
+func shown(v string) string {
+	t := strings.TrimSpace(v)
+	if _, err := strconv.ParseFloat(t, 64); err == nil {
+		return t
+	}
+	return fmt.Sprintf("(answer of %d bytes, not a number, not shown)", len(v))
 }

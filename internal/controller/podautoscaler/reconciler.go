@@ -67,8 +67,12 @@ type Reconciler struct {
 	Clock    clock.PassiveClock
 	// Clients read and scale targets; shared by every PodAutoscaler.
 	Clients cpa.ClusterClients
-	// Runner calls the http methods; a cpa.Executor in production.
+	// Runner calls the http methods: an httpRunner under the operator's
+	// egress policy in production.
 	Runner cpa.MethodRunner
+	// FullResource sends methods whole targets and pods instead of the
+	// view (see view.go); the operator's opt-in.
+	FullResource bool
 	// KubeMetrics gathers kubernetesMetricSpecs; nil skips them.
 	KubeMetrics *cpa.KubeMetrics
 	// Sources measures spec.metric.source queues; nil fails such passes.

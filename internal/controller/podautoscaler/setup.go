@@ -14,6 +14,7 @@ import (
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
 	"github.com/swell-autoscaler/swell/pkg/cpa"
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 // CPA's defaults for the readiness rules of kubernetesMetricSpecs; the
@@ -25,8 +26,15 @@ const (
 
 // Options configure the PodAutoscaler controller; zero values are fine.
 type Options struct {
-	// Runner calls methods; a new cpa.Executor when nil.
+	// Runner calls methods; when nil, the controller's http runner dialling
+	// under Egress.
 	Runner cpa.MethodRunner
+	// Egress is the operator's policy for the http methods' destinations;
+	// nil allows every destination (callers that assemble the controller,
+	// internal/controller.New, always pass one).
+	Egress *egress.Policy
+	// FullResource sends methods whole targets and pods (see view.go).
+	FullResource bool
 	// Sources measures spec.metric.source queues: the controller's shared
 	// brokersource.Sources. Without it such PodAutoscalers fail every pass.
 	Sources SourceProvider
@@ -52,7 +60,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("podautoscaler controller: %w", err)
 	}
 	if o.Runner == nil {
-		o.Runner = cpa.NewExecutor()
+		o.Runner = newHTTPRunner(o.Egress)
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
@@ -61,13 +69,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		o.MaxConcurrentReconciles = 4
 	}
 	r := &Reconciler{
-		Client:      mgr.GetClient(),
-		Recorder:    mgr.GetEventRecorderFor("swell-podautoscaler"), //nolint:staticcheck // the events/v1 recorder is not yet what kubectl describe shows by default
-		Clock:       o.Clock,
-		Clients:     clients,
-		Runner:      o.Runner,
-		Sources:     o.Sources,
-		KubeMetrics: &cpa.KubeMetrics{API: api, CPUInitializationPeriod: cpuInitializationPeriod, InitialReadinessDelay: initialReadinessDelay},
+		Client:       mgr.GetClient(),
+		Recorder:     mgr.GetEventRecorderFor("swell-podautoscaler"), //nolint:staticcheck // the events/v1 recorder is not yet what kubectl describe shows by default
+		Clock:        o.Clock,
+		Clients:      clients,
+		Runner:       o.Runner,
+		FullResource: o.FullResource,
+		Sources:      o.Sources,
+		KubeMetrics:  &cpa.KubeMetrics{API: api, CPUInitializationPeriod: cpuInitializationPeriod, InitialReadinessDelay: initialReadinessDelay},
 	}
 	r.push = pushwake.New[*swellv1.PodAutoscaler](ctx, pushwake.Options{Kind: "podautoscaler", Gate: r.wakeAllowed})
 	return ctrl.NewControllerManagedBy(mgr).

@@ -148,7 +148,9 @@ func decodeLag(what string, resp *http.Response) (GroupStatus, error) {
 	}
 	switch {
 	case r.Error:
-		return GroupStatus{}, fmt.Errorf("%s: HTTP %d: burrow says %q", what, resp.StatusCode, r.Message)
+		// Burrow's message is not quoted: what an answer says never
+		// reaches a status or an event, only that it was an error.
+		return GroupStatus{}, fmt.Errorf("%s: HTTP %d: burrow answered an error (its message is not shown)", what, resp.StatusCode)
 	case r.Status != nil && r.Status.Status == "NOTFOUND":
 		// Burrow 1.x answers an unknown group with 404, error false and
 		// this status: name the cause rather than the bare HTTP code.

@@ -92,10 +92,10 @@ func TestErrorsAreNeverZero(t *testing.T) {
 		group string
 		want  string
 	}{
-		"unknown group": {good, "nope", "cluster or consumer not found"},
+		"unknown group": {good, "nope", "HTTP 404: burrow answered an error"},
 		"group unseen":  {good, "gone", "NOTFOUND"},
 		"not json":      {good, "html", "not Burrow JSON"},
-		"unauthorized":  {bad, "orders", "unauthorized"},
+		"unauthorized":  {bad, "orders", "HTTP 401: burrow answered an error"},
 		"dead burrow":   {dead, "orders", "connect"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -106,6 +106,12 @@ func TestErrorsAreNeverZero(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "wrong") {
 				t.Fatalf("error leaks the password: %v", err)
+			}
+			// What Burrow answered is never quoted (it would reach a status).
+			for _, said := range []string{"cluster or consumer not found", "unauthorized", "<html"} {
+				if strings.Contains(err.Error(), said) {
+					t.Fatalf("error quotes the answer (%q): %v", said, err)
+				}
 			}
 		})
 	}
