@@ -17,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 // Options configures the manager; the flags of `swell controller` fill it.
@@ -39,6 +41,14 @@ type Options struct {
 	// DisableNodePools leaves the NodePoolScaler reconciler out, so an
 	// install without node pools needs no permission on nodes.
 	DisableNodePools bool
+	// Egress is the operator's policy for outbound calls users configure
+	// (PodAutoscaler http methods): Allow and Deny of pkg/egress. The
+	// API server of the manager's config is always refused unless allowed
+	// exactly. There is no way to turn the policy off, only to allow.
+	Egress egress.Config
+	// PodAutoscalerFullResource sends PodAutoscaler methods whole targets
+	// and pods instead of a view (identity, replicas, selector, status).
+	PodAutoscalerFullResource bool
 }
 
 // Setup registers a reconciler with the manager. Each kind's package

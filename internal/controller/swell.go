@@ -16,6 +16,7 @@ import (
 	"github.com/swell-autoscaler/swell/internal/controller/podautoscaler"
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 	"github.com/swell-autoscaler/swell/internal/controller/scalerconfig"
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 // New builds Swell's manager with every reconciler: QWorker, ScalerConfig
@@ -31,6 +32,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	if err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
+	ecfg := o.Egress
+	ecfg.APIServer = append(append([]string(nil), ecfg.APIServer...), cfg.Host)
+	policy, err := egress.New(ctx, ecfg)
+	if err != nil {
+		return nil, fmt.Errorf("egress policy: %w", err)
+	}
 	var sources *brokersource.Sources
 	setups := []Setup{
 		func(ctx context.Context, mgr ctrl.Manager) error {
@@ -45,7 +52,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 			return scalerconfig.Setup(mgr, sources, 0)
 		},
 		func(ctx context.Context, mgr ctrl.Manager) error {
-			return podautoscaler.Setup(ctx, mgr, podautoscaler.Options{Sources: sources})
+			return podautoscaler.Setup(ctx, mgr, podautoscaler.Options{Sources: sources, Egress: policy, FullResource: o.PodAutoscalerFullResource})
 		},
 	}
 	if !o.DisableNodePools {
