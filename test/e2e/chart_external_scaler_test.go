@@ -78,16 +78,16 @@ type chartScaler struct {
 }
 
 // installChartScaler builds the image, starts an environment with a
-// process node (and kwok nodes for scaled workloads), and installs the
-// chart with the external scaler on mutual TLS.
-func installChartScaler(ctx context.Context, t *testing.T) *chartScaler {
+// process node (and, with kwok, a kwok node for scaled workloads), and
+// installs the chart with the external scaler on mutual TLS.
+func installChartScaler(ctx context.Context, t *testing.T, kwok bool) *chartScaler {
 	t.Helper()
 	archive := buildChartImage(ctx, t)
-	e := testenv.New(t, testenv.Options{
-		APIServer: true, ControllerManager: true, Scheduler: true,
-		KwokNodes: []testenv.NodeSpec{{Name: "es-kwok-0"}},
-		Redis:     true,
-	})
+	opts := testenv.Options{APIServer: true, ControllerManager: true, Scheduler: true, Redis: true}
+	if kwok {
+		opts.KwokNodes = []testenv.NodeSpec{{Name: "es-kwok-0"}}
+	}
+	e := testenv.New(t, opts)
 	s := &chartScaler{e: e, node: startImageNode(ctx, t, e, archive), pki: newScalerPKI(t, esHost)}
 
 	// The TLS Secret, as cert-manager would write it.
@@ -159,7 +159,7 @@ func installChartScaler(ctx context.Context, t *testing.T) *chartScaler {
 func TestChartExternalScalerServesThroughService(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	s := installChartScaler(ctx, t)
+	s := installChartScaler(ctx, t, false)
 
 	conn := s.dial(t, s.pki.clientTLS(t))
 	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "externalscaler.ExternalScaler"})
@@ -227,7 +227,7 @@ func TestChartExternalScalerServesThroughService(t *testing.T) {
 func TestChartExternalScalerServesKEDA(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
-	s := installChartScaler(ctx, t)
+	s := installChartScaler(ctx, t, true)
 
 	// KEDA's processes inherit this; loopback (its apiserver) is never
 	// proxied, the Service's name is.
