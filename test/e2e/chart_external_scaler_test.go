@@ -198,6 +198,9 @@ func TestChartExternalScalerServesThroughService(t *testing.T) {
 	// Mutual TLS is enforced: no client certificate, a certificate from
 	// another CA, or plaintext are all refused before any rpc is served.
 	before := s.scraped(t, `swell_external_scaler_requests_total{code="OK",rpc="GetMetricSpec"}`)
+	if before < 1 {
+		t.Fatalf("the scaler's /metrics shows %v served GetMetricSpec calls, want the one above", before)
+	}
 	for name, creds := range map[string]credentials.TransportCredentials{
 		"no client certificate":       credentials.NewTLS(s.pki.clientTLSWithout(t)),
 		"client certificate, foreign": credentials.NewTLS(s.pki.foreignClientTLS(t)),
@@ -233,6 +236,7 @@ func TestChartExternalScalerServesKEDA(t *testing.T) {
 	// proxied, the Service's name is.
 	t.Setenv("HTTPS_PROXY", "http://"+s.proxy.addr)
 	t.Setenv("NO_PROXY", "")
+	t.Setenv("no_proxy", "")
 	keda, err := s.e.StartKEDA(ctx, testenv.KEDAOptions{})
 	if err != nil {
 		t.Fatalf("start KEDA: %v", err)
@@ -499,10 +503,19 @@ func waitForReadyScaler(ctx context.Context, t *testing.T, e *testenv.Env, node 
 	return pod
 }
 
-// assertNoKubeCredentials: the scaler process got no kubeconfig (its pod
-// mounts no ServiceAccount token), so it cannot call the apiserver at all.
+// assertNoKubeCredentials: the apiserver's ServiceAccount admission gave
+// the scaler's pod no token volume (the chart turns automount off), so the
+// process node handed its process no kubeconfig: it cannot call the
+// apiserver at all.
 func assertNoKubeCredentials(t *testing.T, pod *corev1.Pod, e *testenv.Env) {
 	t.Helper()
+	for _, c := range pod.Spec.Containers {
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == procnode.ServiceAccountMountPath {
+				t.Errorf("the scaler pod mounts a ServiceAccount token (volume %s)", m.Name)
+			}
+		}
+	}
 	pid, err := strconv.Atoi(strings.TrimPrefix(pod.Status.ContainerStatuses[0].ContainerID, "process://"))
 	if err != nil {
 		t.Fatal(err)
