@@ -32,6 +32,9 @@ type SecretFiles struct {
 	Dir string
 	// ReadFile reads a file (os.ReadFile when nil; tests inject).
 	ReadFile func(string) ([]byte, error)
+	// Bindings declares where each credential may be sent; a credential
+	// not declared here is never read (see binding.go).
+	Bindings Bindings
 }
 
 func (s SecretFiles) read(key, name string) (brokerconn.Secret, error) {
@@ -40,6 +43,9 @@ func (s SecretFiles) read(key, name string) (brokerconn.Secret, error) {
 	}
 	if filepath.IsAbs(name) || strings.Contains(filepath.ToSlash(filepath.Clean(name)), "..") {
 		return "", fmt.Errorf("metadata %q: %q must be a path relative to the secrets directory %s with no .. element", key, name, s.Dir)
+	}
+	if _, ok := s.Bindings[name]; !ok {
+		return "", fmt.Errorf("metadata %q: credential %q is not declared with its broker address (start the server with --credential %s=HOST:PORT)", key, name, name)
 	}
 	read := s.ReadFile
 	if read == nil {
@@ -61,6 +67,8 @@ type fields struct {
 	used    map[string]bool
 	errs    []error
 	secrets []string
+	// fileCreds are the secrets-directory credentials used, by name.
+	fileCreds []string
 }
 
 func newFields(md map[string]string, files SecretFiles) *fields {
@@ -212,6 +220,7 @@ func (f *fields) secret(name string) brokerconn.Secret {
 			f.errs = append(f.errs, err)
 			return ""
 		}
+		f.fileCreds = append(f.fileCreds, strings.TrimSpace(file))
 		return f.remember(s)
 	}
 	return ""

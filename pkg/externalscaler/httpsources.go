@@ -121,24 +121,25 @@ func number(v any, path string) (float64, error) {
 
 // parseHTTP: a number at valueLocation in a JSON document (KEDA
 // metrics-api style).
-func parseHTTP(_ *Parser, f *fields) (*Spec, error) {
+func parseHTTP(p *Parser, f *fields) (*Spec, error) {
 	raw := f.required("the JSON endpoint, https://host/path", "url")
 	checkHTTPURL(f, "url", raw)
 	loc := f.required("a dot path to the number, e.g. \"stats.queue.depth\" or \"items.0.count\"", "valueLocation")
 	token := f.secret("bearerToken")
 	m, act := backlogMetric(f, "http-value", 1, "targetValue")
-	p := &httpProbe{url: raw, token: token, client: &http.Client{Timeout: httpTimeout},
+	pr := &httpProbe{url: raw, token: token, client: p.Egress.HTTPClient(httpTimeout, nil),
 		extract: func(doc any) (float64, error) { return valueAt(doc, loc) }}
 	return &Spec{
+		dests:  []string{urlDest(raw, httpPorts)},
 		Source: "http", Metrics: []MetricDef{m}, Activation: act,
 		Key:    fmt.Sprintf("http url=%s valueLocation=%s", raw, loc),
-		target: funcTarget(func(context.Context) (probe, error) { return p, nil }),
+		target: funcTarget(func(context.Context) (probe, error) { return pr, nil }),
 	}, nil
 }
 
 // parsePrometheus: an instant query's single value. An empty result is 0
 // with ignoreNullValues "true" (the default, as KEDA), an error otherwise.
-func parsePrometheus(_ *Parser, f *fields) (*Spec, error) {
+func parsePrometheus(p *Parser, f *fields) (*Spec, error) {
 	server := f.required("http://prometheus:9090", "serverAddress")
 	checkHTTPURL(f, "serverAddress", server)
 	query := f.required("a PromQL query returning one value", "query")
@@ -146,12 +147,13 @@ func parsePrometheus(_ *Parser, f *fields) (*Spec, error) {
 	token := f.secret("bearerToken")
 	m, act := backlogMetric(f, "prometheus-query", 1, "threshold")
 	u := strings.TrimRight(server, "/") + "/api/v1/query?query=" + url.QueryEscape(query)
-	p := &httpProbe{url: u, token: token, client: &http.Client{Timeout: httpTimeout},
+	pr := &httpProbe{url: u, token: token, client: p.Egress.HTTPClient(httpTimeout, nil),
 		extract: func(doc any) (float64, error) { return promValue(doc, ignoreNull) }}
 	return &Spec{
+		dests:  []string{urlDest(server, httpPorts)},
 		Source: "prometheus", Metrics: []MetricDef{m}, Activation: act,
 		Key:    fmt.Sprintf("prometheus server=%s query=%s ignoreNull=%t", server, query, ignoreNull),
-		target: funcTarget(func(context.Context) (probe, error) { return p, nil }),
+		target: funcTarget(func(context.Context) (probe, error) { return pr, nil }),
 	}, nil
 }
 

@@ -38,6 +38,8 @@ type KafkaConn struct {
 	TLS bool `json:"tls,omitempty"`
 	// CAPEM is the CA bundle for TLS.
 	CAPEM []byte `json:"-"`
+	// dial, when set, opens connections (the egress policy's dialer).
+	dial brokerconn.DialFunc
 }
 
 func (c KafkaConn) validate() error {
@@ -85,7 +87,14 @@ func (c KafkaConn) options() ([]kgo.Opt, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kafka tls: %w", err)
 		}
+		if c.dial != nil {
+			// franz-go takes a Dialer or a TLS config, not both.
+			return append(opts, kgo.Dialer(brokerconn.WithTLS(c.dial, cfg))), nil
+		}
 		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	if c.dial != nil {
+		opts = append(opts, kgo.Dialer(c.dial))
 	}
 	return opts, nil
 }
@@ -293,8 +302,9 @@ func parseKafka(p *Parser, f *fields) (*Spec, error) {
 	if len(t.Groups) == 0 {
 		f.fail("metadata \"consumerGroup\" is required: the consumer group whose lag is measured (several: comma-separated, summed)")
 	}
+	t.Conn.dial = p.dial()
 	group := strings.Join(t.Groups, "+")
-	spec := &Spec{Source: "kafka", Key: t.key(), target: t}
+	spec := &Spec{Source: "kafka", Key: t.key(), target: t, dests: t.Conn.Brokers}
 	kinds := f.list("metric")
 	if len(kinds) == 0 {
 		kinds = []string{fieldLag}

@@ -79,6 +79,13 @@ func (s *Service) spec(ref *pb.ScaledObjectRef) (*Spec, error) {
 		return spec, nil
 	}
 	spec, err := s.parser.Parse(ref.GetScalerMetadata())
+	var bound *BindingError
+	if errors.As(err, &bound) {
+		// Logged with the names only: the credential's value never is.
+		s.log.Warn("refused: a credential paired with an address not declared for it", "scaledObject", ref.GetNamespace()+"/"+ref.GetName(),
+			"credential", bound.Credential, "address", bound.Address, "declared", bound.Allowed)
+		return nil, status.Errorf(codes.PermissionDenied, "ScaledObject %s/%s: %v", ref.GetNamespace(), ref.GetName(), err)
+	}
 	if err != nil {
 		s.log.Warn("invalid scaler metadata", "scaledObject", ref.GetNamespace()+"/"+ref.GetName(), "err", err)
 		return nil, status.Errorf(codes.InvalidArgument, "ScaledObject %s/%s: %v", ref.GetNamespace(), ref.GetName(), err)

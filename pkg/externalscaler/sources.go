@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/swell-autoscaler/swell/pkg/source"
@@ -84,12 +85,13 @@ func tlsFrom(f *fields) brokerconn.TLS {
 
 // parseRedis: a list (listName) or a stream group (stream +
 // consumerGroup), through pkg/source/redis.
-func parseRedis(_ *Parser, f *fields) (*Spec, error) {
+func parseRedis(p *Parser, f *fields) (*Spec, error) {
 	cfg := redis.Config{
 		Username: f.str("", "username"),
 		Password: f.secret("password"),
 		DB:       f.integer(0, "databaseIndex", "db"),
 		TLS:      tlsFrom(f),
+		Dial:     p.dial(),
 	}
 	if addr := f.str("", "address"); addr != "" {
 		host, port, err := net.SplitHostPort(addr)
@@ -110,7 +112,12 @@ func parseRedis(_ *Parser, f *fields) (*Spec, error) {
 		f.fail("metadata (redis connection): %v", err)
 	}
 	m, act := backlogMetric(f, "redis-"+ref.Key+groupSuffix(ref.Group), 5, "listLength", "pendingEntriesCount")
+	port := cfg.Port
+	if port == 0 {
+		port = redis.DefaultPort
+	}
 	return &Spec{
+		dests:  []string{net.JoinHostPort(cfg.Host, strconv.Itoa(port))},
 		Source: "redis", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("redis host=%s port=%d db=%d user=%s tls=%t key=%s group=%s", cfg.Host, cfg.Port, cfg.DB, cfg.Username, cfg.TLS.Enabled, ref.Key, ref.Group),
 		target: brokerTarget(func(ctx context.Context) (*redis.Client, error) { return redis.New(ctx, cfg) },
@@ -127,7 +134,7 @@ func groupSuffix(g string) string {
 
 // parseRabbitMQ: a queue's ready (and, with managementURL, unacked)
 // messages, through pkg/source/rabbitmq.
-func parseRabbitMQ(_ *Parser, f *fields) (*Spec, error) {
+func parseRabbitMQ(p *Parser, f *fields) (*Spec, error) {
 	cfg := rabbitmq.Config{
 		URL:           f.str("", "url"),
 		Host:          f.str("", "host"),
@@ -137,6 +144,7 @@ func parseRabbitMQ(_ *Parser, f *fields) (*Spec, error) {
 		VHost:         f.str("", "vhost", "vhostName"),
 		TLS:           tlsFrom(f),
 		ManagementURL: f.str("", "managementURL"),
+		Dial:          p.dial(),
 	}
 	queue := f.required("the queue to measure", "queueName")
 	if err := cfg.Validate(); err != nil {
@@ -144,6 +152,7 @@ func parseRabbitMQ(_ *Parser, f *fields) (*Spec, error) {
 	}
 	m, act := backlogMetric(f, "rabbitmq-"+queue, 20, "queueLength", "value")
 	return &Spec{
+		dests:  rabbitDests(cfg),
 		Source: "rabbitmq", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("rabbitmq url=%s host=%s port=%d vhost=%s user=%s tls=%t mgmt=%s queue=%s", cfg.URL, cfg.Host, cfg.Port, cfg.VHost, cfg.Username, cfg.TLS.Enabled, cfg.ManagementURL, queue),
 		target: brokerTarget(func(ctx context.Context) (*rabbitmq.Client, error) { return rabbitmq.New(ctx, cfg) },
@@ -153,12 +162,13 @@ func parseRabbitMQ(_ *Parser, f *fields) (*Spec, error) {
 
 // parseNATS: a durable JetStream consumer's pending plus ack-pending
 // messages, through pkg/source/nats.
-func parseNATS(_ *Parser, f *fields) (*Spec, error) {
+func parseNATS(p *Parser, f *fields) (*Spec, error) {
 	cfg := nats.Config{
 		URL:      f.required("nats://host:4222", "natsURL", "url"),
 		Username: f.str("", "username"),
 		Password: f.secret("password"),
 		TLS:      tlsFrom(f),
+		Dial:     p.dial(),
 	}
 	ref := nats.QueueRef{
 		Stream:   f.required("the JetStream stream", "stream"),
@@ -168,7 +178,15 @@ func parseNATS(_ *Parser, f *fields) (*Spec, error) {
 		f.fail("metadata (nats connection): %v", err)
 	}
 	m, act := backlogMetric(f, "nats-"+ref.Stream+"-"+ref.Consumer, 10, "lagThreshold")
+	var dests []string
+	for _, u := range strings.Split(cfg.URL, ",") {
+		if u = strings.TrimSpace(u); !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		dests = append(dests, urlDest(u, natsPorts))
+	}
 	return &Spec{
+		dests:  dests,
 		Source: "nats", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("nats url=%s user=%s tls=%t stream=%s consumer=%s", cfg.URL, cfg.Username, cfg.TLS.Enabled, ref.Stream, ref.Consumer),
 		target: brokerTarget(func(ctx context.Context) (*nats.Client, error) { return nats.New(ctx, cfg) },
@@ -178,12 +196,15 @@ func parseNATS(_ *Parser, f *fields) (*Spec, error) {
 
 // parseBurrow: a consumer group's total lag as Burrow evaluates it,
 // through pkg/source/burrow.
-func parseBurrow(_ *Parser, f *fields) (*Spec, error) {
+func parseBurrow(p *Parser, f *fields) (*Spec, error) {
 	cfg := burrow.Config{
 		URL:      f.required("Burrow's HTTP base, http://burrow:8000", "burrowURL", "url"),
 		Cluster:  f.required("the cluster name in Burrow's configuration", "cluster"),
 		Username: f.str("", "username"),
 		Password: f.secret("password"),
+	}
+	if p.Egress != nil {
+		cfg.HTTPClient = p.Egress.HTTPClient(httpTimeout, nil)
 	}
 	group := f.required("the consumer group", "consumerGroup")
 	if err := cfg.Validate(); err != nil {
@@ -191,6 +212,7 @@ func parseBurrow(_ *Parser, f *fields) (*Spec, error) {
 	}
 	m, act := backlogMetric(f, "burrow-lag-"+group, 10, "lagThreshold")
 	return &Spec{
+		dests:  []string{urlDest(cfg.URL, httpPorts)},
 		Source: "burrow", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("burrow url=%s cluster=%s user=%s group=%s", cfg.URL, cfg.Cluster, cfg.Username, group),
 		target: funcTarget(func(context.Context) (probe, error) {
@@ -205,4 +227,27 @@ func parseBurrow(_ *Parser, f *fields) (*Spec, error) {
 			return &sourceProbe{src: src, close: func() error { return nil }}, nil
 		}),
 	}, nil
+}
+
+// rabbitDests are the AMQP address and the management API's, both of
+// which receive the password.
+func rabbitDests(cfg rabbitmq.Config) []string {
+	var out []string
+	switch {
+	case cfg.URL != "":
+		out = append(out, urlDest(cfg.URL, amqpPorts))
+	case cfg.Host != "":
+		port := cfg.Port
+		if port == 0 {
+			port = 5672
+			if cfg.TLS.Enabled {
+				port = 5671
+			}
+		}
+		out = append(out, net.JoinHostPort(cfg.Host, strconv.Itoa(port)))
+	}
+	if cfg.ManagementURL != "" {
+		out = append(out, urlDest(cfg.ManagementURL, httpPorts))
+	}
+	return out
 }

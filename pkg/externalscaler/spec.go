@@ -8,6 +8,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/swell-autoscaler/swell/pkg/egress"
+	"github.com/swell-autoscaler/swell/pkg/source/brokerconn"
 )
 
 // Reading is one measurement of a target: named values (lag, eta,
@@ -57,6 +60,8 @@ type Spec struct {
 	AlwaysActive bool
 
 	target target
+	// dests are the addresses (host:port) credentials are sent to.
+	dests []string
 }
 
 // Active says whether a reading makes the ScaledObject active.
@@ -137,6 +142,19 @@ type Parser struct {
 	Files SecretFiles
 	// Defaults for keys a ScaledObject leaves out.
 	Defaults Defaults
+	// Egress is the operator's policy for the addresses metadata names;
+	// nil allows every address (the `swell external-scaler` command always
+	// sets one).
+	Egress *egress.Policy
+}
+
+// dial is the sources' dial hook: the egress policy's, or nil (dial
+// directly) without one.
+func (p *Parser) dial() brokerconn.DialFunc {
+	if p.Egress == nil {
+		return nil
+	}
+	return brokerconn.DialFunc(p.Egress.Dialer(nil))
 }
 
 // sourceParsers decode one source's keys (after "source").
@@ -175,6 +193,9 @@ func (p *Parser) finish(f *fields, s *Spec, err error) (*Spec, error) {
 		f.errs = append(f.errs, err)
 	}
 	if err := f.done(); err != nil || s == nil {
+		return nil, err
+	}
+	if err := checkBindings(p.Files.Bindings, f.fileCreds, s.dests); err != nil {
 		return nil, err
 	}
 	if d := f.secretDigest(); d != "" {

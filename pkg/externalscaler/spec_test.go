@@ -13,7 +13,7 @@ func TestParseEverySource(t *testing.T) {
 			return []byte("from-file\n"), nil
 		}
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
-	}}}
+	}, Bindings: Bindings{"kafka/password": {"k:9092"}}}}
 	for _, tc := range []struct {
 		md     map[string]string
 		metric string

@@ -41,6 +41,8 @@ type Options struct {
 	ServerTLS *tls.Config
 	// ClientTLS is the client's TLS config; nil dials plaintext.
 	ClientTLS *tls.Config
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
 }
 
 // Scaler is a running external scaler and a client connected to it.
@@ -96,7 +98,10 @@ func start(o Options) (*Scaler, func(), error) {
 	}
 	reg := prometheus.NewRegistry()
 	m := externalscaler.NewMetrics(reg)
-	log := slog.New(slog.DiscardHandler)
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	to := o.Tracker
 	to.Metrics, to.Logger = m, log
 	tracker := externalscaler.NewTracker(to)

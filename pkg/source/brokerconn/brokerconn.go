@@ -5,11 +5,45 @@
 package brokerconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 )
+
+// DialFunc opens a connection: the shape of net.Dialer.DialContext, which
+// the egress policy's dialer has, so a source can be told how to connect.
+type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+// WithTLS returns a dial function that dials with dial and, when cfg is not
+// nil, runs a TLS handshake over the connection (for clients whose own TLS
+// is bypassed by a custom dialer). An empty ServerName becomes the host
+// dialled.
+func WithTLS(dial DialFunc, cfg *tls.Config) DialFunc {
+	if cfg == nil {
+		return dial
+	}
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		conn, err := dial(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		c := cfg.Clone()
+		if c.ServerName == "" {
+			if host, _, err := net.SplitHostPort(address); err == nil {
+				c.ServerName = host
+			}
+		}
+		tc := tls.Client(conn, c)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+}
 
 // Redacted is what a Secret prints as.
 const Redacted = "[redacted]"

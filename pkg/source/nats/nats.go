@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -47,6 +48,9 @@ type Config struct {
 	// DialTimeout bounds connecting and each JetStream request that has no
 	// deadline of its own (default 5s).
 	DialTimeout time.Duration
+	// Dial, when set, opens every TCP connection (the egress policy's
+	// dialer for user-configured addresses); nil dials directly.
+	Dial brokerconn.DialFunc
 }
 
 // Validate reports every invalid field, each message naming it, never
@@ -117,6 +121,9 @@ func (c Config) options() ([]natsgo.Option, error) {
 	}
 	if c.Username != "" {
 		opts = append(opts, natsgo.UserInfo(c.Username, c.Password.Reveal()))
+	}
+	if c.Dial != nil {
+		opts = append(opts, natsgo.SetCustomDialer(natsDialer{dial: c.Dial, timeout: c.timeout()}))
 	}
 	tlsCfg, err := c.TLS.Config("")
 	if err != nil {
@@ -305,4 +312,17 @@ func filterSubjects(cfg jetstream.ConsumerConfig) []string {
 		return []string{cfg.FilterSubject}
 	}
 	return nil
+}
+
+// natsDialer adapts a DialFunc to nats.go's CustomDialer (nats runs TLS
+// itself over what it returns).
+type natsDialer struct {
+	dial    brokerconn.DialFunc
+	timeout time.Duration
+}
+
+func (d natsDialer) Dial(network, address string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+	defer cancel()
+	return d.dial(ctx, network, address)
 }

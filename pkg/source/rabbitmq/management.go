@@ -21,6 +21,9 @@ type management struct {
 func newManagement(cfg Config) (*management, error) {
 	u, _ := url.Parse(cfg.ManagementURL) // checked by Validate
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.Dial != nil {
+		tr.DialContext, tr.Proxy = cfg.Dial, nil
+	}
 	if u.Scheme == "https" {
 		tlsCfg, err := cfg.TLS.Config(u.Hostname())
 		if err != nil {

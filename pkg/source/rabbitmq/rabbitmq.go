@@ -62,6 +62,9 @@ type Config struct {
 	ManagementPassword brokerconn.Secret
 	// DialTimeout bounds connecting and each management request (default 5s).
 	DialTimeout time.Duration
+	// Dial, when set, opens every TCP connection (the egress policy's
+	// dialer for user-configured addresses); nil dials directly.
+	Dial brokerconn.DialFunc
 }
 
 // Validate reports every invalid field, each message naming it. It never
@@ -169,7 +172,7 @@ func (c Config) amqpConfig(host string) (amqp.Config, error) {
 	cfg := amqp.Config{
 		Vhost:           c.vhost(),
 		TLSClientConfig: tlsCfg,
-		Dial:            amqp.DefaultDial(c.timeout()),
+		Dial:            c.amqpDial(),
 		Properties:      amqp.Table{"connection_name": "swell"},
 	}
 	if c.Username != "" {
@@ -329,3 +332,16 @@ func declarePassive(conn *amqp.Connection, name string) (int64, error) {
 
 // Close releases nothing: the connection belongs to the Client.
 func (s *queueSource) Close() error { return nil }
+
+// amqpDial is amqp's default dial, or Dial bounded by the dial timeout
+// (amqp runs the TLS handshake itself over what it returns).
+func (c Config) amqpDial() func(network, addr string) (net.Conn, error) {
+	if c.Dial == nil {
+		return amqp.DefaultDial(c.timeout())
+	}
+	return func(network, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout())
+		defer cancel()
+		return c.Dial(ctx, network, addr)
+	}
+}

@@ -50,6 +50,9 @@ type Config struct {
 	KeyspaceNotifications bool
 	// DialTimeout bounds connecting (default 5s).
 	DialTimeout time.Duration
+	// Dial, when set, opens every TCP connection (the egress policy's
+	// dialer for user-configured addresses); nil dials directly.
+	Dial brokerconn.DialFunc
 }
 
 // Validate reports every invalid field, each message naming it.
@@ -90,13 +93,23 @@ func (c Config) options() (*goredis.Options, error) {
 	if dial == 0 {
 		dial = defaultDialTimeout
 	}
+	var dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+	retries := 0 // go-redis's default
+	if c.Dial != nil {
+		// go-redis skips its own TLS under a custom dialer. A refusal by
+		// the dialer is final: retrying it would only hide it behind a
+		// deadline.
+		dialer, retries = brokerconn.WithTLS(c.Dial, tlsCfg), 1
+	}
 	return &goredis.Options{
-		Addr:        c.addr(),
-		Username:    c.Username,
-		Password:    c.Password.Reveal(),
-		DB:          c.DB,
-		TLSConfig:   tlsCfg,
-		DialTimeout: dial,
+		Dialer:        dialer,
+		DialerRetries: retries,
+		Addr:          c.addr(),
+		Username:      c.Username,
+		Password:      c.Password.Reveal(),
+		DB:            c.DB,
+		TLSConfig:     tlsCfg,
+		DialTimeout:   dial,
 		// A source measures; it never needs a large pool.
 		PoolSize: 4,
 		// Do not retry inside a Measure: the caller's poll is the retry,
