@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/swell-autoscaler/swell/internal/bindaddr"
+	"github.com/swell-autoscaler/swell/pkg/egress"
 	"github.com/swell-autoscaler/swell/pkg/externalscaler"
 )
 
@@ -26,6 +28,9 @@ type externalScalerOptions struct {
 	etaCap       float64
 	plugins      string
 	secretsDir   string
+	credentials  []string
+	egressAllow  []string
+	egressDeny   []string
 	metricsAddr  string
 	grace        time.Duration
 	logJSON      bool
@@ -60,7 +65,10 @@ includeHistoric, with --plugins). See docs/external-scaler.md.`,
 	f.Float64Var(&o.etaCap, "eta-cap", 3600, "ETA in seconds reported when lag waits and nothing is consumed")
 	f.StringVar(&o.plugins, "plugins", "", "Azul plugins file mapping pluginName to Kafka consumer groups")
 	f.StringVar(&o.secretsDir, "secrets-dir", "/etc/swell/secrets", "directory `<key>File` metadata may read credentials from")
-	f.StringVar(&o.metricsAddr, "metrics-addr", ":9090", "address of /metrics and /healthz; 0 disables it")
+	f.StringArrayVar(&o.credentials, "credential", nil, "declare a credential of --secrets-dir and the broker addresses it may be sent to, NAME=HOST:PORT[,HOST:PORT...] (repeatable); `<key>File` may name only declared credentials, and only with these addresses")
+	f.StringSliceVar(&o.egressAllow, "egress-allow", nil, "addresses metadata may name although refused by default (loopback, link-local, private ranges): CIDR, address or host:port (repeatable); in-cluster brokers need their range or host:port here")
+	f.StringSliceVar(&o.egressDeny, "egress-deny", nil, "more CIDRs metadata may not name (repeatable)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9090", "address of /metrics and /healthz (unauthenticated; use :9090 for a Prometheus scrape or kubelet probe); 0 disables it")
 	f.DurationVar(&o.grace, "shutdown-grace", 10*time.Second, "how long a stop waits for in-flight calls")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON instead of text")
 	return cmd
@@ -72,9 +80,20 @@ func runExternalScaler(ctx context.Context, o externalScalerOptions) error {
 	if err != nil {
 		return err
 	}
+	bindings := externalscaler.Bindings{}
+	for _, c := range o.credentials {
+		if err := externalscaler.ParseBinding(bindings, c); err != nil {
+			return err
+		}
+	}
+	policy, err := egress.New(ctx, egress.Config{Allow: o.egressAllow, Deny: o.egressDeny})
+	if err != nil {
+		return err
+	}
 	parser := &externalscaler.Parser{
-		Files:    externalscaler.SecretFiles{Dir: o.secretsDir},
+		Files:    externalscaler.SecretFiles{Dir: o.secretsDir, Bindings: bindings},
 		Defaults: externalscaler.Defaults{RateWindow: o.rateWindow, ETACap: o.etaCap},
+		Egress:   policy,
 	}
 	if o.plugins != "" {
 		if parser.Plugins, err = externalscaler.LoadPlugins(o.plugins, os.Getenv); err != nil {
@@ -94,9 +113,25 @@ func runExternalScaler(ctx context.Context, o externalScalerOptions) error {
 		return fmt.Errorf("listen %s: %w", o.listen, err)
 	}
 	srv := externalscaler.NewServer(externalscaler.NewService(parser, tracker, log), m, tlsCfg, log)
+	warnPlaintext(log, o.listen, tlsCfg != nil, o.tls.ClientCAFile != "")
 	log.Info("external scaler listening", "addr", lis.Addr().String(), "tls", tlsCfg != nil,
 		"mtls", o.tls.ClientCAFile != "", "pollInterval", o.pollInterval, "plugins", o.plugins)
 	return srv.Serve(ctx, lis, o.grace)
+}
+
+// warnPlaintext warns, once at start, when the gRPC server is reachable
+// from other hosts without TLS (anyone on the network can ask it to measure
+// and read its answers) or without client certificates.
+func warnPlaintext(log *slog.Logger, addr string, tls, mtls bool) {
+	switch {
+	case bindaddr.IsLoopback(addr):
+	case !tls:
+		log.Warn("external scaler serves PLAINTEXT gRPC without authentication on a non-loopback address: any peer that reaches it can query every source the scaler can read; set --tls-cert/--tls-key and --tls-client-ca (mutual TLS with KEDA), or --listen 127.0.0.1:8090",
+			"addr", addr)
+	case !mtls:
+		log.Warn("external scaler serves TLS without client certificates on a non-loopback address: any peer that reaches it can query it; set --tls-client-ca for mutual TLS with KEDA",
+			"addr", addr)
+	}
 }
 
 func externalScalerLogger(json bool) *slog.Logger {
