@@ -18,19 +18,35 @@ import (
 // controllerOptions are the flags of `swell controller`.
 type controllerOptions struct {
 	kubeconfig  string
+	limits      kubeAPILimits
 	manager     controller.Options
 	development bool
 }
 
-func newControllerCmd() *cobra.Command {
-	o := controllerOptions{}
+// clientConfig is the controller's Kubernetes client config with its flags'
+// rate limits.
+func (o *controllerOptions) clientConfig() (*rest.Config, error) {
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.limits.apply(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newControllerCmd() *cobra.Command { return newControllerCmdWith(&controllerOptions{}) }
+
+// newControllerCmdWith builds `swell controller` filling o from its flags.
+func newControllerCmdWith(o *controllerOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the in-cluster controller (QWorker, ScalerConfig)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New(zap.UseDevMode(o.development)))
-			cfg, err := restConfig(o.kubeconfig)
+			cfg, err := o.clientConfig()
 			if err != nil {
 				return err
 			}
@@ -39,10 +55,18 @@ func newControllerCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else in-cluster)")
-	f.StringVar(&o.manager.MetricsAddr, "metrics-bind-address", ":8080", "address of /metrics; 0 disables it")
-	f.BoolVar(&o.manager.MetricsSecure, "metrics-secure", false, "serve metrics over HTTPS with Kubernetes authn/authz")
-	f.StringVar(&o.manager.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	o.limits.addFlags(f)
+	f.StringVar(&o.manager.MetricsAddr, "metrics-bind-address", "127.0.0.1:8080",
+		"address of /metrics; 0 disables it. Off loopback, scrapers need a bearer token allowed to get /metrics (TokenReview + SubjectAccessReview)")
+	f.BoolVar(&o.manager.MetricsSecure, "metrics-secure", false, "serve metrics over HTTPS (self-signed unless --metrics-cert-dir)")
+	f.StringVar(&o.manager.MetricsCertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for --metrics-secure")
+	// kubelet's httpGet probes connect to the pod IP, so probes bind every
+	// interface; they answer "ok" and nothing else.
+	f.StringVar(&o.manager.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (unauthenticated; kubelet probes the pod IP)")
 	f.BoolVar(&o.manager.LeaderElect, "leader-elect", false, "elect one active replica (run with several replicas)")
+	f.DurationVar(&o.manager.LeaseDuration, "leader-elect-lease-duration", controller.DefaultLeaseDuration, "how long other replicas wait on an unrenewed lease before taking over")
+	f.DurationVar(&o.manager.RenewDeadline, "leader-elect-renew-deadline", controller.DefaultRenewDeadline, "how long the leader keeps trying to renew; it writes nothing once its last renewal is older")
+	f.DurationVar(&o.manager.RetryPeriod, "leader-elect-retry-period", controller.DefaultRetryPeriod, "how often replicas try to acquire or renew the lease")
 	// The chart sets POD_NAMESPACE from the downward API; it also serves where
 	// no in-cluster namespace file is mounted (e.g. Swell's process node).
 	f.StringVar(&o.manager.LeaderElectionNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the leader lease (default: $POD_NAMESPACE, else the pod's)")

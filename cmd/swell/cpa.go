@@ -7,27 +7,41 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"golang.org/x/time/rate"
+	"k8s.io/client-go/rest"
 
 	"github.com/swell-autoscaler/swell/pkg/cpa"
 )
 
 // cpaOptions are the flags of `swell cpa`.
 type cpaOptions struct {
-	config      string
-	kubeconfig  string
-	metricsAddr string
-	probeAddr   string
+	config       string
+	kubeconfig   string
+	limits       kubeAPILimits
+	metricsAddr  string
+	probeAddr    string
+	apiTokenFile string
+	apiRate      float64
+	apiBurst     int
 }
+
+// cpaAPITokenEnv holds the REST API's bearer token when no file is given
+// (e.g. from a Secret through secretKeyRef). CPA's own keys never carry it,
+// so config.yaml never holds a credential.
+const cpaAPITokenEnv = "SWELL_CPA_API_TOKEN"
 
 // newCPACmd is `swell cpa`: a Custom Pod Autoscaler base program that runs
 // CPA's config.yaml, scripts and REST API unchanged.
-func newCPACmd() *cobra.Command {
-	o := cpaOptions{}
+func newCPACmd() *cobra.Command { return newCPACmdWith(&cpaOptions{}) }
+
+// newCPACmdWith builds `swell cpa` filling o from its flags.
+func newCPACmdWith(o *cpaOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cpa",
 		Short: "Run a Custom Pod Autoscaler configuration (CPA-compatible)",
@@ -45,24 +59,71 @@ named exactly like it. See docs/cpa.md.`,
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "CPA config file (default: $configPath, else /config.yaml)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else in-cluster)")
-	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics; 0 disables it")
-	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables it")
+	o.limits.addFlags(f)
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", "127.0.0.1:8080", "address of /metrics (unauthenticated); 0 disables it")
+	f.StringVar(&o.probeAddr, "health-probe-bind-address", "127.0.0.1:8081", "address of /healthz and /readyz; 0 disables it (use :8081 for kubelet httpGet probes)")
+	f.StringVar(&o.apiTokenFile, "api-token-file", "", "file holding the bearer token the REST API requires (default: $"+cpaAPITokenEnv+"; none: no authentication)")
+	f.Float64Var(&o.apiRate, "api-rate", 1, "REST API requests per second that may run user logic (metrics and evaluation); 0 removes the limit")
+	f.IntVar(&o.apiBurst, "api-burst", 5, "REST API requests allowed at once above --api-rate")
 	return cmd
 }
 
-func runCPA(ctx context.Context, o cpaOptions) error {
+// clientConfig is the Kubernetes client config with the flags' rate limits.
+func (o *cpaOptions) clientConfig() (*rest.Config, error) {
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.limits.apply(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// apiAccess reads the REST API's token (file first, else the environment)
+// and rate limit.
+func (o *cpaOptions) apiAccess(getenv func(string) string) (cpa.APIAccess, error) {
+	if o.apiRate < 0 {
+		return cpa.APIAccess{}, fmt.Errorf("--api-rate %g: must be >= 0", o.apiRate)
+	}
+	if o.apiBurst < 1 {
+		return cpa.APIAccess{}, fmt.Errorf("--api-burst %d: must be >= 1", o.apiBurst)
+	}
+	access := cpa.APIAccess{Rate: rate.Limit(o.apiRate), Burst: o.apiBurst}
+	token := getenv(cpaAPITokenEnv)
+	if o.apiTokenFile != "" {
+		if token != "" {
+			return cpa.APIAccess{}, fmt.Errorf("--api-token-file and $%s are both set: use one", cpaAPITokenEnv)
+		}
+		b, err := os.ReadFile(o.apiTokenFile)
+		if err != nil {
+			return cpa.APIAccess{}, fmt.Errorf("--api-token-file: %w", err)
+		}
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return cpa.APIAccess{}, fmt.Errorf("--api-token-file %s: file is empty", o.apiTokenFile)
+		}
+	}
+	access.Token = strings.TrimSpace(token)
+	return access, nil
+}
+
+func runCPA(ctx context.Context, o *cpaOptions) error {
 	cfg, err := cpa.Load(o.config, os.LookupEnv)
 	if err != nil {
 		return err
 	}
+	access, err := o.apiAccess(os.Getenv)
+	if err != nil {
+		return err
+	}
 	log := cpaLogger(cfg.LogVerbosity)
-	rest, err := restConfig(o.kubeconfig)
+	kcfg, err := o.clientConfig()
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a, stop, err := cpa.NewForCluster(rest, cfg, cpa.ClusterOptions{Registerer: reg, Logger: log})
+	a, stop, err := cpa.NewForCluster(kcfg, cfg, cpa.ClusterOptions{Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -72,7 +133,7 @@ func runCPA(ctx context.Context, o cpaOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	apiErr := make(chan error, 1)
-	go func() { apiErr <- cpa.ServeAPI(ctx, *cfg.APIConfig, a.APIHandler(), log) }()
+	go func() { apiErr <- cpa.ServeAPI(ctx, *cfg.APIConfig, a.APIHandler(), access, log) }()
 	log.Info("cpa started", "target", fmt.Sprintf("%s/%s %s", cfg.Namespace, cfg.ScaleTargetRef.Name, cfg.ScaleTargetRef.Kind), "interval_ms", cfg.Interval, "runMode", cfg.RunMode)
 	runErr := make(chan error, 1)
 	go func() { runErr <- a.Run(ctx) }()

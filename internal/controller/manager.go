@@ -6,34 +6,74 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/swell-autoscaler/swell/internal/bindaddr"
+	"github.com/swell-autoscaler/swell/internal/controller/leaderguard"
 	"github.com/swell-autoscaler/swell/pkg/egress"
+)
+
+// The RBAC the secure metrics filter needs: it asks the apiserver who a
+// scraper's bearer token belongs to (TokenReview) and whether that identity
+// may get /metrics (SubjectAccessReview).
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// leaderElectionID names the Lease replicas of the controller compete for.
+const leaderElectionID = "swell-controller.swell.dev"
+
+// Leader election timing defaults, the same as controller-runtime's.
+const (
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
 )
 
 // Options configures the manager; the flags of `swell controller` fill it.
 type Options struct {
-	// MetricsAddr serves /metrics ("0" disables it).
+	// MetricsAddr serves /metrics ("0" disables it). On a loopback
+	// address it serves anyone on the host; on any other address every
+	// request must carry a bearer token the apiserver authenticates
+	// (TokenReview) and authorizes for get on the /metrics non-resource
+	// URL (SubjectAccessReview).
 	MetricsAddr string
-	// MetricsSecure serves metrics over HTTPS with authn/authz, as
-	// kubebuilder projects do; plain HTTP when false.
+	// MetricsSecure serves metrics over HTTPS (a self-signed certificate
+	// unless MetricsCertDir holds tls.crt and tls.key); plain HTTP when false.
 	MetricsSecure bool
+	// MetricsCertDir holds the metrics server's tls.crt and tls.key.
+	MetricsCertDir string
 	// ProbeAddr serves /healthz and /readyz.
 	ProbeAddr string
 	// LeaderElect makes replicas of the controller elect one active leader.
 	LeaderElect bool
 	// LeaderElectionNamespace holds the lease; defaults to the pod's namespace.
 	LeaderElectionNamespace string
+	// LeaseDuration, RenewDeadline and RetryPeriod time the election
+	// (client-go's meanings); zero takes the Default* values. A leader
+	// whose last renewal is older than RenewDeadline writes nothing.
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
 	// Namespaces restricts watches; empty watches every namespace.
 	Namespaces []string
 	// GracefulShutdown bounds how long reconcilers get to finish on SIGTERM.
@@ -69,7 +109,18 @@ func NewScheme(addToScheme ...func(*runtime.Scheme) error) (*runtime.Scheme, err
 }
 
 // NewManager builds the manager and registers every reconciler.
+//
+// With leader election on, the manager's clients write through a
+// leaderguard.Guard: the elector's lock records each renewal, and every
+// write to the API (and each node-pool resize, through the context given
+// to the setups) is refused once the last renewal is older than the renew
+// deadline, so a leader resuming from a pause acts on nothing before it
+// learns it lost the lease.
 func NewManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Options, setups ...Setup) (ctrl.Manager, error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
 	cacheOpts := cache.Options{}
 	if len(o.Namespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
@@ -78,20 +129,63 @@ func NewManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o
 		}
 	}
 	grace := o.GracefulShutdown
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	lease, renew, retry := o.LeaseDuration, o.RenewDeadline, o.RetryPeriod
+	mgrOpts := ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         cacheOpts,
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.MetricsSecure},
+		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        o.ProbeAddr,
 		LeaderElection:                o.LeaderElect,
-		LeaderElectionID:              "swell-controller.swell.dev",
+		LeaderElectionID:              leaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &lease,
+		RenewDeadline:                 &renew,
+		RetryPeriod:                   &retry,
 		GracefulShutdownTimeout:       &grace,
-	})
+	}
+	if o.LeaderElect {
+		guard, err := leaderguard.New(leaderguard.Options{
+			MaxAge: o.RenewDeadline, Logger: ctrl.Log.WithName("leaderguard"), Registerer: crmetrics.Registry,
+		})
+		if err != nil {
+			return nil, err
+		}
+		lock, err := newLeaseLock(cfg, o)
+		if err != nil {
+			return nil, err
+		}
+		mgrOpts.LeaderElectionResourceLockInterface = guard.Lock(lock)
+		cfg = rest.CopyConfig(cfg)
+		cfg.Wrap(guard.WrapTransport)
+		ctx = leaderguard.Into(ctx, guard)
+		mgr, err := ctrl.NewManager(cfg, mgrOpts)
+		if err != nil {
+			return nil, fmt.Errorf("create manager: %w", err)
+		}
+		return setUp(ctx, guardedManager{Manager: mgr, guard: guard}, setups)
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
+	return setUp(ctx, mgr, setups)
+}
+
+// guardedManager starts the manager with the guard in its context, so
+// every reconcile pass can reach it through leaderguard.Check.
+type guardedManager struct {
+	ctrl.Manager
+	guard *leaderguard.Guard
+}
+
+// Start runs the manager until ctx ends.
+func (m guardedManager) Start(ctx context.Context) error {
+	return m.Manager.Start(leaderguard.Into(ctx, m.guard))
+}
+
+// setUp adds the probes and every reconciler to mgr.
+func setUp(ctx context.Context, mgr ctrl.Manager, setups []Setup) (ctrl.Manager, error) {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add healthz: %w", err)
 	}
@@ -104,4 +198,78 @@ func NewManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o
 		}
 	}
 	return mgr, nil
+}
+
+// withDefaults fills unset election timings.
+func (o Options) withDefaults() Options {
+	if o.LeaseDuration == 0 {
+		o.LeaseDuration = DefaultLeaseDuration
+	}
+	if o.RenewDeadline == 0 {
+		o.RenewDeadline = DefaultRenewDeadline
+	}
+	if o.RetryPeriod == 0 {
+		o.RetryPeriod = DefaultRetryPeriod
+	}
+	return o
+}
+
+// validate checks the election timings as client-go will, but at start and
+// naming the flags.
+func (o Options) validate() error {
+	if !o.LeaderElect {
+		return nil
+	}
+	if o.LeaseDuration <= o.RenewDeadline {
+		return fmt.Errorf("--leader-elect-lease-duration %s must be longer than --leader-elect-renew-deadline %s", o.LeaseDuration, o.RenewDeadline)
+	}
+	if floor := time.Duration(leaderelection.JitterFactor * float64(o.RetryPeriod)); o.RenewDeadline <= floor {
+		return fmt.Errorf("--leader-elect-renew-deadline %s must be longer than %.1f × --leader-elect-retry-period %s", o.RenewDeadline, leaderelection.JitterFactor, o.RetryPeriod)
+	}
+	return nil
+}
+
+// metricsOptions puts the authn/authz filter in front of /metrics whenever
+// the address is reachable from other hosts.
+func metricsOptions(o Options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.MetricsSecure, CertDir: o.MetricsCertDir}
+	if !bindaddr.Disabled(o.MetricsAddr) && !bindaddr.IsLoopback(o.MetricsAddr) {
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
+}
+
+// newLeaseLock builds the Lease lock on cfg as given (never the guarded
+// config: renewals must go out while writes are refused), with an identity
+// of host name and a random suffix, as controller-runtime does.
+func newLeaseLock(cfg *rest.Config, o Options) (resourcelock.Interface, error) {
+	ns := o.LeaderElectionNamespace
+	if ns == "" {
+		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+		if err != nil {
+			return nil, errors.New("leader election: no --leader-election-namespace, no $POD_NAMESPACE and not in a pod")
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("leader election identity: %w", err)
+	}
+	lcfg := rest.AddUserAgent(rest.CopyConfig(cfg), "leader-election")
+	// One hung request must not use up the whole renew deadline.
+	lcfg.Timeout = max(o.RenewDeadline/2, time.Second)
+	core, err := corev1client.NewForConfig(lcfg)
+	if err != nil {
+		return nil, fmt.Errorf("leader election client: %w", err)
+	}
+	coord, err := coordinationv1client.NewForConfig(lcfg)
+	if err != nil {
+		return nil, fmt.Errorf("leader election client: %w", err)
+	}
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, ns, leaderElectionID, core, coord,
+		resourcelock.ResourceLockConfig{Identity: host + "_" + string(uuid.NewUUID())})
+	if err != nil {
+		return nil, fmt.Errorf("leader election lock: %w", err)
+	}
+	return lock, nil
 }

@@ -2,15 +2,23 @@ package cpa
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/swell-autoscaler/swell/internal/bindaddr"
 )
 
 // APIError is CPA's JSON error body.
@@ -135,9 +143,66 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	_, _ = w.Write(b)
 }
 
-// ServeAPI serves h as apiConfig says (HTTP or HTTPS with certFile/keyFile)
-// until ctx ends. A disabled API returns at once.
-func ServeAPI(ctx context.Context, c APIConfig, h http.Handler, log *slog.Logger) error {
+// APIAccess guards the REST API beyond CPA's apiConfig: who may call it
+// and how often it may run user logic. CPA has neither; both are Swell's.
+type APIAccess struct {
+	// Token, when set, is the bearer token every request must carry
+	// (Authorization: Bearer <token>); others get 401. It comes from a file
+	// or the environment, never from config.yaml.
+	Token string
+	// Rate limits requests that run user logic (both routes gather
+	// metrics, evaluation also scales), per second across all callers;
+	// 0 leaves them unlimited. Over the limit a request gets 429.
+	Rate rate.Limit
+	// Burst is how many such requests may come at once (at least 1).
+	Burst int
+}
+
+// Wrap puts the token check and the rate limit in front of h. The token
+// is compared in constant time (over its SHA-256, so neither its content
+// nor its length leaks through timing); an unauthenticated request never
+// uses up the rate limit.
+func (o APIAccess) Wrap(h http.Handler) http.Handler {
+	var limiter *rate.Limiter
+	if o.Rate > 0 {
+		limiter = rate.NewLimiter(o.Rate, max(o.Burst, 1))
+	}
+	want := sha256.Sum256([]byte(o.Token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.Token != "" && !bearerMatches(r, want) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="swell-cpa"`)
+			writeError(w, http.StatusUnauthorized, "Unauthorized: a valid bearer token is required")
+			return
+		}
+		if limiter != nil && !limiter.Allow() {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(o.Rate)))
+			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("Too many requests: at most %g per second", float64(o.Rate)))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// bearerMatches reports whether r carries the bearer token hashed as want.
+func bearerMatches(r *http.Request, want [sha256.Size]byte) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// retryAfter is the whole seconds until one more request is allowed.
+func retryAfter(l rate.Limit) int {
+	return max(1, int(math.Ceil(1/float64(l))))
+}
+
+// ServeAPI serves h, behind access, as apiConfig says (HTTP or HTTPS with
+// certFile/keyFile) until ctx ends. A disabled API returns at once. It
+// warns when the API is reachable from other hosts without a token, or
+// in plaintext.
+func ServeAPI(ctx context.Context, c APIConfig, h http.Handler, access APIAccess, log *slog.Logger) error {
 	if !c.Enabled {
 		return nil
 	}
@@ -145,7 +210,7 @@ func ServeAPI(ctx context.Context, c APIConfig, h http.Handler, log *slog.Logger
 	if err != nil {
 		return fmt.Errorf("apiConfig %s: %w", c.Addr(), err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: access.Wrap(h), ReadHeaderTimeout: 10 * time.Second}
 	if c.UseHTTPS {
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
@@ -155,7 +220,8 @@ func ServeAPI(ctx context.Context, c APIConfig, h http.Handler, log *slog.Logger
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("REST API listening", "addr", ln.Addr().String(), "https", c.UseHTTPS)
+	warnExposure(log, c, access)
+	log.Info("REST API listening", "addr", ln.Addr().String(), "https", c.UseHTTPS, "auth", access.Token != "", "ratePerSecond", float64(access.Rate))
 	if c.UseHTTPS {
 		err = srv.ServeTLS(ln, c.CertFile, c.KeyFile)
 	} else {
@@ -165,4 +231,21 @@ func ServeAPI(ctx context.Context, c APIConfig, h http.Handler, log *slog.Logger
 		return nil
 	}
 	return fmt.Errorf("REST API %s: %w", c.Addr(), err)
+}
+
+// warnExposure says, once at start, what a network peer can do with an
+// API bound off loopback.
+func warnExposure(log *slog.Logger, c APIConfig, access APIAccess) {
+	if bindaddr.IsLoopback(c.Addr()) {
+		return
+	}
+	if access.Token == "" {
+		log.Warn("REST API listens on a non-loopback address WITHOUT authentication: anyone who can reach it can run the metric and evaluate logic and scale the target; set a bearer token (--api-token-file or $SWELL_CPA_API_TOKEN) or apiConfig.host 127.0.0.1",
+			"addr", c.Addr())
+		return
+	}
+	if !c.UseHTTPS {
+		log.Warn("REST API listens on a non-loopback address over plain HTTP: its bearer token crosses the network in clear text; set apiConfig.useHTTPS with certFile and keyFile",
+			"addr", c.Addr())
+	}
 }

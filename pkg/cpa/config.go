@@ -145,7 +145,7 @@ func NewConfig() *Config {
 		MaxReplicas:             10,
 		RunMode:                 PerPod,
 		StartTime:               1,
-		APIConfig:               &APIConfig{Enabled: true, Port: 5000, Host: "0.0.0.0"},
+		APIConfig:               &APIConfig{Enabled: true, Port: 5000, Host: "127.0.0.1"}, // CPA: 0.0.0.0; Swell binds loopback unless configured
 		InitialReadinessDelay:   30,
 		CPUInitializationPeriod: 300,
 	}

@@ -43,7 +43,7 @@ func TestLoadAppliesCPADefaults(t *testing.T) {
 		{"runMode", cfg.RunMode, PerPod},
 		{"startTime", cfg.StartTime, int64(1)},
 		{"downscaleStabilization", cfg.DownscaleStabilization, 0},
-		{"apiConfig", *cfg.APIConfig, APIConfig{Enabled: true, Port: 5000, Host: "0.0.0.0"}},
+		{"apiConfig", *cfg.APIConfig, APIConfig{Enabled: true, Port: 5000, Host: "127.0.0.1"}},
 		{"initialReadinessDelay", cfg.InitialReadinessDelay, int64(30)},
 		{"cpuInitializationPeriod", cfg.CPUInitializationPeriod, int64(300)},
 		{"requireKubernetesMetrics", cfg.RequireKubernetesMetrics, false},
@@ -110,7 +110,7 @@ func TestLoadPartialAPIConfigKeepsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (APIConfig{Enabled: true, Port: 6000, Host: "0.0.0.0"}); *cfg.APIConfig != want {
+	if want := (APIConfig{Enabled: true, Port: 6000, Host: "127.0.0.1"}); *cfg.APIConfig != want {
 		t.Errorf("apiConfig = %+v, want %+v", *cfg.APIConfig, want)
 	}
 }
@@ -291,9 +291,9 @@ func TestLoadAPIConfigMerge(t *testing.T) {
 		want       APIConfig
 		wantErr    string
 	}{
-		{"defaults", "", nil, APIConfig{Enabled: true, Port: 5000, Host: "0.0.0.0"}, ""},
-		{"file: over the defaults", "apiConfig: {port: 6000}\n", nil, APIConfig{Enabled: true, Port: 6000, Host: "0.0.0.0"}, ""},
-		{"file: null means the defaults", "apiConfig: null\n", nil, APIConfig{Enabled: true, Port: 5000, Host: "0.0.0.0"}, ""},
+		{"defaults", "", nil, APIConfig{Enabled: true, Port: 5000, Host: "127.0.0.1"}, ""},
+		{"file: over the defaults", "apiConfig: {port: 6000}\n", nil, APIConfig{Enabled: true, Port: 6000, Host: "127.0.0.1"}, ""},
+		{"file: null means the defaults", "apiConfig: null\n", nil, APIConfig{Enabled: true, Port: 5000, Host: "127.0.0.1"}, ""},
 		{"env: whole object", "", map[string]string{"apiConfig": `{"enabled": true, "port": 6000, "host": "127.0.0.1"}`}, APIConfig{Enabled: true, Port: 6000, Host: "127.0.0.1"}, ""},
 		{"env: omitted keys are zero, not defaults", "", map[string]string{"apiConfig": `{"port": 6000}`}, APIConfig{Port: 6000}, ""},
 		{"env: replaces the file's object", "apiConfig: {port: 6000, host: 127.0.0.1}\n", map[string]string{"apiConfig": "enabled: true\nport: 7000\n"}, APIConfig{Enabled: true, Port: 7000}, ""},

@@ -64,7 +64,7 @@ var defaults = map[string]string{
 	KeyScaleLoopTick:       "10",
 	KeyEmptyNodeExpiration: "120",
 	KeyResizeCooldown:      "30",
-	KeyMetricsBindAddress:  ":8080",
+	KeyMetricsBindAddress:  "127.0.0.1:8080",
 	KeyKwokNodeCPU:         "4",
 	KeyKwokNodeMemory:      "16Gi",
 	KeyKwokNodePods:        "110",

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/swell-autoscaler/swell/internal/controller/leaderguard"
 	"github.com/swell-autoscaler/swell/pkg/nodepool/provider"
 	"github.com/swell-autoscaler/swell/pkg/policy"
 )
@@ -54,11 +55,17 @@ func (h *healthProvider) Size(ctx context.Context) (int, error) {
 
 // Resize forwards to the provider and records the outcome.
 func (h *healthProvider) Resize(ctx context.Context, n int) error {
+	if err := leaderguard.Check(ctx, "node pool resize"); err != nil {
+		return err
+	}
 	return h.record(h.inner.Resize(ctx, n))
 }
 
 // Delete forwards to the provider and records the outcome.
 func (h *healthProvider) Delete(ctx context.Context, nodes []*corev1.Node) error {
+	if err := leaderguard.Check(ctx, "node pool delete"); err != nil {
+		return err
+	}
 	return h.record(h.inner.Delete(ctx, nodes))
 }
 
