@@ -20,6 +20,7 @@ import (
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller"
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 // The Swell controller runs in this test process against the shared
@@ -56,7 +57,14 @@ func startController(t *testing.T) client.Client {
 			return
 		}
 		runCtx, stop := context.WithCancel(context.Background())
-		mgr, err := controller.New(runCtx, cfg, controller.Options{MetricsAddr: "0", ProbeAddr: "0", GracefulShutdown: 5 * time.Second})
+		mgr, err := controller.New(runCtx, cfg, controller.Options{
+			MetricsAddr: "0", ProbeAddr: "0", GracefulShutdown: 5 * time.Second,
+			// The suite's metric and evaluate servers listen on 127.0.0.1,
+			// allowed here as an operator would allow an in-cluster range;
+			// the rest of loopback (127.0.0.2 stands in for an internal
+			// address) and the API server stay refused.
+			Egress: egress.Config{Allow: []string{"127.0.0.1/32"}},
+		})
 		if err != nil {
 			stop()
 			controllerErr = err
