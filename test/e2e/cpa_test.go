@@ -229,7 +229,9 @@ func TestCPARESTAPI(t *testing.T) {
 	a, _ := newCPA(t, cfg)
 	apiCtx, stopAPI := context.WithCancel(context.Background())
 	t.Cleanup(stopAPI)
-	go func() { _ = cpa.ServeAPI(apiCtx, *cfg.APIConfig, a.APIHandler(), cpa.APIAccess{}, slog.New(slog.DiscardHandler)) }()
+	go func() {
+		_ = cpa.ServeAPI(apiCtx, *cfg.APIConfig, a.APIHandler(), cpa.APIAccess{}, slog.New(slog.DiscardHandler))
+	}()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitFor(ctx, t, "the REST API to listen", func() (bool, error) {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
