@@ -25,11 +25,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/swell-autoscaler/swell/internal/bindaddr"
 	"github.com/swell-autoscaler/swell/internal/controller/leaderguard"
+	"github.com/swell-autoscaler/swell/internal/controller/metricsauth"
 	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
@@ -234,7 +234,7 @@ func (o Options) validate() error {
 func metricsOptions(o Options) metricsserver.Options {
 	m := metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.MetricsSecure, CertDir: o.MetricsCertDir}
 	if !bindaddr.Disabled(o.MetricsAddr) && !bindaddr.IsLoopback(o.MetricsAddr) {
-		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+		m.FilterProvider = metricsauth.FilterProvider
 	}
 	return m
 }
