@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/scale"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
+
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 // ClusterOptions are what NewForCluster needs besides the configs.
@@ -29,6 +31,9 @@ type ClusterOptions struct {
 	Clock clock.WithTicker
 	// Runner is a new Executor logging to Logger when nil.
 	Runner MethodRunner
+	// Egress, when set, restricts where the default Executor's http methods
+	// may connect (ignored when Runner is set).
+	Egress *egress.Policy
 	// Component names the event source; "swell-cpa" when empty.
 	Component string
 }
@@ -65,7 +70,9 @@ func NewForCluster(restCfg *rest.Config, cfg *Config, o ClusterOptions) (a *Auto
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
 	runner := o.Runner
 	if runner == nil {
-		runner = NewExecutorWithLogger(o.Logger)
+		ex := NewExecutorWithLogger(o.Logger)
+		ex.SetEgress(o.Egress)
+		runner = ex
 	}
 	a, err = New(Options{
 		Config: cfg, Target: target, Runner: runner, KubeMetrics: km, Recorder: recorder,

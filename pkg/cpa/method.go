@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 // maxOutput bounds what Swell keeps of a method's stdout, stderr or HTTP
@@ -29,6 +31,20 @@ type Executor struct {
 	mu      sync.Mutex
 	clients map[tlsFiles]*http.Client
 	log     *slog.Logger
+	// egress, when set, decides which addresses http methods may dial
+	// (see SetEgress); nil allows every address, as CPA does.
+	egress *egress.Policy
+}
+
+// SetEgress makes every http method dial under p (checked on the resolved
+// address, redirects included). `swell cpa --egress-restrict` sets it; the
+// default is none, because the operator, not a tenant, writes swell cpa's
+// config. Call it before the first Run.
+func (e *Executor) SetEgress(p *egress.Policy) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.egress = p
+	e.clients = map[tlsFiles]*http.Client{}
 }
 
 // NewExecutor returns an Executor that logs nothing.
@@ -186,9 +202,10 @@ func (e *Executor) client(h HTTP) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsCfg
-	c := &http.Client{Transport: tr}
+	c := &http.Client{Transport: e.egress.Transport(tlsCfg)}
+	if e.egress != nil {
+		c.CheckRedirect = egress.CheckRedirect
+	}
 	e.clients[key] = c
 	return c, nil
 }

@@ -19,8 +19,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 func shellMethod(timeoutMs int, entry string, args ...string) *Method {
@@ -361,6 +364,54 @@ func TestShellLogStderr(t *testing.T) {
 			}
 			if len(records) != 1 || !strings.Contains(records[0], "level="+c.wantLevel) || !strings.Contains(records[0], `stderr="warming up\n"`) {
 				t.Fatalf("records = %q, want one at %s with stderr \"warming up\\n\"", records, c.wantLevel)
+			}
+		})
+	}
+}
+
+// TestHTTPMethodUnderEgressPolicy: with a policy set, an http method aimed at
+// a refused address (loopback here) never reaches it and says which flag
+// allows it; allowing the address makes the same method work; without a
+// policy (swell cpa's default) it works as in CPA.
+func TestHTTPMethodUnderEgressPolicy(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write([]byte(`{"targetReplicas": 3}`))
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	m := &Method{Type: MethodHTTP, HTTP: &HTTP{Method: "GET", URL: srv.URL, SuccessCodes: []int{200}, ParameterMode: ParameterQuery}}
+	for _, tc := range []struct {
+		name     string
+		allow    []string
+		restrict bool
+		wantErr  string
+		wantHits int32
+	}{
+		{name: "no policy", wantHits: 1},
+		{name: "restricted", restrict: true, wantErr: "--egress-allow", wantHits: 0},
+		{name: "restricted, address allowed", restrict: true, allow: []string{addr}, wantHits: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hits.Store(0)
+			e := NewExecutor()
+			if tc.restrict {
+				p, err := egress.New(context.Background(), egress.Config{Allow: tc.allow})
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.SetEgress(p)
+			}
+			_, err := e.Run(context.Background(), m, []byte(`{}`))
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Run: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("Run error = %v, want one naming %s", err, tc.wantErr)
+			}
+			if got := hits.Load(); got != tc.wantHits {
+				t.Errorf("server saw %d requests, want %d", got, tc.wantHits)
 			}
 		})
 	}
