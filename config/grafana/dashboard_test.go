@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -55,10 +56,10 @@ var (
 
 func (r *recorder) Register(c prometheus.Collector) error {
 	suffixes := []string{""}
-	switch c.(type) {
-	case prometheus.Histogram, *prometheus.HistogramVec:
+	switch kind(c) {
+	case "histogram":
 		suffixes = []string{"_bucket", "_sum", "_count"}
-	case prometheus.Summary, *prometheus.SummaryVec:
+	case "summary":
 		suffixes = []string{"", "_sum", "_count"}
 	}
 	ch := make(chan *prometheus.Desc)
@@ -91,6 +92,33 @@ func (r *recorder) Register(c prometheus.Collector) error {
 		}
 	}
 	return nil
+}
+
+// kind tells histograms and summaries from other collectors: vectors by
+// type, single metrics (whose Go interfaces look alike) by what they write.
+func kind(c prometheus.Collector) string {
+	switch c.(type) {
+	case *prometheus.HistogramVec:
+		return "histogram"
+	case *prometheus.SummaryVec:
+		return "summary"
+	}
+	ch := make(chan prometheus.Metric)
+	go func() { c.Collect(ch); close(ch) }()
+	k := ""
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			continue
+		}
+		switch {
+		case pb.Histogram != nil:
+			k = "histogram"
+		case pb.Summary != nil:
+			k = "summary"
+		}
+	}
+	return k
 }
 
 func (r *recorder) MustRegister(cs ...prometheus.Collector) {
@@ -406,4 +434,21 @@ func keys(m map[string]bool) []string {
 	}
 	sort.Strings(k)
 	return k
+}
+
+func TestKind(t *testing.T) {
+	for _, tc := range []struct {
+		c    prometheus.Collector
+		want string
+	}{
+		{prometheus.NewHistogram(prometheus.HistogramOpts{Name: "h"}), "histogram"},
+		{prometheus.NewSummary(prometheus.SummaryOpts{Name: "s"}), "summary"},
+		{prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hv"}, []string{"l"}), "histogram"},
+		{prometheus.NewGauge(prometheus.GaugeOpts{Name: "g"}), ""},
+		{prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cv"}, []string{"l"}), ""},
+	} {
+		if got := kind(tc.c); got != tc.want {
+			t.Errorf("kind(%T) = %q, want %q", tc.c, got, tc.want)
+		}
+	}
 }
