@@ -151,10 +151,10 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 
 	// The external scaler: the real binary, credentials from metadata
 	// (KEDA's resolved *FromEnv) and from --secrets-dir files.
-	es := startLeakExternalScaler(ctx, t, creds)
 	httpSrv := bearerServer(t, creds["http-token"], `{"stats": {"depth": 4}}`)
 	promSrv := bearerServer(t, creds["prom-token"], `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"6"]}]}}`)
-	esCases := leakScaledObjects(be, creds, closed, httpSrv.URL, promSrv.URL)
+	esCases, bindings := leakScaledObjects(be, creds, closed, httpSrv.URL, promSrv.URL)
+	es := startLeakExternalScaler(ctx, t, creds, bindings)
 
 	// Every controller path settles: the right credentials measure, the
 	// wrong ones report.
@@ -173,11 +173,6 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		waitPodAutoscaler(ctx, t, c, ns, pa, "Ready=False", notReady)
 		waitPodAutoscalerEvent(ctx, t, ns, pa, "FailedGetMetrics")
 	}
-	for _, sc := range cases {
-		if !sc.healthy {
-			waitScalerConfigEvent(ctx, t, ns, sc.name, "BrokerUnreachable")
-		}
-	}
 	for _, ec := range esCases {
 		es.run(ctx, t, ec)
 	}
@@ -188,9 +183,13 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A ScalerConfig reports (event BrokerUnreachable) when its health
+	// changes, at its next check (every 30 s): the ones that worked.
 	for _, lc := range cases {
 		if lc.healthy && lc.stoppable {
 			sourceHealthy(ctx, t, c, ns, lc.name, metav1.ConditionFalse)
+			waitScalerConfigHealthy(ctx, t, c, ns, lc.name, false)
+			waitScalerConfigEvent(ctx, t, ns, lc.name, "BrokerUnreachable")
 		}
 	}
 	waitPodAutoscaler(ctx, t, c, ns, "pa-redis", "Ready=False while Redis is stopped", notReady)
@@ -464,7 +463,10 @@ type esCase struct {
 	stoppable bool
 }
 
-func startLeakExternalScaler(ctx context.Context, t *testing.T, creds leakCreds) *leakExternalScaler {
+// startLeakExternalScaler runs the external scaler with every credential
+// as a file under --secrets-dir, as a mounted Secret would be, each
+// declared for the addresses in bindings (name → host:port).
+func startLeakExternalScaler(ctx context.Context, t *testing.T, creds leakCreds, bindings map[string][]string) *leakExternalScaler {
 	t.Helper()
 	bin := buildSwell(t)
 	dir := t.TempDir()
@@ -484,8 +486,21 @@ func startLeakExternalScaler(ctx context.Context, t *testing.T, creds leakCreds)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "external-scaler", "--listen", grpcAddr, "--metrics-addr", metricsAddr,
-		"--secrets-dir", secrets, "--poll-interval", "500ms", "--max-failures", "1")
+	args := []string{"external-scaler", "--listen", grpcAddr, "--metrics-addr", metricsAddr,
+		"--secrets-dir", secrets, "--poll-interval", "500ms", "--max-failures", "1"}
+	if help, _ := exec.Command(bin, "external-scaler", "--help").CombinedOutput(); bytes.Contains(help, []byte("--credential")) {
+		// Each secrets-directory credential is declared with the
+		// addresses it may be sent to.
+		names := make([]string, 0, len(bindings))
+		for name := range bindings {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			args = append(args, "--credential", name+"="+strings.Join(bindings[name], ","))
+		}
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start external scaler: %v", err)
@@ -514,9 +529,22 @@ func startLeakExternalScaler(ctx context.Context, t *testing.T, creds leakCreds)
 }
 
 // leakScaledObjects is every credential form of every external scaler
-// source, right and wrong, and the refused ones (inline, in a URL).
-func leakScaledObjects(be *testenv.Env, creds leakCreds, closed, httpURL, promURL string) []esCase {
+// source, right and wrong, and the refused ones (inline, in a URL, a file
+// credential sent where it was not declared for), with the addresses each
+// secrets-directory credential is declared for.
+func leakScaledObjects(be *testenv.Env, creds leakCreds, closed, httpURL, promURL string) ([]esCase, map[string][]string) {
 	amqpHost := strings.TrimSuffix(strings.SplitN(be.RabbitMQURL, "@", 2)[1], "/")
+	natsHost := strings.TrimPrefix(be.NATSURL, "nats://")
+	bindings := map[string][]string{
+		"redis":          {be.RedisAddr, closed},
+		"redis-acl":      {be.RedisAddr},
+		"rabbitmq-wrong": {amqpHost, strings.TrimPrefix(be.RabbitMQManagementURL, "http://")},
+		"nats":           {natsHost},
+		"kafka-plain":    append([]string{closed}, be.KafkaAddrs...),
+		"kafka-scram":    be.KafkaAddrs,
+		"http-wrong":     {strings.TrimPrefix(httpURL, "http://")},
+		"prom-token":     {strings.TrimPrefix(promURL, "http://")},
+	}
 	aHost, aPort, _ := net.SplitHostPort(amqpHost)
 	kafka := strings.Join(be.KafkaAddrs, ",")
 	redisMD := func(addr string, extra map[string]string) map[string]string {
@@ -560,7 +588,7 @@ func leakScaledObjects(be *testenv.Env, creds leakCreds, closed, httpURL, promUR
 		{name: "rabbitmq-url-credentials", md: map[string]string{"source": "rabbitmq", "url": "amqp://swell:" + creds["rabbitmq"] + "@" + amqpHost, "queueName": leakList}},
 		{name: "nats-file", ok: true, stoppable: true, md: natsMD(be.NATSURL, map[string]string{"passwordFile": "nats"})},
 		{name: "nats-wrong", md: natsMD(be.NATSURL, map[string]string{"passwordFromEnv": creds["nats-wrong"]})},
-		{name: "nats-url-credentials", md: natsMD("nats://swell:"+creds["nats"]+"@"+strings.TrimPrefix(be.NATSURL, "nats://"), nil)},
+		{name: "nats-url-credentials", md: natsMD("nats://swell:"+creds["nats"]+"@"+natsHost, nil)},
 		{name: "nats-bad-address", md: natsMD("nats://"+closed, map[string]string{"passwordFromEnv": creds["nats"]})},
 		{name: "kafka-plain-env", ok: true, md: kafkaMD(kafka, "plaintext", "swell-plain", map[string]string{"passwordFromEnv": creds["kafka-plain"]})},
 		{name: "kafka-scram-file", ok: true, md: kafkaMD(kafka, "scram_sha256", "swell-scram", map[string]string{"passwordFile": "kafka-scram"})},
@@ -572,7 +600,8 @@ func leakScaledObjects(be *testenv.Env, creds leakCreds, closed, httpURL, promUR
 		{name: "http-url-credentials", md: map[string]string{"source": "http", "url": strings.Replace(httpURL, "://", "://user:"+creds["http-token"]+"@", 1) + "/stats", "valueLocation": "stats.depth"}},
 		{name: "prometheus-file", ok: true, md: map[string]string{"source": "prometheus", "serverAddress": promURL, "query": "sum(up)", "bearerTokenFile": "prom-token"}},
 		{name: "prometheus-wrong", md: map[string]string{"source": "prometheus", "serverAddress": promURL, "query": "sum(up)", "bearerTokenFromEnv": creds["prom-wrong"]}},
-	}
+		{name: "nats-undeclared-destination", md: natsMD("nats://"+closed, map[string]string{"passwordFile": "nats"})},
+	}, bindings
 }
 
 // run asks for ec's metric spec and values as KEDA does, until it gets a
@@ -659,6 +688,12 @@ func collectLeakOutputs(ctx context.Context, t *testing.T, c client.Client, ns s
 
 	add("ScalerConfig statuses", statusesJSON(ctx, t, c, &qv1.ScalerConfigList{}), `"healthy":false`, `"message":"`, "no-such-key")
 	requireSourceHealthyFalse(ctx, t, c, ns, cases)
+	for _, name := range []string{"redis-wrong", "redis-acl-wrong", "rabbitmq-wrong", "nats-wrong", "kafka-wrong", "kafka-scram-wrong", "redis-missing-key"} {
+		cond := meta.FindStatusCondition(getQWorker(ctx, t, c, ns, name).Status.Conditions, "SourceHealthy")
+		if cond != nil {
+			t.Logf("QWorker %s SourceHealthy=%s: %s", name, cond.Status, cond.Message)
+		}
+	}
 	add("QWorker statuses", statusesJSON(ctx, t, c, &qv1.QWorkerList{}), `"type":"SourceHealthy"`, `"status":"False"`)
 	add("PodAutoscaler statuses", statusesJSON(ctx, t, c, &swellv1.PodAutoscalerList{}), "FailedGetMetrics")
 
@@ -677,6 +712,7 @@ func collectLeakOutputs(ctx context.Context, t *testing.T, c client.Client, ns s
 		t.Fatal(err)
 	}
 	add("external scaler log", esLog, "poll failed", "tracking target")
+	t.Logf("external scaler gRPC errors (%d), first lines:\n%s", es.errorsCount, firstLines(es.grpcErrors.String(), 12))
 	add("external scaler gRPC errors", es.grpcErrors.Bytes(), "redis-inline", "rabbitmq-wrong", "kafka-wrong", "http-wrong", "prometheus-wrong")
 
 	for _, comp := range []string{"redis", "rabbitmq", "nats"} {
@@ -700,8 +736,8 @@ func requireLeakEvents(t *testing.T, events []corev1.Event, ns string) {
 		}
 	}
 	for _, want := range []string{
-		"ScalerConfig/redis-wrong/BrokerUnreachable", "ScalerConfig/rabbitmq-wrong/BrokerUnreachable",
-		"ScalerConfig/nats-wrong/BrokerUnreachable", "ScalerConfig/kafka-wrong/BrokerUnreachable",
+		"ScalerConfig/redis-secret/BrokerUnreachable", "ScalerConfig/rabbitmq-secret/BrokerUnreachable",
+		"ScalerConfig/nats-secret/BrokerUnreachable", "ScalerConfig/kafka-plain/BrokerReachable",
 		"QWorker/redis-wrong/SourceFailed", "QWorker/rabbitmq-wrong/SourceFailed",
 		"QWorker/nats-wrong/SourceFailed", "QWorker/kafka-wrong/SourceFailed",
 		"QWorker/redis-secret/SourceFailed", // after Redis stopped
@@ -798,6 +834,21 @@ func scanForCredentials(t *testing.T, places []outputPlace, creds leakCreds) {
 		}
 		t.Logf("scanned %-30s %9s bytes", p.name, strconv.Itoa(len(p.data)))
 	}
-	t.Logf("%d credentials (%d forms each way: raw, random part, base64 alignments) checked in %d places, %d bytes in all",
+	t.Logf("%d credentials, %d needles (each credential, its random part, its base64 forms at every alignment, the common prefix) checked in %d places, %d bytes in all",
 		len(creds), len(needles), len(places), total)
+}
+
+// firstLines is s's first n lines, one per distinct ScaledObject and rpc.
+func firstLines(s string, n int) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		k, _, _ := strings.Cut(l, ":")
+		if l == "" || seen[k] || len(out) == n {
+			continue
+		}
+		seen[k] = true
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
 }
