@@ -111,11 +111,9 @@ func prefixEach(prefix string, err error) error {
 	return errors.Join(out...)
 }
 
-// leaves flattens errors.Join trees, keeping KeyErrors whole.
+// leaves flattens errors.Join trees; any other error (a KeyError
+// included) is one leaf.
 func leaves(err error) []error {
-	if _, ok := err.(*KeyError); ok {
-		return []error{err}
-	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var out []error
 		for _, e := range j.Unwrap() {
@@ -265,7 +263,7 @@ var (
 // canonical rewrites the keys of v (decoded YAML/JSON) to the JSON names
 // of type t, matching them as encoding/json does (exact, else
 // case-insensitive), and reports keys that match nothing or match the same
-// field twice, with their full path (`kubernetesMetricSpecs[0].resourse`).
+// field twice, with their full path (`kubernetesMetricSpecs[0].rsrc`).
 // Values of types that decode themselves (quantities, times) are left as
 // they are.
 func canonical(v any, t reflect.Type, path string) (any, error) {
