@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -680,16 +681,21 @@ func (p *serviceProxy) dialVia(ctx context.Context, addr string) (net.Conn, erro
 		_ = c.Close()
 		return nil, err
 	}
+	// The status line and headers only: after a 200 the stream is the
+	// tunnel, so no body is read.
 	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	tp := textproto.NewReader(br)
+	line, err := tp.ReadLine()
+	if err == nil {
+		_, err = tp.ReadMIMEHeader()
+	}
 	if err != nil {
 		_ = c.Close()
-		return nil, err
+		return nil, fmt.Errorf("proxy CONNECT %s: %w", addr, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(resp.Body)
+	if _, code, _ := strings.Cut(line, " "); !strings.HasPrefix(code, "200") {
 		_ = c.Close()
-		return nil, fmt.Errorf("proxy CONNECT %s: %s: %s", addr, resp.Status, body)
+		return nil, fmt.Errorf("proxy CONNECT %s: %s", addr, line)
 	}
 	if br.Buffered() > 0 {
 		_ = c.Close()
