@@ -488,17 +488,17 @@ func startLeakExternalScaler(ctx context.Context, t *testing.T, creds leakCreds,
 	}
 	args := []string{"external-scaler", "--listen", grpcAddr, "--metrics-addr", metricsAddr,
 		"--secrets-dir", secrets, "--poll-interval", "500ms", "--max-failures", "1"}
-	if help, _ := exec.Command(bin, "external-scaler", "--help").CombinedOutput(); bytes.Contains(help, []byte("--credential")) {
-		// Each secrets-directory credential is declared with the
-		// addresses it may be sent to.
-		names := make([]string, 0, len(bindings))
-		for name := range bindings {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			args = append(args, "--credential", name+"="+strings.Join(bindings[name], ","))
-		}
+	// The brokers here are on loopback, which metadata may not name by
+	// default; each secrets-directory credential is declared with the
+	// addresses it may be sent to.
+	args = append(args, "--egress-allow", "127.0.0.1/32")
+	names := make([]string, 0, len(bindings))
+	for name := range bindings {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		args = append(args, "--credential", name+"="+strings.Join(bindings[name], ","))
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -530,7 +530,8 @@ func startLeakExternalScaler(ctx context.Context, t *testing.T, creds leakCreds,
 
 // leakScaledObjects is every credential form of every external scaler
 // source, right and wrong, and the refused ones (inline, in a URL, a file
-// credential sent where it was not declared for), with the addresses each
+// credential sent where it was not declared for, an address the egress
+// policy refuses), with the addresses each
 // secrets-directory credential is declared for.
 func leakScaledObjects(be *testenv.Env, creds leakCreds, closed, httpURL, promURL string) ([]esCase, map[string][]string) {
 	amqpHost := strings.TrimSuffix(strings.SplitN(be.RabbitMQURL, "@", 2)[1], "/")
@@ -600,6 +601,7 @@ func leakScaledObjects(be *testenv.Env, creds leakCreds, closed, httpURL, promUR
 		{name: "http-url-credentials", md: map[string]string{"source": "http", "url": strings.Replace(httpURL, "://", "://user:"+creds["http-token"]+"@", 1) + "/stats", "valueLocation": "stats.depth"}},
 		{name: "prometheus-file", ok: true, md: map[string]string{"source": "prometheus", "serverAddress": promURL, "query": "sum(up)", "bearerTokenFile": "prom-token"}},
 		{name: "prometheus-wrong", md: map[string]string{"source": "prometheus", "serverAddress": promURL, "query": "sum(up)", "bearerTokenFromEnv": creds["prom-wrong"]}},
+		{name: "redis-egress-refused", md: redisMD("169.254.7.7:6379", map[string]string{"passwordFromEnv": creds["redis"]})},
 		{name: "nats-undeclared-destination", md: natsMD("nats://"+closed, map[string]string{"passwordFile": "nats"})},
 	}, bindings
 }
