@@ -146,7 +146,10 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 			t.Fatalf("create QWorker %s: %v", lc.name, err)
 		}
 	}
-	authServer := bearerServer(t, creds["pa-header"], `{"value": 3}`)
+	// The controller refuses user-configured calls to loopback's API
+	// server address, so this metric listens on the host's other address
+	// (as metrics-server's does).
+	authServer := bearerServerOn(t, hostIPv4(t), creds["pa-header"], `{"value": 3}`)
 	createLeakPodAutoscalers(ctx, t, c, ns, authServer.URL, creds["pa-header-wrong"])
 
 	// The external scaler: the real binary, credentials from metadata
@@ -398,10 +401,17 @@ func createLeakPodAutoscalers(ctx context.Context, t *testing.T, c client.Client
 	}
 }
 
-// bearerServer answers body to requests bearing token, 401 to others.
+// bearerServer answers body to requests bearing token, 401 to others, on
+// loopback.
 func bearerServer(t *testing.T, token, body string) *httptest.Server {
 	t.Helper()
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return bearerServerOn(t, "127.0.0.1", token, body)
+}
+
+// bearerServerOn is bearerServer listening on ip.
+func bearerServerOn(t *testing.T, ip, token, body string) *httptest.Server {
+	t.Helper()
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+token {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
@@ -409,8 +419,31 @@ func bearerServer(t *testing.T, token, body string) *httptest.Server {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, body)
 	}))
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("listen on %s: %v", ip, err)
+	}
+	_ = s.Listener.Close()
+	s.Listener = l
+	s.Start()
 	t.Cleanup(s.Close)
 	return s
+}
+
+// hostIPv4 is the first IPv4 address of an up, non-loopback interface.
+func hostIPv4(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() {
+			return ipn.IP.String()
+		}
+	}
+	t.Fatal("this machine has no non-loopback IPv4 address (the suite's metrics-server needs one too)")
+	return ""
 }
 
 func waitScalerConfigHealthy(ctx context.Context, t *testing.T, c client.Client, ns, name string, healthy bool) {
@@ -678,14 +711,17 @@ func collectLeakOutputs(ctx context.Context, t *testing.T, c client.Client, ns s
 	if err != nil {
 		t.Fatalf("read controller log: %v", err)
 	}
-	add("controller log", ctrlLog)
+	add("controller log", ctrlLog, ns, "WRONGPASS", "Authorization Violation")
 
 	events, err := env.Clientset.CoreV1().Events("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	eventsJSON, _ := json.Marshal(events.Items)
-	add("events (all namespaces)", eventsJSON, "BrokerUnreachable", "SourceFailed", "FailedGetMetrics", "BrokerReachable")
+	// The brokers' own refusals of the wrong passwords, and the metric
+	// server's of the wrong header, reached the events.
+	add("events (all namespaces)", eventsJSON, "BrokerUnreachable", "SourceFailed", "FailedGetMetrics", "BrokerReachable",
+		"WRONGPASS", "username or password not allowed", "Authorization Violation", "401", "no-such-key")
 	requireLeakEvents(t, events.Items, ns)
 
 	add("ScalerConfig statuses", statusesJSON(ctx, t, c, &qv1.ScalerConfigList{}), `"healthy":false`, `"message":"`, "no-such-key")
