@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -84,8 +85,16 @@ type Policy struct {
 	allowIPs  map[netip.Addr]bool
 	allowAP   map[netip.AddrPort]bool
 	allowHost map[string]bool // lower-case "name:port"
+	// apiserver holds API server addresses refused on every port unless an
+	// exact entry allows them (the API server was named without a port).
 	apiserver map[netip.Addr]bool
-	flag      string
+	// apiserverAP holds the API server's own address:port, refused unless
+	// an exact entry allows it; apiserverHost holds the hosts behind them,
+	// whose other ports are refused unless any allow entry (a range too)
+	// covers them.
+	apiserverAP   map[netip.AddrPort]bool
+	apiserverHost map[netip.Addr]bool
+	flag          string
 }
 
 // New builds a Policy: the default refused ranges plus cfg. An entry that
@@ -93,12 +102,14 @@ type Policy struct {
 // the policy silently.
 func New(ctx context.Context, cfg Config) (*Policy, error) {
 	p := &Policy{
-		denied:    append([]rangeRule(nil), defaultDenied...),
-		allowIPs:  map[netip.Addr]bool{},
-		allowAP:   map[netip.AddrPort]bool{},
-		allowHost: map[string]bool{},
-		apiserver: map[netip.Addr]bool{},
-		flag:      cfg.AllowFlag,
+		denied:        append([]rangeRule(nil), defaultDenied...),
+		allowIPs:      map[netip.Addr]bool{},
+		allowAP:       map[netip.AddrPort]bool{},
+		allowHost:     map[string]bool{},
+		apiserver:     map[netip.Addr]bool{},
+		apiserverAP:   map[netip.AddrPort]bool{},
+		apiserverHost: map[netip.Addr]bool{},
+		flag:          cfg.AllowFlag,
 	}
 	if p.flag == "" {
 		p.flag = DefaultAllowFlag
@@ -157,12 +168,12 @@ func (p *Policy) addAPIServer(ctx context.Context, cfg Config) error {
 	}
 	var errs []error
 	for _, s := range cfg.APIServer {
-		host := hostOnly(s)
+		host, port := hostPort(s)
 		if host == "" {
 			continue
 		}
 		if ip, err := netip.ParseAddr(host); err == nil {
-			p.apiserver[ip.Unmap()] = true
+			p.addAPIServerAddr(ip, port)
 			continue
 		}
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -173,22 +184,50 @@ func (p *Policy) addAPIServer(ctx context.Context, cfg Config) error {
 			continue
 		}
 		for _, ip := range ips {
-			p.apiserver[ip.Unmap()] = true
+			p.addAPIServerAddr(ip, port)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// hostOnly takes the host out of a URL, host:port or host.
-func hostOnly(s string) string {
+// addAPIServerAddr records one API server address: with its port, that
+// address:port is refused unless allowed exactly and the host's other ports
+// are treated as a refused range; without a port, every port is refused
+// unless allowed exactly.
+func (p *Policy) addAPIServerAddr(ip netip.Addr, port uint16) {
+	ip = ip.Unmap()
+	if port == 0 {
+		p.apiserver[ip] = true
+		return
+	}
+	p.apiserverAP[netip.AddrPortFrom(ip, port)] = true
+	p.apiserverHost[ip] = true
+}
+
+// hostPort takes the host and port out of a URL (its scheme's default port
+// when none is written), host:port or a bare host (port 0: unknown).
+func hostPort(s string) (string, uint16) {
 	s = strings.TrimSpace(s)
 	if u, err := url.Parse(s); err == nil && u.Host != "" {
-		return u.Hostname()
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
+		}
+		return u.Hostname(), parsePort(port)
 	}
-	if h, _, err := net.SplitHostPort(s); err == nil {
-		return h
+	if h, port, err := net.SplitHostPort(s); err == nil {
+		return h, parsePort(port)
 	}
-	return strings.Trim(s, "[]")
+	return strings.Trim(s, "[]"), 0
+}
+
+// parsePort reads a port number; anything else is 0 (unknown).
+func parsePort(s string) uint16 {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return 0
+	}
+	return uint16(n)
 }
 
 func hostKey(host, port string) string {
@@ -234,13 +273,16 @@ func (p *Policy) Check(host string, addr netip.AddrPort) error {
 		return nil
 	}
 	refuse := func(why string) error { return &RefusedError{Host: host, Addr: ap, Reason: why, Flag: p.flag} }
-	if p.apiserver[ip] {
+	if p.apiserver[ip] || p.apiserverAP[ap] {
 		return refuse("the Kubernetes API server (only an exact address or host:port in the allow list re-opens it)")
 	}
 	for _, n := range p.allowNets {
 		if n.Contains(ip) {
 			return nil
 		}
+	}
+	if p.apiserverHost[ip] {
+		return refuse("the Kubernetes API server's host (an allowed range or exact entry re-opens its other ports)")
 	}
 	if why := p.deniedReason(ip); why != "" {
 		return refuse(why)

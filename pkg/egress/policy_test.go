@@ -92,7 +92,7 @@ func TestCheckAllowListAndAPIServer(t *testing.T) {
 		{"name on another port", "prometheus.monitoring.svc:9091", "10.99.0.1:9091", "RFC 1918"},
 		{"operator deny range", "", "203.0.113.9:443", "named by the operator"},
 		{"apiserver not re-opened by a range", "", "127.0.0.1:6443", "Kubernetes API server"},
-		{"apiserver on every port", "", "127.0.0.1:80", "Kubernetes API server"},
+		{"apiserver host's other ports re-opened by a range", "", "127.0.0.1:80", ""},
 		{"apiserver inside an allowed range", "", "10.20.0.1:443", "Kubernetes API server"},
 		{"other loopback allowed by range", "", "127.0.0.2:80", ""},
 	}
@@ -205,5 +205,42 @@ func TestRedirectsAreCheckedAndCapped(t *testing.T) {
 	_, err = p.HTTPClient(0, nil).Get(public.URL + "/loop")
 	if err == nil || !strings.Contains(err.Error(), "stopped after 3 redirects") {
 		t.Fatalf("redirect loop = %v, want stopped after 3 redirects", err)
+	}
+}
+
+// TestAPIServerHostPorts: an API server named with its port (as the
+// controller names it, from its kubeconfig URL) is refused on that port
+// whatever range is allowed; its host's other ports are refused too, unless
+// an allow entry covers them. One named without a port is refused on every
+// port unless allowed exactly.
+func TestAPIServerHostPorts(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		allow     []string
+		apiserver string
+		addr      string
+		want      string
+	}{
+		{"own port, range allowed", []string{"10.0.0.0/8"}, "https://10.1.2.3:6443", "10.1.2.3:6443", "Kubernetes API server"},
+		{"own port from the scheme", []string{"10.0.0.0/8"}, "https://10.1.2.3", "10.1.2.3:443", "Kubernetes API server"},
+		{"other port, range allowed", []string{"10.0.0.0/8"}, "https://10.1.2.3:6443", "10.1.2.3:10250", ""},
+		{"other port, nothing allowed", nil, "https://203.0.113.7:6443", "203.0.113.7:10250", "API server's host"},
+		{"own port, exact entry", []string{"10.1.2.3:6443"}, "https://10.1.2.3:6443", "10.1.2.3:6443", ""},
+		{"host:port form", []string{"10.0.0.0/8"}, "10.1.2.3:6443", "10.1.2.3:6443", "Kubernetes API server"},
+		{"no port: every port, range allowed", []string{"10.0.0.0/8"}, "10.1.2.3", "10.1.2.3:10250", "Kubernetes API server"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mustPolicy(t, Config{Allow: tc.allow, APIServer: []string{tc.apiserver}})
+			err := p.Check("", netip.MustParseAddrPort(tc.addr))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Check = %v, want allowed", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Check = %v, want a refusal naming %q", err, tc.want)
+			}
+		})
 	}
 }
