@@ -29,7 +29,7 @@ type requestedKey struct{}
 func (p *Policy) Dialer(base *net.Dialer) DialFunc {
 	d := net.Dialer{}
 	if base != nil {
-		d = *base //nolint:govet // a configured copy, never used concurrently with its original
+		d = *base
 	}
 	if p == nil {
 		return d.DialContext

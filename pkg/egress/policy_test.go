@@ -159,7 +159,7 @@ func counting(t *testing.T, addr string, h http.HandlerFunc) (*httptest.Server, 
 func TestDialRefusesBeforeConnecting(t *testing.T) {
 	internal, hits := counting(t, "127.0.0.2:0", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("secret")) })
 	p := mustPolicy(t, Config{})
-	_, err := p.HTTPClient(0, nil).Get(internal.URL)
+	err := getErr(p, internal.URL)
 	var re *RefusedError
 	if !errors.As(err, &re) || re.Addr.Addr() != netip.MustParseAddr("127.0.0.2") {
 		t.Fatalf("GET %s = %v, want a RefusedError for 127.0.0.2", internal.URL, err)
@@ -194,7 +194,7 @@ func TestRedirectsAreCheckedAndCapped(t *testing.T) {
 	})
 	// 127.0.0.1 stands for a public server; 127.0.0.2 for the internal one.
 	p := mustPolicy(t, Config{Allow: []string{"127.0.0.1"}})
-	_, err := p.HTTPClient(0, nil).Get(public.URL + "/go")
+	err := getErr(p, public.URL+"/go")
 	var re *RefusedError
 	if !errors.As(err, &re) || re.Addr.Addr() != netip.MustParseAddr("127.0.0.2") {
 		t.Fatalf("redirect to the internal server = %v, want a RefusedError for 127.0.0.2", err)
@@ -202,7 +202,7 @@ func TestRedirectsAreCheckedAndCapped(t *testing.T) {
 	if internalHits.Load() != 0 {
 		t.Fatalf("the internal server received %d requests through a redirect", internalHits.Load())
 	}
-	_, err = p.HTTPClient(0, nil).Get(public.URL + "/loop")
+	err = getErr(p, public.URL+"/loop")
 	if err == nil || !strings.Contains(err.Error(), "stopped after 3 redirects") {
 		t.Fatalf("redirect loop = %v, want stopped after 3 redirects", err)
 	}
@@ -243,4 +243,14 @@ func TestAPIServerHostPorts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// getErr GETs url through p's client and returns only the error, closing
+// any body.
+func getErr(p *Policy, url string) error {
+	resp, err := p.HTTPClient(0, nil).Get(url)
+	if resp != nil {
+		_ = resp.Body.Close()
+	}
+	return err
 }
