@@ -465,3 +465,43 @@ func TestRenderMonitors(t *testing.T) {
 		}
 	})
 }
+
+// TestRenderExternalScalerEgressAllow: each externalScaler.egressAllow
+// entry becomes one --egress-allow flag, before extraArgs; none by default,
+// so the scaler keeps refusing loopback and private broker addresses.
+func TestRenderExternalScalerEgressAllow(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		allow []any
+		want  []string
+	}{
+		{name: "default", want: nil},
+		{name: "one CIDR", allow: []any{"127.0.0.1/32"}, want: []string{"--egress-allow=127.0.0.1/32"}},
+		{
+			name:  "CIDR and host:port",
+			allow: []any{"10.96.0.0/12", "redis.queues.svc:6379"},
+			want:  []string{"--egress-allow=10.96.0.0/12", "--egress-allow=redis.queues.svc:6379"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			extra := map[string]any{"extraArgs": []any{"--log-json"}}
+			if tc.allow != nil {
+				extra["egressAllow"] = tc.allow
+			}
+			dep, _, _ := scalerObjects(t, enabledScaler(extra))
+			args := dep.Spec.Template.Spec.Containers[0].Args
+			var got []string
+			for _, a := range args {
+				if strings.HasPrefix(a, "--egress-allow") {
+					got = append(got, a)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("egress args = %q, want %q (all args %q)", got, tc.want, args)
+			}
+			if args[len(args)-1] != "--log-json" {
+				t.Errorf("extraArgs no longer last: %q", args)
+			}
+		})
+	}
+}
