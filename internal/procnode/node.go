@@ -76,6 +76,11 @@ type Config struct {
 	// ServiceAccount token a kubeconfig with its pod's ServiceAccount token
 	// for this apiserver, instead of any admin credentials in ExtraEnv.
 	ServiceAccounts *APIServer
+	// PodIP is the address reported as every pod's IP; empty means
+	// 127.0.0.1. The apiserver refuses loopback addresses in Endpoints and
+	// EndpointSlices, so pods a Service selects need a non-loopback address
+	// of this host here (the processes share the host's network).
+	PodIP string
 }
 
 // Node is a running process node.

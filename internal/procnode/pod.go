@@ -366,8 +366,8 @@ func (r *podRunner) status() corev1.PodStatus {
 		Phase:             phase,
 		HostIP:            "127.0.0.1",
 		HostIPs:           []corev1.HostIP{{IP: "127.0.0.1"}},
-		PodIP:             "127.0.0.1",
-		PodIPs:            []corev1.PodIP{{IP: "127.0.0.1"}},
+		PodIP:             r.n.podIP(),
+		PodIPs:            []corev1.PodIP{{IP: r.n.podIP()}},
 		StartTime:         &r.startedAt,
 		ContainerStatuses: statuses,
 		Conditions: []corev1.PodCondition{
@@ -418,4 +418,12 @@ func mergeConditions(old, next []corev1.PodCondition) []corev1.PodCondition {
 		out = append(out, c)
 	}
 	return out
+}
+
+// podIP is the address reported as a pod's IP.
+func (n *Node) podIP() string {
+	if n.cfg.PodIP == "" {
+		return "127.0.0.1"
+	}
+	return n.cfg.PodIP
 }

@@ -30,6 +30,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -89,7 +90,7 @@ func installChartScaler(ctx context.Context, t *testing.T, kwok bool) *chartScal
 		opts.KwokNodes = []testenv.NodeSpec{{Name: "es-kwok-0"}}
 	}
 	e := testenv.New(t, opts)
-	s := &chartScaler{e: e, node: startImageNode(ctx, t, e, archive), pki: newScalerPKI(t, esHost)}
+	s := &chartScaler{e: e, node: startScalerNode(ctx, t, e, archive), pki: newScalerPKI(t, esHost)}
 
 	// The TLS Secret, as cert-manager would write it.
 	if _, err := e.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: esNamespace}}, metav1.CreateOptions{}); err != nil {
@@ -116,6 +117,9 @@ func installChartScaler(ctx context.Context, t *testing.T, kwok bool) *chartScal
 			// The process node shares the host's network: free host ports.
 			"grpcPort": grpcPort, "metricsPort": s.metricsPort,
 			"pollInterval": "200ms",
+			// The test's Redis listens on loopback, which the scaler's
+			// egress policy refuses unless allowed.
+			"egressAllow": []any{"127.0.0.1/32"},
 			"tls": map[string]any{
 				"secretName": esTLSSecret, "clientCA": map[string]any{"enabled": true},
 				"mountPath": mountPath,
@@ -158,12 +162,14 @@ func installChartScaler(ctx context.Context, t *testing.T, kwok bool) *chartScal
 // Service's DNS name, a client certificate signed by the Secret's ca.crt is
 // required, and the scaler answers KEDA's rpcs from a Redis list.
 func TestChartExternalScalerServesThroughService(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
 	defer cancel()
 	s := installChartScaler(ctx, t, false)
 
 	conn := s.dial(t, s.pki.clientTLS(t))
-	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "externalscaler.ExternalScaler"})
+	rpcCtx, rpcCancel := context.WithTimeout(ctx, time.Minute)
+	defer rpcCancel()
+	health, err := healthpb.NewHealthClient(conn).Check(rpcCtx, &healthpb.HealthCheckRequest{Service: "externalscaler.ExternalScaler"})
 	if err != nil || health.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health through %s = %v, %v", s.addr, health, err)
 	}
@@ -171,7 +177,7 @@ func TestChartExternalScalerServesThroughService(t *testing.T) {
 	list := "chart-scaler-jobs"
 	md := map[string]string{"source": "redis", "address": s.e.RedisAddr, "listName": list, "targetSize": "5"}
 	ref := &pb.ScaledObjectRef{Name: "worker", Namespace: "app", ScalerMetadata: md}
-	spec, err := client.GetMetricSpec(ctx, ref)
+	spec, err := client.GetMetricSpec(rpcCtx, ref)
 	if err != nil || len(spec.MetricSpecs) != 1 || spec.MetricSpecs[0].TargetSizeFloat != 5 {
 		t.Fatalf("GetMetricSpec = %v, %v", spec, err)
 	}
@@ -180,7 +186,7 @@ func TestChartExternalScalerServesThroughService(t *testing.T) {
 	if err := rdb.RPush(ctx, list, "a", "b", "c", "d", "e", "f", "g").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "GetMetrics = 7 through the Service", func() (bool, error) {
+	waitWithin(ctx, t, time.Minute, "GetMetrics = 7 through the Service", func(ctx context.Context) (bool, error) {
 		r, err := client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: spec.MetricSpecs[0].MetricName})
 		if err != nil {
 			return false, err
@@ -190,7 +196,7 @@ func TestChartExternalScalerServesThroughService(t *testing.T) {
 		}
 		return r.MetricValues[0].MetricValueFloat == 7, fmt.Errorf("value %v", r.MetricValues[0].MetricValueFloat)
 	})
-	active, err := client.IsActive(ctx, ref)
+	active, err := client.IsActive(rpcCtx, ref)
 	if err != nil || !active.Result {
 		t.Fatalf("IsActive with 7 queued = %v, %v", active, err)
 	}
@@ -229,7 +235,7 @@ func TestChartExternalScalerServesThroughService(t *testing.T) {
 // swell-external-scaler.swell-system.svc:8090, client certificate from a
 // TriggerAuthentication) scale a Deployment 0 → 1 → 0 on a Redis list.
 func TestChartExternalScalerServesKEDA(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
 	defer cancel()
 	s := installChartScaler(ctx, t, true)
 
@@ -317,7 +323,7 @@ func TestChartExternalScalerServesKEDA(t *testing.T) {
 
 	condition := func(typ, want string) {
 		t.Helper()
-		waitFor(ctx, t, fmt.Sprintf("ScaledObject %s=%s", typ, want), func() (bool, error) {
+		waitWithin(ctx, t, 2*time.Minute, fmt.Sprintf("ScaledObject %s=%s", typ, want), func(ctx context.Context) (bool, error) {
 			u, err := sos.Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return false, err
@@ -334,7 +340,7 @@ func TestChartExternalScalerServesKEDA(t *testing.T) {
 	}
 	replicas := func(want int32) {
 		t.Helper()
-		waitFor(ctx, t, fmt.Sprintf("Deployment %s at %d replicas", name, want), func() (bool, error) {
+		waitWithin(ctx, t, 2*time.Minute, fmt.Sprintf("Deployment %s at %d replicas", name, want), func(ctx context.Context) (bool, error) {
 			d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return false, err
@@ -397,7 +403,7 @@ func (s *chartScaler) dialCreds(t *testing.T, creds credentials.TransportCredent
 // scraped reads one series from the scaler pod's /metrics (host network).
 func (s *chartScaler) scraped(t *testing.T, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.metricsPort))
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.metricsPort))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +487,7 @@ func waitForReadyScaler(ctx context.Context, t *testing.T, e *testenv.Env, node 
 			t.Logf("external scaler log:\n%s", b)
 		}
 	})
-	waitFor(ctx, t, "the external scaler pod Running and Ready", func() (bool, error) {
+	waitWithin(ctx, t, 2*time.Minute, "the external scaler pod Running and Ready", func(ctx context.Context) (bool, error) {
 		pods, err := e.Clientset.CoreV1().Pods(esNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=external-scaler"})
 		if err != nil {
 			return false, err
@@ -533,17 +539,85 @@ func assertNoKubeCredentials(t *testing.T, pod *corev1.Pod, e *testenv.Env) {
 }
 
 // waitServiceEndpoint waits until the endpointslice controller has a ready
-// endpoint for the Service's port name at the pod's port.
+// endpoint for the Service's port name at the pod's port. While it waits,
+// the controller's latest warning about the Service (for example the
+// apiserver refusing the slice's address) is the error it reports.
 func waitServiceEndpoint(ctx context.Context, t *testing.T, e *testenv.Env, ns, svc, port string, want int) {
 	t.Helper()
-	waitFor(ctx, t, fmt.Sprintf("a ready endpoint of Service %s port %s", svc, port), func() (bool, error) {
+	waitWithin(ctx, t, time.Minute, fmt.Sprintf("a ready endpoint of Service %s port %s", svc, port), func(ctx context.Context) (bool, error) {
 		addr, err := resolveService(ctx, e, ns, svc, 0, port)
 		if err != nil {
+			if w := lastWarning(ctx, e, ns, "Service", svc); w != "" {
+				return false, fmt.Errorf("%w; the controller's last warning: %s", err, w)
+			}
 			return false, err
 		}
 		_, p, _ := net.SplitHostPort(addr)
 		return p == strconv.Itoa(want), fmt.Errorf("endpoint %s", addr)
 	})
+}
+
+// lastWarning is the newest Warning event's reason and message about an
+// object, or "".
+func lastWarning(ctx context.Context, e *testenv.Env, ns, kind, name string) string {
+	evs, err := e.Clientset.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=" + kind + ",involvedObject.name=" + name + ",type=" + corev1.EventTypeWarning,
+	})
+	if err != nil || len(evs.Items) == 0 {
+		return ""
+	}
+	last := evs.Items[0]
+	for _, ev := range evs.Items[1:] {
+		if ev.LastTimestamp.After(last.LastTimestamp.Time) {
+			last = ev
+		}
+	}
+	return last.Reason + ": " + last.Message
+}
+
+// waitWithin is waitFor with a deadline of its own: a wait that cannot end
+// fails after d, naming what it waited for and what it last saw, long
+// before go test's timeout would dump goroutines instead.
+func waitWithin(ctx context.Context, t *testing.T, d time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	waitFor(wctx, t, fmt.Sprintf("%s (waited %s)", what, d), func() (bool, error) { return cond(wctx) })
+}
+
+// startScalerNode is startImageNode with the pods' address set to this
+// host's non-loopback IPv4 address: the scaler's pod is selected by a
+// Service, and the apiserver refuses loopback addresses in EndpointSlices,
+// so with procnode's default 127.0.0.1 the endpointslice controller could
+// never publish it. The scaler listens on all interfaces, so the address
+// reaches it.
+func startScalerNode(ctx context.Context, t *testing.T, e *testenv.Env, archive string) *procnode.Node {
+	t.Helper()
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi"), corev1.ResourcePods: resource.MustParse("110"),
+	}
+	const name = "chart-process-node"
+	bgCtx, stop := context.WithCancel(context.Background())
+	n, err := procnode.Start(ctx, bgCtx, procnode.Config{
+		Client: e.Clientset,
+		Node: &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name, corev1.LabelOSStable: "linux"}},
+			Status:     corev1.NodeStatus{Capacity: capacity, Allocatable: capacity.DeepCopy()},
+		},
+		WorkDir:         filepath.Join(e.Dir, "chart-process-node"),
+		Images:          map[string]string{chartImage: archive},
+		ServiceAccounts: &procnode.APIServer{Host: e.RESTConfig.Host, CAData: e.RESTConfig.CAData},
+		PodIP:           hostAddress(t),
+	})
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Shutdown(5 * time.Second)
+		stop()
+	})
+	return n
 }
 
 // resolveService is cluster DNS plus kube-proxy for one connection: the
@@ -708,7 +782,7 @@ func (p *serviceProxy) dialVia(ctx context.Context, addr string) (net.Conn, erro
 func waitHPA(ctx context.Context, t *testing.T, e *testenv.Env, ns, name string) *autoscalingv2.HorizontalPodAutoscaler {
 	t.Helper()
 	var hpa *autoscalingv2.HorizontalPodAutoscaler
-	waitFor(ctx, t, "KEDA's HPA "+name, func() (bool, error) {
+	waitWithin(ctx, t, 2*time.Minute, "KEDA's HPA "+name, func(ctx context.Context) (bool, error) {
 		h, err := e.Clientset.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
