@@ -100,7 +100,7 @@ func TestPausedLeaderMakesNoWriteAfterResume(t *testing.T) {
 	if err := syscall.Kill(a.cmd.Process.Pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("leader A stopped for %s; B acted meanwhile: %s", resumedAt.Sub(stoppedAt).Round(time.Millisecond), audit.summary())
+	t.Logf("leader A stopped for %s; writes seen by the webhook so far (swell-controller: the shared controller, refused here): %s", resumedAt.Sub(stoppedAt).Round(time.Millisecond), audit.summary())
 
 	// A learns it lost the lease and exits; every write it tried went
 	// through the guard.
@@ -115,6 +115,9 @@ func TestPausedLeaderMakesNoWriteAfterResume(t *testing.T) {
 	}
 	refused := strings.Count(a.log(), "refused while the leader lease is stale")
 	t.Logf("stale leader A: exited after SIGCONT (%v), 0 writes reached the apiserver, %d writes refused by its lease guard", a.exitErr, refused)
+	if refused == 0 {
+		t.Errorf("A's guard refused nothing: the pause gave the stale leader nothing to do, so the test proved nothing\n%s", a.logTail())
+	}
 	if !strings.Contains(a.log(), "leader election lost") {
 		t.Errorf("A's log does not say it lost the election:\n%s", a.logTail())
 	}
