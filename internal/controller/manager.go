@@ -6,6 +6,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -232,7 +233,12 @@ func (o Options) validate() error {
 // metricsOptions puts the authn/authz filter in front of /metrics whenever
 // the address is reachable from other hosts.
 func metricsOptions(o Options) metricsserver.Options {
-	m := metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.MetricsSecure, CertDir: o.MetricsCertDir}
+	m := metricsserver.Options{
+		BindAddress: o.MetricsAddr, SecureServing: o.MetricsSecure, CertDir: o.MetricsCertDir,
+		// HTTP/1.1 only, as kubebuilder's scaffold: HTTP/2's stream resets
+		// (CVE-2023-44487) are not worth it for a scrape endpoint.
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+	}
 	if !bindaddr.Disabled(o.MetricsAddr) && !bindaddr.IsLoopback(o.MetricsAddr) {
 		m.FilterProvider = metricsauth.FilterProvider
 	}
