@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/swell-autoscaler/swell/pkg/cpa"
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 // cpaOptions are the flags of `swell cpa`.
@@ -29,6 +30,11 @@ type cpaOptions struct {
 	apiTokenFile string
 	apiRate      float64
 	apiBurst     int
+	// egressRestrict puts http methods under the egress policy; off by
+	// default because the operator, not a tenant, writes swell cpa's config.
+	egressRestrict bool
+	egressAllow    []string
+	egressDeny     []string
 }
 
 // cpaAPITokenEnv holds the REST API's bearer token when no file is given
@@ -65,6 +71,9 @@ named exactly like it. See docs/cpa.md.`,
 	f.StringVar(&o.apiTokenFile, "api-token-file", "", "file holding the bearer token the REST API requires (default: $"+cpaAPITokenEnv+"; none: no authentication)")
 	f.Float64Var(&o.apiRate, "api-rate", 1, "REST API requests per second that may run user logic (metrics and evaluation); 0 removes the limit")
 	f.IntVar(&o.apiBurst, "api-burst", 5, "REST API requests allowed at once above --api-rate")
+	f.BoolVar(&o.egressRestrict, "egress-restrict", false, "http methods may not reach loopback, link-local, private ranges or the API server unless --egress-allow permits them")
+	f.StringSliceVar(&o.egressAllow, "egress-allow", nil, "with --egress-restrict: destinations http methods may reach anyway: CIDR, address or host:port (repeatable)")
+	f.StringSliceVar(&o.egressDeny, "egress-deny", nil, "with --egress-restrict: more CIDRs http methods may not reach (repeatable)")
 	return cmd
 }
 
@@ -107,6 +116,23 @@ func (o *cpaOptions) apiAccess(getenv func(string) string) (cpa.APIAccess, error
 	return access, nil
 }
 
+// egressPolicy is the policy http methods dial under: none unless
+// --egress-restrict, else the default refused ranges plus the flags, with
+// apiServer (the kubeconfig's host) refused too.
+func (o *cpaOptions) egressPolicy(ctx context.Context, apiServer string) (*egress.Policy, error) {
+	if !o.egressRestrict {
+		if len(o.egressAllow)+len(o.egressDeny) > 0 {
+			return nil, errors.New("--egress-allow and --egress-deny need --egress-restrict")
+		}
+		return nil, nil
+	}
+	p, err := egress.New(ctx, egress.Config{Allow: o.egressAllow, Deny: o.egressDeny, APIServer: []string{apiServer}})
+	if err != nil {
+		return nil, fmt.Errorf("egress policy: %w", err)
+	}
+	return p, nil
+}
+
 func runCPA(ctx context.Context, o *cpaOptions) error {
 	cfg, err := cpa.Load(o.config, os.LookupEnv)
 	if err != nil {
@@ -123,7 +149,11 @@ func runCPA(ctx context.Context, o *cpaOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a, stop, err := cpa.NewForCluster(kcfg, cfg, cpa.ClusterOptions{Registerer: reg, Logger: log})
+	policy, err := o.egressPolicy(ctx, kcfg.Host)
+	if err != nil {
+		return err
+	}
+	a, stop, err := cpa.NewForCluster(kcfg, cfg, cpa.ClusterOptions{Registerer: reg, Logger: log, Egress: policy})
 	if err != nil {
 		return err
 	}

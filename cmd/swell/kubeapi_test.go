@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,6 +166,45 @@ func TestCPAAPIAccess(t *testing.T) {
 			}
 			if access.Token != tc.wantToken || access.Rate != 1 || access.Burst != 5 {
 				t.Fatalf("access = %+v, want token %q, rate 1, burst 5", access, tc.wantToken)
+			}
+		})
+	}
+}
+
+// TestCPAEgressPolicyFlags: swell cpa's http methods are unrestricted unless
+// --egress-restrict; allow/deny without it is a start-up error, not a
+// silently ignored flag; with it, the API server from the kubeconfig is
+// refused.
+func TestCPAEgressPolicyFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		o          cpaOptions
+		wantErr    string
+		wantPolicy bool
+	}{
+		{name: "default: none"},
+		{name: "allow without restrict", o: cpaOptions{egressAllow: []string{"10.0.0.0/8"}}, wantErr: "need --egress-restrict"},
+		{name: "restricted", o: cpaOptions{egressRestrict: true, egressAllow: []string{"10.0.0.0/8"}}, wantPolicy: true},
+		{name: "bad entry", o: cpaOptions{egressRestrict: true, egressDeny: []string{"nope"}}, wantErr: "egress deny"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := tc.o.egressPolicy(context.Background(), "https://10.1.2.3:6443")
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("egressPolicy error = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (p != nil) != tc.wantPolicy {
+				t.Fatalf("policy = %v, want one: %v", p, tc.wantPolicy)
+			}
+			if p != nil {
+				if err := p.Check("", netip.MustParseAddrPort("10.1.2.3:6443")); err == nil {
+					t.Error("the API server was allowed through an allowed range")
+				}
 			}
 		})
 	}
