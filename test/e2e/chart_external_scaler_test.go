@@ -30,7 +30,6 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -90,7 +89,7 @@ func installChartScaler(ctx context.Context, t *testing.T, kwok bool) *chartScal
 		opts.KwokNodes = []testenv.NodeSpec{{Name: "es-kwok-0"}}
 	}
 	e := testenv.New(t, opts)
-	s := &chartScaler{e: e, node: startScalerNode(ctx, t, e, archive), pki: newScalerPKI(t, esHost)}
+	s := &chartScaler{e: e, node: startImageNode(ctx, t, e, archive, hostAddress(t)), pki: newScalerPKI(t, esHost)}
 
 	// The TLS Secret, as cert-manager would write it.
 	if _, err := e.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: esNamespace}}, metav1.CreateOptions{}); err != nil {
@@ -583,41 +582,6 @@ func waitWithin(ctx context.Context, t *testing.T, d time.Duration, what string,
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	waitFor(wctx, t, fmt.Sprintf("%s (waited %s)", what, d), func() (bool, error) { return cond(wctx) })
-}
-
-// startScalerNode is startImageNode with the pods' address set to this
-// host's non-loopback IPv4 address: the scaler's pod is selected by a
-// Service, and the apiserver refuses loopback addresses in EndpointSlices,
-// so with procnode's default 127.0.0.1 the endpointslice controller could
-// never publish it. The scaler listens on all interfaces, so the address
-// reaches it.
-func startScalerNode(ctx context.Context, t *testing.T, e *testenv.Env, archive string) *procnode.Node {
-	t.Helper()
-	capacity := corev1.ResourceList{
-		corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi"), corev1.ResourcePods: resource.MustParse("110"),
-	}
-	const name = "chart-process-node"
-	bgCtx, stop := context.WithCancel(context.Background())
-	n, err := procnode.Start(ctx, bgCtx, procnode.Config{
-		Client: e.Clientset,
-		Node: &corev1.Node{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name, corev1.LabelOSStable: "linux"}},
-			Status:     corev1.NodeStatus{Capacity: capacity, Allocatable: capacity.DeepCopy()},
-		},
-		WorkDir:         filepath.Join(e.Dir, "chart-process-node"),
-		Images:          map[string]string{chartImage: archive},
-		ServiceAccounts: &procnode.APIServer{Host: e.RESTConfig.Host, CAData: e.RESTConfig.CAData},
-		PodIP:           hostAddress(t),
-	})
-	if err != nil {
-		stop()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Shutdown(5 * time.Second)
-		stop()
-	})
-	return n
 }
 
 // resolveService is cluster DNS plus kube-proxy for one connection: the

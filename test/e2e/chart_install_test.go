@@ -54,7 +54,7 @@ func TestChartControllerReconciles(t *testing.T) {
 		KwokNodes: []testenv.NodeSpec{{Name: "chart-kwok-0"}},
 		Redis:     true,
 	})
-	node := startImageNode(ctx, t, e, archive)
+	node := startImageNode(ctx, t, e, archive, "")
 
 	const release, ns = "swell", "swell-system"
 	metricsPort, probesPort := chartFreePort(t), chartFreePort(t)
@@ -110,8 +110,11 @@ func buildChartImage(ctx context.Context, t *testing.T) string {
 
 // startImageNode registers a process node that holds the image and gives
 // pods their ServiceAccount's credentials (not the environment's admin
-// kubeconfig, which testenv's own process node hands out).
-func startImageNode(ctx context.Context, t *testing.T, e *testenv.Env, archive string) *procnode.Node {
+// kubeconfig, which testenv's own process node hands out). podIP is the
+// address pods report ("" for procnode's 127.0.0.1); a pod a Service must
+// select needs a non-loopback one, because the apiserver refuses loopback
+// addresses in EndpointSlices.
+func startImageNode(ctx context.Context, t *testing.T, e *testenv.Env, archive, podIP string) *procnode.Node {
 	t.Helper()
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi"), corev1.ResourcePods: resource.MustParse("110"),
@@ -127,6 +130,7 @@ func startImageNode(ctx context.Context, t *testing.T, e *testenv.Env, archive s
 		WorkDir:         filepath.Join(e.Dir, "chart-process-node"),
 		Images:          map[string]string{chartImage: archive},
 		ServiceAccounts: &procnode.APIServer{Host: e.RESTConfig.Host, CAData: e.RESTConfig.CAData},
+		PodIP:           podIP,
 	})
 	if err != nil {
 		stop()

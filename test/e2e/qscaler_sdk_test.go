@@ -23,7 +23,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/procnode"
@@ -246,63 +245,6 @@ func qscalerScaleDown(t *testing.T, mode qv1.RetirementMode) scaleDownRun {
 	return run
 }
 
-// TestQScalerSDKScaleToZeroSettles runs QScaler-protocol workers with
-// minReplicas 0 in mode QScalerSDK: once the last task is done the pool
-// must reach 0 within 15 s and stay there for 2 minutes — no pod created,
-// the status never asking for one — while the controller keeps measuring
-// (its passes are counted) and the idle workers' SIGTERM hand-backs are
-// removed from the queue rather than counted.
-func TestQScalerSDKScaleToZeroSettles(t *testing.T) {
-	ctx, c, ns, rdb, queue := qscalerFixture(t, 6*time.Minute)
-	results := ns + "-results"
-	pods := watchPodLog(ctx, t, ns)
-	desiredAboveZero := watchQWorkerStatus(ctx, t, ns, "zero")
-	droppedBefore := counterValue(t, "swell_qworker_handbacks_dropped_total", nil)
-	qw := qscalerPool(ns, "zero", queue, results, qv1.RetirementQScalerSDK, 0, 5, nil)
-	if err := c.Create(ctx, qw); err != nil {
-		t.Fatal(err)
-	}
-	lpushPickled(ctx, t, rdb, queue, qscalerTasks(0, 20))
-	lost, dup := waitTasks(ctx, t, rdb, results, 20, 3*time.Minute)
-	done := time.Now()
-	if !pods.settle(ctx, 0, 0, 15*time.Second) {
-		t.Fatalf("the pool did not reach 0 pods within 15 s of the last task (alive: %d)", pods.alive())
-	}
-	settle := time.Since(done)
-	zeroAt := time.Now()
-	desiredAboveZero.reset()
-	passesBefore := counterValue(t, "controller_runtime_reconcile_total", map[string]string{"controller": "qworker"})
-	select {
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	case <-time.After(2 * time.Minute):
-	}
-	passes := counterValue(t, "controller_runtime_reconcile_total", map[string]string{"controller": "qworker"}) - passesBefore
-	created, _ := pods.between(zeroAt, time.Now())
-	llen, err := rdb.LLen(ctx, queue).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dropped := counterValue(t, "swell_qworker_handbacks_dropped_total", nil) - droppedBefore
-	got := getQWorker(ctx, t, c, ns, "zero")
-	t.Logf("minReplicas 0: 20 tasks (%d lost, %d twice); 0 pods %.1f s after the last task; then over 2 min: %d controller passes, %d pods created, status desired > 0 seen %d times, desired now %d, queue length %d; %d SDK hand-backs removed from the queue",
-		lost, dup, settle.Seconds(), int(passes), created, desiredAboveZero.count(), got.Status.DesiredReplicas, llen, int(dropped))
-	fmt.Printf("qscaler-sdk e2e: minReplicas 0 settled at 0 pods %.1f s after the last task; 2 min after: %d passes, %d pods created, %d hand-backs dropped, queue length %d\n",
-		settle.Seconds(), int(passes), created, int(dropped), llen)
-	if lost != 0 || dup != 0 {
-		t.Errorf("%d tasks lost, %d ran twice", lost, dup)
-	}
-	if created != 0 || desiredAboveZero.count() != 0 || got.Status.DesiredReplicas != 0 {
-		t.Errorf("the pool did not stay at 0: %d pods created, desired > 0 seen %d times", created, desiredAboveZero.count())
-	}
-	if passes < 12 {
-		t.Errorf("only %d controller passes in 2 minutes; the quiet proves nothing", int(passes))
-	}
-	if llen != 0 || dropped < 1 {
-		t.Errorf("queue length %d, %d hand-backs dropped; want 0 and at least 1 (the idle workers' SIGTERM hand-backs)", llen, int(dropped))
-	}
-}
-
 // qscalerFixture is the controller, a namespace, a Redis client, a queue
 // and a ScalerConfig "qscaler-redis" with the password key QScaler's SDK
 // requires (empty: the test Redis has none).
@@ -517,18 +459,6 @@ func (s *statusCounter) count() int {
 	return s.n
 }
 
-func (s *statusCounter) reset() {
-	s.mu.Lock()
-	s.n = 0
-	s.mu.Unlock()
-}
-
-// watchQWorkerStatus counts status versions of QWorker name with
-// desiredReplicas above 0.
-func watchQWorkerStatus(ctx context.Context, t *testing.T, ns, name string) *statusCounter {
-	return watchQWorker(ctx, t, ns, name, func(desired, current int64) bool { return desired > 0 })
-}
-
 // watchExcessShown counts status versions of QWorker name that show
 // desiredReplicas < currentReplicas: what makes a QScaler-SDK worker leave.
 func watchExcessShown(ctx context.Context, t *testing.T, ns, name string) *statusCounter {
@@ -563,34 +493,4 @@ func watchQWorker(ctx context.Context, t *testing.T, ns, name string, match func
 		}
 	}()
 	return s
-}
-
-// counterValue sums a counter of the in-process controller's registry over
-// the series whose labels include want.
-func counterValue(t *testing.T, name string, want map[string]string) float64 {
-	t.Helper()
-	families, err := ctrlmetrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if have[k] != v {
-					continue series
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
 }

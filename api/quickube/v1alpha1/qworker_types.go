@@ -182,10 +182,14 @@ type QWorkerStatus struct {
 	// terminating), retiring ones included; in retirement mode QScalerSDK
 	// the pods Swell is retiring are left out (it is then never above
 	// desiredReplicas), since QScaler's SDK workers leave whenever it is.
+	// Defaulted to 0 so the field is always present (QScaler's SDK requires
+	// it), also when a status patch leaves a zero out.
 	// +optional
+	// +kubebuilder:default=0
 	CurrentReplicas int32 `json:"currentReplicas"`
 	// DesiredReplicas is the pool size Swell decided.
 	// +optional
+	// +kubebuilder:default=0
 	DesiredReplicas int32 `json:"desiredReplicas"`
 	// CurrentPodSpecHash is the hex SHA-256 of spec.podSpec's JSON; workers
 	// whose POD_SPEC_HASH differs are outdated.
