@@ -140,7 +140,7 @@ func (e *Executor) runHTTP(ctx context.Context, h *HTTP, input []byte, timeout t
 	if err != nil {
 		return "", err
 	}
-	req, err := newRequest(ctx, h, input)
+	req, err := NewRequest(ctx, h, input)
 	if err != nil {
 		return "", err
 	}
@@ -167,7 +167,11 @@ func (e *Executor) runHTTP(ctx context.Context, h *HTTP, input []byte, timeout t
 	return "", fmt.Errorf("http %s %s: status %d not in successCodes %v (body: %q)", h.Method, h.URL, resp.StatusCode, h.SuccessCodes, truncate(string(body), 512))
 }
 
-func newRequest(ctx context.Context, h *HTTP, input []byte) (*http.Request, error) {
+// NewRequest builds the request an http method sends, as CPA does: the
+// input as the `value` query parameter or as the body, with the method's
+// headers. Swell's controller sends PodAutoscaler methods with it too, over
+// its own client.
+func NewRequest(ctx context.Context, h *HTTP, input []byte) (*http.Request, error) {
 	u, err := url.Parse(h.URL)
 	if err != nil {
 		return nil, fmt.Errorf("http url %q: %w", h.URL, err)

@@ -1,7 +1,6 @@
 package podautoscaler
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,7 +42,7 @@ func (h *httpRunner) Run(ctx context.Context, m *cpa.Method, input []byte) (stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.TimeoutDuration())
 	defer cancel()
-	req, err := newMethodRequest(ctx, m.HTTP, input)
+	req, err := cpa.NewRequest(ctx, m.HTTP, input)
 	if err != nil {
 		return "", err
 	}
@@ -89,30 +88,6 @@ func successful(code int, codes []int) bool {
 		}
 	}
 	return false
-}
-
-// newMethodRequest builds CPA's request: the input as `value=` or body.
-func newMethodRequest(ctx context.Context, h *cpa.HTTP, input []byte) (*http.Request, error) {
-	u, err := url.Parse(h.URL)
-	if err != nil {
-		return nil, fmt.Errorf("http url %q does not parse", h.URL)
-	}
-	var body io.Reader
-	if h.ParameterMode == cpa.ParameterQuery {
-		q := u.Query()
-		q.Set("value", string(input))
-		u.RawQuery = q.Encode()
-	} else {
-		body = bytes.NewReader(input)
-	}
-	req, err := http.NewRequestWithContext(ctx, h.Method, u.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("http %s %s: %w", h.Method, h.URL, err)
-	}
-	for k, v := range h.Headers {
-		req.Header.Set(k, v)
-	}
-	return req, nil
 }
 
 // parseEvaluation reads {"targetReplicas": N} as cpa.ParseEvaluation does,
