@@ -323,18 +323,7 @@ func TestChartExternalScalerServesKEDA(t *testing.T) {
 	condition := func(typ, want string) {
 		t.Helper()
 		waitWithin(ctx, t, 2*time.Minute, fmt.Sprintf("ScaledObject %s=%s", typ, want), func(ctx context.Context) (bool, error) {
-			u, err := sos.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return false, err
-			}
-			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-			for _, c := range conds {
-				m, _ := c.(map[string]any)
-				if m["type"] == typ {
-					return m["status"] == want, fmt.Errorf("%s=%v: %v", typ, m["status"], m["message"])
-				}
-			}
-			return false, fmt.Errorf("no %s condition yet", typ)
+			return scaledObjectCondition(ctx, sos, name, typ, want)
 		})
 	}
 	replicas := func(want int32) {

@@ -207,20 +207,27 @@ func assertHPAMetric(t *testing.T, hpa *autoscalingv2.HorizontalPodAutoscaler, m
 // has status.
 func waitScaledObjectCondition(ctx context.Context, t *testing.T, ns, name, typ, status string) {
 	t.Helper()
+	sos := kedaClient(t).Resource(scaledObjectGVR).Namespace(ns)
 	waitFor(ctx, t, fmt.Sprintf("ScaledObject %s %s=%s", name, typ, status), func() (bool, error) {
-		so, err := kedaClient(t).Resource(scaledObjectGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		conds, _, _ := unstructured.NestedSlice(so.Object, "status", "conditions")
-		for _, c := range conds {
-			m, _ := c.(map[string]any)
-			if m["type"] == typ {
-				return m["status"] == status, fmt.Errorf("%s=%v: %v", typ, m["status"], m["message"])
-			}
-		}
-		return false, fmt.Errorf("no %s condition yet", typ)
+		return scaledObjectCondition(ctx, sos, name, typ, status)
 	})
+}
+
+// scaledObjectCondition reports whether ScaledObject name's condition typ
+// has status; the error says what it has instead, for the wait's message.
+func scaledObjectCondition(ctx context.Context, sos dynamic.ResourceInterface, name, typ, status string) (bool, error) {
+	so, err := sos.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+	conds, _, _ := unstructured.NestedSlice(so.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == typ {
+			return m["status"] == status, fmt.Errorf("%s=%v: %v", typ, m["status"], m["message"])
+		}
+	}
+	return false, fmt.Errorf("no %s condition yet", typ)
 }
 
 // waitExternalMetric waits until external.metrics.k8s.io, as the HPA reads
