@@ -40,6 +40,8 @@ type QWorkerSpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.behavior) || !has(self.behavior.scaleDown) || !has(self.behavior.scaleDown.policies) || self.behavior.scaleDown.policies.all(p, p.type in ['Pods', 'Percent'])",message="spec.scaleConfig.behavior.scaleDown.policies[].type must be Pods or Percent"
 // +kubebuilder:validation:XValidation:rule="!has(self.behavior) || !has(self.behavior.scaleDown) || !has(self.behavior.scaleDown.policies) || self.behavior.scaleDown.policies.all(p, p.value > 0)",message="spec.scaleConfig.behavior.scaleDown.policies[].value must be greater than 0"
 // +kubebuilder:validation:XValidation:rule="!has(self.behavior) || !has(self.behavior.scaleDown) || !has(self.behavior.scaleDown.policies) || self.behavior.scaleDown.policies.all(p, p.periodSeconds > 0 && p.periodSeconds <= 1800)",message="spec.scaleConfig.behavior.scaleDown.policies[].periodSeconds must be from 1 to 1800"
+// +kubebuilder:validation:XValidation:rule="!has(self.targetPercentile) || (self.targetPercentile >= 0.5 && self.targetPercentile <= 0.999)",message="spec.scaleConfig.targetPercentile must be from 0.5 to 0.999 (0.95 is p95)"
+// +kubebuilder:validation:XValidation:rule="!has(self.targetPercentile) || has(self.targetWaitSeconds)",message="spec.scaleConfig.targetPercentile applies only with spec.scaleConfig.targetWaitSeconds"
 type ScaleConfig struct {
 	// ScalerConfigRef names the ScalerConfig (same namespace) that says how to
 	// reach the broker.
@@ -104,6 +106,27 @@ type ScaleConfig struct {
 	// Retirement says how surplus and outdated workers leave (Swell addition).
 	// +optional
 	Retirement *Retirement `json:"retirement,omitempty"`
+	// TargetWaitSeconds sizes the pool from a wait-time target instead of
+	// backlog × scalingFactor (Swell addition): the pool is kept just large
+	// enough that targetPercentile of tasks wait at most this many seconds
+	// from enqueue to start, predicted from the measured arrival rate, the
+	// service time and concurrency the workers report (Swell's SDKs), the
+	// backlog and the pool's pod start-up time. minReplicas, maxReplicas,
+	// activationThreshold, fallback and behavior apply as with
+	// scalingFactor. While the workers have reported nothing yet the pool
+	// holds its size (scaling up from zero by scalingFactor). Unset: scale
+	// by scalingFactor, as in QScaler.
+	// +kubebuilder:validation:Type=number
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:ExclusiveMinimum=true
+	// +kubebuilder:validation:Maximum=86400
+	// +optional
+	TargetWaitSeconds *float64 `json:"targetWaitSeconds,omitempty"`
+	// TargetPercentile is the fraction of tasks that must start within
+	// targetWaitSeconds; default 0.95 (p95). From 0.5 to 0.999.
+	// +kubebuilder:validation:Type=number
+	// +optional
+	TargetPercentile *float64 `json:"targetPercentile,omitempty"`
 	// PollingIntervalSeconds is how often the queue is measured when no push
 	// notification arrived; default 5 (QScaler's period).
 	// +kubebuilder:validation:Minimum=1
@@ -214,6 +237,12 @@ type QWorkerStatus struct {
 	// LastDecision explains the last scaling decision.
 	// +optional
 	LastDecision *Decision `json:"lastDecision,omitempty"`
+	// WaitModel shows the wait-time model at work (targetWaitSeconds only):
+	// its measured inputs and the wait it predicts at the decided size.
+	// Values are rounded and rewritten only when one moves by more than a
+	// tenth, so the status is not written on every measurement.
+	// +optional
+	WaitModel *WaitModel `json:"waitModel,omitempty"`
 	// ObservedGeneration is the spec generation this status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -239,6 +268,35 @@ type Decision struct {
 	// Reason names the rule that set Desired (e.g. scaling factor, clamp to
 	// maxReplicas, stabilisation window, fallback).
 	Reason string `json:"reason"`
+}
+
+// WaitModel is what the wait-time model measured and predicted, so "why
+// this many pods?" under targetWaitSeconds is answered by kubectl alone.
+type WaitModel struct {
+	// ArrivalRate is the smoothed rate tasks arrive at, per second (from the
+	// change in backlog plus the completions the workers report).
+	// +kubebuilder:validation:Type=number
+	ArrivalRate float64 `json:"arrivalRate"`
+	// ServiceTimeSeconds is the mean time a worker spends on one task (busy
+	// time per completed task, as the workers report).
+	// +kubebuilder:validation:Type=number
+	ServiceTimeSeconds float64 `json:"serviceTimeSeconds"`
+	// Concurrency is how many tasks one worker runs at once.
+	Concurrency int32 `json:"concurrency"`
+	// StartupSeconds is how long the pool's recent pods took from creation
+	// to Ready; the model adds it to the time a new pod needs to help.
+	// +kubebuilder:validation:Type=number
+	// +optional
+	StartupSeconds float64 `json:"startupSeconds,omitempty"`
+	// PredictedWaitSeconds is the predicted targetPercentile wait at
+	// status.desiredReplicas (omitted when the pool cannot keep up at that
+	// size, e.g. capped by maxReplicas).
+	// +kubebuilder:validation:Type=number
+	// +optional
+	PredictedWaitSeconds *float64 `json:"predictedWaitSeconds,omitempty"`
+	// Replicas is the model's pool size before minReplicas, maxReplicas and
+	// behavior apply.
+	Replicas int32 `json:"replicas"`
 }
 
 // QWorker is a pool of queue workers scaled on the queue's backlog.
