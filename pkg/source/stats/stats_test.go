@@ -1,0 +1,84 @@
+package stats
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecode(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    Report
+		wantErr string
+	}{
+		{in: `{"tasks":3,"busySeconds":1.5,"concurrency":2}`, want: Report{Tasks: 3, BusySeconds: 1.5, Concurrency: 2}},
+		{in: Encode(Report{Tasks: 1, BusySeconds: 0.12345, Concurrency: 1}), want: Report{Tasks: 1, BusySeconds: 0.123, Concurrency: 1}},
+		{in: `{"tasks":-1,"busySeconds":1,"concurrency":1}`, wantErr: "tasks ≥ 0"},
+		{in: `{"tasks":1,"busySeconds":1,"concurrency":0}`, wantErr: "concurrency ≥ 1"},
+		{in: `{"tasks":1,"busySeconds":-2,"concurrency":1}`, wantErr: "busySeconds ≥ 0"},
+		{in: `tasks=3`, wantErr: Annotation},
+	} {
+		got, err := Decode(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Decode(%q) err = %v, want %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Decode(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestRecorderWritesOnlyChangesAtMostEveryInterval(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	r := NewRecorder(0)
+	if _, due := r.Due(t0, 10*time.Second); due {
+		t.Fatal("an idle worker must not write")
+	}
+	r.Task(2 * time.Second)
+	rep, due := r.Due(t0, 10*time.Second)
+	if !due || rep != (Report{Tasks: 1, BusySeconds: 2, Concurrency: 1}) {
+		t.Fatalf("first report = %+v, %v", rep, due)
+	}
+	r.Written(t0, rep)
+	r.Task(time.Second)
+	if _, due := r.Due(t0.Add(5*time.Second), 10*time.Second); due {
+		t.Fatal("wrote twice within the interval")
+	}
+	rep, due = r.Due(t0.Add(10*time.Second), 10*time.Second)
+	if !due || rep.Tasks != 2 || rep.BusySeconds != 3 {
+		t.Fatalf("second report = %+v, %v", rep, due)
+	}
+	r.Written(t0.Add(10*time.Second), rep)
+	if _, due := r.Due(t0.Add(time.Hour), 10*time.Second); due || r.Changed() {
+		t.Fatal("nothing changed, yet a write is due")
+	}
+}
+
+func TestTrackerCountsEachTaskOnce(t *testing.T) {
+	one := func(tasks int64, busy float64) Report { return Report{Tasks: tasks, BusySeconds: busy, Concurrency: 1} }
+	steps := []struct {
+		name      string
+		reports   map[string]Report
+		wantTasks int64
+		wantBusy  float64
+		wantConc  int32
+	}{
+		{"baseline counts nothing done before", map[string]Report{"a": one(100, 50)}, 0, 0, 1},
+		{"change since last seen", map[string]Report{"a": one(110, 55)}, 10, 5, 1},
+		{"new pod counts whole", map[string]Report{"a": one(110, 55), "b": one(4, 2)}, 14, 7, 1},
+		{"restart reads as a fresh start", map[string]Report{"a": one(3, 1), "b": one(6, 3)}, 19, 9, 1},
+		{"pod gone keeps its counted work", map[string]Report{"b": {Tasks: 8, BusySeconds: 4, Concurrency: 4}}, 21, 10, 4},
+		{"nobody reports: totals and concurrency stay", map[string]Report{}, 21, 10, 4},
+	}
+	var tr Tracker
+	for _, s := range steps {
+		p := tr.Observe(s.reports)
+		if p.Tasks != s.wantTasks || p.BusySeconds != s.wantBusy || p.Concurrency != s.wantConc || p.Reporting != len(s.reports) {
+			t.Fatalf("%s: got %+v, want tasks %d busy %g concurrency %d", s.name, p, s.wantTasks, s.wantBusy, s.wantConc)
+		}
+	}
+}
