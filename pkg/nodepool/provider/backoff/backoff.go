@@ -20,7 +20,8 @@ import (
 
 // Policy is how hard a transport pushes one provider's API.
 type Policy struct {
-	// Rate is the steady number of calls per second; 0 means unpaced.
+	// Rate is the steady number of calls per second; negative means
+	// unpaced.
 	Rate float64
 	// Burst is how many calls may go at once after a quiet spell (>= 1).
 	Burst int
@@ -42,6 +43,9 @@ type Policy struct {
 var Default = Policy{Rate: 2, Burst: 5, Attempts: 4, Base: 500 * time.Millisecond, MaxWait: 20 * time.Second, Budget: 30 * time.Second}
 
 func (p Policy) withDefaults() Policy {
+	if p.Rate == 0 {
+		p.Rate = Default.Rate
+	}
 	if p.Burst < 1 {
 		p.Burst = Default.Burst
 	}

@@ -61,7 +61,7 @@ func (f *fakeTime) Sleep(ctx context.Context, d time.Duration) error {
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func TestRetries(t *testing.T) {
-	unpaced := Policy{Rate: 0, Attempts: 4, Base: time.Second, MaxWait: 20 * time.Second, Budget: 30 * time.Second}
+	unpaced := Policy{Rate: -1, Attempts: 4, Base: time.Second, MaxWait: 20 * time.Second, Budget: 30 * time.Second}
 	cases := []struct {
 		name       string
 		method     string
@@ -134,7 +134,7 @@ func TestTransportErrorsRetryIdempotentCalls(t *testing.T) {
 	url := srv.URL
 	srv.Close() // nothing listens: every call is refused
 	clock := &fakeTime{now: epoch}
-	hc := Client(nil, Policy{Attempts: 3, Base: time.Second}, WithClock(clock.Now, clock.Sleep))
+	hc := Client(nil, Policy{Rate: -1, Attempts: 3, Base: time.Second}, WithClock(clock.Now, clock.Sleep))
 	if _, err := hc.Get(url); err == nil {
 		t.Fatal("GET to a closed port succeeded")
 	}

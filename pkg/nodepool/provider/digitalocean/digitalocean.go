@@ -12,6 +12,8 @@ import (
 
 	"github.com/digitalocean/godo"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/swell-autoscaler/swell/pkg/nodepool/provider/backoff"
 )
 
 // DOKS labels on every node of a DigitalOcean Kubernetes cluster.
@@ -31,6 +33,11 @@ type Config struct {
 	BaseURL string
 	// HTTPClient is the transport under the token; nil is the default.
 	HTTPClient *http.Client
+	// Backoff paces calls and retries 429/5xx answers; zero fields take
+	// backoff.Default (DigitalOcean allows 250 calls a minute).
+	Backoff backoff.Policy
+	// BackoffOptions replace the clock of the backoff (tests).
+	BackoffOptions []backoff.Option
 }
 
 // Provider resizes one DOKS node pool and deletes its nodes.
@@ -50,7 +57,8 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if base == nil {
 		base = &http.Client{}
 	}
-	hc := &http.Client{Timeout: base.Timeout, Transport: &bearer{token: cfg.Token, next: base.Transport}}
+	paced := backoff.New(base.Transport, cfg.Backoff, cfg.BackoffOptions...)
+	hc := &http.Client{Timeout: base.Timeout, Transport: &bearer{token: cfg.Token, next: paced}}
 	var opts []godo.ClientOpt
 	if cfg.BaseURL != "" {
 		opts = append(opts, godo.SetBaseURL(cfg.BaseURL))

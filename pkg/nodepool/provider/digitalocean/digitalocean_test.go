@@ -10,9 +10,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/swell-autoscaler/swell/pkg/nodepool/provider/backoff"
 )
 
 const token = "dop_v1_test_token"
@@ -25,6 +28,8 @@ type fakeAPI struct {
 	mu   sync.Mutex
 	seen []string // "METHOD path?query body"
 	fail string   // path prefix to answer with 500
+	// throttle answers this many calls with 429 and Retry-After: 3 first.
+	throttle int
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -37,6 +42,18 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.seen = append(f.seen, line)
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	f.mu.Lock()
+	throttled := f.throttle > 0
+	if throttled {
+		f.throttle--
+	}
+	f.mu.Unlock()
+	if throttled {
+		w.Header().Set("Retry-After", "3")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(w, `{"id":"too_many_requests","message":"API Rate limit exceeded."}`)
+		return
+	}
 	if f.fail != "" && strings.HasPrefix(r.URL.Path, f.fail) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = io.WriteString(w, `{"id":"server_error","message":"boom"}`)
@@ -70,17 +87,37 @@ func (f *fakeAPI) take() []string {
 	return out
 }
 
+// waits records the backoff's waits instead of spending them.
+type waits struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (w *waits) sleep(ctx context.Context, d time.Duration) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.d = append(w.d, d)
+	return ctx.Err()
+}
+
 func start(t *testing.T) (*fakeAPI, *Provider) {
+	api, p, _ := startWaits(t)
+	return api, p
+}
+
+func startWaits(t *testing.T) (*fakeAPI, *Provider, *waits) {
 	t.Helper()
 	api := &fakeAPI{t: t}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	api.url = srv.URL
-	p, err := New(context.Background(), Config{Token: token, ClusterName: "games", NodePoolName: "servers", BaseURL: srv.URL + "/"})
+	w := &waits{}
+	p, err := New(context.Background(), Config{Token: token, ClusterName: "games", NodePoolName: "servers", BaseURL: srv.URL + "/",
+		Backoff: backoff.Policy{Burst: 100}, BackoffOptions: []backoff.Option{backoff.WithClock(time.Now, w.sleep)}})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return api, p
+	return api, p, w
 }
 
 func expect(t *testing.T, what string, got, want []string) {
@@ -159,6 +196,37 @@ func TestErrorsNeverCarryTheToken(t *testing.T) {
 	}
 	if _, err := New(context.Background(), Config{Token: token, ClusterName: "nope", NodePoolName: "servers", BaseURL: api.url + "/"}); err == nil || !strings.Contains(err.Error(), `cluster-name "nope"`) {
 		t.Fatalf("unknown cluster: %v", err)
+	}
+}
+
+func TestRateLimitedCallsWaitAndRetry(t *testing.T) {
+	api, p, w := startWaits(t)
+	api.take()
+	w.d = nil
+	api.throttle = 2
+	if err := p.Resize(context.Background(), 5); err != nil {
+		t.Fatalf("Resize after two 429s: %v", err)
+	}
+	body := `PUT /v2/kubernetes/clusters/c-2/node_pools/p-9 {"name":"servers","count":5}`
+	expect(t, "Resize", api.take(), []string{body, body, body})
+	if want := []time.Duration{3 * time.Second, 3 * time.Second}; !reflect.DeepEqual(w.d, want) {
+		t.Fatalf("waited %v, want Retry-After %v", w.d, want)
+	}
+}
+
+func TestOutageFailsAfterBoundedRetries(t *testing.T) {
+	api, p, w := startWaits(t)
+	api.take()
+	w.d = nil
+	api.fail = "/v2/kubernetes/clusters/c-2/node_pools/p-9"
+	if _, err := p.Size(context.Background()); err == nil || !strings.Contains(err.Error(), "500") {
+		t.Fatalf("Size during an outage: %v", err)
+	}
+	if got := api.take(); len(got) != backoff.Default.Attempts {
+		t.Fatalf("Size sent %d requests during an outage, want %d: %q", len(got), backoff.Default.Attempts, got)
+	}
+	if len(w.d) != backoff.Default.Attempts-1 {
+		t.Fatalf("waits %v", w.d)
 	}
 }
 
