@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/swell-autoscaler/swell/pkg/source/stats"
 )
 
 // Env var names, as QScaler's controller and SDK use them.
@@ -32,6 +34,10 @@ type Identity struct {
 	// PullingInterval is how often the worker re-checks its QWorker and pod
 	// when no watch event arrived (a fallback: watches are the fast path).
 	PullingInterval time.Duration
+	// StatsInterval is how often, at most, the worker writes its task
+	// counters to its pod (stats.Annotation) for the controller's
+	// wait-time target: SWELL_STATS_INTERVAL seconds, default 10.
+	StatsInterval time.Duration
 }
 
 // IdentityFromEnv reads the worker's identity from the environment the
@@ -61,6 +67,15 @@ func IdentityFromEnv(getenv func(string) string) (Identity, error) {
 			errs = append(errs, fmt.Errorf("%s=%q: want a positive number of seconds", EnvPullingInterval, v))
 		} else {
 			id.PullingInterval = time.Duration(secs * float64(time.Second))
+		}
+	}
+	id.StatsInterval = stats.DefaultInterval
+	if v := getenv(stats.EnvInterval); v != "" {
+		secs, err := strconv.ParseFloat(v, 64)
+		if err != nil || secs <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive number of seconds", stats.EnvInterval, v))
+		} else {
+			id.StatsInterval = time.Duration(secs * float64(time.Second))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

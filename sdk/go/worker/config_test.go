@@ -24,6 +24,7 @@ func TestIdentityFromEnv(t *testing.T) {
 		{name: "missing hash", drop: EnvPodSpecHash, wantErr: EnvPodSpecHash},
 		{name: "bad interval", set: map[string]string{EnvPullingInterval: "soon"}, wantErr: EnvPullingInterval},
 		{name: "zero interval", set: map[string]string{EnvPullingInterval: "0"}, wantErr: EnvPullingInterval},
+		{name: "bad stats interval", set: map[string]string{"SWELL_STATS_INTERVAL": "-1"}, wantErr: "SWELL_STATS_INTERVAL"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

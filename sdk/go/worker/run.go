@@ -49,6 +49,7 @@ type Worker struct {
 	queue Queue
 	opts  Options
 	log   *slog.Logger
+	stats *statsReporter
 }
 
 // New builds a worker from its identity and a Kubernetes client config (use
@@ -67,7 +68,7 @@ func New(id Identity, cfg *rest.Config, queue Queue, opts Options) (*Worker, err
 		log = slog.Default()
 	}
 	log = log.With("qworker", id.QWorker, "pod", id.Pod)
-	return &Worker{id: id, kube: kube, dyn: dyn, queue: queue, opts: opts, log: log}, nil
+	return &Worker{id: id, kube: kube, dyn: dyn, queue: queue, opts: opts, log: log, stats: newStatsReporter(kube, id, time.Now)}, nil
 }
 
 // Run takes and handles tasks until the worker should leave, then hands
@@ -83,7 +84,10 @@ func (w *Worker) Run(ctx context.Context, handle Handler) (Reason, error) {
 	if err := lc.start(watchCtx); err != nil {
 		return "", err
 	}
-	if err := w.loop(ctx, lc, handle); err != nil {
+	go w.stats.run(watchCtx)
+	err := w.loop(ctx, lc, handle)
+	w.flushStats(ctx)
+	if err != nil {
 		w.log.Error("worker stopping: queue closed", "err", err)
 		return ReasonQueueClosed, err
 	}
@@ -144,7 +148,11 @@ func (w *Worker) loop(ctx context.Context, lc *lifecycle, handle Handler) error 
 // process runs one task and settles it: Ack on success, Return on error or
 // when SIGTERM cut the handler short.
 func (w *Worker) process(ctx context.Context, d Delivery, handle Handler) {
+	start := time.Now()
 	err := handle(ctx, d.Body())
+	if w.stats != nil {
+		w.stats.task(time.Since(start))
+	}
 	timeout := w.opts.SettleTimeout
 	if timeout <= 0 {
 		timeout = DefaultSettleTimeout
@@ -161,6 +169,19 @@ func (w *Worker) process(ctx context.Context, d Delivery, handle Handler) {
 	}
 	if w.opts.OnTask != nil {
 		w.opts.OnTask(d.ID(), err)
+	}
+}
+
+// flushStats writes the counters not yet reported, before the worker
+// leaves (while its pod still counts in its pool), bounded to a few seconds.
+func (w *Worker) flushStats(ctx context.Context) {
+	if w.stats == nil {
+		return
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := w.stats.write(fctx, true); err != nil {
+		w.log.Warn("last task stats not written", "err", err)
 	}
 }
 
