@@ -202,9 +202,9 @@ func TestDeleteMarksExactlyTheChosenMachinesThenScalesDownOnce(t *testing.T) {
 	}
 	f.take()
 	nodes := []*corev1.Node{
-		{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}},                                                              // found by nodeRef
+		{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}},                                                            // found by nodeRef
 		{ObjectMeta: metav1.ObjectMeta{Name: "renamed", Annotations: map[string]string{MachineAnnotation: "m-4"}}}, // found by annotation
-		{ObjectMeta: metav1.ObjectMeta{Name: "node-3"}},                                                              // already deleting: skipped
+		{ObjectMeta: metav1.ObjectMeta{Name: "node-3"}},                                                            // already deleting: skipped
 	}
 	if err := p.Delete(context.Background(), nodes); err != nil {
 		t.Fatal(err)
