@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/swell-autoscaler/swell/pkg/nodepool/provider/clusterapi"
 	"github.com/swell-autoscaler/swell/pkg/policy"
 )
 
@@ -52,6 +53,9 @@ const (
 const (
 	ProviderDigitalOcean = "digitalocean"
 	ProviderKwok         = "kwok"
+	// ProviderClusterAPI scales a Cluster API MachineDeployment named by
+	// node-pool-name ("namespace/name").
+	ProviderClusterAPI = "clusterapi"
 )
 
 // defaults are kubescaler's flag defaults where it had sane ones, so a
@@ -431,6 +435,10 @@ func (c Config) Validate() error {
 		}
 		if c.NodePoolName == "" {
 			fail(KeyNodePoolName, "is required for digitalocean")
+		}
+	case ProviderClusterAPI:
+		if _, _, err := clusterapi.ParsePoolName(c.NodePoolName); err != nil {
+			fail(KeyNodePoolName, "clusterapi needs the MachineDeployment: %v", err)
 		}
 	default:
 		fail(KeyCloudProvider, "%q is not a provider; want %s or %s", c.CloudProvider, ProviderDigitalOcean, ProviderKwok)

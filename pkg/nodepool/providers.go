@@ -31,6 +31,8 @@ func NewProvider(ctx context.Context, cfg Config, client kubernetes.Interface) (
 		return digitalocean.New(ctx, digitalocean.Config{
 			Token: cfg.CloudProviderToken.Reveal(), ClusterName: cfg.ClusterName, NodePoolName: cfg.NodePoolName,
 		})
+	case ProviderClusterAPI:
+		return newClusterAPI(ctx, cfg, client)
 	default:
 		return nil, fmt.Errorf("%s: %q is not a provider", KeyCloudProvider, cfg.CloudProvider)
 	}
