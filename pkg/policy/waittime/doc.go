@@ -1,0 +1,30 @@
+// Package waittime sizes a worker pool from a wait-time target: "a task
+// waits at most W (at percentile p) from enqueue to start".
+//
+// Ratio policies (pods per queued message, tasks per pod) answer a different
+// question from the one users ask, so they either hold idle pods or let the
+// wait grow with the load. This package turns the user's target into a
+// replica count with queueing theory, from quantities the controller can
+// measure: the arrival rate, the mean service time, the concurrency per
+// worker, the current backlog, the age of the oldest waiting task and the
+// pool's pod start-up time.
+//
+// The pieces:
+//   - [ErlangC], [WaitQuantile] and [ServersFor]: the M/M/c queue. With c
+//     servers, arrival rate λ and mean service time S (offered load a = λS),
+//     a task waits longer than t with probability C(c, a)·exp(−(c/S − λ)·t),
+//     where C is the Erlang C formula.
+//   - [Replicas]: the decision. Steady-state servers from Erlang C, plus the
+//     servers it takes to drain the current backlog within the target (less
+//     start-up time), tightened when the oldest task is already late, with a
+//     scale-down band so a pool does not flap.
+//   - [Estimator]: smoothed arrival rate (backlog change plus completions, or
+//     an arrivals counter where the broker has one) and service time (busy
+//     time per completed task) from cumulative counters.
+//
+// Everything is pure: no clock is read (callers pass `now`), no Kubernetes
+// types are imported, and missing or nonsensical inputs yield a Result with
+// Known false, which callers treat like a failed measurement — they hold the
+// current count. A decision never contains NaN and never scales to zero on
+// missing data.
+package waittime

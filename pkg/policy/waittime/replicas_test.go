@@ -1,0 +1,96 @@
+package waittime
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReplicas(t *testing.T) {
+	w5 := Target{Wait: 5 * time.Second}
+	w60 := Target{Wait: time.Minute}
+	steady, _ := ServersFor(2, 10*time.Second, 5*time.Second, 0.95, MaxServers)
+	steadyDown, _ := ServersFor(2, 10*time.Second, 4*time.Second, 0.95, MaxServers)
+	for _, tc := range []struct {
+		name  string
+		in    Inputs
+		t     Target
+		want  int
+		known bool
+	}{
+		{"steady flow from zero", Inputs{ArrivalRate: 2, ServiceTime: 10 * time.Second, Concurrency: 1}, w5, steady, true},
+		{"concurrency packs slots", Inputs{ArrivalRate: 2, ServiceTime: 10 * time.Second, Concurrency: 4}, w5, (steady + 3) / 4, true},
+		// 100 tasks × 10 s within max(60−20, 30) = 40 s: 25 slots.
+		{"backlog from zero drains within W minus start-up", Inputs{ServiceTime: 10 * time.Second, Concurrency: 1, Backlog: 100, StartupTime: 20 * time.Second}, w60, 25, true},
+		// Start-up 50 s of a 60 s target: horizon floors at W/2 = 30 s → 34.
+		{"slow start-up floors at W/2", Inputs{ServiceTime: 10 * time.Second, Concurrency: 1, Backlog: 100, StartupTime: 50 * time.Second}, w60, 34, true},
+		// Oldest task 120 s old, target 60 s: horizon 40 s × ½ = 20 s → 50.
+		{"late backlog drains faster", Inputs{ServiceTime: 10 * time.Second, Concurrency: 1, Backlog: 100, StartupTime: 20 * time.Second, OldestAge: 2 * time.Minute}, w60, 50, true},
+		// 30 idle workers drain 10 tasks in one round; scale-down keeps
+		// ceil(10×10/48) = 3 under 0.8 × 60 s.
+		{"idle pool shrinks to what drains the backlog", Inputs{ServiceTime: 10 * time.Second, Concurrency: 1, Backlog: 10, Current: 30}, w60, 3, true},
+		{"in-flight tasks hold their workers", Inputs{ServiceTime: 10 * time.Second, Concurrency: 2, InFlight: 7, Current: 10}, w60, 4, true},
+		{"inside the band: hold", Inputs{ArrivalRate: 2, ServiceTime: 10 * time.Second, Concurrency: 1, Current: steadyDown}, w5, steadyDown, true},
+		{"above the band: shrink to its edge", Inputs{ArrivalRate: 2, ServiceTime: 10 * time.Second, Concurrency: 1, Current: steadyDown + 9}, w5, steadyDown, true},
+		{"nothing to do", Inputs{ServiceTime: 10 * time.Second, Concurrency: 1, Current: 3}, w5, 0, true},
+		{"capped", Inputs{ArrivalRate: 2, ServiceTime: 10 * time.Second, Concurrency: 1, MaxReplicas: 10}, w5, 10, true},
+		{"unknown service time holds", Inputs{ArrivalRate: 2, Concurrency: 1, Current: 7, Backlog: 1000}, w5, 7, false},
+		{"NaN arrival rate holds", Inputs{ArrivalRate: math.NaN(), ServiceTime: time.Second, Current: 4}, w5, 4, false},
+		{"infinite arrival rate holds", Inputs{ArrivalRate: math.Inf(1), ServiceTime: time.Second, Current: 4}, w5, 4, false},
+		{"negative arrival rate holds", Inputs{ArrivalRate: -1, ServiceTime: time.Second, Current: 4}, w5, 4, false},
+		{"bad target holds", Inputs{ArrivalRate: 1, ServiceTime: time.Second, Current: 2}, Target{}, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Replicas(tc.in, tc.t)
+			if r.Replicas != tc.want || r.Known != tc.known {
+				t.Fatalf("Replicas = %d (known %v), want %d (known %v); %s", r.Replicas, r.Known, tc.want, tc.known, r.Reason)
+			}
+			if r.Reason == "" {
+				t.Fatal("no reason given")
+			}
+		})
+	}
+	if steadyDown <= steady {
+		t.Fatalf("band is empty: steady %d, scale-down size %d", steady, steadyDown)
+	}
+}
+
+// The prediction reported is the M/M/c quantile at the chosen size, and it
+// meets the target whenever the pool is not capped.
+func TestReplicasPredictionMeetsTarget(t *testing.T) {
+	for _, lambda := range []float64{0.1, 1, 4.5, 30} {
+		for _, conc := range []int{1, 3, 8} {
+			tg := Target{Wait: 3 * time.Second, Percentile: 0.99}
+			r := Replicas(Inputs{ArrivalRate: lambda, ServiceTime: 8 * time.Second, Concurrency: conc}, tg)
+			want := WaitQuantile(r.Replicas*conc, lambda, 8*time.Second, 0.99)
+			if math.Abs(r.PredictedWait.Seconds()-want) > 1e-6 || r.PredictedWait > tg.Wait || r.Unbounded {
+				t.Errorf("λ=%g conc=%d: %d workers predict %v (model %gs), target %v", lambda, conc, r.Replicas, r.PredictedWait, want, tg.Wait)
+			}
+		}
+	}
+	r := Replicas(Inputs{ArrivalRate: 2, ServiceTime: 10 * time.Second, Concurrency: 1, MaxReplicas: 10}, Target{Wait: time.Second})
+	if !r.Capped || !r.Unbounded || !strings.Contains(r.Reason, "maxReplicas") {
+		t.Errorf("capped below the load: %+v", r)
+	}
+}
+
+func TestTargetValidateNamesField(t *testing.T) {
+	for _, tc := range []struct {
+		t     Target
+		field string
+	}{
+		{Target{Wait: 0}, "targetWaitSeconds"},
+		{Target{Wait: time.Second, Percentile: 1}, "targetPercentile"},
+		{Target{Wait: time.Second, Percentile: math.NaN()}, "targetPercentile"},
+		{Target{Wait: time.Second, ScaleDownMargin: 2}, "scaleDownMargin"},
+	} {
+		err := tc.t.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("Validate(%+v) = %v, want an error naming %s", tc.t, err, tc.field)
+		}
+	}
+	if err := (Target{Wait: time.Second, Percentile: 0.9}).Validate(); err != nil {
+		t.Errorf("valid target: %v", err)
+	}
+}
