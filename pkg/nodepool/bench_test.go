@@ -70,7 +70,7 @@ func benchScaler(b *testing.B, nodes, totalPods int) *Scaler {
 	}
 	return &Scaler{
 		cfg: cfg, provider: noProvider{}, clock: clocktesting.NewFakeClock(now), servers: cfg.ServerPodSelector(),
-		nodes: listerscorev1.NewNodeLister(nodeIdx), pods: podIdx, deleting: map[string]time.Time{},
+		cache: &Cache{nodes: listerscorev1.NewNodeLister(nodeIdx), pods: podIdx}, state: NewState(),
 	}
 }
 
@@ -83,11 +83,11 @@ func BenchmarkDecisionPass1000Nodes30000Pods(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		nodes, err := s.nodes.List(labels.Everything())
+		nodes, err := s.cache.nodes.List(labels.Everything())
 		if err != nil {
 			b.Fatal(err)
 		}
-		in, _ := s.input(nodes)
+		in, _, _ := s.input(nodes)
 		d = Plan(in)
 	}
 	b.ReportMetric(float64(d.InUse), "pods")
@@ -97,8 +97,8 @@ func BenchmarkDecisionPass1000Nodes30000Pods(b *testing.B) {
 // BenchmarkPlan1000Nodes is Plan alone on an already built snapshot.
 func BenchmarkPlan1000Nodes(b *testing.B) {
 	s := benchScaler(b, 1000, 30000)
-	nodes, _ := s.nodes.List(labels.Everything())
-	in, _ := s.input(nodes)
+	nodes, _ := s.cache.nodes.List(labels.Everything())
+	in, _, _ := s.input(nodes)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

@@ -22,9 +22,12 @@ type NodeState struct {
 	// SwellCordoned is true when the node carries Swell's cordon
 	// annotation: only such nodes are ever uncordoned or deleted.
 	SwellCordoned bool
-	// CordonedAt is when Swell first cordoned the node (the annotation);
-	// the empty-node expiry counts from it.
+	// CordonedAt is when Swell first cordoned the node (the annotation).
 	CordonedAt time.Time
+	// EmptySince is when the Swell-cordoned node was first seen with no
+	// server pod (the swell.dev/empty-since annotation); zero while it is
+	// not empty. The empty-node expiry counts from it, not from the cordon.
+	EmptySince time.Time
 	// Deleting is set once a delete was asked for (by Swell or anyone):
 	// such a node is out of every decision.
 	Deleting bool
@@ -58,7 +61,7 @@ type Input struct {
 	// counted, so a resize never repeats itself or shrinks the pool.
 	ProviderSize int
 	// EmptyNodeExpiry is how long a Swell-cordoned node must have been
-	// cordoned, and be empty, before it is deleted.
+	// empty (see NodeState.EmptySince) before it is deleted.
 	EmptyNodeExpiry time.Duration
 	// CooldownUntil blocks resizes before this instant (after a resize).
 	CooldownUntil time.Time
@@ -71,7 +74,7 @@ type Decision struct {
 	Uncordon []string
 	// Cordon lists nodes to close to new servers, emptiest first.
 	Cordon []string
-	// Delete lists expired, empty, Swell-cordoned nodes, oldest cordon
+	// Delete lists expired, empty, Swell-cordoned nodes, empty longest
 	// first, never taking the pool below Min.
 	Delete []string
 	// Resize is the new pool size when the pool must grow; 0 means no
@@ -105,8 +108,8 @@ type Decision struct {
 //     cordon ready nodes emptiest first while the remaining free slots
 //     still cover it; nodes with no free slot are not cordoned (it would
 //     gain nothing);
-//  5. delete every Swell-cordoned node with no server pod whose cordon is
-//     older than the expiry, in the same pass, never below Min.
+//  5. delete every Swell-cordoned node that has had no server pod for at
+//     least the expiry (EmptySince), in the same pass, never below Min.
 //
 // Nodes cordoned by someone else, and nodes being deleted, are never
 // touched.
@@ -274,22 +277,22 @@ func surplus(nodes []NodeState, slot policy.Resources, spare int64) []string {
 	return out
 }
 
-// expired lists Swell-cordoned empty nodes past the expiry, oldest cordon
-// first, as many as the minimum allows.
+// expired lists Swell-cordoned nodes empty for at least the expiry, empty
+// longest first, as many as the minimum allows.
 func expired(in Input, size int, skip map[string]bool) []string {
 	var cands []NodeState
 	for _, n := range in.Nodes {
 		if !n.Cordoned || !n.SwellCordoned || n.Deleting || skip[n.Name] || n.ServerPods > 0 {
 			continue
 		}
-		if in.Now.Sub(n.CordonedAt) < in.EmptyNodeExpiry {
+		if n.EmptySince.IsZero() || in.Now.Sub(n.EmptySince) < in.EmptyNodeExpiry {
 			continue
 		}
 		cands = append(cands, n)
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
-		if !cands[i].CordonedAt.Equal(cands[j].CordonedAt) {
-			return cands[i].CordonedAt.Before(cands[j].CordonedAt)
+		if !cands[i].EmptySince.Equal(cands[j].EmptySince) {
+			return cands[i].EmptySince.Before(cands[j].EmptySince)
 		}
 		return cands[i].Name < cands[j].Name
 	})

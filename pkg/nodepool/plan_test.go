@@ -31,6 +31,9 @@ func booting(name string) NodeState {
 func swellCordoned(name string, pods int, age time.Duration) NodeState {
 	n := ready(name, pods)
 	n.Cordoned, n.SwellCordoned, n.CordonedAt = true, true, t0.Add(-age)
+	if pods == 0 {
+		n.EmptySince = n.CordonedAt
+	}
 	return n
 }
 

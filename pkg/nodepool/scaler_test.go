@@ -77,6 +77,25 @@ func (h *harness) passUntil(what string, ok func(Decision) bool) Decision {
 	}
 }
 
+// pass runs one pass and fails the test on an error.
+func (h *harness) pass() Decision {
+	h.t.Helper()
+	d, err := h.s.Pass(h.ctx)
+	if err != nil {
+		h.t.Fatalf("pass: %v", err)
+	}
+	return d
+}
+
+func (h *harness) node(name string) *corev1.Node {
+	h.t.Helper()
+	n, err := h.client.CoreV1().Nodes().Get(h.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
 func (h *harness) nodes() []corev1.Node {
 	list, err := h.client.CoreV1().Nodes().List(h.ctx, metav1.ListOptions{})
 	if err != nil {
@@ -153,14 +172,38 @@ func TestScalerLifecycle(t *testing.T) {
 			}
 		}
 	}
-	// Before the expiry: kept; the clock is not reset by later passes.
+	// The first pass that sees the cordon starts the expiry clock on the
+	// node (empty of server pods since then), not at the cordon.
 	h.clock.Step(30 * time.Second)
+	emptyAt := h.clock.Now()
 	h.passUntil("cordoned counted", func(d Decision) bool { return d.Cordoned == 1 && len(d.Delete) == 0 })
+	h.passUntil("empty-since recorded", func(Decision) bool {
+		n := h.node(cordoned)
+		return n.Annotations[EmptySinceAnnotation] == emptyAt.UTC().Format(time.RFC3339Nano)
+	})
+	// Cordoned 60 s ago but empty for 30 s: kept, and later passes do not
+	// move the clock.
 	h.clock.Step(30 * time.Second)
-	h.passUntil("expired node deleted", func(d Decision) bool { return len(d.Delete) == 1 && d.Delete[0] == cordoned })
-	if len(h.nodes()) != 1 {
-		t.Fatalf("nodes after delete = %d, want 1 (minimum)", len(h.nodes()))
+	for range 5 {
+		if d := h.pass(); len(d.Delete) != 0 {
+			t.Fatalf("deleted a node empty for 30s with a 60s expiry: %+v", d)
+		}
 	}
+	if got := h.node(cordoned).Annotations[EmptySinceAnnotation]; got != emptyAt.UTC().Format(time.RFC3339Nano) {
+		t.Fatalf("empty-since moved to %q", got)
+	}
+	// Expired: the first live look starts the validation delay; nothing
+	// is deleted before it has passed.
+	h.clock.Step(30 * time.Second)
+	h.passUntil("expired node chosen", func(d Decision) bool { return len(d.Delete) == 1 && d.Delete[0] == cordoned })
+	for range 3 {
+		h.pass()
+	}
+	if len(h.nodes()) != 2 {
+		t.Fatalf("node deleted before the validation delay: %d nodes", len(h.nodes()))
+	}
+	h.clock.Step(DefaultDrainValidationDelay)
+	h.passUntil("expired node deleted", func(Decision) bool { return len(h.nodes()) == 1 })
 	m := &dto.Metric{}
 	if err := h.s.metrics.actions.WithLabelValues(h.s.pool, "delete").Write(m); err != nil || m.GetCounter().GetValue() != 1 {
 		got := m.GetCounter().GetValue()
@@ -202,7 +245,7 @@ func TestDeleteRechecksServerPodsLive(t *testing.T) {
 	// The cache says empty; the API server knows a server pod is bound.
 	cached := map[string]*corev1.Node{name: &n}
 	h.addServer("late", name)
-	if got, err := h.s.deleteNodes(h.ctx, []string{name}, cached); err != nil || got != 0 {
+	if got, _, err := h.s.deleteNodes(h.ctx, []string{name}, cached); err != nil || got != 0 {
 		t.Fatalf("deleteNodes = %d, %v; want 0 deleted", got, err)
 	}
 	if len(h.nodes()) != 1 {

@@ -14,6 +14,12 @@ import (
 // expiry; it is set once and removed only when Swell uncordons the node.
 const CordonedAtAnnotation = "swell.dev/cordoned-at"
 
+// EmptySinceAnnotation records when Swell first saw a node it cordoned with
+// no server pod left (RFC 3339). The empty-node expiry counts from it; being
+// on the node, it survives a restart of Swell. It is removed when a server
+// pod lands on the node again or Swell uncordons it.
+const EmptySinceAnnotation = "swell.dev/empty-since"
+
 // NodeStateOf turns a cached Node and the pods bound to it into the plain
 // data Plan reads. Finished pods hold no resources and are skipped.
 func NodeStateOf(node *corev1.Node, pods []*corev1.Pod, servers labels.Selector) NodeState {
@@ -25,7 +31,7 @@ func NodeStateOf(node *corev1.Node, pods []*corev1.Pod, servers labels.Selector)
 		Allocatable: resourcesOf(node.Status.Allocatable),
 		Requested:   policy.Resources{},
 	}
-	if at, ok := cordonedAt(node); ok {
+	if at, ok := timeAnnotation(node, CordonedAtAnnotation); ok {
 		s.SwellCordoned, s.CordonedAt = true, at
 	}
 	for _, p := range pods {
@@ -37,13 +43,50 @@ func NodeStateOf(node *corev1.Node, pods []*corev1.Pod, servers labels.Selector)
 			s.ServerPods++
 		}
 	}
+	if at, ok := timeAnnotation(node, EmptySinceAnnotation); ok && emptyCandidate(s) {
+		s.EmptySince = at
+	}
 	return s
 }
 
-// cordonedAt reads Swell's annotation. An unreadable value is treated as
-// absent: the node is then left alone rather than deleted early.
-func cordonedAt(node *corev1.Node) (time.Time, bool) {
-	v, ok := node.Annotations[CordonedAtAnnotation]
+// emptyCandidate is a node whose expiry clock runs: cordoned by Swell, not
+// being deleted, and no server pod bound to it.
+func emptyCandidate(s NodeState) bool {
+	return s.SwellCordoned && s.Cordoned && !s.Deleting && s.ServerPods == 0
+}
+
+// EmptySinceChange is the write a pass makes to a node's empty-since
+// annotation: Set starts the clock at Since, Clear stops it; neither when
+// the annotation is already right.
+type EmptySinceChange struct {
+	Set, Clear bool
+	Since      time.Time
+}
+
+// EmptySinceFor decides the node's expiry clock from its state and the
+// annotation it carries: a node that just became empty starts at now, one
+// that was empty keeps its recorded time (so a restart does not reset it),
+// and a node that is no longer empty, or no longer Swell's cordon, loses
+// it. An unreadable value restarts the clock rather than expire early.
+func EmptySinceFor(node *corev1.Node, st NodeState, now time.Time) EmptySinceChange {
+	_, present := node.Annotations[EmptySinceAnnotation]
+	at, valid := timeAnnotation(node, EmptySinceAnnotation)
+	switch {
+	case emptyCandidate(st) && valid:
+		return EmptySinceChange{Since: at}
+	case emptyCandidate(st):
+		return EmptySinceChange{Set: true, Since: now}
+	case present:
+		return EmptySinceChange{Clear: true}
+	}
+	return EmptySinceChange{}
+}
+
+// timeAnnotation reads one of Swell's time annotations. An unreadable
+// value is treated as absent: the node is then left alone rather than
+// deleted early.
+func timeAnnotation(node *corev1.Node, key string) (time.Time, bool) {
+	v, ok := node.Annotations[key]
 	if !ok {
 		return time.Time{}, false
 	}

@@ -1,0 +1,98 @@
+package nodepool
+
+import (
+	"reflect"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
+)
+
+func TestAssessDrain(t *testing.T) {
+	servers := labels.SelectorFromSet(labels.Set{"app": "game"})
+	pod := func(name string, mutate ...func(*corev1.Pod)) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"}, Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+		for _, m := range mutate {
+			m(p)
+		}
+		return p
+	}
+	server := func(p *corev1.Pod) { p.Labels = map[string]string{"app": "game"} }
+	owned := func(kind string) func(*corev1.Pod) {
+		return func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{Kind: kind, Name: "x", Controller: ptr.To(true)}}
+		}
+	}
+	annotated := func(k, v string) func(*corev1.Pod) {
+		return func(p *corev1.Pod) { p.Annotations = map[string]string{k: v} }
+	}
+	phase := func(ph corev1.PodPhase) func(*corev1.Pod) { return func(p *corev1.Pod) { p.Status.Phase = ph } }
+	terminating := func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{} }
+
+	type want struct {
+		blockers    []string
+		evict       []string
+		terminating []string
+		clean       bool
+	}
+	tests := []struct {
+		name string
+		pods []*corev1.Pod
+		want want
+	}{
+		{"no pods", nil, want{clean: true}},
+		{"daemonset pod goes with the node", []*corev1.Pod{pod("ds", owned("DaemonSet"))}, want{clean: true}},
+		{"mirror pod goes with the node", []*corev1.Pod{pod("static", annotated(corev1.MirrorPodAnnotationKey, "abc"))}, want{clean: true}},
+		{"succeeded and failed pods hold nothing", []*corev1.Pod{pod("done", phase(corev1.PodSucceeded)), pod("crashed", phase(corev1.PodFailed))}, want{clean: true}},
+		{"a finished server pod holds nothing", []*corev1.Pod{pod("gs", server, phase(corev1.PodSucceeded))}, want{clean: true}},
+		{"replicaset pod is evicted", []*corev1.Pod{pod("web", owned("ReplicaSet"))}, want{evict: []string{"web"}}},
+		{"bare pod is evicted", []*corev1.Pod{pod("bare")}, want{evict: []string{"bare"}}},
+		{"pending pod bound to the node is evicted", []*corev1.Pod{pod("p", phase(corev1.PodPending))}, want{evict: []string{"p"}}},
+		{"a daemonset owner that is not the controller does not count", []*corev1.Pod{pod("x", func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{Kind: "DaemonSet", Name: "x"}}
+		})}, want{evict: []string{"x"}}},
+		{"server pod blocks and is never evicted", []*corev1.Pod{pod("gs", server)}, want{blockers: []string{"ns/gs"}}},
+		{"terminating server pod still blocks", []*corev1.Pod{pod("gs", server, terminating)}, want{blockers: []string{"ns/gs"}}},
+		{"cluster-autoscaler safe-to-evict false blocks", []*corev1.Pod{pod("db", annotated(SafeToEvictAnnotation, "false"))}, want{blockers: []string{"ns/db"}}},
+		{"cluster-autoscaler safe-to-evict true is evicted", []*corev1.Pod{pod("db", annotated(SafeToEvictAnnotation, "true"))}, want{evict: []string{"db"}}},
+		{"karpenter do-not-disrupt true blocks", []*corev1.Pod{pod("job", annotated(DoNotDisruptAnnotation, "true"))}, want{blockers: []string{"ns/job"}}},
+		{"karpenter do-not-disrupt false is evicted", []*corev1.Pod{pod("job", annotated(DoNotDisruptAnnotation, "false"))}, want{evict: []string{"job"}}},
+		{"daemonset pod annotated safe-to-evict false still goes with the node", []*corev1.Pod{pod("ds", owned("DaemonSet"), annotated(SafeToEvictAnnotation, "false"))}, want{clean: true}},
+		{"terminating pod is waited for, not evicted again", []*corev1.Pod{pod("web", owned("ReplicaSet"), terminating)}, want{terminating: []string{"ns/web"}}},
+		{"mixed node: one blocker is enough, the rest still listed", []*corev1.Pod{
+			pod("ds", owned("DaemonSet")), pod("web-b", owned("ReplicaSet")), pod("web-a", owned("ReplicaSet")),
+			pod("db", annotated(SafeToEvictAnnotation, "false")), pod("old", owned("ReplicaSet"), terminating),
+		}, want{blockers: []string{"ns/db"}, evict: []string{"web-a", "web-b"}, terminating: []string{"ns/old"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := AssessDrain(tc.pods, servers)
+			got := want{clean: v.Clean(), terminating: v.Terminating}
+			for _, b := range v.Blockers {
+				got.blockers = append(got.blockers, b.Pod)
+				if b.Reason == "" {
+					t.Errorf("blocker %s has no reason", b.Pod)
+				}
+			}
+			for _, p := range v.Evict {
+				got.evict = append(got.evict, p.Name)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("AssessDrain = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBlockerReasonsNameTheAnnotation(t *testing.T) {
+	servers := labels.SelectorFromSet(labels.Set{"app": "game"})
+	for ann, val := range map[string]string{SafeToEvictAnnotation: "false", DoNotDisruptAnnotation: "true"} {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Annotations: map[string]string{ann: val}}}
+		v := AssessDrain([]*corev1.Pod{p}, servers)
+		if len(v.Blockers) != 1 || v.Blockers[0].Reason != "annotated "+ann+"="+val {
+			t.Errorf("%s: blockers %+v", ann, v.Blockers)
+		}
+	}
+}
