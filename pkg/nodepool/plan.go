@@ -2,6 +2,7 @@ package nodepool
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -104,10 +105,15 @@ type Decision struct {
 //     uncordon Swell-cordoned ready nodes, fullest first; if still short
 //     after counting incoming nodes, grow by whole template nodes, capped
 //     at Max and held during the cooldown;
-//  4. when free slots exceed the buffer, and no resize cooldown runs,
-//     cordon ready nodes emptiest first while the remaining free slots
-//     still cover it; nodes with no free slot are not cordoned (it would
-//     gain nothing);
+//  4. otherwise (no deficit, no resize cooldown running), the nodes that
+//     stay open are chosen afresh from the current state alone: rank every
+//     ready node with a free slot that is open or Swell-cordoned emptiest
+//     first, close the longest run of that ranking whose slots the need can
+//     spare, and open the rest. A node is never closed while a node with
+//     fewer servers stays open, so the outcome depends only on where the
+//     servers are, not on how their departures were batched into passes;
+//     nodes with no free slot are left as they are (closing or opening them
+//     gains nothing);
 //  5. delete every Swell-cordoned node that has had no server pod for at
 //     least the expiry (EmptySince), in the same pass, never below Min.
 //
@@ -125,12 +131,17 @@ func Plan(in Input) Decision {
 	switch {
 	case d.Free < need:
 		grow(in, &d, need-d.Free, perNode, uncordoned)
-	case d.Free > need && in.Now.Before(in.CooldownUntil):
+	case in.Now.Before(in.CooldownUntil):
 		// Nodes just added are still filling; closing others now would
 		// flap (cordon, then uncordon at the next burst).
-		d.Notes = append(d.Notes, fmt.Sprintf("surplus of %d slots kept: cooldown until %s", d.Free-need, in.CooldownUntil.Format(time.RFC3339)))
-	case d.Free > need:
-		d.Cordon = surplus(in.Nodes, in.Slot, d.Free-need)
+		if d.Free > need {
+			d.Notes = append(d.Notes, fmt.Sprintf("surplus of %d slots kept: cooldown until %s", d.Free-need, in.CooldownUntil.Format(time.RFC3339)))
+		}
+	default:
+		d.Cordon, d.Uncordon = balance(in.Nodes, in.Slot, need)
+		for _, name := range d.Uncordon {
+			uncordoned[name] = true
+		}
 	}
 	if d.Resize == 0 && d.Size < in.Min {
 		d.Resize = resizeTo(in, &d, in.Min)
@@ -239,42 +250,84 @@ func reopenable(nodes []NodeState) []NodeState {
 	return out
 }
 
-// surplus picks ready schedulable nodes to cordon, emptiest first, while
-// the free slots left still cover the need.
-func surplus(nodes []NodeState, slot policy.Resources, spare int64) []string {
-	type candidate struct {
-		name       string
-		pods       int
-		free       int64
-		firstOrder int
-	}
-	var cands []candidate
-	for i, n := range nodes {
-		if !n.Ready || n.Cordoned || n.Deleting {
-			continue
-		}
-		if free := policy.FreeSlots(capacity(n), slot); free > 0 {
-			cands = append(cands, candidate{n.Name, n.ServerPods, free, i})
-		}
-	}
-	sort.SliceStable(cands, func(i, j int) bool {
-		if cands[i].pods != cands[j].pods {
-			return cands[i].pods < cands[j].pods
-		}
-		if cands[i].free != cands[j].free {
-			return cands[i].free > cands[j].free
-		}
-		return cands[i].name < cands[j].name
-	})
-	var out []string
+// balance decides which ready nodes stay open when the free slots cover
+// the need. Candidates are the ready nodes with at least one free slot
+// that are open or Swell-cordoned; they are ranked emptiest first (fewest
+// servers, then already Swell-cordoned, then most free slots, then name)
+// and closed in that order while the slots of the open ones still cover
+// the need. A node whose slots cannot be spared stays open, and so does
+// every node with more servers than it: closing those instead would keep
+// an emptier node that could go. The result is a function of the current
+// nodes only, which is what makes the outcome independent of how
+// departures are batched; the tie-break on the current cordon keeps it
+// stable from one pass to the next. It returns the open nodes to cordon
+// (emptiest first) and the Swell-cordoned nodes to reopen (fullest first).
+func balance(nodes []NodeState, slot policy.Resources, need int64) (cordon, uncordon []string) {
+	cands, total := balanceCandidates(nodes, slot)
+	spare := total - need
+	closed := map[string]bool{}
+	stopAbove := -1 // servers of the first node that had to stay open
 	for _, c := range cands {
+		if stopAbove >= 0 && c.ServerPods > stopAbove {
+			break
+		}
 		if c.free > spare {
+			if stopAbove < 0 {
+				stopAbove = c.ServerPods
+			}
 			continue
 		}
 		spare -= c.free
-		out = append(out, c.name)
+		closed[c.Name] = true
 	}
-	return out
+	for _, c := range cands {
+		switch {
+		case closed[c.Name] && !c.Cordoned:
+			cordon = append(cordon, c.Name)
+		case !closed[c.Name] && c.Cordoned:
+			uncordon = append(uncordon, c.Name)
+		}
+	}
+	slices.Reverse(uncordon)
+	return cordon, uncordon
+}
+
+// candidate is a node balance may open or close, with its free slots
+// counted as if it were open.
+type candidate struct {
+	NodeState
+	free int64
+}
+
+// balanceCandidates ranks the nodes balance may act on, emptiest first,
+// and sums their free slots (cordoned ones counted as if open).
+func balanceCandidates(nodes []NodeState, slot policy.Resources) ([]candidate, int64) {
+	var cands []candidate
+	var total int64
+	for _, n := range nodes {
+		if !n.Ready || n.Deleting || (n.Cordoned && !n.SwellCordoned) {
+			continue
+		}
+		free := policy.FreeSlots(policy.NodeCapacity{Allocatable: n.Allocatable, Requested: n.Requested}, slot)
+		if free <= 0 {
+			continue
+		}
+		cands = append(cands, candidate{n, free})
+		total += free
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		switch {
+		case a.ServerPods != b.ServerPods:
+			return a.ServerPods < b.ServerPods
+		case a.Cordoned != b.Cordoned:
+			return a.Cordoned
+		case a.free != b.free:
+			return a.free > b.free
+		}
+		return a.Name < b.Name
+	})
+	return cands, total
 }
 
 // expired lists Swell-cordoned nodes empty for at least the expiry, empty

@@ -274,10 +274,10 @@ func TestPlan(t *testing.T) {
 		{
 			name: "a node with a server pod is never deleted",
 			in: func(in Input) Input {
-				in.Nodes = []NodeState{ready("a", 0), swellCordoned("busy", 1, time.Hour)}
+				in.Nodes = []NodeState{ready("a", 4), swellCordoned("busy", 1, time.Hour), ready("c", 2), ready("d", 2)}
 				return in
 			},
-			want: Decision{Size: 2, Ready: 1, Cordoned: 1, Free: 4, InUse: 1, Wanted: 4},
+			want: Decision{Size: 4, Ready: 3, Cordoned: 1, Free: 4, InUse: 9, Wanted: 4},
 		},
 		{
 			name: "deletion never goes below minimum",
