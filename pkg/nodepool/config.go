@@ -47,6 +47,16 @@ const (
 	KeyKwokNodeCPU            = "kwok-node-cpu"
 	KeyKwokNodeMemory         = "kwok-node-memory"
 	KeyKwokNodePods           = "kwok-node-pods"
+
+	// Hetzner Cloud has no managed node pools: these describe the servers
+	// the hetzner provider creates. The cloud-init joins a server to the
+	// cluster and holds a join credential, so it is only ever a file.
+	KeyHcloudServerType    = "hcloud-server-type"
+	KeyHcloudImage         = "hcloud-image"
+	KeyHcloudLocation      = "hcloud-location"
+	KeyHcloudCloudInitFile = "hcloud-cloud-init-file"
+	KeyHcloudNetwork       = "hcloud-network"
+	KeyHcloudSSHKey        = "hcloud-ssh-key"
 )
 
 // Providers Swell knows by name in cloud-provider.
@@ -56,6 +66,11 @@ const (
 	// ProviderClusterAPI scales a Cluster API MachineDeployment named by
 	// node-pool-name ("namespace/name").
 	ProviderClusterAPI = "clusterapi"
+	// ProviderHetzner, ProviderLinode and ProviderVultr are the HTTP
+	// clouds next to digitalocean (pkg/nodepool/provider/<name>).
+	ProviderHetzner = "hetzner"
+	ProviderLinode  = "linode"
+	ProviderVultr   = "vultr"
 )
 
 // defaults are kubescaler's flag defaults where it had sane ones, so a
@@ -67,11 +82,15 @@ var defaults = map[string]string{
 	KeyBufferSlotSize:      "4",
 	KeyScaleLoopTick:       "10",
 	KeyEmptyNodeExpiration: "120",
-	KeyResizeCooldown:      "30",
-	KeyMetricsBindAddress:  "127.0.0.1:8080",
-	KeyKwokNodeCPU:         "4",
-	KeyKwokNodeMemory:      "16Gi",
-	KeyKwokNodePods:        "110",
+	// kubescaler has no cooldown, and booting and ordered nodes already
+	// count toward capacity, so a resize is never repeated without one: a
+	// migrated config must not answer a second burst later than
+	// kubescaler would.
+	KeyResizeCooldown:     "0",
+	KeyMetricsBindAddress: "127.0.0.1:8080",
+	KeyKwokNodeCPU:        "4",
+	KeyKwokNodeMemory:     "16Gi",
+	KeyKwokNodePods:       "110",
 }
 
 // knownKeys lists every key, for unknown-key errors and env lookup.
@@ -81,6 +100,7 @@ var knownKeys = []string{
 	KeyBufferSlotSize, KeyScaleLoopTick, KeyServerCPURequest, KeyEmptyNodeExpiration,
 	KeyCloudProviderTokenFile, KeyBufferSlotPercent, KeyServerMemoryRequest, KeyServerResourceRequests,
 	KeyResizeCooldown, KeyMetricsBindAddress, KeyKwokNodeCPU, KeyKwokNodeMemory, KeyKwokNodePods,
+	KeyHcloudServerType, KeyHcloudImage, KeyHcloudLocation, KeyHcloudCloudInitFile, KeyHcloudNetwork, KeyHcloudSSHKey,
 }
 
 // Secret holds a credential. It prints as [redacted] through fmt, %v, %+v,
@@ -135,6 +155,15 @@ type Config struct {
 	KwokNode policy.Resources
 	// KwokNodeRaw keeps the quantities as written, for Node objects.
 	KwokNodeRaw map[string]string
+	// Hcloud describes the servers the hetzner provider creates.
+	Hcloud HcloudServers
+}
+
+// HcloudServers is what a new server of a hetzner pool is made of.
+type HcloudServers struct {
+	ServerType, Image, Location, Network, SSHKey string
+	// CloudInit is the content of hcloud-cloud-init-file.
+	CloudInit Secret
 }
 
 // Load reads a kubescaler-style YAML file (path may be empty), lets
@@ -289,6 +318,7 @@ func decode(raw map[string]string) (Config, error) {
 	c.Buffer = d.buffer()
 	c.Slot = d.slot()
 	c.KwokNode, c.KwokNodeRaw = d.kwokNode()
+	c.Hcloud = d.hcloud()
 	return c, errors.Join(d.errs...)
 }
 
@@ -309,6 +339,26 @@ func (d *decoder) token() Secret {
 		return ""
 	}
 	return Secret(strings.TrimSpace(string(b)))
+}
+
+// hcloud reads the hetzner keys; the cloud-init file is read here, once,
+// like the token file, and never put in an error.
+func (d *decoder) hcloud() HcloudServers {
+	h := HcloudServers{
+		ServerType: strings.TrimSpace(d.raw[KeyHcloudServerType]),
+		Image:      strings.TrimSpace(d.raw[KeyHcloudImage]),
+		Location:   strings.TrimSpace(d.raw[KeyHcloudLocation]),
+		Network:    strings.TrimSpace(d.raw[KeyHcloudNetwork]),
+		SSHKey:     strings.TrimSpace(d.raw[KeyHcloudSSHKey]),
+	}
+	if file := strings.TrimSpace(d.raw[KeyHcloudCloudInitFile]); file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			d.fail(KeyHcloudCloudInitFile, "cannot read the cloud-init file: %v", err)
+		}
+		h.CloudInit = Secret(b)
+	}
+	return h
 }
 
 func (d *decoder) selector() labels.Selector {
@@ -440,8 +490,13 @@ func (c Config) Validate() error {
 		if _, _, err := clusterapi.ParsePoolName(c.NodePoolName); err != nil {
 			fail(KeyNodePoolName, "clusterapi needs the MachineDeployment: %v", err)
 		}
+	case ProviderLinode, ProviderVultr:
+		requireCloud(c, fail, KeyCloudProviderToken, KeyClusterName, KeyNodePoolName)
+	case ProviderHetzner:
+		requireCloud(c, fail, KeyCloudProviderToken, KeyNodePoolName, KeyHcloudServerType, KeyHcloudImage, KeyHcloudCloudInitFile)
 	default:
-		fail(KeyCloudProvider, "%q is not a provider; want %s or %s", c.CloudProvider, ProviderDigitalOcean, ProviderKwok)
+		fail(KeyCloudProvider, "%q is not a provider; want %s, %s, %s, %s, %s or %s", c.CloudProvider,
+			ProviderHetzner, ProviderLinode, ProviderVultr, ProviderClusterAPI, ProviderDigitalOcean, ProviderKwok)
 	}
 	if c.MinNodes < 0 {
 		fail(KeyMinNodes, "%d must be >= 0", c.MinNodes)
@@ -467,6 +522,29 @@ func (c Config) Validate() error {
 		fail(KeyScaleLoopTick, "must be > 0 seconds")
 	}
 	return errors.Join(errs...)
+}
+
+// requireCloud reports each of keys the cloud provider needs and c lacks.
+func requireCloud(c Config, fail func(key, format string, args ...any), keys ...string) {
+	set := map[string]bool{
+		KeyCloudProviderToken:  c.CloudProviderToken != "",
+		KeyClusterName:         c.ClusterName != "",
+		KeyNodePoolName:        c.NodePoolName != "",
+		KeyHcloudServerType:    c.Hcloud.ServerType != "",
+		KeyHcloudImage:         c.Hcloud.Image != "",
+		KeyHcloudCloudInitFile: strings.TrimSpace(string(c.Hcloud.CloudInit)) != "",
+	}
+	for _, k := range keys {
+		switch {
+		case set[k]:
+		case k == KeyCloudProviderToken:
+			fail(k, "is required for %s (or set %s to a mounted Secret file)", c.CloudProvider, KeyCloudProviderTokenFile)
+		case k == KeyHcloudCloudInitFile:
+			fail(k, "is required for %s: a file (a mounted Secret) with the cloud-init that joins a new server to the cluster; it must not be empty", c.CloudProvider)
+		default:
+			fail(k, "is required for %s", c.CloudProvider)
+		}
+	}
 }
 
 func slotAsksSomething(slot policy.Resources) bool {
