@@ -2,6 +2,7 @@ package sim
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
@@ -72,6 +73,13 @@ type run struct {
 	nodes       []*node
 	concurrency int
 
+	// completed and busySeconds are what the workers report: tasks
+	// finished and slot-seconds spent on them (cumulative).
+	completed   int64
+	busySeconds float64
+	// startups are create→ready seconds of pods, in the order they became ready.
+	startups []float64
+
 	waits       []float64
 	started     int
 	podSeconds  float64
@@ -122,7 +130,7 @@ func (r *run) simulate() Result {
 		case evPodReady:
 			r.podReady(e.pod)
 		case evTaskDone:
-			r.taskDone(e.pod)
+			r.taskDone(e.pod, e.task)
 		case evTick:
 			r.scaleTo(int(r.ctl.tick(r)))
 			r.events.push(event{at: r.now + r.ctl.period(), kind: evTick})
@@ -171,7 +179,7 @@ func (r *run) dispatch() {
 		r.inFlight++
 		r.started++
 		r.waits[task] = r.now - r.tasks[task].Arrival
-		r.events.push(event{at: r.now + r.tasks[task].Service, kind: evTaskDone, pod: p})
+		r.events.push(event{at: r.now + r.tasks[task].Service, kind: evTaskDone, pod: p, task: task})
 	}
 	if r.head > 4096 && r.head*2 > len(r.queue) {
 		r.queue = append(r.queue[:0], r.queue[r.head:]...)
@@ -185,6 +193,7 @@ func (r *run) podReady(p *pod) {
 	}
 	p.state = podReady
 	p.areaAt, p.lastAreaAt = r.now, r.now
+	r.startups = append(r.startups, r.now-p.created)
 	r.ready++
 	for range r.concurrency {
 		r.free = append(r.free, p)
@@ -192,7 +201,9 @@ func (r *run) podReady(p *pod) {
 	r.dispatch()
 }
 
-func (r *run) taskDone(p *pod) {
+func (r *run) taskDone(p *pod, task int32) {
+	r.completed++
+	r.busySeconds += r.tasks[task].Service
 	p.advanceArea(r.now)
 	p.busy--
 	r.inFlight--
@@ -208,6 +219,18 @@ func (r *run) taskDone(p *pod) {
 		r.scaleTo(int(n))
 	}
 	r.dispatch()
+}
+
+// startupTime is the median create→ready time of the newest n pods that
+// became ready, 0 before any did.
+func (r *run) startupTime(n int) time.Duration {
+	k := min(n, len(r.startups))
+	if k == 0 {
+		return 0
+	}
+	newest := slices.Clone(r.startups[len(r.startups)-k:])
+	slices.Sort(newest)
+	return time.Duration(newest[k/2] * float64(time.Second))
 }
 
 // scaleTo sets the replica count (starting + ready pods) to n.

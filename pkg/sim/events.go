@@ -18,6 +18,8 @@ type event struct {
 	seq  uint64
 	kind eventKind
 	pod  *pod
+	// task is the task a evTaskDone finishes.
+	task int32
 }
 
 // eventQueue is a binary min-heap of events by (at, seq), hand-rolled to

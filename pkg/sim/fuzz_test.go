@@ -17,11 +17,11 @@ func FuzzSimulateWithinBounds(f *testing.F) {
 			!(start >= 0 && start < 600) || !(provision >= 0 && provision < 600) || !(window >= 0 && window < 600) {
 			return
 		}
-		win := Duration(window * float64(time.Second))
+		target := Duration((window + 0.5) * float64(time.Second))
 		sc := &Scenario{Name: "fuzz", Duration: Duration(20 * time.Minute),
 			Workload: Workload{Rate: rate, Bursts: &Bursts{Rate: 0.01, Alpha: 1.2, MinSize: 1, MaxSize: 300}, Service: Service{Mean: Duration(svc * float64(time.Second))}},
 			Workers:  Workers{Concurrency: int(conc), StartLatency: Duration(start * float64(time.Second)), MinReplicas: lo, MaxReplicas: hi},
-			Policies: PolicyConfig{Swell: SwellConfig{DownscaleWindow: &win}}}
+			Policies: PolicyConfig{SwellWait: SwellWaitConfig{TargetWait: target}}}
 		if podsPerNode > 0 {
 			sc.Nodes = &Nodes{PodsPerNode: int(podsPerNode), ProvisionLatency: Duration(provision * float64(time.Second))}
 		}

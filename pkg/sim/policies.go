@@ -7,18 +7,20 @@ import (
 	"time"
 
 	"github.com/swell-autoscaler/swell/pkg/policy"
+	"github.com/swell-autoscaler/swell/pkg/policy/waittime"
 )
 
 // Policy names accepted by [Run] and `swell simulate --policies`.
 const (
-	PolicySwell  = "swell"
-	PolicyKeda   = "keda"
-	PolicyHPACPU = "hpa-cpu"
-	PolicyOracle = "oracle"
+	PolicySwell     = "swell"
+	PolicySwellWait = "swell-wait"
+	PolicyKeda      = "keda"
+	PolicyHPACPU    = "hpa-cpu"
+	PolicyOracle    = "oracle"
 )
 
 // AllPolicies lists every policy in report order.
-var AllPolicies = []string{PolicySwell, PolicyKeda, PolicyHPACPU, PolicyOracle}
+var AllPolicies = []string{PolicySwell, PolicySwellWait, PolicyKeda, PolicyHPACPU, PolicyOracle}
 
 // controller is a scaling policy as the engine drives it. Every method
 // returns a replica count; the engine applies it.
@@ -38,31 +40,40 @@ type controller interface {
 	instantStart() bool
 }
 
-// SwellConfig tunes the swell policy: queue-proportional sizing counting
-// queued and in-flight tasks, reacting on every enqueue, with CPA-style
-// downscale stabilisation.
+// SwellConfig tunes the swell policy: a QWorker exactly as the controller
+// runs it (pkg/policy's QWorker decision), with the QWorker's defaults for
+// every field left zero.
 type SwellConfig struct {
-	// Interval is the periodic re-evaluation (QScaler's 5 s).
+	// Interval is pollingIntervalSeconds (default
+	// policy.QWorkerPollingInterval, QScaler's 5 s). The simulated queue
+	// is a Redis list without keyspace notifications, the default, so the
+	// QWorker decides on its poll only.
 	Interval Duration `json:"interval,omitempty"`
-	// ScalingFactor is pods per task of work (queued + in flight); default
-	// [DefaultSwellSlotsPerTask]/concurrency: one slot per two tasks, so each
-	// busy slot has at most about one task waiting behind it.
+	// ScalingFactor is pods per queued message; default 1/concurrency
+	// (one worker slot per queued task).
 	ScalingFactor float64 `json:"scalingFactor,omitempty"`
-	// DownscaleWindow keeps the count at the highest decision within it.
-	DownscaleWindow *Duration `json:"downscaleWindow,omitempty"`
 	// ActivationThreshold is the backlog at or below which a min-0 pool sleeps.
 	ActivationThreshold int64 `json:"activationThreshold,omitempty"`
-	// Push reacts to every enqueue (default true); false polls only.
-	Push *bool `json:"push,omitempty"`
+	// CountInFlight adds tasks in service to the backlog (default false).
+	CountInFlight bool `json:"countInFlight,omitempty"`
 }
 
-// Swell's defaults, tuned on examples/sim (see docs/simulator.md): sizing
-// for half the work in slots and forgetting peaks after 10 s gave the
-// lowest pod-seconds at a p95 wait still below keda's on every scenario.
-const (
-	DefaultSwellSlotsPerTask    = 0.5
-	DefaultSwellDownscaleWindow = 10 * time.Second
-)
+// SwellWaitConfig tunes the swell-wait policy: a QWorker with
+// targetWaitSeconds, sized by pkg/policy/waittime from what its workers
+// report (completed tasks and busy time) and its pods' start-up times.
+type SwellWaitConfig struct {
+	// TargetWait is targetWaitSeconds (default 10s).
+	TargetWait Duration `json:"targetWait,omitempty"`
+	// Percentile is targetPercentile (default 0.95).
+	Percentile float64 `json:"percentile,omitempty"`
+	// Interval and ScalingFactor as for swell; scalingFactor only grows
+	// the pool until the model's inputs are known.
+	Interval      Duration `json:"interval,omitempty"`
+	ScalingFactor float64  `json:"scalingFactor,omitempty"`
+}
+
+// DefaultSwellWaitTarget is the swell-wait policy's target when unset.
+const DefaultSwellWaitTarget = 10 * time.Second
 
 // KedaConfig models a KEDA ScaledObject with a Redis list trigger on
 // default settings: the operator polls for activity, an HPA scales on the
@@ -89,14 +100,24 @@ type HPACPUConfig struct {
 
 func (c *PolicyConfig) validate() error {
 	s := &c.Swell
-	if s.Interval <= 0 {
-		s.Interval = Duration(5 * time.Second)
+	s.Interval = orDefault(s.Interval, policy.QWorkerPollingInterval)
+	if s.ScalingFactor < 0 || math.IsNaN(s.ScalingFactor) || math.IsInf(s.ScalingFactor, 0) {
+		return fmt.Errorf("policies.swell.scalingFactor %v: must be a finite number > 0", s.ScalingFactor)
 	}
-	if s.ScalingFactor < 0 || math.IsNaN(s.ScalingFactor) {
-		return fmt.Errorf("policies.swell.scalingFactor %v: must be > 0", s.ScalingFactor)
+	if s.ActivationThreshold < 0 {
+		return fmt.Errorf("policies.swell.activationThreshold %d: must be >= 0", s.ActivationThreshold)
 	}
-	if w := s.DownscaleWindow; w != nil && *w < 0 {
-		return fmt.Errorf("policies.swell.downscaleWindow %v: must be >= 0", time.Duration(*w))
+	sw := &c.SwellWait
+	sw.Interval = orDefault(sw.Interval, policy.QWorkerPollingInterval)
+	sw.TargetWait = orDefault(sw.TargetWait, DefaultSwellWaitTarget)
+	if sw.Percentile == 0 {
+		sw.Percentile = waittime.DefaultPercentile
+	}
+	if err := (waittime.Target{Wait: time.Duration(sw.TargetWait), Percentile: sw.Percentile}).Validate(); err != nil {
+		return fmt.Errorf("policies.swell-wait: %w", err)
+	}
+	if sw.ScalingFactor < 0 || math.IsNaN(sw.ScalingFactor) || math.IsInf(sw.ScalingFactor, 0) {
+		return fmt.Errorf("policies.swell-wait.scalingFactor %v: must be a finite number > 0", sw.ScalingFactor)
 	}
 	k := &c.Keda
 	k.PollingInterval = orDefault(k.PollingInterval, 30*time.Second)
@@ -132,6 +153,8 @@ func newController(name string, sc *Scenario) (controller, error) {
 	switch name {
 	case PolicySwell:
 		return newSwell(sc.Policies.Swell, w), nil
+	case PolicySwellWait:
+		return newSwellWait(sc.Policies.SwellWait, w), nil
 	case PolicyKeda:
 		return newKeda(sc.Policies.Keda, w), nil
 	case PolicyHPACPU:
@@ -151,55 +174,113 @@ func (basePolicy) onCompletion(*run) (int32, bool) { return 0, false }
 func (basePolicy) scaled(*run, int32, int32)       {}
 func (basePolicy) instantStart() bool              { return false }
 
-// swell is Swell's queue policy.
+// swell is a QWorker: every poll it measures the queue and runs the
+// QWorker's decision from pkg/policy, the same code the controller runs.
 type swell struct {
 	basePolicy
-	sizing   policy.QueueSizing
-	stab     policy.DownscaleStabilizer
+	p        policy.QWorkerPolicy
+	mem      policy.QWorkerMemory
 	interval float64
-	push     bool
+	decided  bool
+	desired  int32
+}
+
+// QWorkerPolicy is the QWorker decision policy and polling interval the
+// swell policy runs for sc: the QWorker's defaults with sc's min, max and
+// scalingFactor (and the few fields the scenario sets).
+func QWorkerPolicy(sc *Scenario) (policy.QWorkerPolicy, time.Duration) {
+	s := newSwell(sc.Policies.Swell, sc.Workers)
+	return s.p, time.Duration(s.interval * float64(time.Second))
 }
 
 func newSwell(c SwellConfig, w Workers) *swell {
 	factor := c.ScalingFactor
 	if factor == 0 {
-		factor = DefaultSwellSlotsPerTask / float64(w.Concurrency)
+		factor = 1 / float64(max(w.Concurrency, 1))
 	}
-	window := DefaultSwellDownscaleWindow
-	if c.DownscaleWindow != nil {
-		window = time.Duration(*c.DownscaleWindow)
+	p := policy.QWorkerDefaults(w.MinReplicas, w.MaxReplicas, factor)
+	p.Sizing.ActivationThreshold = c.ActivationThreshold
+	p.Sizing.CountInFlight = c.CountInFlight
+	interval := c.Interval.Seconds()
+	if interval <= 0 {
+		interval = policy.QWorkerPollingInterval.Seconds()
 	}
-	return &swell{
-		sizing: policy.QueueSizing{MinReplicas: w.MinReplicas, MaxReplicas: w.MaxReplicas, ScalingFactor: factor,
-			ActivationThreshold: c.ActivationThreshold, CountInFlight: true},
-		stab:     policy.DownscaleStabilizer{Window: window},
-		interval: c.Interval.Seconds(),
-		push:     c.Push == nil || *c.Push,
-	}
+	return &swell{p: p, interval: interval}
 }
 
-func (s *swell) initial() int32  { return s.sizing.MinReplicas }
+func (s *swell) initial() int32  { return s.p.Initial(0) }
 func (s *swell) period() float64 { return s.interval }
 
-func (s *swell) sampleOf(r *run) policy.QueueSample {
-	return policy.QueueSample{Queued: int64(r.queued()), InFlight: int64(r.inFlight)}
+// reading is what the QWorker's source reports: a Redis list's LLEN, and
+// the tasks in service where the broker knows them.
+func reading(r *run) policy.QueueReading {
+	return policy.QueueReading{Ready: int64(r.queued()), InFlight: int64(r.inFlight)}
 }
 
 func (s *swell) tick(r *run) int32 {
-	return s.stab.Stabilize(r.clock(), s.sizing.Desired(s.sampleOf(r)))
+	return s.settle(r, s.p.Ratio(reading(r)))
 }
 
-// onArrival is the push reaction: an enqueue that needs more pods than
-// exist scales up at once instead of waiting for the next tick.
-func (s *swell) onArrival(r *run) (int32, bool) {
-	if !s.push {
-		return 0, false
+// settle is the controller's decide after sizing: first-decision start,
+// fallback guard and behavior, all pkg/policy's.
+func (s *swell) settle(r *run, raw int32) int32 {
+	s.start(r)
+	s.desired = s.mem.Settle(r.clock(), s.p, s.desired, raw, nil).Desired
+	return s.desired
+}
+
+func (s *swell) start(r *run) {
+	if !s.decided {
+		s.desired, s.decided = s.p.Initial(int32(r.active)), true
 	}
-	desired := s.sizing.Desired(s.sampleOf(r))
-	if int(desired) <= r.active {
-		return 0, false
+}
+
+// swellWait is a QWorker with targetWaitSeconds.
+type swellWait struct {
+	swell
+	target waittime.Target
+	est    waittime.Estimator
+	// lastWork is when the pool last had work (a backlog above the
+	// activation threshold, or a task finished); -1 before the first tick.
+	lastWork  float64
+	lastTasks int64
+}
+
+// waitIdleAfter is how long a wait-target pool sees no work before it
+// falls to minReplicas, as the QWorker controller does.
+const waitIdleAfter = 60.0
+
+// startupSamples is how many of the newest ready pods' start-up times the
+// model takes the median of, as the QWorker controller does.
+const startupSamples = 5
+
+func newSwellWait(c SwellWaitConfig, w Workers) *swellWait {
+	base := newSwell(SwellConfig{Interval: c.Interval, ScalingFactor: c.ScalingFactor}, w)
+	return &swellWait{swell: *base, lastWork: -1,
+		target: waittime.Target{Wait: time.Duration(c.TargetWait), Percentile: c.Percentile}}
+}
+
+func (s *swellWait) tick(r *run) int32 {
+	s.start(r)
+	rd := reading(r)
+	ratio := s.p.Ratio(rd)
+	now := r.clock()
+	s.est.Observe(now, waittime.Observation{Backlog: rd.Ready, InFlight: rd.InFlight,
+		Completed: r.completed, HasCompleted: true, BusySeconds: r.busySeconds, HasBusy: true})
+	if r.completed != s.lastTasks || rd.Ready+rd.InFlight > s.p.Sizing.ActivationThreshold || s.lastWork < 0 {
+		s.lastWork, s.lastTasks = r.now, r.completed
 	}
-	return s.stab.Stabilize(r.clock(), desired), true
+	if r.now-s.lastWork >= waitIdleAfter {
+		return s.settle(r, s.p.Sizing.MinReplicas)
+	}
+	est := s.est.Estimate(now)
+	res := waittime.Replicas(waittime.Inputs{ArrivalRate: est.ArrivalRate, ServiceTime: est.ServiceTime,
+		Concurrency: r.concurrency, Backlog: rd.Ready, InFlight: rd.InFlight, StartupTime: r.startupTime(startupSamples),
+		Current: r.active, MaxReplicas: int(s.p.Sizing.MaxReplicas)}, s.target)
+	if !est.Known || !res.Known {
+		return s.settle(r, s.p.Initial(max(s.desired, ratio)))
+	}
+	return s.settle(r, s.p.Initial(int32(min(res.Replicas, math.MaxInt32))))
 }
 
 // keda is a KEDA ScaledObject: operator loop plus HPA.

@@ -68,6 +68,11 @@ func Run(sc *Scenario, policies []string, seed uint64) ([]Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
+	return runAll(sc, tasks, policies)
+}
+
+// runAll runs each named policy on one task list.
+func runAll(sc *Scenario, tasks []Task, policies []string) ([]Result, error) {
 	out := make([]Result, 0, len(policies))
 	for _, name := range policies {
 		if name == PolicyOracle {

@@ -87,9 +87,10 @@ type Nodes struct {
 
 // PolicyConfig holds each policy's settings; zero values mean defaults.
 type PolicyConfig struct {
-	Swell  SwellConfig  `json:"swell,omitempty"`
-	Keda   KedaConfig   `json:"keda,omitempty"`
-	HPACPU HPACPUConfig `json:"hpa-cpu,omitempty"`
+	Swell     SwellConfig     `json:"swell,omitempty"`
+	SwellWait SwellWaitConfig `json:"swell-wait,omitempty"`
+	Keda      KedaConfig      `json:"keda,omitempty"`
+	HPACPU    HPACPUConfig    `json:"hpa-cpu,omitempty"`
 }
 
 // LoadScenario reads a YAML or JSON scenario file and validates it.

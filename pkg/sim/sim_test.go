@@ -251,25 +251,27 @@ workload:
 workers: {startLatency: 20s, minReplicas: 0, maxReplicas: 5}
 `
 
-func TestSwellPushStartsAPodOnEnqueue(t *testing.T) {
-	sc := writeScenario(t, oneTask, map[string]string{"t.csv": "5,1\n"})
+// A QWorker with default settings measures its queue every 5 s and sizes
+// by queued messages only: the task arriving at 6 s is seen at the 10 s
+// poll, its pod is ready at 30 s, and the pool returns to zero at the 40 s
+// poll, the instant the task is done. Billed 30 s.
+func TestSwellDecidesOnItsPoll(t *testing.T) {
+	sc := writeScenario(t, oneTask, map[string]string{"t.csv": "6,1\n"})
 	res, err := Run(sc, []string{PolicySwell}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := res[0]
-	// The pod is created at 5 s, ready at 25 s, done at 35 s, retired at
-	// the first tick after the 10 s window: 45 s. Billed 40 s.
-	if r.WaitP50 != 20 || r.ScaleEvents != 2 || math.Abs(r.PodSeconds-40) > 1e-9 {
-		t.Fatalf("wait %v, scale events %d, pod-seconds %v; want 20, 2, 40", r.WaitP50, r.ScaleEvents, r.PodSeconds)
+	if r := res[0]; r.WaitP50 != 24 || r.ScaleEvents != 2 || math.Abs(r.PodSeconds-30) > 1e-9 {
+		t.Fatalf("wait %v, scale events %d, pod-seconds %v; want 24, 2, 30", r.WaitP50, r.ScaleEvents, r.PodSeconds)
 	}
 }
 
-func TestSwellWithoutPushWaitsForItsTick(t *testing.T) {
-	sc := writeScenario(t, oneTask+"policies: {swell: {push: false}}\n", map[string]string{"t.csv": "6,1\n"})
+// pollInterval sets the QWorker's pollingIntervalSeconds.
+func TestSwellPollingInterval(t *testing.T) {
+	sc := writeScenario(t, oneTask+"policies: {swell: {interval: 30s}}\n", map[string]string{"t.csv": "6,1\n"})
 	res, _ := Run(sc, []string{PolicySwell}, 1)
-	if got := res[0].WaitP50; got != 24 { // tick at 10 s + 20 s start - arrival 6 s
-		t.Fatalf("wait %v, want 24 (next 5 s tick, then 20 s start)", got)
+	if got := res[0].WaitP50; got != 44 { // poll at 30 s + 20 s start - arrival 6 s
+		t.Fatalf("wait %v, want 44 (next 30 s poll, then 20 s start)", got)
 	}
 }
 
