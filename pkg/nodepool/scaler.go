@@ -344,7 +344,10 @@ func (s *Scaler) Pass(ctx context.Context) (Decision, error) {
 	}
 	in, byName, clocks := s.input(nodes)
 	d := Plan(in)
-	held, err := s.apply(ctx, d, byName, clocks)
+	deleted, held, err := s.apply(ctx, d, byName, clocks)
+	// The plan lists every expired node on each pass while it drains;
+	// what the pass reports is what it deleted, and why the rest waits.
+	d.Delete = deleted
 	d.Notes = append(d.Notes, held...)
 	s.mu.Lock()
 	prev := s.last.Notes
@@ -434,9 +437,9 @@ func (s *Scaler) refreshProviderSize(ctx context.Context, force bool) error {
 
 // apply carries out a decision: reopen first (cheapest capacity), then
 // close, keep the expiry clocks, drain and delete, and grow. Each failure
-// is reported; the rest still runs. held explains nodes whose deletion
-// waits (a blocking pod, a drain under way).
-func (s *Scaler) apply(ctx context.Context, d Decision, nodes map[string]*corev1.Node, clocks map[string]EmptySinceChange) (held []string, _ error) {
+// is reported; the rest still runs. It returns the nodes deleted, and
+// notes on nodes whose deletion waits (a blocking pod, a drain under way).
+func (s *Scaler) apply(ctx context.Context, d Decision, nodes map[string]*corev1.Node, clocks map[string]EmptySinceChange) (deleted, held []string, _ error) {
 	var errs []error
 	for _, name := range d.Uncordon {
 		delete(clocks, name) // the uncordon clears both annotations
@@ -450,17 +453,17 @@ func (s *Scaler) apply(ctx context.Context, d Decision, nodes map[string]*corev1
 	}
 	deleted, held, err := s.deleteNodes(ctx, d.Delete, nodes)
 	if len(d.Delete) > 0 {
-		errs = append(errs, s.count("delete", deleted, err))
+		errs = append(errs, s.count("delete", len(deleted), err))
 	}
 	if d.Resize > 0 {
 		errs = append(errs, s.count("resize", 1, s.resize(ctx, d, nodes)))
 	}
-	if deleted > 0 || d.Resize > 0 {
+	if len(deleted) > 0 || d.Resize > 0 {
 		if err := s.refreshProviderSize(ctx, true); err != nil {
 			errs = append(errs, fmt.Errorf("provider size: %w", err))
 		}
 	}
-	return held, errors.Join(errs...)
+	return deleted, held, errors.Join(errs...)
 }
 
 func (s *Scaler) count(action string, n int, err error) error {
@@ -578,10 +581,9 @@ func (s *Scaler) patchNode(ctx context.Context, node *corev1.Node, annotations m
 // pod that must not be disrupted, or a pod whose eviction a
 // PodDisruptionBudget refused is skipped this pass. held says why nodes
 // wait.
-func (s *Scaler) deleteNodes(ctx context.Context, names []string, cached map[string]*corev1.Node) (int, []string, error) {
+func (s *Scaler) deleteNodes(ctx context.Context, names []string, cached map[string]*corev1.Node) (deleted, held []string, _ error) {
 	s.state.keepDrains(names)
 	var chosen []*corev1.Node
-	var held []string
 	var errs []error
 	for _, name := range names {
 		node, note, err := s.drain(ctx, name)
@@ -596,7 +598,7 @@ func (s *Scaler) deleteNodes(ctx context.Context, names []string, cached map[str
 		}
 	}
 	if len(chosen) == 0 {
-		return 0, held, errors.Join(errs...)
+		return nil, held, errors.Join(errs...)
 	}
 	now := s.clock.Now()
 	for _, n := range chosen {
@@ -610,9 +612,12 @@ func (s *Scaler) deleteNodes(ctx context.Context, names []string, cached map[str
 		for _, n := range chosen {
 			s.state.unmarkDeleting(n.Name)
 		}
-		return 0, held, errors.Join(append(errs, fmt.Errorf("delete nodes: %w", err))...)
+		return nil, held, errors.Join(append(errs, fmt.Errorf("delete nodes: %w", err))...)
 	}
-	return len(chosen), held, errors.Join(errs...)
+	for _, n := range chosen {
+		deleted = append(deleted, n.Name)
+	}
+	return deleted, held, errors.Join(errs...)
 }
 
 // drain takes one step toward deleting a node and returns it (read live)
@@ -667,7 +672,7 @@ func (s *Scaler) drain(ctx context.Context, name string) (*corev1.Node, string, 
 	}
 	if wait := s.validate - now.Sub(began); first || wait > 0 {
 		s.retryAfter(max(wait, time.Millisecond))
-		return nil, "", nil
+		return nil, fmt.Sprintf("node %s: drained; deleted after a live re-check at %s", name, began.Add(s.validate).UTC().Format(time.RFC3339)), nil
 	}
 	s.state.forgetDrain(name)
 	s.state.clearBlocked(name)

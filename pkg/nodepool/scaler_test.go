@@ -14,6 +14,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/swell-autoscaler/swell/pkg/nodepool/provider"
 )
 
 // harness runs a Scaler against a fake clientset with the kwok provider
@@ -30,6 +32,13 @@ type harness struct {
 
 func newHarness(t *testing.T, objs ...any) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil, nil)
+}
+
+// newHarnessWith builds the harness around prov (nil: the kwok provider)
+// and state (nil: a fresh one).
+func newHarnessWith(t *testing.T, prov provider.Provider, state *State) *harness {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cfg, err := Load("", env(map[string]string{
@@ -41,13 +50,14 @@ func newHarness(t *testing.T, objs ...any) *harness {
 		t.Fatal(err)
 	}
 	client := fake.NewClientset()
-	prov, err := NewProvider(ctx, cfg, client)
-	if err != nil {
-		t.Fatal(err)
+	if prov == nil {
+		if prov, err = NewProvider(ctx, cfg, client); err != nil {
+			t.Fatal(err)
+		}
 	}
 	h := &harness{t: t, ctx: ctx, client: client, clock: clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
 		events: record.NewFakeRecorder(100), reg: prometheus.NewRegistry()}
-	h.s, err = New(Options{Config: cfg, Client: client, Provider: prov, Clock: h.clock, Recorder: h.events, Registerer: h.reg})
+	h.s, err = New(Options{Config: cfg, Client: client, Provider: prov, Clock: h.clock, Recorder: h.events, Registerer: h.reg, State: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,15 +205,20 @@ func TestScalerLifecycle(t *testing.T) {
 	// Expired: the first live look starts the validation delay; nothing
 	// is deleted before it has passed.
 	h.clock.Step(30 * time.Second)
-	h.passUntil("expired node chosen", func(d Decision) bool { return len(d.Delete) == 1 && d.Delete[0] == cordoned })
+	h.passUntil("expired node drained", func(d Decision) bool { return strings.Contains(strings.Join(d.Notes, "\n"), "node "+cordoned) })
 	for range 3 {
-		h.pass()
+		if d := h.pass(); len(d.Delete) != 0 {
+			t.Fatalf("deleted before the validation delay: %+v", d)
+		}
 	}
 	if len(h.nodes()) != 2 {
 		t.Fatalf("node deleted before the validation delay: %d nodes", len(h.nodes()))
 	}
 	h.clock.Step(DefaultDrainValidationDelay)
-	h.passUntil("expired node deleted", func(Decision) bool { return len(h.nodes()) == 1 })
+	h.passUntil("expired node deleted", func(d Decision) bool { return len(d.Delete) == 1 && d.Delete[0] == cordoned })
+	if len(h.nodes()) != 1 {
+		t.Fatalf("nodes after delete = %d, want 1 (minimum)", len(h.nodes()))
+	}
 	m := &dto.Metric{}
 	if err := h.s.metrics.actions.WithLabelValues(h.s.pool, "delete").Write(m); err != nil || m.GetCounter().GetValue() != 1 {
 		got := m.GetCounter().GetValue()
@@ -245,8 +260,8 @@ func TestDeleteRechecksServerPodsLive(t *testing.T) {
 	// The cache says empty; the API server knows a server pod is bound.
 	cached := map[string]*corev1.Node{name: &n}
 	h.addServer("late", name)
-	if got, _, err := h.s.deleteNodes(h.ctx, []string{name}, cached); err != nil || got != 0 {
-		t.Fatalf("deleteNodes = %d, %v; want 0 deleted", got, err)
+	if got, _, err := h.s.deleteNodes(h.ctx, []string{name}, cached); err != nil || len(got) != 0 {
+		t.Fatalf("deleteNodes = %v, %v; want none deleted", got, err)
 	}
 	if len(h.nodes()) != 1 {
 		t.Fatal("node with a server pod was deleted")

@@ -55,6 +55,7 @@ func (e *setupError) Unwrap() error { return e.err }
 // +kubebuilder:rbac:groups=swell.dev,resources=nodepoolscalers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;patch;update;create;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -114,7 +115,7 @@ func (r *Reconciler) runnerFor(ctx context.Context, nps *swellv1.NodePoolScaler)
 	if err != nil {
 		return nil, &setupError{ReasonInvalidSpec, err}
 	}
-	run, err := r.builder.build(ctx, nps, cfg, print)
+	run, err := r.builder.build(ctx, nps, cfg, print, r.runners.state(key))
 	if err != nil {
 		return nil, &setupError{ReasonProviderUnavailable, err}
 	}

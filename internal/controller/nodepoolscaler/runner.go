@@ -23,9 +23,11 @@ import (
 // cluster and pool by name), so a slow cloud cannot hold a worker.
 const providerTimeout = 30 * time.Second
 
-// runner is one NodePoolScaler's scaler with its informers running. It is
-// kept across reconciles, so cooldowns and in-flight deletions carry over
-// from pass to pass, and rebuilt only when the spec or the token changes.
+// runner is one NodePoolScaler's scaler, registered on the shared cache. It
+// is kept across reconciles and rebuilt only when the spec or the token
+// changes; the pool's State (cooldown, deletions in flight, drains) is kept
+// apart in runners and handed to the rebuilt scaler, so an edit neither
+// restarts the cooldown nor deletes a node twice.
 type runner struct {
 	scaler      *nodepool.Scaler
 	health      *healthProvider
@@ -34,10 +36,29 @@ type runner struct {
 	stop        func()
 }
 
-// runners holds the runner of every NodePoolScaler this controller serves.
+// runners holds the runner and the State of every NodePoolScaler this
+// controller serves.
 type runners struct {
-	mu sync.Mutex
-	m  map[types.NamespacedName]*runner
+	mu     sync.Mutex
+	m      map[types.NamespacedName]*runner
+	states map[types.NamespacedName]*nodepool.State
+}
+
+func newRunners() *runners {
+	return &runners{m: map[types.NamespacedName]*runner{}, states: map[types.NamespacedName]*nodepool.State{}}
+}
+
+// state returns the pool's State, created on first use; it survives
+// rebuilds of the runner and goes only with the object.
+func (rs *runners) state(key types.NamespacedName) *nodepool.State {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	st := rs.states[key]
+	if st == nil {
+		st = nodepool.NewState()
+		rs.states[key] = st
+	}
+	return st
 }
 
 func (rs *runners) get(key types.NamespacedName) *runner {
@@ -55,7 +76,7 @@ func (rs *runners) put(key types.NamespacedName, r *runner) {
 	rs.m[key] = r
 }
 
-// remove stops and forgets a runner (its object is gone).
+// remove stops and forgets a runner and its State (its object is gone).
 func (rs *runners) remove(key types.NamespacedName) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -63,6 +84,7 @@ func (rs *runners) remove(key types.NamespacedName) {
 		old.stop()
 		delete(rs.m, key)
 	}
+	delete(rs.states, key)
 }
 
 // fingerprint identifies what a runner was built from: a new generation
@@ -79,13 +101,21 @@ type runnerBuilder struct {
 	clock     clock.WithTicker
 	wake      chan<- event.GenericEvent
 	log       logr.Logger
+	// cache is the one node and pod cache of every pool, started (with
+	// baseCtx, so it lives as long as the manager) by the first build:
+	// a controller with no NodePoolScaler watches no pods.
+	cache *nodepool.Cache
+	// drainValidation overrides the scaler's drain validation delay.
+	drainValidation time.Duration
 }
 
-// build starts a runner for nps with cfg: provider, scaler, informers, and
-// a goroutine that turns the scaler's node and pod triggers into
-// reconciles of nps. The informers live as long as the manager, not the
-// reconcile that built them.
-func (b *runnerBuilder) build(ctx context.Context, nps *swellv1.NodePoolScaler, cfg nodepool.Config, print string) (*runner, error) {
+// build starts a runner for nps with cfg and the pool's state: provider,
+// scaler on the shared cache, and a goroutine that turns the scaler's node
+// and pod triggers into reconciles of nps.
+func (b *runnerBuilder) build(ctx context.Context, nps *swellv1.NodePoolScaler, cfg nodepool.Config, print string, state *nodepool.State) (*runner, error) {
+	if err := b.cache.Start(b.baseCtx); err != nil {
+		return nil, fmt.Errorf("start the node and pod cache: %w", err)
+	}
 	pctx, cancel := context.WithTimeout(ctx, providerTimeout)
 	defer cancel()
 	prov, err := nodepool.NewProvider(pctx, cfg, b.clientset)
@@ -98,6 +128,7 @@ func (b *runnerBuilder) build(ctx context.Context, nps *swellv1.NodePoolScaler, 
 		Config: cfg, Client: b.clientset, Provider: wrapped, Pool: key.String(), Clock: b.clock,
 		Recorder: &teeRecorder{inner: b.recorder, owner: nps.DeepCopy()},
 		Logger:   slog.New(logr.ToSlogHandler(b.log.WithValues("nodepoolscaler", key.String()))),
+		Cache:    b.cache, State: state, DrainValidationDelay: b.drainValidation,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build scaler: %w", err)
@@ -107,7 +138,7 @@ func (b *runnerBuilder) build(ctx context.Context, nps *swellv1.NodePoolScaler, 
 	if err != nil {
 		stopRun()
 		stopInformers()
-		return nil, fmt.Errorf("start informers: %w", err)
+		return nil, fmt.Errorf("register on the cache: %w", err)
 	}
 	done := make(chan struct{})
 	go b.forward(runCtx, scaler.Triggered(), key, done)
