@@ -32,7 +32,7 @@ func TestEstimatorSteady(t *testing.T) {
 // Backlog growth counts as arrivals; the smoothed rate moves toward a step
 // by half within one half-life.
 func TestEstimatorFollowsStep(t *testing.T) {
-	e := Estimator{HalfLife: 30 * time.Second}
+	e := Estimator{HalfLife: 30 * time.Second, Growth: -1}
 	obs := Observation{HasCompleted: true, HasBusy: true}
 	at := t0
 	step := func(arrivals, done int64) {
@@ -78,5 +78,35 @@ func TestEstimatorBadSequences(t *testing.T) {
 	est := e.Estimate(t0.Add(20 * time.Second))
 	if !est.Known || est.ArrivalRate != 0 || est.ServiceTime != 2*time.Second {
 		t.Fatalf("purged backlog: estimate %+v, want rate 0 (not negative) and 2s", est)
+	}
+}
+
+// A one-off burst raises the rate by at most Growth × estimate + one task
+// per interval; the burst itself stays in the backlog, which the model
+// drains separately.
+func TestEstimatorBoundsBursts(t *testing.T) {
+	e := Estimator{HalfLife: time.Nanosecond} // no smoothing: see the bound alone
+	obs := Observation{HasCompleted: true}
+	at := t0
+	e.Observe(at, obs)
+	for range 3 { // 1 task/s
+		at = at.Add(10 * time.Second)
+		obs.Completed += 10
+		e.Observe(at, obs)
+	}
+	at = at.Add(10 * time.Second)
+	obs.Backlog += 2000 // a batch of 2000 lands
+	obs.Completed += 10
+	e.Observe(at, obs)
+	if got, want := e.Estimate(at).ArrivalRate, 2*1.0+0.1; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("rate after a 2000-task burst = %g, want the bound %g", got, want)
+	}
+	for range 6 { // a real ramp to 20/s is followed within a few intervals
+		at = at.Add(10 * time.Second)
+		obs.Completed += 200
+		e.Observe(at, obs)
+	}
+	if got := e.Estimate(at).ArrivalRate; got != 20 {
+		t.Fatalf("rate after six intervals at 20/s = %g, want 20", got)
 	}
 }
