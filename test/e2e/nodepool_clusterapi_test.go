@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
@@ -94,7 +97,9 @@ func TestNodePoolClusterAPI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	prov, err := nodepool.NewProvider(ctx, cfg, env.Clientset)
+	// The provider runs as a user holding only config/rbac/clusterapi's
+	// role (bound in the test namespace), so the role is shown sufficient.
+	prov, err := nodepool.NewProvider(ctx, cfg, clusterAPIProviderClient(ctx, t, ns))
 	if err != nil {
 		t.Fatalf("clusterapi provider: %v", err)
 	}
@@ -141,6 +146,15 @@ func TestNodePoolClusterAPI(t *testing.T) {
 	if r := mdReplicas(ctx, t, dyn, ns); r != capiMin {
 		t.Errorf("MachineDeployment spec.replicas %d at the end, want %d", r, capiMin)
 	}
+	left, err := dyn.Resource(machineGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range left.Items {
+		if _, ok := m.GetAnnotations()[clusterapi.DeleteMachineAnnotation]; ok {
+			t.Errorf("Machine %s still carries %s: a later scale-down would remove it unasked", m.GetName(), clusterapi.DeleteMachineAnnotation)
+		}
+	}
 
 	after := scaleRequests(ctx, t)
 	removed, violations := sim.result()
@@ -159,6 +173,37 @@ func TestNodePoolClusterAPI(t *testing.T) {
 	if n := after["PUT "] + after["PATCH "] - before["PUT "] - before["PATCH "]; n != 0 {
 		t.Errorf("%v writes to the MachineDeployment object itself; Swell must only write its scale subresource", n)
 	}
+}
+
+// clusterAPIProviderClient is a clientset impersonating a user bound, in
+// ns only, to the shipped swell-controller-clusterapi ClusterRole.
+func clusterAPIProviderClient(ctx context.Context, t *testing.T, ns string) kubernetes.Interface {
+	t.Helper()
+	role := &rbacv1.ClusterRole{}
+	readYAML(t, "../../config/rbac/clusterapi/role.yaml", role)
+	role.Name = "e2e-" + role.Name
+	if _, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create ClusterRole: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = env.Clientset.RbacV1().ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{})
+	})
+	const user = "e2e-clusterapi-provider"
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "clusterapi-provider", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	if _, err := env.Clientset.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create RoleBinding: %v", err)
+	}
+	cfg := rest.CopyConfig(env.RESTConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }
 
 // createMachineDeployment creates the pool's MachineDeployment, with the
