@@ -16,6 +16,7 @@ import (
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/pkg/policy"
 	"github.com/swell-autoscaler/swell/pkg/policy/hpav2"
+	"github.com/swell-autoscaler/swell/pkg/policy/waittime"
 )
 
 // QWorker is the reconciled kind.
@@ -118,6 +119,16 @@ func decodeSpec(qw *QWorker) (workerSpec, error) {
 	if err := s.Sizing.Validate(); err != nil {
 		return s, fmt.Errorf("spec.scaleConfig: %w", err)
 	}
+	if sc.TargetWaitSeconds != nil {
+		t := waittime.Target{Wait: time.Duration(*sc.TargetWaitSeconds * float64(time.Second)), Percentile: waittime.DefaultPercentile}
+		if sc.TargetPercentile != nil {
+			t.Percentile = *sc.TargetPercentile
+		}
+		if err := t.Validate(); err != nil {
+			return s, fmt.Errorf("spec.scaleConfig.%w", err)
+		}
+		s.WaitTarget = &t
+	}
 	return s, nil
 }
 
@@ -133,6 +144,12 @@ func buildStatus(qw *QWorker, spec workerSpec, hash string, view poolView, d dec
 	if d.Measured {
 		b := d.Backlog
 		st.Backlog = &b
+	}
+	switch {
+	case d.Wait != nil:
+		st.WaitModel = d.Wait.Model
+	case spec.WaitTarget == nil:
+		st.WaitModel = nil
 	}
 	if st.LastDecision == nil || st.LastDecision.Desired != d.Desired || st.LastDecision.Reason != d.Reason {
 		st.LastDecision = &qv1.Decision{Time: metav1.NewTime(now), Backlog: d.Backlog, Desired: d.Desired, Previous: d.Previous, Reason: d.Reason}

@@ -22,6 +22,8 @@ type workerState struct {
 	backlog int64
 	// lastMeasured is when the source last answered.
 	lastMeasured time.Time
+	// wait is the wait-time target's memory (waittarget.go).
+	wait waitState
 }
 
 // decision is one scaling decision with the inputs that produced it, for
@@ -35,6 +37,8 @@ type decision struct {
 	Previous    int32
 	FallingBack bool
 	Reason      string
+	// Wait is set when a wait target sized the pool (waittarget.go).
+	Wait *waitOutcome
 }
 
 // decide turns a measurement into the desired pool size. A failed
@@ -59,11 +63,15 @@ func (st *workerState) decide(now time.Time, spec workerSpec, active int32, samp
 		// Sources that only know the total report it as Backlog.
 		raw = spec.Sizing.Desired(policy.QueueSample{Queued: sample.Backlog})
 	}
+	if w, ok := st.waitTarget(now, spec, active, sample, measureErr, raw); ok {
+		raw, d.Wait = w.Raw, &w
+	}
 	d.Raw = raw
 	st.guard.Policy = spec.Fallback
 	held, fallingBack := st.guard.Apply(st.desired, raw, measureErr)
 	d.FallingBack = fallingBack
-	d.Desired, d.Reason = held, reasonFor(spec, d)
+	d.Desired = held
+	d.Reason = reasonFor(spec, d)
 	if !fallingBack && spec.Behavior != nil {
 		n := st.normalizerFor(spec.Behavior)
 		var why policy.Reason
@@ -95,6 +103,9 @@ func reasonFor(spec workerSpec, d decision) string {
 			return fmt.Sprintf("source failing: fallback to %d replicas", d.Desired)
 		}
 		return fmt.Sprintf("source failing: holding %d replicas", d.Desired)
+	}
+	if d.Wait != nil {
+		return d.Wait.Reason
 	}
 	if !spec.Sizing.Active(policy.QueueSample{Queued: d.Backlog}) {
 		return fmt.Sprintf("backlog %d at or below activation threshold %d: minReplicas %d",

@@ -119,6 +119,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	view := observe(pods, now, spec.RetireTimeout)
 	st := r.state(req.NamespacedName)
+	st.observeWorkers(pods)
 	sample, measureErr := r.measure(ctx, spec, qw)
 	active := int32(0)
 	for _, w := range view.workers {

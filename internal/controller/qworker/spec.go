@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/swell-autoscaler/swell/pkg/policy"
+	"github.com/swell-autoscaler/swell/pkg/policy/waittime"
 )
 
 // RetirementMode says how chosen pods leave.
@@ -51,6 +52,9 @@ type workerSpec struct {
 	RetireTimeout   time.Duration
 	MaxSurge        int32
 	PollingInterval time.Duration
+	// WaitTarget, when set, sizes the pool from a wait-time target instead
+	// of Sizing.ScalingFactor (see waittarget.go).
+	WaitTarget *waittime.Target
 }
 
 // surge is the rollout surge: the configured bound, else a quarter of the
