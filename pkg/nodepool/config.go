@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -171,16 +173,63 @@ type HcloudServers struct {
 // buffer-slot-size), applies defaults and validates. Every problem is
 // reported at once, each naming its key.
 func Load(path string, getenv func(string) string) (Config, error) {
-	raw, err := ReadKeys(path)
+	return LoadSources(Sources{File: path, Getenv: getenv})
+}
+
+// Sources are the places a node-pool configuration comes from. Their
+// precedence is kubescaler's (viper's): a --<key> flag given on the
+// command line wins over the environment variable, which wins over the
+// file, which wins over the defaults.
+type Sources struct {
+	// File is a YAML file of keys; "" reads none.
+	File string
+	// Flags holds the --<key> flags given on the command line, key →
+	// value; keys are matched without regard to case.
+	Flags map[string]string
+	// Getenv reads an environment variable (os.Getenv); nil reads none.
+	Getenv func(string) string
+}
+
+// LoadSources reads and merges the sources in kubescaler's precedence,
+// applies defaults and validates. A key that matches nothing is refused,
+// naming it and where it came from.
+func LoadSources(src Sources) (Config, error) {
+	raw, err := ReadKeys(src.File)
 	if err != nil {
 		return Config{}, err
 	}
-	for _, k := range knownKeys {
-		if v := getenv(EnvName(k)); v != "" {
-			raw[k] = v
+	if src.Getenv != nil {
+		for _, k := range knownKeys {
+			if v := src.Getenv(EnvName(k)); v != "" {
+				raw[k] = v
+			}
 		}
 	}
+	var errs []error
+	for k, v := range src.Flags {
+		key, ok := CanonicalKey(k)
+		if !ok {
+			errs = append(errs, fmt.Errorf("flag --%s: unknown key %q (known keys: %s)", k, k, strings.Join(knownKeys, ", ")))
+			continue
+		}
+		raw[key] = v
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
 	return FromKeys(raw)
+}
+
+// Keys lists every configuration key, kubescaler's first, so a command
+// can offer each as a --<key> flag.
+func Keys() []string { return slices.Clone(knownKeys) }
+
+// CanonicalKey is the key a name means, matched without regard to case
+// (kubescaler's viper reads "Buffer-Slot-Size" as buffer-slot-size); ok is
+// false when it means none.
+func CanonicalKey(name string) (key string, ok bool) {
+	key = strings.ToLower(strings.TrimSpace(name))
+	return key, slices.Contains(knownKeys, key)
 }
 
 // FromKeys applies defaults to key → value text and decodes and validates
@@ -210,8 +259,11 @@ func EnvName(key string) string {
 }
 
 // ReadKeys decodes a config file into key → scalar text, refusing unknown
-// keys (a typo would otherwise silently fall back to a default). It is
-// exported so the file can be translated into a NodePoolScaler spec.
+// keys (a typo would otherwise silently fall back to a default). Keys are
+// matched without regard to case, as kubescaler does, and returned in
+// their canonical lower-case spelling; two spellings of one key are
+// refused. It is exported so the file can be translated into a
+// NodePoolScaler spec.
 func ReadKeys(path string) (map[string]string, error) {
 	raw := map[string]string{}
 	if path == "" {
@@ -226,28 +278,37 @@ func ReadKeys(path string) (map[string]string, error) {
 		return nil, fmt.Errorf("node-pool config %s: not a YAML map of keys: %w", path, err)
 	}
 	var errs []error
-	for k, v := range doc {
-		if !isKnown(k) {
-			errs = append(errs, fmt.Errorf("%s: unknown key %q (known keys: %s)", path, k, strings.Join(knownKeys, ", ")))
+	spelled := map[string]string{}
+	for _, name := range sortedNames(doc) {
+		key, ok := CanonicalKey(name)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: unknown key %q (known keys: %s)", path, name, strings.Join(knownKeys, ", ")))
 			continue
 		}
-		s, err := scalar(v)
+		if first, dup := spelled[key]; dup {
+			errs = append(errs, fmt.Errorf("%s: keys %q and %q both set %s", path, first, name, key))
+			continue
+		}
+		spelled[key] = name
+		s, err := scalar(doc[name])
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %s: %w", path, k, err))
+			errs = append(errs, fmt.Errorf("%s: %s: %w", path, name, err))
 			continue
 		}
-		raw[k] = s
+		raw[key] = s
 	}
 	return raw, errors.Join(errs...)
 }
 
-func isKnown(key string) bool {
-	for _, k := range knownKeys {
-		if k == key {
-			return true
-		}
+// sortedNames lists a document's keys in order, so errors come out the
+// same way every time.
+func sortedNames(doc map[string]any) []string {
+	names := make([]string, 0, len(doc))
+	for name := range doc {
+		names = append(names, name)
 	}
-	return false
+	sort.Strings(names)
+	return names
 }
 
 // scalar turns a YAML value into text; maps and lists are refused.

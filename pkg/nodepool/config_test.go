@@ -97,7 +97,7 @@ func TestLoadEnvOnly(t *testing.T) {
 	if fmt.Sprint(c.Slot) != fmt.Sprint(want) {
 		t.Errorf("slot = %v, want %v", c.Slot, want)
 	}
-	if c.Buffer != (policy.Buffer{Absolute: 4, Percent: 25}) || c.MinNodes != 2 || c.ResizeCooldown != 30*time.Second {
+	if c.Buffer != (policy.Buffer{Absolute: 4, Percent: 25}) || c.MinNodes != 2 || c.ResizeCooldown != 0 {
 		t.Errorf("defaults not applied: %+v %d %s", c.Buffer, c.MinNodes, c.ResizeCooldown)
 	}
 	if c.KwokNode["cpu"] != 4000 || c.KwokNodeRaw["memory"] != "16Gi" {
@@ -165,5 +165,88 @@ func TestTokenFileAndRedaction(t *testing.T) {
 	}
 	if _, err := Load(writeConfig(t, body+"cloud-provider-token: x\n"), env(nil)); err == nil {
 		t.Fatal("token and token file together were accepted")
+	}
+}
+
+// TestLoadMixedCaseKeys: kubescaler (viper) matches keys without regard to
+// case, so a file written for it with capitals means the same to Swell;
+// a key that matches nothing is still refused by name, and two spellings
+// of one key are an error rather than a silent pick.
+func TestLoadMixedCaseKeys(t *testing.T) {
+	body := strings.NewReplacer(
+		"buffer-slot-size: 4", "Buffer-Slot-Size: 6",
+		"minimum-node-pool-size: 2", "MINIMUM-NODE-POOL-SIZE: 1",
+		"node-selector:", "Node-Selector:",
+	).Replace(kubescalerExample)
+	c, err := Load(writeConfig(t, body), env(nil))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.Buffer.Absolute != 6 || c.MinNodes != 1 || c.NodeSelector.String() != "role=scalable" {
+		t.Fatalf("mixed-case keys not read: buffer %+v min %d selector %s", c.Buffer, c.MinNodes, c.NodeSelector)
+	}
+	keys, err := ReadKeys(writeConfig(t, body))
+	if err != nil || keys[KeyBufferSlotSize] != "6" || keys["Buffer-Slot-Size"] != "" {
+		t.Fatalf("ReadKeys = %v, %v; want canonical lower-case keys", keys, err)
+	}
+
+	for _, tc := range []struct{ name, extra, want string }{
+		{"unknown key keeps its spelling", "Buffer-Slots: 3\n", `unknown key "Buffer-Slots"`},
+		{"two spellings of one key", "BUFFER-SLOT-SIZE: 5\n", `keys "BUFFER-SLOT-SIZE" and "Buffer-Slot-Size" both set buffer-slot-size`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeConfig(t, body+tc.extra), env(nil))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestLoadSourcesPrecedence: kubescaler binds every key as a --<key> flag
+// through viper, whose order is flag given > environment > file >
+// default. Each layer is checked against the ones below it.
+func TestLoadSourcesPrecedence(t *testing.T) {
+	file := writeConfig(t, kubescalerExample) // buffer 4, max 4, expiry 120, tick 1
+	envVars := map[string]string{"BUFFER_SLOT_SIZE": "5", "MAXIMUM_NODE_POOL_SIZE": "7"}
+	flags := map[string]string{"buffer-slot-size": "6", "Empty-Node-Expiration-Sec": "30", "resize-cooldown-sec": "2"}
+	c, err := LoadSources(Sources{File: file, Flags: flags, Getenv: env(envVars)})
+	if err != nil {
+		t.Fatalf("LoadSources: %v", err)
+	}
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"flag over env and file (buffer-slot-size)", c.Buffer.Absolute, int64(6)},
+		{"env over file (maximum-node-pool-size)", c.MaxNodes, 7},
+		{"mixed-case flag over file (empty-node-expiration-sec)", c.EmptyNodeExpiration, 30 * time.Second},
+		{"file over default (scale-loop-tick-sec)", c.Tick, time.Second},
+		{"flag over default (resize-cooldown-sec)", c.ResizeCooldown, 2 * time.Second},
+		{"default (kwok-node-pods)", c.KwokNode["pods"], int64(110)},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s: got %v, want %v", ch.what, ch.got, ch.want)
+		}
+	}
+
+	// Flags alone configure a pool, as kubescaler's do.
+	c, err = LoadSources(Sources{Flags: map[string]string{
+		"cloud-provider": "kwok", "node-selector": "pool=a", "server-pod-label-name": "app", "server-cpu-resource-request": "500m",
+	}})
+	if err != nil || c.CloudProvider != ProviderKwok || c.Slot["cpu"] != 500 {
+		t.Fatalf("flags only: %+v, %v", c, err)
+	}
+
+	// A flag that is no key is refused by name; a bad flag value names
+	// the key like any other source.
+	_, err = LoadSources(Sources{File: file, Flags: map[string]string{"buffer-slots": "3"}})
+	if err == nil || !strings.Contains(err.Error(), `--buffer-slots: unknown key "buffer-slots"`) {
+		t.Fatalf("unknown flag key: %v", err)
+	}
+	_, err = LoadSources(Sources{File: file, Flags: map[string]string{"minimum-node-pool-size": "two"}})
+	if err == nil || !strings.Contains(err.Error(), "minimum-node-pool-size") || !strings.Contains(err.Error(), `"two"`) {
+		t.Fatalf("bad flag value: %v", err)
 	}
 }

@@ -342,3 +342,69 @@ func copyRes(r policy.Resources) policy.Resources {
 	}
 	return out
 }
+
+// TestPlanSecondBurstWhileBooting is a migrated kubescaler config (which
+// has no resize-cooldown-sec) meeting a second burst while the node
+// ordered for the first one still boots. With the default cooldown the
+// second burst grows the pool at once, by what the booting node cannot
+// cover, and a pass right after either resize orders nothing twice. An
+// explicit cooldown still holds the second resize, as documented.
+func TestPlanSecondBurstWhileBooting(t *testing.T) {
+	cfg, err := FromKeys(map[string]string{
+		KeyCloudProvider: ProviderKwok, KeyNodeSelector: "pool=a", KeyPodLabelName: "app",
+		KeyServerCPURequest: "1000", KeyBufferSlotSize: "4", KeyMinNodes: "1", KeyMaxNodes: "10",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ResizeCooldown != 0 {
+		t.Fatalf("default resize cooldown = %s, want 0 (kubescaler has none)", cfg.ResizeCooldown)
+	}
+	for _, tc := range []struct {
+		name       string
+		cooldown   time.Duration
+		wantSecond int
+	}{
+		{"default cooldown", cfg.ResizeCooldown, 4},
+		{"explicit resize-cooldown-sec 30", 30 * time.Second, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := Input{Now: t0, Slot: cfg.Slot, Template: policy.Resources{"cpu": 4000}, Buffer: cfg.Buffer,
+				Min: cfg.MinNodes, Max: cfg.MaxNodes, EmptyNodeExpiry: time.Minute}
+			// First burst: a full, b holds 2 servers, 2 free < 4 wanted.
+			in.Nodes = []NodeState{ready("a", 4), ready("b", 2)}
+			first := Plan(in)
+			if first.Resize != 3 {
+				t.Fatalf("first burst: %+v, want a resize to 3", first)
+			}
+			cooldownUntil := in.Now.Add(tc.cooldown)
+
+			// The ordered node registers and boots: nothing more to order.
+			in.Now, in.CooldownUntil, in.ProviderSize = t0.Add(time.Second), cooldownUntil, 3
+			in.Nodes = append(in.Nodes, booting("c"))
+			if d := Plan(in); d.Resize != 0 || d.Incoming != 4 {
+				t.Fatalf("pass while c boots: %+v, want no resize and 4 incoming", d)
+			}
+
+			// Second burst, 4 servers pending, c still booting: 2 free + 4
+			// incoming < 4 pending + 4 wanted, so one more node.
+			in.Now, in.PendingServerPods = t0.Add(2*time.Second), 4
+			second := Plan(in)
+			if second.Resize != tc.wantSecond {
+				t.Fatalf("second burst: resize %d, want %d (%+v)", second.Resize, tc.wantSecond, second)
+			}
+			if tc.wantSecond == 0 {
+				if !strings.Contains(strings.Join(second.Notes, ";"), "cooldown") {
+					t.Fatalf("held resize without a cooldown note: %+v", second)
+				}
+				return
+			}
+			// Right after: d registered and boots; nothing is ordered twice.
+			in.Now, in.ProviderSize = t0.Add(3*time.Second), 4
+			in.Nodes = append(in.Nodes, booting("d"))
+			if d := Plan(in); d.Resize != 0 || d.Incoming != 8 {
+				t.Fatalf("pass while c and d boot: %+v, want no resize and 8 incoming", d)
+			}
+		})
+	}
+}
