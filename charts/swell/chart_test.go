@@ -76,7 +76,7 @@ func clusterRole(t *testing.T, out map[string]string) rbacv1.ClusterRole {
 func grants(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 	in := func(list []string, s string) bool {
 		for _, x := range list {
-			if x == s || x == "*" {
+			if x == s || x == "*" || (strings.HasPrefix(x, "*/") && strings.HasSuffix(s, x[1:])) {
 				return true
 			}
 		}
@@ -90,32 +90,88 @@ func grants(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 	return false
 }
 
-func TestRenderNodeRules(t *testing.T) {
+// TestRenderRBACPerJob checks that the chart grants each job's rules only
+// when that job is on: node rules with node pools, node create and delete
+// only for kwok, the scale subresource of other kinds only when named (or
+// with anyScaleTarget), and Secrets cluster-wide or in listed namespaces.
+func TestRenderRBACPerJob(t *testing.T) {
 	def := clusterRole(t, render(t, nil))
-	for _, v := range []string{"list", "watch", "create", "delete", "patch"} {
+	for _, v := range []string{"list", "watch", "patch", "update"} {
 		if !grants(def.Rules, "", "nodes", v) {
 			t.Errorf("default values: ClusterRole cannot %s nodes", v)
+		}
+	}
+	for _, v := range []string{"create", "delete"} {
+		if grants(def.Rules, "", "nodes", v) {
+			t.Errorf("default values: ClusterRole can %s nodes; only nodePools.kwok should grant it", v)
 		}
 	}
 	if !grants(def.Rules, "quickube.com", "qworkers", "list") || !grants(def.Rules, "", "pods", "create") {
 		t.Error("default values: ClusterRole misses the QWorker rules")
 	}
-
-	off := clusterRole(t, render(t, map[string]any{"nodePools": map[string]any{"enabled": false}}))
-	for _, r := range off.Rules {
-		for _, res := range r.Resources {
-			if res == "nodes" {
-				t.Errorf("nodePools.enabled=false still has a node rule: %+v", r)
-			}
-		}
+	if !grants(def.Rules, "apps", "deployments/scale", "patch") || !grants(def.Rules, "quickube.com", "qworkers/scale", "patch") {
+		t.Error("default values: ClusterRole cannot scale Deployments or QWorkers")
 	}
+	if grants(def.Rules, "argoproj.io", "rollouts/scale", "patch") {
+		t.Error("default values: ClusterRole scales any kind (*/scale)")
+	}
+	if grants(def.Rules, "", "secrets", "get") {
+		t.Error("the main ClusterRole grants Secrets; they belong to the -secrets role")
+	}
+
+	kwok := clusterRole(t, render(t, map[string]any{"nodePools": map[string]any{"enabled": true, "kwok": true}}))
+	if !grants(kwok.Rules, "", "nodes", "create") || !grants(kwok.Rules, "", "nodes", "delete") {
+		t.Error("nodePools.kwok=true: ClusterRole cannot create and delete nodes")
+	}
+
+	off := clusterRole(t, render(t, map[string]any{"nodePools": map[string]any{"enabled": false, "kwok": true}}))
 	for _, v := range []string{"list", "watch", "create", "update", "delete", "patch"} {
 		if grants(off.Rules, "", "nodes", v) {
 			t.Errorf("nodePools.enabled=false: ClusterRole can still %s nodes", v)
 		}
 	}
-	if len(off.Rules) != len(def.Rules)-1 {
-		t.Errorf("nodePools.enabled=false dropped %d rules, want exactly the node rule", len(def.Rules)-len(off.Rules))
+	if grants(off.Rules, "swell.dev", "nodepoolscalers", "list") {
+		t.Error("nodePools.enabled=false still grants the NodePoolScaler rules")
+	}
+
+	named := clusterRole(t, render(t, map[string]any{"podAutoscalers": map[string]any{
+		"scaleTargets": []any{map[string]any{"apiGroup": "argoproj.io", "resource": "rollouts"}},
+	}}))
+	if !grants(named.Rules, "argoproj.io", "rollouts/scale", "patch") || grants(named.Rules, "example.com", "things/scale", "patch") {
+		t.Error("podAutoscalers.scaleTargets: want exactly the named kind's scale subresource")
+	}
+	anyKind := clusterRole(t, render(t, map[string]any{"podAutoscalers": map[string]any{"anyScaleTarget": true}}))
+	if !grants(anyKind.Rules, "example.com", "things/scale", "patch") || grants(anyKind.Rules, "example.com", "things", "get") {
+		t.Error("podAutoscalers.anyScaleTarget: want every kind's scale subresource and nothing else")
+	}
+}
+
+// TestRenderSecretAccess checks where the chart lets Swell read Secrets.
+func TestRenderSecretAccess(t *testing.T) {
+	docs := func(out map[string]string) (kinds []string) {
+		for _, doc := range strings.Split(out["swell/templates/clusterrole.yaml"], "\n---") {
+			var m struct {
+				Kind     string `json:"kind"`
+				Metadata struct {
+					Name, Namespace string
+				} `json:"metadata"`
+				RoleRef rbacv1.RoleRef `json:"roleRef"`
+			}
+			if err := yaml.Unmarshal([]byte(doc), &m); err != nil || m.Kind == "" {
+				continue
+			}
+			if strings.HasSuffix(m.RoleRef.Name, "-secrets") {
+				kinds = append(kinds, m.Kind+"/"+m.Metadata.Namespace)
+			}
+		}
+		return kinds
+	}
+	if got := docs(render(t, nil)); len(got) != 1 || got[0] != "ClusterRoleBinding/" {
+		t.Errorf("default values: Secret bindings %v, want one ClusterRoleBinding", got)
+	}
+	got := docs(render(t, map[string]any{"rbac": map[string]any{"secretNamespaces": []any{"team-a", "team-b"}}}))
+	if len(got) != 2 || got[0] != "RoleBinding/team-a" || got[1] != "RoleBinding/team-b" {
+		t.Errorf("rbac.secretNamespaces=[team-a team-b]: Secret bindings %v, want a RoleBinding in each and no ClusterRoleBinding", got)
 	}
 }
 
@@ -171,15 +227,20 @@ func TestCRDsInSync(t *testing.T) {
 }
 
 // TestRulesInSync: with nodePools enabled the chart's ClusterRole grants
-// exactly config/rbac/role.yaml, which controller-gen writes (make generate).
+// exactly config/rbac/role.yaml plus config/rbac/nodepools/role.yaml, which
+// controller-gen writes (make generate).
 func TestRulesInSync(t *testing.T) {
-	b, err := os.ReadFile("../../config/rbac/role.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var gen rbacv1.ClusterRole
-	if err := yaml.Unmarshal(b, &gen); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"../../config/rbac/role.yaml", "../../config/rbac/nodepools/role.yaml"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r rbacv1.ClusterRole
+		if err := yaml.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		gen.Rules = append(gen.Rules, r.Rules...)
 	}
 	got := clusterRole(t, render(t, nil))
 	key := func(rules []rbacv1.PolicyRule) []string {
@@ -191,6 +252,6 @@ func TestRulesInSync(t *testing.T) {
 		return k
 	}
 	if !slices.Equal(key(gen.Rules), key(got.Rules)) {
-		t.Errorf("chart rules differ from config/rbac/role.yaml: run make generate\nchart: %+v\nrole.yaml: %+v", got.Rules, gen.Rules)
+		t.Errorf("chart rules differ from config/rbac/role.yaml + nodepools/role.yaml: run make generate\nchart: %+v\nrole.yaml: %+v", got.Rules, gen.Rules)
 	}
 }

@@ -73,8 +73,8 @@ func newControllerCmdWith(o *controllerOptions) *cobra.Command {
 	f.StringSliceVar(&o.manager.Namespaces, "namespace", nil, "watch only these namespaces (repeatable; default all)")
 	f.DurationVar(&o.manager.GracefulShutdown, "graceful-shutdown", 30*time.Second, "time reconcilers get to finish on SIGTERM")
 	f.BoolVar(&o.development, "dev-logs", false, "human-readable logs instead of JSON")
-	f.StringSliceVar(&o.manager.Egress.Allow, "egress-allow", nil, "destinations PodAutoscaler http methods may reach although refused by default (loopback, link-local, private ranges, the API server): CIDR, address or host:port (repeatable)")
-	f.StringSliceVar(&o.manager.Egress.Deny, "egress-deny", nil, "more CIDRs PodAutoscaler http methods may not reach, e.g. cluster networks on public addresses (repeatable)")
+	f.StringSliceVar(&o.manager.Egress.Allow, "egress-allow", nil, "destinations PodAutoscaler http methods and ScalerConfig brokers may reach although refused by default (loopback, link-local, the API server; private ranges for http methods only): CIDR, address or host:port (repeatable)")
+	f.StringSliceVar(&o.manager.Egress.Deny, "egress-deny", nil, "more CIDRs PodAutoscaler http methods and ScalerConfig brokers may not reach, e.g. cluster networks on public addresses (repeatable)")
 	f.BoolVar(&o.manager.PodAutoscalerFullResource, "podautoscaler-full-resource", false, "send PodAutoscaler methods whole targets and pods (default: identity, replicas, selector and status only)")
 	nodePools := f.Bool("node-pools", true, "run the NodePoolScaler reconciler (needs permissions on nodes)")
 	cmd.PreRun = func(*cobra.Command, []string) { o.manager.DisableNodePools = !*nodePools }

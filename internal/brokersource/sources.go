@@ -34,6 +34,11 @@ type Sources struct {
 	// Secrets reads Secrets directly from the API server, so the controller
 	// neither caches nor needs to list every Secret of the cluster.
 	Secrets client.Reader
+	// Dial opens every broker connection; the controller sets the egress
+	// policy's dialer, so a ScalerConfig cannot point Swell (and the
+	// credentials it holds) at loopback, a metadata service or the API
+	// server. Nil dials directly.
+	Dial brokerconn.DialFunc
 
 	mu    sync.Mutex
 	conns map[types.NamespacedName]*conn
@@ -93,7 +98,7 @@ func (s *Sources) Ping(ctx context.Context, sc *qv1.ScalerConfig) error {
 	if err != nil {
 		return err
 	}
-	c, err := dial(ctx, sc, r)
+	c, err := dial(ctx, sc, r, s.Dial)
 	if err != nil {
 		return err
 	}
@@ -124,7 +129,7 @@ func (s *Sources) conn(ctx context.Context, sc *qv1.ScalerConfig) (*conn, error)
 	}
 	// Dial without the lock: a dead broker must not hold up the QWorkers
 	// of every other ScalerConfig.
-	bc, err := dial(ctx, sc, r)
+	bc, err := dial(ctx, sc, r, s.Dial)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +184,7 @@ func (s *Sources) resolve(ctx context.Context, sc *qv1.ScalerConfig) (resolved, 
 }
 
 // dial connects to sc's broker.
-func dial(ctx context.Context, sc *qv1.ScalerConfig, r resolved) (brokerClient, error) {
+func dial(ctx context.Context, sc *qv1.ScalerConfig, r resolved, dialFn brokerconn.DialFunc) (brokerClient, error) {
 	c := sc.Spec.Config
 	port, err := portNumber(c.Port)
 	if err != nil {
@@ -191,12 +196,12 @@ func dial(ctx context.Context, sc *qv1.ScalerConfig, r resolved) (brokerClient, 
 	case qv1.BrokerRedis:
 		var rc *redissource.Client
 		rc, err = redissource.New(ctx, redissource.Config{Host: c.Host, Port: port, Username: c.Username, Password: pw, DB: int(c.DB),
-			TLS: r.tls, KeyspaceNotifications: c.KeyspaceNotifications, DialTimeout: dialTimeout})
+			TLS: r.tls, KeyspaceNotifications: c.KeyspaceNotifications, DialTimeout: dialTimeout, Dial: dialFn})
 		bc = redisClient{rc}
 	case qv1.BrokerRabbitMQ:
 		var rc *rabbitmqsource.Client
 		rc, err = rabbitmqsource.New(ctx, rabbitmqsource.Config{URL: c.URL, Host: c.Host, Port: port, Username: c.Username, Password: pw,
-			VHost: c.VHost, TLS: r.tls, ManagementURL: c.ManagementURL, DialTimeout: dialTimeout})
+			VHost: c.VHost, TLS: r.tls, ManagementURL: c.ManagementURL, DialTimeout: dialTimeout, Dial: dialFn})
 		bc = rabbitmqClient{rc}
 	case qv1.BrokerNATS:
 		url := c.URL
@@ -204,12 +209,12 @@ func dial(ctx context.Context, sc *qv1.ScalerConfig, r resolved) (brokerClient, 
 			url = "nats://" + net.JoinHostPort(c.Host, strconv.Itoa(max(port, 4222)))
 		}
 		var nc *natssource.Client
-		nc, err = natssource.New(ctx, natssource.Config{URL: url, Username: c.Username, Password: pw, TLS: r.tls, Stream: c.Stream, DialTimeout: dialTimeout})
+		nc, err = natssource.New(ctx, natssource.Config{URL: url, Username: c.Username, Password: pw, TLS: r.tls, Stream: c.Stream, DialTimeout: dialTimeout, Dial: dialFn})
 		bc = natsClient{nc}
 	case qv1.BrokerKafka:
 		var kc *kafkasource.Client
 		kc, err = kafkasource.New(ctx, kafkasource.Config{Brokers: c.Brokers, ConsumerGroup: c.ConsumerGroup, SASLMechanism: c.SASLMechanism,
-			Username: c.Username, Password: pw, TLS: r.tls, DialTimeout: dialTimeout})
+			Username: c.Username, Password: pw, TLS: r.tls, DialTimeout: dialTimeout, Dial: dialFn})
 		bc = kafkaClient{kc}
 	default:
 		return nil, fmt.Errorf("ScalerConfig %s/%s: spec.type %q is not one of redis, rabbitmq, nats, kafka", sc.Namespace, sc.Name, sc.Spec.Type)

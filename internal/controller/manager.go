@@ -83,9 +83,11 @@ type Options struct {
 	// install without node pools needs no permission on nodes.
 	DisableNodePools bool
 	// Egress is the operator's policy for outbound calls users configure
-	// (PodAutoscaler http methods): Allow and Deny of pkg/egress. The
-	// API server of the manager's config is always refused unless allowed
-	// exactly. There is no way to turn the policy off, only to allow.
+	// (PodAutoscaler http methods, ScalerConfig brokers): Allow and Deny of
+	// pkg/egress. Broker connections may also reach the private ranges,
+	// where in-cluster brokers live. The API server of the manager's config
+	// is always refused unless allowed exactly. There is no way to turn the
+	// policy off, only to allow.
 	Egress egress.Config
 	// PodAutoscalerFullResource sends PodAutoscaler methods whole targets
 	// and pods instead of a view (identity, replicas, selector, status).

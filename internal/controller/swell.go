@@ -17,6 +17,7 @@ import (
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 	"github.com/swell-autoscaler/swell/internal/controller/scalerconfig"
 	"github.com/swell-autoscaler/swell/pkg/egress"
+	"github.com/swell-autoscaler/swell/pkg/source/brokerconn"
 )
 
 // New builds Swell's manager with every reconciler: QWorker, ScalerConfig
@@ -38,10 +39,19 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	if err != nil {
 		return nil, fmt.Errorf("egress policy: %w", err)
 	}
+	// ScalerConfig brokers live inside the cluster, so their policy keeps
+	// the private ranges open and refuses the rest as for http methods.
+	bcfg := ecfg
+	bcfg.AllowPrivate = true
+	brokerPolicy, err := egress.New(ctx, bcfg)
+	if err != nil {
+		return nil, fmt.Errorf("broker egress policy: %w", err)
+	}
 	var sources *brokersource.Sources
 	setups := []Setup{
 		func(ctx context.Context, mgr ctrl.Manager) error {
 			sources = brokersource.NewSources(mgr.GetClient(), mgr.GetAPIReader())
+			sources.Dial = brokerconn.DialFunc(brokerPolicy.Dialer(nil))
 			mc, err := metricsclient.NewForConfig(cfg)
 			if err != nil {
 				return fmt.Errorf("metrics.k8s.io client: %w", err)

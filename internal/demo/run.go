@@ -24,6 +24,7 @@ import (
 	"github.com/swell-autoscaler/swell/internal/controller"
 	"github.com/swell-autoscaler/swell/internal/procnode"
 	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 // Options configure the demo.
@@ -115,7 +116,10 @@ func startController(ctx context.Context, env *testenv.Env) (client.Client, func
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(true)))
 	runCtx, stop := context.WithCancel(ctx)
-	mgr, err := controller.New(runCtx, env.RESTConfig, controller.Options{MetricsAddr: "0", ProbeAddr: "0", GracefulShutdown: 5 * time.Second})
+	mgr, err := controller.New(runCtx, env.RESTConfig, controller.Options{MetricsAddr: "0", ProbeAddr: "0", GracefulShutdown: 5 * time.Second,
+		// The demo's broker listens on loopback, which the egress policy
+		// refuses to ScalerConfigs unless allowed.
+		Egress: egress.Config{Allow: []string{"127.0.0.1/32"}}})
 	if err != nil {
 		stop()
 		return nil, nil, err

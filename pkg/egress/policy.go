@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +50,22 @@ var defaultDenied = []rangeRule{
 	{netip.MustParsePrefix("fe80::/10"), "link-local (cloud metadata services answer there)"},
 	{netip.MustParsePrefix("fc00::/7"), "unique local (private IPv6: cluster networks, AWS's metadata service fd00:ec2::254)"},
 	{netip.MustParsePrefix("ff00::/8"), "multicast"},
+	awsMetadataV6,
 }
+
+// privateRanges are the defaultDenied entries Config.AllowPrivate drops.
+// AWS's IPv6 metadata endpoint (fd00:ec2::254) is in fc00::/7, so it is
+// refused on its own below whatever AllowPrivate says.
+var privateRanges = map[netip.Prefix]bool{
+	netip.MustParsePrefix("10.0.0.0/8"):     true,
+	netip.MustParsePrefix("172.16.0.0/12"):  true,
+	netip.MustParsePrefix("192.168.0.0/16"): true,
+	netip.MustParsePrefix("100.64.0.0/10"):  true,
+	netip.MustParsePrefix("fc00::/7"):       true,
+}
+
+// awsMetadataV6 is AWS's IPv6 instance metadata address.
+var awsMetadataV6 = rangeRule{netip.MustParsePrefix("fd00:ec2::254/128"), "a cloud metadata service (AWS IPv6)"}
 
 // nat64 is the well-known NAT64 prefix: an address in it reaches the IPv4
 // address in its last four bytes, so that address is checked too.
@@ -72,6 +88,12 @@ type Config struct {
 	// AllowFlag names the option that allows a destination, for refusals
 	// (default --egress-allow).
 	AllowFlag string
+	// AllowPrivate leaves the private ranges (RFC 1918, RFC 6598, IPv6
+	// unique local) out of the default refusals, for destinations that
+	// normally live inside the cluster: the brokers a ScalerConfig names.
+	// Loopback, link-local (cloud metadata), the API server and Deny stay
+	// refused.
+	AllowPrivate bool
 	// Lookup resolves API server names (net.DefaultResolver when nil).
 	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 }
@@ -101,8 +123,12 @@ type Policy struct {
 // does not parse is an error naming it, so a typo never widens or narrows
 // the policy silently.
 func New(ctx context.Context, cfg Config) (*Policy, error) {
+	denied := append([]rangeRule(nil), defaultDenied...)
+	if cfg.AllowPrivate {
+		denied = slices.DeleteFunc(denied, func(r rangeRule) bool { return privateRanges[r.prefix] })
+	}
 	p := &Policy{
-		denied:        append([]rangeRule(nil), defaultDenied...),
+		denied:        denied,
 		allowIPs:      map[netip.Addr]bool{},
 		allowAP:       map[netip.AddrPort]bool{},
 		allowHost:     map[string]bool{},

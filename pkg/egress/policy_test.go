@@ -254,3 +254,39 @@ func getErr(p *Policy, url string) error {
 	}
 	return err
 }
+
+// TestAllowPrivate: the broker profile reaches in-cluster brokers on private
+// ranges and still refuses loopback, metadata services, the API server and
+// the operator's deny list.
+func TestAllowPrivate(t *testing.T) {
+	p := mustPolicy(t, Config{AllowPrivate: true, APIServer: []string{"10.96.0.1:443"}, Deny: []string{"10.200.0.0/16"}})
+	cases := []struct {
+		addr string
+		want string // substring of the refusal; "" means allowed
+	}{
+		{"10.0.12.7:6379", ""},
+		{"172.20.3.4:5672", ""},
+		{"192.168.7.7:4222", ""},
+		{"100.64.3.3:9092", ""},
+		{"[fd12::7]:6379", ""},
+		{"127.0.0.1:6379", "loopback"},
+		{"169.254.169.254:80", "link-local"},
+		{"[fd00:ec2::254]:80", "cloud metadata"},
+		{"10.96.0.1:443", "API server"},
+		{"10.200.1.1:6379", "deny list"},
+	}
+	for _, c := range cases {
+		t.Run(c.addr, func(t *testing.T) {
+			err := p.Check("", netip.MustParseAddrPort(c.addr))
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("Check(%s) = %v, want allowed", c.addr, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Check(%s) = %v, want a refusal naming %q", c.addr, err, c.want)
+			}
+		})
+	}
+}

@@ -67,7 +67,9 @@ func TestChartControllerReconciles(t *testing.T) {
 		// The process node runs the controller; its taint keeps other pods off.
 		"nodeSelector": map[string]any{corev1.LabelHostname: node.Name()},
 		"tolerations":  []any{map[string]any{"key": procnode.Taint, "operator": "Exists", "effect": "NoSchedule"}},
-		"extraArgs":    []any{"--dev-logs"},
+		// The suite's Redis listens on loopback, refused to ScalerConfigs
+		// unless allowed, as an operator allows a broker's range.
+		"extraArgs": []any{"--dev-logs", "--egress-allow=127.0.0.1/32"},
 	})
 	installChart(ctx, t, e, release, ns, crds, objs)
 

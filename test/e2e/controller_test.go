@@ -95,19 +95,29 @@ func startController(t *testing.T) client.Client {
 // ServiceAccount config/rbac binds the ClusterRole to.
 const controllerServiceAccount = "system:serviceaccount:swell-system:swell-controller"
 
-// controllerIdentity applies config/rbac's ClusterRole and binds it to
+// controllerRoles are the config/rbac roles the suite's controller holds:
+// the default install (jobs, node pools, Secrets) plus the kwok option, since
+// the suite's node pools are kwok's. Not any-scale-target: a PodAutoscaler
+// test on another kind must grant it, as an operator would.
+var controllerRoles = []string{"role.yaml", "nodepools/role.yaml", "secrets/role.yaml", "kwok/role.yaml"}
+
+// controllerIdentity applies config/rbac's ClusterRoles and binds it to
 // controllerServiceAccount, and returns a client config that impersonates
 // that ServiceAccount, so every e2e test runs the controller with exactly
 // the permissions a real install grants: a rule missing from role.yaml
 // fails the test that needs it, as it would fail in a cluster.
 func controllerIdentity(ctx context.Context) (*rest.Config, error) {
-	raw, err := os.ReadFile("../../config/rbac/role.yaml")
-	if err != nil {
-		return nil, err
-	}
 	role := &rbacv1.ClusterRole{}
-	if err := yaml.Unmarshal(raw, role); err != nil {
-		return nil, fmt.Errorf("config/rbac/role.yaml: %w", err)
+	for _, f := range controllerRoles {
+		raw, err := os.ReadFile(filepath.Join("../../config/rbac", f))
+		if err != nil {
+			return nil, err
+		}
+		var r rbacv1.ClusterRole
+		if err := yaml.Unmarshal(raw, &r); err != nil {
+			return nil, fmt.Errorf("config/rbac/%s: %w", f, err)
+		}
+		role.Rules = append(role.Rules, r.Rules...)
 	}
 	role.Name = "swell-e2e-controller"
 	if _, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {

@@ -212,7 +212,10 @@ func startLeaderElected(ctx context.Context, t *testing.T, bin, ns, user string)
 		"--leader-elect", "--leader-election-namespace", ns, "--namespace", ns,
 		"--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms",
 		"--node-pools=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--graceful-shutdown=30s", "--dev-logs")
+		"--graceful-shutdown=30s", "--dev-logs",
+		// The suite's Redis listens on loopback, refused to ScalerConfigs
+		// unless allowed, as an operator allows a broker's range.
+		"--egress-allow=127.0.0.1/32")
 }
 
 // impersonatingKubeconfig writes a copy of the environment's kubeconfig

@@ -28,6 +28,7 @@ type ScaleTargetRef struct {
 	// Name of the target, in the PodAutoscaler's namespace.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Name string `json:"name"`
 }
 
@@ -101,6 +102,7 @@ type QueueSource struct {
 	// namespace.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ScalerConfigRef string `json:"scalerConfigRef"`
 	// Queue is what to measure, exactly as a QWorker names it: a Redis
 	// list (or "<stream>?group=<group>"), a RabbitMQ queue, a NATS

@@ -46,17 +46,17 @@ func (e *setupError) Unwrap() error { return e.err }
 // decision pass per reconcile (on the tick, and on node and server-pod
 // changes), then one status write.
 //
-// Nodes: the scaler cordons and uncordons (patch), re-reads before deleting
-// (get) and the kwok provider creates and deletes Node objects. Pods: every
-// pod's requests count toward a node's free slots. Secrets: the provider
-// token, read live.
+// Nodes: the scaler cordons and uncordons (patch) and re-reads before
+// deleting (get); only the kwok provider creates and deletes Node objects,
+// through the separate config/rbac/kwok role. Pods: every pod's requests
+// count toward a node's free slots. Secrets: the provider token, read live
+// through config/rbac/secrets.
 //
 // +kubebuilder:rbac:groups=swell.dev,resources=nodepoolscalers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=swell.dev,resources=nodepoolscalers/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;patch;update;create;delete
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;patch;update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 type Reconciler struct {

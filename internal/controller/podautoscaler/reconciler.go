@@ -37,25 +37,25 @@ const (
 // Reconciler runs one CPA pass per reconcile of a PodAutoscaler and asks to
 // be called again after intervalSeconds; a queue source that can push also
 // wakes it early while the target is idle at zero (see idleAfter). Its
-// RBAC: PodAutoscalers read and status written; any kind's scale
-// subresource read and written
-// (`groups=*,resources=*/scale`, since scaleTargetRef may name any kind
-// with one) and the full target read for the kinds Swell knows (it is the
-// `resource` the methods receive; for other kinds they receive the scale
-// subresource unless the operator grants get on that kind, since `get` on
-// every resource would include Secrets); pods listed (per-pod mode); the metrics APIs read
-// (kubernetesMetricSpecs); ScalerConfigs and Secrets read (metric sources);
-// events written.
+// RBAC: PodAutoscalers read and status written; the scale subresource of
+// Deployments, StatefulSets, ReplicaSets and QWorkers read and written, and
+// the full target read for those kinds (it is the `resource` the methods
+// receive). Any other kind's scale subresource needs a grant the operator
+// chooses (config/rbac/any-scale-target, or the chart's
+// podAutoscalers.scaleTargets), since scaleTargetRef may name any kind with
+// one; without `get` on such a kind the methods receive its scale
+// subresource. Pods listed (per-pod mode); the metrics APIs read
+// (kubernetesMetricSpecs); ScalerConfigs read (metric sources; their
+// Secrets through config/rbac/secrets); events written.
 //
 // +kubebuilder:rbac:groups=swell.dev,resources=podautoscalers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=swell.dev,resources=podautoscalers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments/scale;statefulsets/scale;replicasets/scale,verbs=get;update;patch
-// +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups=quickube.com,resources=qworkers/scale,verbs=get;update;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;replicasets,verbs=get
 // +kubebuilder:rbac:groups=quickube.com,resources=qworkers,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=quickube.com,resources=scalerconfigs,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=metrics.k8s.io,resources=pods,verbs=get;list

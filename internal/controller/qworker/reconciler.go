@@ -36,16 +36,20 @@ type SourceProvider interface {
 }
 
 // Reconciler reconciles QWorkers. Its RBAC is what controller-gen writes
-// into config/rbac: QWorkers and ScalerConfigs read and status written, pods
-// created, patched (retirement marks) and deleted, Secrets read (broker
-// credentials), events written.
+// into config/rbac/role.yaml: QWorkers and ScalerConfigs read and status
+// written, finalizers of QWorkers updated (pods carry an owner reference with
+// blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement
+// admission plugin checks), pods created, patched (retirement marks) and
+// deleted, events written. Secrets (broker credentials) are read through the
+// separate swell-controller-secrets role (config/rbac/secrets), which an
+// operator binds cluster-wide or per namespace.
 //
 // +kubebuilder:rbac:groups=quickube.com,resources=qworkers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=quickube.com,resources=qworkers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=quickube.com,resources=qworkers/finalizers,verbs=update
 // +kubebuilder:rbac:groups=quickube.com,resources=scalerconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups=quickube.com,resources=scalerconfigs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=metrics.k8s.io,resources=pods,verbs=get;list

@@ -73,7 +73,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Unreachable", err.Error()
 	}
 	meta.SetStatusCondition(&updated.Status.Conditions, cond)
-	if sc.Status.Healthy != updated.Status.Healthy {
+	// An event on every change of reachability, including the first
+	// measurement of a ScalerConfig that is broken from the start.
+	if prev := meta.FindStatusCondition(sc.Status.Conditions, ConditionReachable); prev == nil || prev.Status != cond.Status {
 		if err != nil {
 			r.Recorder.Eventf(sc, corev1.EventTypeWarning, "BrokerUnreachable", "%v", err)
 		} else {

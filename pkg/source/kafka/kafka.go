@@ -65,6 +65,9 @@ type Config struct {
 	TLS brokerconn.TLS
 	// DialTimeout bounds connecting to a broker (default 5s).
 	DialTimeout time.Duration
+	// Dial, when set, opens every TCP connection (the egress policy's
+	// dialer for user-configured addresses); nil dials directly.
+	Dial brokerconn.DialFunc
 }
 
 // Validate reports every invalid field, each message naming it.
@@ -136,7 +139,12 @@ func (c Config) options() ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka config: tls: %w", err)
 	}
-	if tlsCfg != nil {
+	switch {
+	case c.Dial != nil:
+		// kgo takes a custom dialer or its own TLS, not both: the dialer
+		// then runs the handshake, naming each broker it dials.
+		opts = append(opts, kgo.Dialer(brokerconn.WithTLS(c.Dial, tlsCfg)))
+	case tlsCfg != nil:
 		// kgo sets ServerName per broker when the config leaves it empty.
 		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
 	}
