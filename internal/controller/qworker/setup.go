@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -18,6 +19,7 @@ import (
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
+	"github.com/swell-autoscaler/swell/pkg/source/stats"
 )
 
 // scalerConfigIndex indexes QWorkers by the ScalerConfig they name.
@@ -78,6 +80,22 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	return b.Complete(r)
 }
 
+// statsOnlyUpdate reports whether a pod update changed nothing but the
+// worker's stats annotation (the SDKs write it every few seconds while busy).
+func statsOnlyUpdate(oldObj, newObj client.Object) bool {
+	o, ok := oldObj.(*corev1.Pod)
+	n, ok2 := newObj.(*corev1.Pod)
+	if !ok || !ok2 || o.Annotations[stats.Annotation] == n.Annotations[stats.Annotation] {
+		return false
+	}
+	o, n = o.DeepCopy(), n.DeepCopy()
+	for _, p := range []*corev1.Pod{o, n} {
+		delete(p.Annotations, stats.Annotation)
+		p.ResourceVersion, p.ManagedFields = "", nil
+	}
+	return equality.Semantic.DeepEqual(o, n)
+}
+
 // podOwnerName is the name of a pod's controlling QWorker, for the index.
 func podOwnerName(o client.Object) []string {
 	ref := metav1.GetControllerOf(o)
@@ -120,6 +138,11 @@ func (h *podHandler) Create(_ context.Context, e event.CreateEvent, q workqueue.
 }
 
 func (h *podHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if statsOnlyUpdate(e.ObjectOld, e.ObjectNew) {
+		// A worker's periodic stats report changes nothing to act on now;
+		// the next measurement reads it from the cache.
+		return
+	}
 	key, ok := h.key(e.ObjectNew)
 	if !ok {
 		// The pod dropped its owner reference (QScaler's exit protocol):

@@ -198,10 +198,12 @@ func TestWaitTargetStatusStableUnderNoise(t *testing.T) {
 			last = d.Reason
 		}
 	}
-	// One change when the model first becomes known, and at most a couple
-	// while the smoothed rate settles.
-	if changes > 3 {
-		t.Fatalf("reason changed %d times in 60 passes of jitter, want ≤ 3 (last: %s)", changes, last)
+	// Without the publication rule every pass would rewrite it (the rate
+	// differs each pass); with it, it changes when the model becomes known
+	// and a few times while the smoothed rate settles from its first
+	// sample (11/s) toward 10/s: at most once per 10 passes.
+	if changes > 6 {
+		t.Fatalf("reason changed %d times in 60 passes of jitter, want ≤ 6 (last: %s)", changes, last)
 	}
 }
 
@@ -233,6 +235,29 @@ func TestRound3(t *testing.T) {
 	for in, want := range map[float64]float64{0: 0, 12.345: 12.3, 0.0012345: 0.00123, 98765: 98800, -2.555: -2.56} {
 		if got := round3(in); got != want {
 			t.Errorf("round3(%v) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestStatsOnlyUpdateDoesNotWakeTheQWorker(t *testing.T) {
+	base := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "w", ResourceVersion: "1", Annotations: map[string]string{stats.Annotation: `{"tasks":1,"busySeconds":1,"concurrency":1}`}}}
+	statsMoved := base.DeepCopy()
+	statsMoved.ResourceVersion, statsMoved.Annotations[stats.Annotation] = "2", `{"tasks":2,"busySeconds":2,"concurrency":1}`
+	retired := statsMoved.DeepCopy()
+	retired.Annotations[AnnotationRetire] = "true"
+	ready := statsMoved.DeepCopy()
+	ready.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	for name, tc := range map[string]struct {
+		newPod *corev1.Pod
+		want   bool
+	}{
+		"stats only":             {statsMoved, true},
+		"stats and retire mark":  {retired, false},
+		"stats and readiness":    {ready, false},
+		"nothing changed at all": {base, false},
+	} {
+		if got := statsOnlyUpdate(base, tc.newPod); got != tc.want {
+			t.Errorf("%s: statsOnlyUpdate = %v, want %v", name, got, tc.want)
 		}
 	}
 }
