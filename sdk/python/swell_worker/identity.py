@@ -17,6 +17,9 @@ class Identity:
     namespace: str
     pod_spec_hash: str
     pulling_interval: float = 5.0
+    # How often, at most, the task counters are written to the pod
+    # (SWELL_STATS_INTERVAL seconds, default 10).
+    stats_interval: float = 10.0
 
     @classmethod
     def from_env(cls, env=None):
@@ -42,4 +45,11 @@ class Identity:
             interval = -1
         if interval <= 0:
             raise IdentityError("PULLING_INTERVAL=%r: want a positive number of seconds" % raw)
-        return cls(env["QWORKER_NAME"], env["HOSTNAME"], namespace, env["POD_SPEC_HASH"], interval)
+        raw_stats = env.get("SWELL_STATS_INTERVAL", "10")
+        try:
+            stats_interval = float(raw_stats)
+        except ValueError:
+            stats_interval = -1
+        if stats_interval <= 0:
+            raise IdentityError("SWELL_STATS_INTERVAL=%r: want a positive number of seconds" % raw_stats)
+        return cls(env["QWORKER_NAME"], env["HOSTNAME"], namespace, env["POD_SPEC_HASH"], interval, stats_interval)

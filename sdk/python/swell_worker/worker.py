@@ -1,11 +1,15 @@
 """The worker loop and its lifecycle checks."""
 
+import json
 import logging
 import signal
 import threading
 import time
 
 RETIRE_ANNOTATION = "swell.dev/retire"
+# The worker's task counters, for the controller's wait-time target
+# (targetWaitSeconds); the format is pkg/source/stats's, as the Go SDK writes it.
+STATS_ANNOTATION = "swell.dev/worker-stats"
 GROUP, VERSION, PLURAL = "quickube.com", "v1alpha1", "qworkers"
 
 log = logging.getLogger("swell_worker")
@@ -18,6 +22,38 @@ class Reason:
     QWORKER_DELETED = "QWorkerDeleted"
     POD_DELETED = "PodDeleted"
     SIGTERM = "SIGTERM"
+
+
+class TaskStats:
+    """Cumulative task counters, written to the pod at most once per interval
+    and only when they changed: a task costs no API write, an idle worker
+    writes nothing."""
+
+    def __init__(self, interval, clock=time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self.tasks = 0
+        self.busy = 0.0
+        self._written = (0, 0.0)
+        self._last = None
+
+    def task(self, seconds):
+        self.tasks += 1
+        self.busy += max(seconds, 0.0)
+
+    def due(self, force=False):
+        """The annotation value to write now, or None."""
+        if (self.tasks, self.busy) == self._written:
+            return None
+        if not force and self._last is not None and self.clock() - self._last < self.interval:
+            return None
+        return json.dumps({"tasks": self.tasks, "busySeconds": round(self.busy, 3), "concurrency": 1},
+                          separators=(",", ":"))
+
+    def written(self):
+        """Records that the value from due() was written."""
+        self._written = (self.tasks, self.busy)
+        self._last = self.clock()
 
 
 class Worker:
@@ -34,6 +70,7 @@ class Worker:
         self.follow_qscaler_scale_down = follow_qscaler_scale_down
         self._sigterm = threading.Event()
         self._last_check = 0.0
+        self.stats = TaskStats(getattr(identity, "stats_interval", 10.0))
 
     def install_signal_handlers(self):
         signal.signal(signal.SIGTERM, lambda *_: self._sigterm.set())
@@ -80,15 +117,22 @@ class Worker:
                 break
             delivery = self.queue.take()
             if delivery is None:
+                self.report_stats()
                 continue
+            started = time.monotonic()
             try:
                 handle(delivery.body)
             except Exception:  # noqa: BLE001 - hand the task back, keep working
                 log.exception("task failed; handing it back")
+                self.stats.task(time.monotonic() - started)
                 delivery.give_back()
+                self.report_stats()
                 continue
+            self.stats.task(time.monotonic() - started)
             delivery.ack()
+            self.report_stats()
         log.info("worker stopping: %s", reason)
+        self.report_stats(force=True)
         if reason not in (Reason.SIGTERM, Reason.POD_DELETED):
             self.leave()
         return reason
@@ -101,6 +145,21 @@ class Worker:
             return None
         self._last_check = now
         return self.check()
+
+    def report_stats(self, force=False):
+        """Writes the task counters to the pod when due (force: whenever they
+        changed, the last report before leaving). A failed write is retried
+        later; the counters are cumulative, so nothing is lost."""
+        value = self.stats.due(force)
+        if value is None:
+            return
+        try:
+            self.core.patch_namespaced_pod(self.id.pod, self.id.namespace,
+                                           {"metadata": {"annotations": {STATS_ANNOTATION: value}}})
+        except Exception as e:  # noqa: BLE001 - stats must never stop the worker
+            log.warning("write task stats: %s", e)
+            return
+        self.stats.written()
 
     def leave(self):
         """QScaler's exit protocol: drop owner references, delete own pod."""

@@ -22,6 +22,13 @@ class IdentityTest(unittest.TestCase):
             with self.assertRaisesRegex(IdentityError, name):
                 Identity.from_env(env)
 
+    def test_stats_interval(self):
+        self.assertEqual(Identity.from_env(FULL).stats_interval, 10.0)
+        self.assertEqual(Identity.from_env(dict(FULL, SWELL_STATS_INTERVAL="2.5")).stats_interval, 2.5)
+        for raw in ("0", "soon"):
+            with self.assertRaisesRegex(IdentityError, "SWELL_STATS_INTERVAL"):
+                Identity.from_env(dict(FULL, SWELL_STATS_INTERVAL=raw))
+
     def test_bad_interval(self):
         for raw in ("soon", "0", "-1"):
             with self.assertRaisesRegex(IdentityError, "PULLING_INTERVAL"):

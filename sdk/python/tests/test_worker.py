@@ -1,7 +1,9 @@
+import json
 import types
 import unittest
 
 from swell_worker import Identity, Reason, Worker
+from swell_worker.worker import STATS_ANNOTATION, TaskStats
 
 
 class ApiError(Exception):
@@ -59,6 +61,15 @@ class ListQueue:
 ID = Identity("qw", "qw-1", "ns", "h1", pulling_interval=0)
 
 
+def stats_reports(core):
+    """The task counters the worker wrote to its pod, in order."""
+    out = []
+    for c in core.calls:
+        if c[0] == "patch" and isinstance(c[2], dict):
+            out.append(json.loads(c[2]["metadata"]["annotations"][STATS_ANNOTATION]))
+    return out
+
+
 class WorkerTest(unittest.TestCase):
     def test_retire_annotation_stops_after_the_task_in_hand_and_leaves(self):
         core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
@@ -71,7 +82,11 @@ class WorkerTest(unittest.TestCase):
         reason = Worker(ID, q, core, custom).run(lambda body: None)
         self.assertEqual(reason, Reason.RETIRED)
         self.assertEqual(q.acked, ["a", "b", "c"])
-        self.assertEqual([c[0] for c in core.calls], ["patch", "delete"])
+        protocol = [c[0] for c in core.calls if not (c[0] == "patch" and isinstance(c[2], dict))]
+        self.assertEqual(protocol, ["patch", "delete"])
+        # The counters are flushed before the exit protocol's patch.
+        self.assertIsInstance(core.calls[-3][2], dict)
+        self.assertEqual(stats_reports(core)[-1]["tasks"], 3)
 
     def test_outdated_hash_stops(self):
         core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h2"})
@@ -106,6 +121,41 @@ class WorkerTest(unittest.TestCase):
         w._sigterm.set()
         self.assertEqual(w.run(lambda body: None), Reason.SIGTERM)
         self.assertEqual(core.calls, [])
+
+
+class TaskStatsTest(unittest.TestCase):
+    def test_writes_only_changes_at_most_once_per_interval(self):
+        now = [100.0]
+        st = TaskStats(10, clock=lambda: now[0])
+        self.assertIsNone(st.due(), "an idle worker must not write")
+        st.task(0.5)
+        first = st.due()
+        self.assertEqual(json.loads(first), {"tasks": 1, "busySeconds": 0.5, "concurrency": 1})
+        st.written()
+        for _ in range(50):
+            st.task(0.2)
+        now[0] += 5
+        self.assertIsNone(st.due(), "wrote twice within the interval")
+        self.assertEqual(json.loads(st.due(force=True))["tasks"], 51, "leaving flushes at once")
+        now[0] += 5
+        self.assertEqual(json.loads(st.due()), {"tasks": 51, "busySeconds": 10.5, "concurrency": 1})
+        st.written()
+        now[0] += 60
+        self.assertIsNone(st.due(), "nothing changed, yet a write is due")
+
+    def test_failed_write_is_retried_not_lost(self):
+        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
+        w = Worker(ID, ListQueue([]), core, custom)
+        w.stats.task(1.0)
+
+        def refuse(name, ns, body):
+            raise ApiError(500)
+
+        core.patch_namespaced_pod = refuse
+        w.report_stats()
+        del core.patch_namespaced_pod
+        w.report_stats(force=True)
+        self.assertEqual(stats_reports(core), [{"tasks": 1, "busySeconds": 1.0, "concurrency": 1}])
 
 
 if __name__ == "__main__":
