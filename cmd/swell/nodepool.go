@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -25,12 +27,22 @@ import (
 // server slots on a node pool) from kubescaler's own config file.
 func newNodePoolCmd() *cobra.Command { return newNodePoolCmdWith(&nodePoolOptions{}) }
 
-// nodePoolOptions are the flags of `swell nodepool`; everything else comes
-// from kubescaler's config keys.
+// nodePoolOptions are the flags of `swell nodepool`: --config, the API
+// rate limits, and one --<key> flag per configuration key, as kubescaler
+// offers them.
 type nodePoolOptions struct {
 	config string
 	limits kubeAPILimits
+	// keys holds the --<key> flags; only those given on the command line
+	// are passed on, so an unset flag never hides the env or the file.
+	keys map[string]*string
+	// flags is the command's flag set, to tell given flags from defaults.
+	flags *pflag.FlagSet
 }
+
+// defaultNodePoolConfig is the file kubescaler reads when no --config is
+// given: config.yaml in the working directory.
+const defaultNodePoolConfig = "config.yaml"
 
 // newNodePoolCmdWith builds `swell nodepool` filling o from its flags.
 func newNodePoolCmdWith(o *nodePoolOptions) *cobra.Command {
@@ -41,17 +53,50 @@ func newNodePoolCmdWith(o *nodePoolOptions) *cobra.Command {
 it cordons surplus nodes, uncordons them before growing the pool, and deletes
 nodes it cordoned longer ago than the expiry once no server pod is left.
 
-It reads kubescaler's keys from --config (YAML) and from upper-snake-case
-environment variables (BUFFER_SLOT_SIZE overrides buffer-slot-size). See
-docs/nodepool.md.`,
+It reads kubescaler's keys as kubescaler does: from --<key> flags
+(--buffer-slot-size 6), upper-snake-case environment variables
+(BUFFER_SLOT_SIZE) and a YAML file (--config, else ./config.yaml if it
+exists), in that order of precedence. Keys match without regard to case.
+See docs/nodepool.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runNodePool(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&o.config, "config", "", "kubescaler-style config file (YAML); empty reads the environment only")
+	cmd.Flags().StringVar(&o.config, "config", "", "kubescaler-style config file (YAML); empty reads ./"+defaultNodePoolConfig+" if it exists, as kubescaler does")
 	o.limits.addFlags(cmd.Flags())
+	o.flags = cmd.Flags()
+	o.keys = map[string]*string{}
+	for _, k := range nodepool.Keys() {
+		o.keys[k] = cmd.Flags().String(k, "", fmt.Sprintf("config key %s (env %s); wins over the env and the file", k, nodepool.EnvName(k)))
+	}
+	// kubescaler's keys match without regard to case; so do these flags.
+	cmd.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		return pflag.NormalizedName(strings.ToLower(name))
+	})
 	return cmd
+}
+
+// sources are the configuration layers the options name: the --<key>
+// flags given, the environment, and the file (--config, else kubescaler's
+// ./config.yaml when it exists).
+func (o *nodePoolOptions) sources(getenv func(string) string, exists func(string) bool) nodepool.Sources {
+	src := nodepool.Sources{File: o.config, Getenv: getenv, Flags: map[string]string{}}
+	if src.File == "" && exists(defaultNodePoolConfig) {
+		src.File = defaultNodePoolConfig
+	}
+	for k, v := range o.keys {
+		if o.flags != nil && o.flags.Changed(k) {
+			src.Flags[k] = *v
+		}
+	}
+	return src
+}
+
+// fileExists reports whether path names a regular file.
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }
 
 // clientConfig is the Kubernetes client config kubescaler's keys name,
@@ -69,7 +114,8 @@ func (o *nodePoolOptions) clientConfig(cfg nodepool.Config) (*rest.Config, error
 }
 
 func runNodePool(ctx context.Context, o *nodePoolOptions) error {
-	cfg, err := nodepool.Load(o.config, os.Getenv)
+	src := o.sources(os.Getenv, fileExists)
+	cfg, err := nodepool.LoadSources(src)
 	if err != nil {
 		return fmt.Errorf("node-pool config: %w", err)
 	}
@@ -93,6 +139,7 @@ func runNodePool(ctx context.Context, o *nodePoolOptions) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log.Info("node-pool config read", "file", src.File, "flags", len(src.Flags))
 	s, err := nodepool.New(nodepool.Options{Config: cfg, Client: client, Provider: prov, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
