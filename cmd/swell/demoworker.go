@@ -63,7 +63,7 @@ func newDemoWorkerCmd() *cobra.Command {
 	f.StringVar(&o.kafkaProtocol, "kafka-group-protocol", "classic", "Kafka consumer-group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
 	f.StringVar(&o.kafkaLogLevel, "kafka-log-level", os.Getenv("KAFKA_LOG_LEVEL"), "log the Kafka client's group and fetch events to stderr at this level: error, warn, info or debug (default none)")
 	f.StringVar(&o.queue, "queue", "tasks", "Redis list, RabbitMQ queue, NATS <stream>/<consumer> or Kafka topic to consume")
-	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times, <results>:swell:pods); default the queue name")
+	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times, <results>:swell:pods, start times in <results>:swell:started); default the queue name")
 	f.DurationVar(&o.settleTimeout, "settle-timeout", worker.DefaultSettleTimeout, "how long acknowledging or handing back a task may take (a classic-protocol Kafka group holds commits while it rebalances)")
 	f.DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
 	return cmd
@@ -71,7 +71,8 @@ func newDemoWorkerCmd() *cobra.Command {
 
 // doneKeys are where the demo worker records finished tasks: a set of task
 // bodies, a hash counting how often each was finished, and a hash counting
-// each pod's finished tasks (tests pick workers that are busy from it).
+// each pod's finished tasks (tests pick workers that are busy from it). It
+// also records in <results>:swell:started when each task started (Unix ns).
 func doneKeys(results string) (set, times, pods string) {
 	return results + ":swell:done", results + ":swell:times", results + ":swell:pods"
 }
@@ -107,6 +108,7 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 	}
 	set, times, pods := doneKeys(results)
 	reason, err := w.Run(ctx, func(ctx context.Context, body []byte) error {
+		started := time.Now()
 		select {
 		case <-ctx.Done():
 			return ctx.Err() // SIGTERM mid-task: hand the task back
@@ -116,6 +118,9 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 			p.SAdd(ctx, set, body)
 			p.HIncrBy(ctx, times, string(body), 1)
 			p.HIncrBy(ctx, pods, id.Pod, 1)
+			// When the task started, for tests that measure waits
+			// (enqueue time in the body to start).
+			p.HSet(ctx, results+":swell:started", string(body), started.UnixNano())
 			return nil
 		})
 		return err
