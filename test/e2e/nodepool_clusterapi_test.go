@@ -72,7 +72,7 @@ func TestNodePoolClusterAPI(t *testing.T) {
 	}
 	t.Cleanup(func() { deleteCAPINodes(t) })
 	createMachineDeployment(ctx, t, dyn, ns, 1)
-	before := scaleRequests(ctx, t)
+	before := resourceRequests(ctx, t, "machinedeployments")
 
 	sim := &capiStandIn{dyn: dyn, ns: ns}
 	simCtx, stopSim := context.WithCancel(ctx)
@@ -156,7 +156,7 @@ func TestNodePoolClusterAPI(t *testing.T) {
 		}
 	}
 
-	after := scaleRequests(ctx, t)
+	after := resourceRequests(ctx, t, "machinedeployments")
 	removed, violations := sim.result()
 	t.Logf("Machines removed on scale-down: %d (%s)", len(removed), strings.Join(removed, ", "))
 	t.Logf("apiserver requests on machinedeployments during the test: scale GET %v PUT %v, MachineDeployment PUT/PATCH %v",
@@ -458,10 +458,10 @@ func capiPool(ctx context.Context, ns string) (capiPoolState, error) {
 	return st, nil
 }
 
-// scaleRequests sums the API server's apiserver_request_total for
-// machinedeployments by verb and subresource ("PUT scale", "PUT " for the
-// object itself).
-func scaleRequests(ctx context.Context, t *testing.T) map[string]float64 {
+// resourceRequests sums the API server's apiserver_request_total for one
+// resource by verb and subresource ("PUT scale", "PUT " for the object
+// itself).
+func resourceRequests(ctx context.Context, t *testing.T, resource string) map[string]float64 {
 	t.Helper()
 	raw, err := env.Clientset.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
@@ -472,7 +472,7 @@ func scaleRequests(ctx context.Context, t *testing.T) map[string]float64 {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="machinedeployments"`) {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="`+resource+`"`) {
 			continue
 		}
 		labels, value, ok := strings.Cut(strings.TrimPrefix(line, "apiserver_request_total{"), "} ")

@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/utils/ptr"
+
+	"github.com/swell-autoscaler/swell/pkg/nodepool/capacitybuffer"
+	"github.com/swell-autoscaler/swell/pkg/policy"
+)
+
+var capacityBufferGVR = schema.GroupVersionResource{Group: capacitybuffer.Group, Version: capacitybuffer.Version, Resource: "capacitybuffers"}
+
+const cbServerLabel = "swell.dev/e2e-cb-server"
+
+// TestNodePoolCapacityBuffer publishes a buffer of max(2 slots, 50% of the
+// servers) as a CapacityBuffer, against SIG Autoscaling's own CRD
+// (cluster-autoscaler 1.36.1) in the test API server, and shows the object
+// written, then kept in step as servers arrive and leave: every replicas
+// value a watch sees is one the buffer rule gives for some server count,
+// passes with nothing changed write nothing, and an outside edit is
+// repaired at the next resync.
+func TestNodePoolCapacityBuffer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := env.InstallCRDs(ctx, "testdata/capacitybuffer"); err != nil {
+		t.Fatalf("install the CapacityBuffer CRD: %v", err)
+	}
+	ns := newNamespace(ctx, t)
+	dyn, err := dynamic.NewForConfig(env.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := watchBufferReplicas(ctx, t, dyn, ns)
+
+	b := policy.Buffer{Absolute: 2, Percent: 50}
+	syncer, err := capacitybuffer.NewSyncer(capacitybuffer.SyncerConfig{
+		Client: env.Clientset,
+		Spec: capacitybuffer.Spec{Namespace: ns, Name: "game-servers", Slot: policy.Resources{"cpu": 1000, "memory": 256 << 20},
+			NodeSelector: map[string]string{"swell.dev/pool": "servers"}},
+		Buffer:     b,
+		ServerPods: labels.SelectorFromSet(labels.Set{cbServerLabel: ns}),
+		Resync:     2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- syncer.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("syncer: %v", err)
+		}
+	}()
+
+	waitBufferReplicas(ctx, t, dyn, ns, 2, "the buffer published with no server: 2")
+	pt, err := env.Clientset.CoreV1().PodTemplates(ns).Get(ctx, "game-servers-slot", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("slot PodTemplate: %v", err)
+	}
+	req := pt.Template.Spec.Containers[0].Resources.Requests
+	if cpu, mem := req[corev1.ResourceCPU], req[corev1.ResourceMemory]; cpu.Cmp(resource.MustParse("1")) != 0 || mem.Cmp(resource.MustParse("256Mi")) != 0 {
+		t.Errorf("slot template requests %v, want cpu 1 and memory 256Mi", req)
+	}
+	t.Logf("published: CapacityBuffer %s/game-servers (%s/%s) → PodTemplate %s, requests cpu %s memory %s, nodeSelector %v",
+		ns, capacitybuffer.Group, capacitybuffer.Version, pt.Name, ptr.To(req[corev1.ResourceCPU]).String(), ptr.To(req[corev1.ResourceMemory]).String(), pt.Template.Spec.NodeSelector)
+
+	createPendingServers(ctx, t, ns, 0, 6)
+	waitBufferReplicas(ctx, t, dyn, ns, 3, "6 servers: 50% is 3")
+	createPendingServers(ctx, t, ns, 6, 4)
+	waitBufferReplicas(ctx, t, dyn, ns, 5, "10 servers: 50% is 5")
+
+	// Nothing changed: passes read the cache and write nothing.
+	before := resourceRequests(ctx, t, "capacitybuffers")
+	beforeT := resourceRequests(ctx, t, "podtemplates")
+	for range 5 {
+		if err := syncer.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, afterT := resourceRequests(ctx, t, "capacitybuffers"), resourceRequests(ctx, t, "podtemplates")
+	if w := writes(after) - writes(before) + writes(afterT) - writes(beforeT); w != 0 {
+		t.Errorf("5 passes with nothing changed made %v writes", w)
+	}
+	t.Logf("5 passes with nothing changed: %v writes to capacitybuffers or podtemplates", writes(after)-writes(before)+writes(afterT)-writes(beforeT))
+
+	for i := range 8 {
+		if err := env.Clientset.CoreV1().Pods(ns).Delete(ctx, capiServerName(i), metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitBufferReplicas(ctx, t, dyn, ns, 2, "2 servers left: back to the absolute 2")
+
+	// An outside edit is put back at the next resync.
+	patch := []byte(`{"spec":{"replicas":40}}`)
+	if _, err := dyn.Resource(capacityBufferGVR).Namespace(ns).Patch(ctx, "game-servers", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitBufferReplicas(ctx, t, dyn, ns, 2, "the outside edit to 40 repaired to 2")
+
+	values := seen.stop()
+	t.Logf("replicas seen by a watch on the CapacityBuffer: %v", values)
+	allowed := map[int64]bool{}
+	for n := range int64(11) {
+		allowed[b.Wanted(n)] = true
+	}
+	for _, v := range values {
+		if !allowed[v] && v != 40 {
+			t.Errorf("the CapacityBuffer held %d replicas, which the buffer rule gives for no count of 0..10 servers", v)
+		}
+	}
+	for _, want := range []int64{2, 3, 5, 40} {
+		if !slices.Contains(values, want) {
+			t.Errorf("the watch never saw %d replicas: %v", want, values)
+		}
+	}
+}
+
+func writes(m map[string]float64) float64 {
+	return m["POST "] + m["PUT "] + m["PATCH "] + m["DELETE "]
+}
+
+// createPendingServers creates server pods that select a node label no
+// node has: they stay Pending, and pending servers hold slots.
+func createPendingServers(ctx context.Context, t *testing.T, ns string, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		createPod(ctx, t, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: capiServerName(i), Namespace: ns, Labels: map[string]string{cbServerLabel: ns}},
+			Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{"swell.dev/pool": "servers"},
+				Containers:   []corev1.Container{{Name: "server", Image: "registry.invalid/game-server:1"}},
+			},
+		})
+	}
+}
+
+func waitBufferReplicas(ctx context.Context, t *testing.T, dyn dynamic.Interface, ns string, want int64, what string) {
+	t.Helper()
+	waitFor(ctx, t, what, func() (bool, error) {
+		cb, err := dyn.Resource(capacityBufferGVR).Namespace(ns).Get(ctx, "game-servers", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		got, _, _ := unstructured.NestedInt64(cb.Object, "spec", "replicas")
+		if got != want {
+			return false, fmt.Errorf("spec.replicas %d", got)
+		}
+		return true, nil
+	})
+}
+
+// replicaWatch records every spec.replicas a watch on the namespace's
+// CapacityBuffers delivers, in order, without repeats.
+type replicaWatch struct {
+	mu     sync.Mutex
+	values []int64
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func watchBufferReplicas(ctx context.Context, t *testing.T, dyn dynamic.Interface, ns string) *replicaWatch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	w, err := dyn.Resource(capacityBufferGVR).Namespace(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		cancel()
+		t.Fatalf("watch CapacityBuffers: %v", err)
+	}
+	rw := &replicaWatch{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(rw.done)
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			u, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			v, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+			rw.mu.Lock()
+			if n := len(rw.values); n == 0 || rw.values[n-1] != v {
+				rw.values = append(rw.values, v)
+			}
+			rw.mu.Unlock()
+		}
+	}()
+	return rw
+}
+
+func (rw *replicaWatch) stop() []int64 {
+	rw.cancel()
+	<-rw.done
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	return slices.Clone(rw.values)
+}
