@@ -135,14 +135,16 @@ func TestTransportErrorsRetryIdempotentCalls(t *testing.T) {
 	srv.Close() // nothing listens: every call is refused
 	clock := &fakeTime{now: epoch}
 	hc := Client(nil, Policy{Rate: -1, Attempts: 3, Base: time.Second}, WithClock(clock.Now, clock.Sleep))
-	if _, err := hc.Get(url); err == nil {
+	if resp, err := hc.Get(url); err == nil {
+		resp.Body.Close()
 		t.Fatal("GET to a closed port succeeded")
 	}
 	if want := []time.Duration{time.Second, 2 * time.Second}; !reflect.DeepEqual(clock.slept, want) {
 		t.Fatalf("GET waited %v, want %v", clock.slept, want)
 	}
 	clock.slept = nil
-	if _, err := hc.Post(url, "application/json", strings.NewReader("{}")); err == nil {
+	if resp, err := hc.Post(url, "application/json", strings.NewReader("{}")); err == nil {
+		resp.Body.Close()
 		t.Fatal("POST to a closed port succeeded")
 	}
 	if clock.slept != nil {
@@ -193,7 +195,8 @@ func TestCancelledContextStopsTheWait(t *testing.T) {
 		return context.Canceled
 	}))
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
-	if _, err := hc.Do(req); err == nil {
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
 		t.Fatal("a cancelled wait returned no error")
 	}
 	if len(api.got) != 1 {
