@@ -160,13 +160,19 @@ func (p *kafkaProbe) measure(ctx context.Context, now time.Time) (Reading, error
 	p.win.add(progressPoint{at: now, position: tot.Position, end: tot.End})
 	consumed, produced, span, _ := p.win.progress()
 	rate := p.win.rate()
-	return Reading{At: now, Values: map[string]float64{
+	r := Reading{At: now, Values: map[string]float64{
 		fieldLag:     float64(tot.Lag),
 		fieldETA:     ETASeconds(tot.Lag, rate, p.t.ETACap),
 		fieldAzul:    AzulBacklog(tot.Lag, produced, consumed, span),
 		"rate":       rate,
 		"partitions": float64(tot.Partitions),
-	}}, nil
+	}}
+	if span > 0 {
+		// Records produced per second over the window: the arrival rate
+		// of the wait target.
+		r.Values[fieldArrivalRate] = float64(produced) / span.Seconds()
+	}
+	return r, nil
 }
 
 // committed fetches every group's commits concurrently.
@@ -309,6 +315,10 @@ func parseKafka(p *Parser, f *fields) (*Spec, error) {
 	if len(kinds) == 0 {
 		kinds = []string{fieldLag}
 	}
+	spec.Wait = parseWait(f)
+	if spec.Wait != nil && len(f.list("metric")) == 0 {
+		kinds = nil // the wait metric alone, unless others are asked for
+	}
 	lagTarget := f.positive(10, "targetSize", "lagThreshold")
 	etaTarget := f.positive(60, "targetETASeconds")
 	for _, k := range kinds {
@@ -320,6 +330,9 @@ func parseKafka(p *Parser, f *fields) (*Spec, error) {
 		default:
 			f.fail("metadata \"metric\": %q is not lag or eta (use \"lag\", \"eta\" or \"lag,eta\")", k)
 		}
+	}
+	if spec.Wait != nil {
+		spec.Metrics = append([]MetricDef{{Name: metricName("kafka-wait", group), Field: fieldWaitReplicas, Target: 1}}, spec.Metrics...)
 	}
 	spec.Activation = f.nonNegative(0, "activationThreshold", "activationLagThreshold")
 	return spec, nil

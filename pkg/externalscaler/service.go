@@ -167,6 +167,9 @@ func (s *Service) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*p
 			ref.GetNamespace(), ref.GetName(), req.GetMetricName(), spec.MetricNames())
 	}
 	r, err := s.tracker.Read(ctx, spec)
+	if err == nil && m.Field == fieldWaitReplicas {
+		r, err = spec.withWait(r)
+	}
 	if err != nil {
 		return nil, readErr(ref, err)
 	}

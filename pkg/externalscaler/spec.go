@@ -58,6 +58,9 @@ type Spec struct {
 	// AlwaysActive answers IsActive true whatever the value (the Azul
 	// scaler's behaviour, kept unless activationThreshold is set).
 	AlwaysActive bool
+	// Wait is the wait-time target (targetWaitSeconds, Kafka only): the
+	// wait metric reports waittime's replica count (waittarget.go).
+	Wait *waitParams
 
 	target target
 	// dests are the addresses (host:port) credentials are sent to.
@@ -69,7 +72,11 @@ func (s *Spec) Active(r Reading) bool {
 	if s.AlwaysActive {
 		return true
 	}
-	return r.Values[s.Metrics[0].Field] > s.Activation
+	field := s.Metrics[0].Field
+	if field == fieldWaitReplicas {
+		field = fieldLag // activity is the lag's, as without a wait target
+	}
+	return r.Values[field] > s.Activation
 }
 
 // Metric finds the metric named name (as KEDA sends it, without its
@@ -183,6 +190,9 @@ func (p *Parser) Parse(md map[string]string) (*Spec, error) {
 	parse, ok := sourceParsers[kind]
 	if !ok {
 		return nil, fmt.Errorf("metadata \"source\": %q is not a Swell source; use one of %s", kind, sourceKinds())
+	}
+	if _, _, wait := f.lookup("targetWaitSeconds"); wait && kind != "kafka" {
+		f.fail("metadata \"targetWaitSeconds\": the wait target needs an arrival rate, which the scaler reads from Kafka's log-end offsets only; source %q has none (a QWorker's targetWaitSeconds works on every broker)", kind)
 	}
 	s, err := parse(p, f)
 	return p.finish(f, s, err)
