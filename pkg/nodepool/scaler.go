@@ -386,7 +386,7 @@ func (s *Scaler) input(nodes []*corev1.Node) (Input, map[string]*corev1.Node, ma
 	}
 	s.state.forgetGone(byName)
 	in := Input{
-		Now: now, Nodes: states, PendingServerPods: s.pendingServers(),
+		Now: now, Nodes: states, PendingServerPods: s.pendingServers(nodes),
 		Slot: s.cfg.Slot, Buffer: s.cfg.Buffer, Min: s.cfg.MinNodes, Max: s.cfg.MaxNodes,
 		ProviderSize: s.providerSizeNow(), EmptyNodeExpiry: s.cfg.EmptyNodeExpiration, CooldownUntil: s.state.cooldown(),
 	}
@@ -405,15 +405,16 @@ func (s *Scaler) providerSizeNow() int {
 }
 
 // pendingServers counts server pods not bound to a node yet (and not
-// being deleted).
-func (s *Scaler) pendingServers() int {
-	n := 0
+// being deleted) that could land on one of the pool's nodes
+// ([PendingDemand]).
+func (s *Scaler) pendingServers(pool []*corev1.Node) int {
+	var pods []*corev1.Pod
 	for _, p := range s.cache.podsOn("") {
 		if p.DeletionTimestamp == nil && s.servers.Matches(labels.Set(p.Labels)) {
-			n++
+			pods = append(pods, p)
 		}
 	}
-	return n
+	return PendingDemand(pods, pool)
 }
 
 // refreshProviderSize asks the provider for its count when forced (after
