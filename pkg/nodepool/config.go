@@ -49,6 +49,9 @@ const (
 	KeyKwokNodeCPU            = "kwok-node-cpu"
 	KeyKwokNodeMemory         = "kwok-node-memory"
 	KeyKwokNodePods           = "kwok-node-pods"
+	// KeyCapacityBuffer ("namespace/name") publishes the buffer as a SIG
+	// Autoscaling CapacityBuffer; empty is off.
+	KeyCapacityBuffer = "capacity-buffer"
 
 	// Hetzner Cloud has no managed node pools: these describe the servers
 	// the hetzner provider creates. The cloud-init joins a server to the
@@ -73,6 +76,9 @@ const (
 	ProviderHetzner = "hetzner"
 	ProviderLinode  = "linode"
 	ProviderVultr   = "vultr"
+	// ProviderNone acts on no node: Swell only publishes capacity-buffer,
+	// for clusters whose nodes Karpenter or the Cluster Autoscaler own.
+	ProviderNone = "none"
 )
 
 // defaults are kubescaler's flag defaults where it had sane ones, so a
@@ -103,6 +109,7 @@ var knownKeys = []string{
 	KeyCloudProviderTokenFile, KeyBufferSlotPercent, KeyServerMemoryRequest, KeyServerResourceRequests,
 	KeyResizeCooldown, KeyMetricsBindAddress, KeyKwokNodeCPU, KeyKwokNodeMemory, KeyKwokNodePods,
 	KeyHcloudServerType, KeyHcloudImage, KeyHcloudLocation, KeyHcloudCloudInitFile, KeyHcloudNetwork, KeyHcloudSSHKey,
+	KeyCapacityBuffer,
 }
 
 // Secret holds a credential. It prints as [redacted] through fmt, %v, %+v,
@@ -159,6 +166,8 @@ type Config struct {
 	KwokNodeRaw map[string]string
 	// Hcloud describes the servers the hetzner provider creates.
 	Hcloud HcloudServers
+	// CapacityBuffer is the CapacityBuffer to publish ("namespace/name").
+	CapacityBuffer string
 }
 
 // HcloudServers is what a new server of a hetzner pool is made of.
@@ -373,6 +382,7 @@ func decode(raw map[string]string) (Config, error) {
 		EmptyNodeExpiration: d.seconds(KeyEmptyNodeExpiration),
 		ResizeCooldown:      d.seconds(KeyResizeCooldown),
 		MetricsBindAddress:  raw[KeyMetricsBindAddress],
+		CapacityBuffer:      strings.TrimSpace(raw[KeyCapacityBuffer]),
 	}
 	c.CloudProviderToken = d.token()
 	c.NodeSelector = d.selector()
@@ -551,6 +561,7 @@ func (c Config) Validate() error {
 		if _, _, err := clusterapi.ParsePoolName(c.NodePoolName); err != nil {
 			fail(KeyNodePoolName, "clusterapi needs the MachineDeployment: %v", err)
 		}
+	case ProviderNone:
 	case ProviderLinode, ProviderVultr:
 		requireCloud(c, fail, KeyCloudProviderToken, KeyClusterName, KeyNodePoolName)
 	case ProviderHetzner:
@@ -559,6 +570,7 @@ func (c Config) Validate() error {
 		fail(KeyCloudProvider, "%q is not a provider; want %s, %s, %s, %s, %s or %s", c.CloudProvider,
 			ProviderHetzner, ProviderLinode, ProviderVultr, ProviderClusterAPI, ProviderDigitalOcean, ProviderKwok)
 	}
+	errs = append(errs, c.capacityBufferErrors()...)
 	if c.MinNodes < 0 {
 		fail(KeyMinNodes, "%d must be >= 0", c.MinNodes)
 	}

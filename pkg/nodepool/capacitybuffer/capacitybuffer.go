@@ -17,12 +17,14 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -318,4 +320,22 @@ func (p *Publisher) createBuffer(ctx context.Context, s Spec) (bool, error) {
 		return false, fmt.Errorf("capacity buffer: create %s %s/%s: %w", Kind, s.Namespace, s.Name, err)
 	}
 	return true, nil
+}
+
+// ParseName splits "namespace/name" (a bare name means namespace
+// "default") and checks both are valid object names.
+func ParseName(s string) (namespace, name string, err error) {
+	ns, n, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		ns, n = "default", ns
+	}
+	for _, part := range []string{ns, n} {
+		if msgs := validation.IsDNS1123Subdomain(part); len(msgs) > 0 || strings.Contains(part, "/") {
+			return "", "", fmt.Errorf("%q: want <namespace>/<name> of lower-case DNS names", s)
+		}
+	}
+	if len(n)+len("-slot") > validation.DNS1123SubdomainMaxLength {
+		return "", "", fmt.Errorf("%q: the name is too long to add \"-slot\" for its PodTemplate", s)
+	}
+	return ns, n, nil
 }

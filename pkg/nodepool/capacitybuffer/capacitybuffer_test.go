@@ -139,3 +139,22 @@ func TestLiveBufferMatches(t *testing.T) {
 		})
 	}
 }
+
+func TestParseName(t *testing.T) {
+	for _, tc := range []struct {
+		in, ns, name string
+		ok           bool
+	}{
+		{"games/servers", "games", "servers", true},
+		{"servers", "default", "servers", true},
+		{"Games/servers", "", "", false},
+		{"games/", "", "", false},
+		{"a/b/c", "", "", false},
+		{"games/" + strings.Repeat("x", 250), "", "", false},
+	} {
+		ns, name, err := ParseName(tc.in)
+		if (err == nil) != tc.ok || ns != tc.ns || name != tc.name {
+			t.Errorf("ParseName(%q) = %q, %q, %v", tc.in, ns, name, err)
+		}
+	}
+}
