@@ -13,18 +13,28 @@ import (
 // command line and checks the table, the CSV and the HTML report.
 func TestSimulateCommandWritesEveryReport(t *testing.T) {
 	dir := t.TempDir()
-	csvPath, htmlPath := filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.html")
+	csvPath, htmlPath, frontierPath := filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.html"), filepath.Join(dir, "f.csv")
 	var out bytes.Buffer
 	root := newRootCmd()
 	root.SetOut(&out)
-	root.SetArgs([]string{"simulate", "--scenario", "../../examples/sim/spike.yaml", "--csv", csvPath, "--html", htmlPath})
+	root.SetArgs([]string{"simulate", "--scenario", "../../examples/sim/spike.yaml", "--csv", csvPath, "--html", htmlPath, "--frontier-csv", frontierPath})
 	if err := root.Execute(); err != nil {
 		t.Fatalf("swell simulate: %v", err)
 	}
-	for _, policy := range []string{"swell", "keda", "hpa-cpu", "oracle"} {
+	for _, policy := range []string{"swell", "swell-wait", "keda", "hpa-cpu", "oracle"} {
 		if !strings.Contains(out.String(), policy) {
 			t.Errorf("terminal table lacks policy %q:\n%s", policy, out.String())
 		}
+	}
+	if !strings.Contains(out.String(), "Pod-hours at equal p95 wait") || !strings.Contains(out.String(), "spike: ") {
+		t.Errorf("terminal output lacks the equal-wait table or its verdict:\n%s", out.String())
+	}
+	frontier, err := os.ReadFile(frontierPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows, err := csv.NewReader(bytes.NewReader(frontier)).ReadAll(); err != nil || len(rows) < 100 {
+		t.Fatalf("frontier CSV: %d rows, err %v; want one per swept run", len(rows), err)
 	}
 	f, err := os.Open(csvPath)
 	if err != nil {
@@ -41,6 +51,9 @@ func TestSimulateCommandWritesEveryReport(t *testing.T) {
 	html, err := os.ReadFile(htmlPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !bytes.Contains(html, []byte("each policy's frontier")) {
+		t.Fatalf("HTML report lacks the frontier chart")
 	}
 	if !bytes.Contains(html, []byte("<svg")) || bytes.Contains(html, []byte("<script")) {
 		t.Fatalf("HTML report should hold inline SVG plots and no scripts")

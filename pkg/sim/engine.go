@@ -87,6 +87,7 @@ type run struct {
 	maxBacklog  int
 	maxPods     int
 	scaleEvents int
+	podsStarted int
 	series      []Point
 }
 
@@ -264,6 +265,7 @@ func (r *run) alive() int {
 func (r *run) createPod() {
 	p := &pod{state: podStarting, created: r.now}
 	r.pods = append(r.pods, p)
+	r.podsStarted++
 	r.active++
 	if r.ctl.instantStart() {
 		r.podReady(p)

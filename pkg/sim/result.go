@@ -25,6 +25,8 @@ type Result struct {
 	MaxBacklog  int
 	MaxPods     int
 	ScaleEvents int
+	// PodsStarted counts pods created; each pays the start latency.
+	PodsStarted int
 	Series      []Point
 }
 
@@ -32,7 +34,7 @@ func summarize(r *run) Result {
 	res := Result{
 		Tasks: len(r.waits), Unfinished: len(r.tasks) - r.started,
 		PodSeconds: r.podSeconds, NodeSeconds: r.nodeSeconds,
-		MaxBacklog: r.maxBacklog, MaxPods: r.maxPods, ScaleEvents: r.scaleEvents, Series: r.series,
+		MaxBacklog: r.maxBacklog, MaxPods: r.maxPods, ScaleEvents: r.scaleEvents, PodsStarted: r.podsStarted, Series: r.series,
 	}
 	fillWaits(&res, r.waits)
 	return res

@@ -23,6 +23,9 @@ type FrontierPoint struct {
 	Label    string
 	PodHours float64
 	P95      float64
+	// Unfinished counts tasks still queued at the end: such a run did less
+	// work, so its pod-hours can fall below the oracle's.
+	Unfinished int
 }
 
 // Sweep is one scenario swept over every policy's knob.
@@ -132,7 +135,7 @@ func SweepScenario(sc *Scenario, policies []string, seed uint64) (*Sweep, error)
 		Frontier: map[string][]FrontierPoint{}, AtRef: map[string]float64{}, RefP95: math.NaN()}
 	for i, s := range settings {
 		r := results[i]
-		sw.Points[s.Policy] = append(sw.Points[s.Policy], FrontierPoint{Label: s.Label, PodHours: r.PodSeconds / 3600, P95: r.WaitP95})
+		sw.Points[s.Policy] = append(sw.Points[s.Policy], FrontierPoint{Label: s.Label, PodHours: r.PodSeconds / 3600, P95: r.WaitP95, Unfinished: r.Unfinished})
 		if s.Policy == PolicyKeda && s.Label == kedaDefault {
 			sw.RefP95 = r.WaitP95
 		}

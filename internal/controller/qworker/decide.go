@@ -13,9 +13,9 @@ import (
 // It lives in memory; after a restart the first decision starts fresh from
 // the pods that exist, which is always safe.
 type workerState struct {
-	normalizer  *policy.Normalizer
-	behaviorKey string
-	guard       policy.FallbackGuard
+	// memory is the decision's failure run and behavior history; the
+	// decision itself is pkg/policy's, shared with the simulator.
+	memory policy.QWorkerMemory
 	// decided is false until the first decision; desired then holds it.
 	decided bool
 	desired int32
@@ -45,8 +45,9 @@ type decision struct {
 // measurement never lowers the pool: the fallback guard holds the last
 // decision (or applies the configured fallback count).
 func (st *workerState) decide(now time.Time, spec workerSpec, active int32, sample source.Sample, measureErr error) decision {
+	p := qworkerPolicy(spec)
 	if !st.decided {
-		st.desired = clampReplicas(active, spec.Sizing)
+		st.desired = p.Initial(active)
 		st.decided = true
 	}
 	d := decision{Previous: st.desired, MeasureErr: measureErr}
@@ -58,42 +59,24 @@ func (st *workerState) decide(now time.Time, spec workerSpec, active int32, samp
 	} else {
 		d.Backlog = st.backlog
 	}
-	raw := spec.Sizing.Desired(policy.QueueSample{Queued: sample.Ready, InFlight: sample.InFlight})
-	if measureErr == nil && sample.Ready == 0 && sample.InFlight == 0 && sample.Backlog > 0 {
-		// Sources that only know the total report it as Backlog.
-		raw = spec.Sizing.Desired(policy.QueueSample{Queued: sample.Backlog})
-	}
+	raw := p.Ratio(policy.QueueReading{Ready: sample.Ready, InFlight: sample.InFlight, Backlog: sample.Backlog})
 	if w, ok := st.waitTarget(now, spec, active, sample, measureErr, raw); ok {
 		raw, d.Wait = w.Raw, &w
 	}
 	d.Raw = raw
-	st.guard.Policy = spec.Fallback
-	held, fallingBack := st.guard.Apply(st.desired, raw, measureErr)
-	d.FallingBack = fallingBack
-	d.Desired = held
+	out := st.memory.Settle(now, p, st.desired, raw, measureErr)
+	d.FallingBack, d.Desired = out.FallingBack, out.Desired
 	d.Reason = reasonFor(spec, d)
-	if !fallingBack && spec.Behavior != nil {
-		n := st.normalizerFor(spec.Behavior)
-		var why policy.Reason
-		d.Desired, why = n.Normalize(now, st.desired, raw, spec.Sizing.MinReplicas, spec.Sizing.MaxReplicas)
-		if d.Desired != raw {
-			d.Reason = fmt.Sprintf("%s (%s)", d.Reason, why)
-		}
-		if d.Desired != st.desired {
-			n.RecordScale(now, st.desired, d.Desired)
-		}
+	if out.Limited {
+		d.Reason = fmt.Sprintf("%s (%s)", d.Reason, out.Why)
 	}
 	st.desired = d.Desired
 	return d
 }
 
-func (st *workerState) normalizerFor(b *policy.Behavior) *policy.Normalizer {
-	key := fmt.Sprintf("%+v", *b)
-	if st.normalizer == nil || st.behaviorKey != key {
-		st.normalizer = policy.NewNormalizer(*b)
-		st.behaviorKey = key
-	}
-	return st.normalizer
+// qworkerPolicy is the part of spec the decision in pkg/policy takes.
+func qworkerPolicy(spec workerSpec) policy.QWorkerPolicy {
+	return policy.QWorkerPolicy{Sizing: spec.Sizing, Behavior: spec.Behavior, Fallback: spec.Fallback}
 }
 
 // reasonFor explains a decision in one line, for events and status.

@@ -32,9 +32,9 @@ const (
 
 // Defaults for the fields Swell adds to QScaler's API.
 const (
-	defaultPollingInterval = 5 * time.Second
+	defaultPollingInterval = policy.QWorkerPollingInterval
 	defaultRetireTimeout   = 10 * time.Minute
-	defaultFailures        = 3
+	defaultFailures        = policy.QWorkerFailureThreshold
 )
 
 // workerSpec is the part of a QWorker the reconciler acts on, decoded once
