@@ -132,14 +132,19 @@ func runNodePool(ctx context.Context, o *nodePoolOptions) error {
 	if _, err := client.Discovery().ServerVersion(); err != nil {
 		return fmt.Errorf("kubernetes API server %s unreachable: %w", kcfg.Host, err)
 	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log.Info("node-pool config read", "file", src.File, "flags", len(src.Flags))
+	stopBuffer, err := startCapacityBuffer(ctx, cfg, client, log)
+	if err != nil || cfg.CloudProvider == nodepool.ProviderNone {
+		return errors.Join(err, stopBuffer())
+	}
+	defer func() { _ = stopBuffer() }()
 	prov, err := nodepool.NewProvider(ctx, cfg, client)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	log.Info("node-pool config read", "file", src.File, "flags", len(src.Flags))
 	s, err := nodepool.New(nodepool.Options{Config: cfg, Client: client, Provider: prov, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
