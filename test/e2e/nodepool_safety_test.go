@@ -450,7 +450,7 @@ func TestNodePoolSafetyPDBBlocksDeletion(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "db-budget", Namespace: ns},
 		Spec: policyv1.PodDisruptionBudgetSpec{
 			MinAvailable: ptr.To(intstr.FromInt32(1)),
-			Selector:       &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
 		},
 	}
 	if _, err := env.Clientset.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
@@ -742,4 +742,74 @@ kwok-node-memory: 16Gi
 		t.Errorf("%.0f node DELETE requests, want 1", deletes)
 	}
 	assertNPSEvents(ctx, t, ns, "edit", nodepool.ReasonDraining, nodepool.ReasonDeleting)
+}
+
+// safetyOpenWatches reads how many watches of a resource the API server is
+// serving now (apiserver_longrunning_requests, a gauge).
+func safetyOpenWatches(ctx context.Context, t *testing.T, resource string) float64 {
+	t.Helper()
+	raw, err := env.Clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("read the API server's /metrics: %v", err)
+	}
+	sum := 0.0
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_longrunning_requests{") || !strings.Contains(line, `resource="`+resource+`"`) ||
+			!strings.Contains(line, `verb="WATCH"`) {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(line[strings.LastIndex(line, "}")+1:]), 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += f
+	}
+	return sum
+}
+
+// TestNodePoolSafetySharedCache: NodePoolScalers share the controller's one
+// node and pod cache. Three new pools, each run through a pass, open at
+// most one more pod watch at the API server (none when the cache already
+// runs); one cache per pool would open three.
+func TestNodePoolSafetySharedCache(t *testing.T) {
+	kube := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := newNamespace(ctx, t)
+	before := safetyOpenWatches(ctx, t, "pods")
+	for i := range 3 {
+		value := fmt.Sprintf("shared-%d", i)
+		t.Cleanup(func() { deleteNodes(t, safetyLabel+"="+value) })
+		nps := &swellv1.NodePoolScaler{
+			ObjectMeta: metav1.ObjectMeta{Name: value, Namespace: ns},
+			Spec: specFromConfigFile(t, fmt.Sprintf(`cloud-provider: kwok
+node-pool-name: e2e-safety-%s
+node-selector: "%s=%s"
+minimum-node-pool-size: 0
+maximum-node-pool-size: 1
+server-pod-label-name: %s
+server-pod-label-value: %s
+buffer-slot-size: 0
+scale-loop-tick-sec: 1
+server-cpu-resource-request: 1000
+metrics-bind-address: "0"
+`, value, safetyLabel, value, safetyServerLabel, value)),
+		}
+		if err := kube.Create(ctx, nps); err != nil {
+			t.Fatalf("create NodePoolScaler %s: %v", value, err)
+		}
+		t.Cleanup(func() { _ = kube.Delete(context.Background(), nps) })
+		waitFor(ctx, t, "a pass of "+value, func() (bool, error) {
+			var got swellv1.NodePoolScaler
+			if err := kube.Get(ctx, client.ObjectKeyFromObject(nps), &got); err != nil {
+				return false, err
+			}
+			return meta.IsStatusConditionTrue(got.Status.Conditions, swellv1.ConditionReady), nil
+		})
+	}
+	after := safetyOpenWatches(ctx, t, "pods")
+	t.Logf("open pod watches at the API server: %.0f before three new NodePoolScalers, %.0f after", before, after)
+	if after-before > 1 {
+		t.Errorf("three pools opened %.0f pod watches; the shared cache opens at most one", after-before)
+	}
 }
