@@ -9,6 +9,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -16,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/swell-autoscaler/swell/pkg/nodepool/capacitybuffer"
@@ -47,8 +51,10 @@ func TestNodePoolCapacityBuffer(t *testing.T) {
 	seen := watchBufferReplicas(ctx, t, dyn, ns)
 
 	b := policy.Buffer{Absolute: 2, Percent: 50}
+	// The publisher runs as a user holding only config/rbac/capacitybuffer's
+	// role, so the role is shown sufficient.
 	syncer, err := capacitybuffer.NewSyncer(capacitybuffer.SyncerConfig{
-		Client: env.Clientset,
+		Client: capacityBufferClient(ctx, t),
 		Spec: capacitybuffer.Spec{Namespace: ns, Name: "game-servers", Slot: policy.Resources{"cpu": 1000, "memory": 256 << 20},
 			NodeSelector: map[string]string{"swell.dev/pool": "servers"}},
 		Buffer:     b,
@@ -129,6 +135,46 @@ func TestNodePoolCapacityBuffer(t *testing.T) {
 			t.Errorf("the watch never saw %d replicas: %v", want, values)
 		}
 	}
+}
+
+// capacityBufferClient is a clientset impersonating a user bound
+// cluster-wide to the shipped swell-nodepool-capacitybuffer ClusterRole.
+func capacityBufferClient(ctx context.Context, t *testing.T) kubernetes.Interface {
+	t.Helper()
+	role := &rbacv1.ClusterRole{}
+	readYAML(t, "../../config/rbac/capacitybuffer/role.yaml", role)
+	role.Name = "e2e-" + role.Name
+	const user = "e2e-capacitybuffer-publisher"
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	for _, create := range []func() error{
+		func() error {
+			_, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := env.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})
+			return err
+		},
+	} {
+		if err := create(); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("grant the capacity-buffer role: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		_ = env.Clientset.RbacV1().ClusterRoleBindings().Delete(context.Background(), crb.Name, metav1.DeleteOptions{})
+		_ = env.Clientset.RbacV1().ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{})
+	})
+	cfg := rest.CopyConfig(env.RESTConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }
 
 func writes(m map[string]float64) float64 {
