@@ -9,7 +9,6 @@ package backoff
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,11 +35,15 @@ type Policy struct {
 	MaxWait time.Duration
 	// Budget bounds the total waiting (pacing excluded) within one call.
 	Budget time.Duration
+	// AttemptTimeout bounds one try, answer body included, so an API that
+	// accepts connections and never answers fails like one that is down.
+	AttemptTimeout time.Duration
 }
 
 // Default is used for any zero field of a Policy: a few calls a second,
 // four tries, waits of 0.5 s, 1 s, 2 s, never more than 30 s in all.
-var Default = Policy{Rate: 2, Burst: 5, Attempts: 4, Base: 500 * time.Millisecond, MaxWait: 20 * time.Second, Budget: 30 * time.Second}
+var Default = Policy{Rate: 2, Burst: 5, Attempts: 4, Base: 500 * time.Millisecond, MaxWait: 20 * time.Second, Budget: 30 * time.Second,
+	AttemptTimeout: 30 * time.Second}
 
 func (p Policy) withDefaults() Policy {
 	if p.Rate == 0 {
@@ -60,6 +63,9 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.Budget <= 0 {
 		p.Budget = Default.Budget
+	}
+	if p.AttemptTimeout <= 0 {
+		p.AttemptTimeout = Default.AttemptTimeout
 	}
 	return p
 }
@@ -126,8 +132,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err := t.pace(ctx); err != nil {
 			return nil, fmt.Errorf("waiting for the provider's rate limit: %w", err)
 		}
-		resp, err := t.next.RoundTrip(t.attempt(req, body))
-		wait, retry := t.retryAfter(req.Method, resp, err)
+		resp, err := t.try(req, body)
+		wait, retry := t.retryAfter(ctx, req.Method, resp, err)
 		if !retry || attempt >= t.policy.Attempts || ctx.Err() != nil {
 			return resp, err
 		}
@@ -145,9 +151,33 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// try sends one copy of req under the attempt timeout, which ends when
+// the answer's body is closed.
+func (t *Transport) try(req *http.Request, body []byte) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), t.policy.AttemptTimeout)
+	resp, err := t.next.RoundTrip(attempt(ctx, req, body))
+	if err != nil || resp == nil || resp.Body == nil {
+		cancel()
+		return resp, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose releases an attempt's timeout with its answer's body.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	defer c.cancel()
+	return c.ReadCloser.Close()
+}
+
 // attempt is one try's copy of req with a fresh body.
-func (t *Transport) attempt(req *http.Request, body []byte) *http.Request {
-	r := req.Clone(req.Context())
+func attempt(ctx context.Context, req *http.Request, body []byte) *http.Request {
+	r := req.Clone(ctx)
 	if body != nil {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
@@ -192,13 +222,11 @@ func idempotent(method string) bool {
 
 // retryAfter says whether to try again and how long the API asked to wait
 // (0: it did not say).
-func (t *Transport) retryAfter(method string, resp *http.Response, err error) (time.Duration, bool) {
+// An attempt that timed out counts as a connection error; the caller's
+// own context ending stops at once.
+func (t *Transport) retryAfter(ctx context.Context, method string, resp *http.Response, err error) (time.Duration, bool) {
 	if err != nil {
-		var ctxErr bool
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			ctxErr = true
-		}
-		return 0, !ctxErr && idempotent(method)
+		return 0, ctx.Err() == nil && idempotent(method)
 	}
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests:

@@ -203,3 +203,36 @@ func TestCancelledContextStopsTheWait(t *testing.T) {
 		t.Fatalf("API saw %d calls after the cancel, want 1", len(api.got))
 	}
 }
+
+func TestAttemptTimeout(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		mu.Unlock()
+		if first {
+			<-r.Context().Done() // accepts, never answers
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	clock := &fakeTime{now: epoch}
+	hc := Client(nil, Policy{Rate: -1, AttemptTimeout: 100 * time.Millisecond}, WithClock(clock.Now, clock.Sleep))
+	resp, err := hc.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("GET after a hung attempt: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || string(b) != "ok" {
+		t.Fatalf("body %q, %v (the attempt's timeout must not cut the answer that is returned)", b, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 || len(clock.slept) != 1 {
+		t.Fatalf("calls %d, waits %v: want the hung try retried once", calls, clock.slept)
+	}
+}
