@@ -51,7 +51,9 @@ func newNodePoolCmdWith(o *nodePoolOptions) *cobra.Command {
 		Short: "Keep a buffer of free server slots on a node pool (kubescaler-compatible)",
 		Long: `nodepool keeps a buffer of free slots for dedicated servers on a node pool:
 it cordons surplus nodes, uncordons them before growing the pool, and deletes
-nodes it cordoned longer ago than the expiry once no server pod is left.
+nodes it cordoned once they have been empty of server pods for the expiry,
+after evicting their other pods through the Eviction API (PodDisruptionBudgets
+and safe-to-evict/do-not-disrupt annotations keep a node).
 
 It reads kubescaler's keys as kubescaler does: from --<key> flags
 (--buffer-slot-size 6), upper-snake-case environment variables
