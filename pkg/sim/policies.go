@@ -276,7 +276,7 @@ func (s *swellWait) tick(r *run) int32 {
 	est := s.est.Estimate(now)
 	res := waittime.Replicas(waittime.Inputs{ArrivalRate: est.ArrivalRate, ServiceTime: est.ServiceTime,
 		Concurrency: r.concurrency, Backlog: rd.Ready, InFlight: rd.InFlight, StartupTime: r.startupTime(startupSamples),
-		Current: r.active, MaxReplicas: int(s.p.Sizing.MaxReplicas)}, s.target)
+		Current: r.active, MaxReplicas: int(s.p.Sizing.MaxReplicas), PollInterval: time.Duration(s.interval * float64(time.Second))}, s.target)
 	if !est.Known || !res.Known {
 		return s.settle(r, s.p.Initial(max(s.desired, ratio)))
 	}

@@ -42,6 +42,10 @@ type Inputs struct {
 	Current int
 	// MaxReplicas caps the answer; 0 means no cap beyond [MaxServers].
 	MaxReplicas int
+	// PollInterval is how long a new task can sit before the controller
+	// sees it (the polling interval; 0 when a push notification reports
+	// every enqueue). It is taken off the time the backlog has to start in.
+	PollInterval time.Duration
 }
 
 // Target is what the user asks for: the Percentile of task waits (enqueue
@@ -108,12 +112,15 @@ type Result struct {
 // Replicas turns measurements and a wait target into a worker count:
 //
 //  1. Steady part: the smallest number of slots c with P(wait > W) ≤ 1 − p
-//     in an M/M/c queue at the measured arrival rate and service time.
+//     in an M/M/c queue at the measured arrival rate and service time —
+//     only when the target is tighter than a worker's start-up (see
+//     [OnDemand]); otherwise none: waiting tasks are met by new workers.
 //  2. Backlog part: slots enough to start every waiting task within the
 //     target. Idle slots already running (above the steady part) drain
-//     within W; new workers only within max(W − StartupTime, W/2), so a
-//     slow-starting pool asks for more of them. When the oldest task is
-//     already older than W, both horizons shrink by W/OldestAge.
+//     within W − PollInterval; new workers only within
+//     max(W − StartupTime − PollInterval, W/2), so a slow-starting pool
+//     asks for more of them. When the oldest task is already older than
+//     W, both horizons shrink by W/OldestAge.
 //  3. Workers = ceil(slots / Concurrency), clamped to MaxReplicas.
 //  4. Scale-down band: when that is fewer than Current, the pool shrinks
 //     only to the size that keeps the prediction under ScaleDownMargin × W
@@ -160,6 +167,19 @@ func missing(in Inputs) string {
 	return ""
 }
 
+// OnDemand reports whether a worker started now would take a newly seen
+// task within w (StartupTime + PollInterval ≤ w). The pool then keeps no
+// standing reserve for the steady flow: a task that finds no free worker
+// can wait for a new one, so the pool runs only the workers its queue needs
+// to start within the target (the backlog part) and those busy with tasks.
+// By Little's law the queue then settles near arrival rate × the target,
+// and the wait near the target. Erlang C sizes the pool when the target is
+// tighter than a start-up, and while the start-up time is not measured yet
+// (StartupTime 0).
+func OnDemand(in Inputs, w time.Duration) bool {
+	return in.StartupTime > 0 && in.StartupTime+max(in.PollInterval, 0) <= w
+}
+
 // sizing is the slot and worker count for one target wait.
 type sizing struct {
 	steady, drain int
@@ -170,7 +190,10 @@ type sizing struct {
 // size computes the steady and backlog parts for target wait w.
 func size(in Inputs, w time.Duration, p float64, conc, limitWorkers int) sizing {
 	limit := limitWorkers * conc
-	steady, ok := ServersFor(in.ArrivalRate, in.ServiceTime, w, p, limit)
+	steady, ok := 0, true
+	if !OnDemand(in, w) {
+		steady, ok = ServersFor(in.ArrivalRate, in.ServiceTime, w, p, limit)
+	}
 	s := sizing{steady: steady, capped: !ok}
 	s.drain = drainSlots(in, w, steady, conc)
 	total := int64(steady) + int64(s.drain)
@@ -189,8 +212,9 @@ func drainSlots(in Inputs, w time.Duration, steady, conc int) int {
 		return 0
 	}
 	sec := in.ServiceTime.Seconds()
-	hNow := w.Seconds()
-	hNew := max(w.Seconds()-in.StartupTime.Seconds(), w.Seconds()/2)
+	poll := max(in.PollInterval.Seconds(), 0)
+	hNow := max(w.Seconds()-poll, w.Seconds()/2)
+	hNew := max(w.Seconds()-in.StartupTime.Seconds()-poll, w.Seconds()/2)
 	if in.OldestAge > w {
 		f := w.Seconds() / in.OldestAge.Seconds()
 		hNow, hNew = hNow*f, hNew*f
@@ -212,22 +236,49 @@ func drainSlots(in Inputs, w time.Duration, steady, conc int) int {
 func finish(in Inputs, t Target, conc int, s sizing, downNote string) Result {
 	r := Result{Known: true, Replicas: s.workers, SteadySlots: s.steady, DrainSlots: s.drain, Capped: s.capped}
 	q := WaitQuantile(r.Replicas*conc, in.ArrivalRate, in.ServiceTime, t.percentile())
+	if OnDemand(in, t.Wait) {
+		q = onDemandWait(in, r.Replicas, conc)
+	}
 	if math.IsInf(q, 1) && in.ArrivalRate > 0 {
 		r.Unbounded = true
-	} else if q > 0 && in.ArrivalRate > 0 {
+	} else if q > 0 && !math.IsInf(q, 1) {
 		r.PredictedWait = seconds(q)
 	}
 	predicted := r.PredictedWait.Round(time.Millisecond).String()
 	if r.Unbounded {
 		predicted = "unbounded"
 	}
-	r.Reason = fmt.Sprintf("arrivals %s/s × service %v = %s busy slots: %d slots for p%s ≤ %v, +%d to drain backlog %d → %d workers × %d (predicted p%s %s)%s",
+	steady := fmt.Sprintf("%d slots for p%s ≤ %v", s.steady, pct(t.percentile()), t.Wait)
+	if OnDemand(in, t.Wait) {
+		steady = fmt.Sprintf("no standing slots (start-up %v + poll %v fit in %v)", in.StartupTime.Round(time.Second), in.PollInterval, t.Wait)
+	}
+	r.Reason = fmt.Sprintf("arrivals %s/s × service %v = %s busy slots: %s, +%d to drain backlog %d → %d workers × %d (predicted p%s %s)%s",
 		fmtG(in.ArrivalRate), in.ServiceTime.Round(time.Millisecond), fmtG(in.ArrivalRate*in.ServiceTime.Seconds()),
-		s.steady, pct(t.percentile()), t.Wait, s.drain, max(in.Backlog, 0), r.Replicas, conc, pct(t.percentile()), predicted, downNote)
+		steady, s.drain, max(in.Backlog, 0), r.Replicas, conc, pct(t.percentile()), predicted, downNote)
 	if s.capped {
 		r.Reason += "; capped by maxReplicas"
 	}
 	return r
+}
+
+// onDemandWait is the on-demand regime's prediction in seconds: the time
+// the chosen pool takes to start the queued tasks on its free slots, plus a
+// start-up when workers are added and the poll that sees a new task. +Inf
+// when no slot is free for a non-empty queue.
+func onDemandWait(in Inputs, replicas, conc int) float64 {
+	lag := max(in.PollInterval.Seconds(), 0)
+	if replicas > in.Current {
+		lag += max(in.StartupTime.Seconds(), 0)
+	}
+	backlog := float64(max(in.Backlog, 0))
+	if backlog == 0 {
+		return lag
+	}
+	free := float64(replicas*conc) - float64(max(in.InFlight, 0))
+	if free <= 0 {
+		return math.Inf(1)
+	}
+	return lag + backlog*in.ServiceTime.Seconds()/free
 }
 
 func ceilDiv(a, b int64) int64 {
