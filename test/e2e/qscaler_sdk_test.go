@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/procnode"
@@ -245,6 +246,112 @@ func qscalerScaleDown(t *testing.T, mode qv1.RetirementMode) scaleDownRun {
 	return run
 }
 
+// TestQScalerSDKScaleToZeroSettles runs QScaler-protocol workers with
+// minReplicas 0 in mode QScalerSDK (1 s polling): once the last task is
+// done the pool must reach 0 within 15 s and stay there for 2 minutes — no
+// pod created, the status never asking for one — while the controller keeps
+// measuring (its passes are counted). At zero the workers leave by
+// themselves after their task, so no hand-back message is left on the queue.
+func TestQScalerSDKScaleToZeroSettles(t *testing.T) {
+	ctx, c, ns, rdb, queue := qscalerFixture(t, 6*time.Minute)
+	results := ns + "-results"
+	pods := watchPodLog(ctx, t, ns)
+	desiredAboveZero := watchQWorkerStatus(ctx, t, ns, "zero")
+	droppedBefore := counterValue(t, "swell_qworker_handbacks_dropped_total", nil)
+	qw := qscalerPool(ns, "zero", queue, results, qv1.RetirementQScalerSDK, 0, 5, ptr.To[int32](1))
+	if err := c.Create(ctx, qw); err != nil {
+		t.Fatal(err)
+	}
+	lpushPickled(ctx, t, rdb, queue, qscalerTasks(0, 20))
+	lost, dup := waitTasks(ctx, t, rdb, results, 20, 3*time.Minute)
+	done := time.Now()
+	if !pods.settle(ctx, 0, 0, 15*time.Second) {
+		t.Fatalf("the pool did not reach 0 pods within 15 s of the last task (alive: %d)", pods.alive())
+	}
+	settle := time.Since(done)
+	zeroAt := time.Now()
+	desiredAboveZero.reset()
+	passesBefore := counterValue(t, "controller_runtime_reconcile_total", map[string]string{"controller": "qworker"})
+	select {
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	case <-time.After(2 * time.Minute):
+	}
+	passes := counterValue(t, "controller_runtime_reconcile_total", map[string]string{"controller": "qworker"}) - passesBefore
+	created, _ := pods.between(zeroAt, time.Now())
+	llen, err := rdb.LLen(ctx, queue).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := counterValue(t, "swell_qworker_handbacks_dropped_total", nil) - droppedBefore
+	got := getQWorker(ctx, t, c, ns, "zero")
+	t.Logf("minReplicas 0: 20 tasks (%d lost, %d twice); 0 pods %.1f s after the last task; then over 2 min: %d controller passes, %d pods created, status desired > 0 seen %d times, desired now %d, queue length %d; %d SDK hand-backs removed from the queue",
+		lost, dup, settle.Seconds(), int(passes), created, desiredAboveZero.count(), got.Status.DesiredReplicas, llen, int(dropped))
+	fmt.Printf("qscaler-sdk e2e: minReplicas 0 settled at 0 pods %.1f s after the last task; 2 min after: %d passes, %d pods created, %d hand-backs dropped, queue length %d\n",
+		settle.Seconds(), int(passes), created, int(dropped), llen)
+	if lost != 0 || dup != 0 {
+		t.Errorf("%d tasks lost, %d ran twice", lost, dup)
+	}
+	if created != 0 || desiredAboveZero.count() != 0 || got.Status.DesiredReplicas != 0 {
+		t.Errorf("the pool did not stay at 0: %d pods created, desired > 0 seen %d times", created, desiredAboveZero.count())
+	}
+	if passes < 12 {
+		t.Errorf("only %d controller passes in 2 minutes; the quiet proves nothing", int(passes))
+	}
+	if llen != 0 {
+		t.Errorf("queue length %d, want 0 (no hand-back left behind)", llen)
+	}
+}
+
+// TestQScalerSDKZeroMinUnderLoad runs QScaler-protocol workers with
+// minReplicas 0 (1 s polling) under a steady trickle: a task every 400 ms
+// for 90 s, which one worker serves with time to spare, so the Redis list
+// reads empty most of the time while a worker is busy. The pool must not
+// churn (drain to zero and be recreated between tasks): pods created
+// during the load are counted from a pod watch and bounded; every task
+// runs exactly once; afterwards the pool reaches 0 within 15 s.
+func TestQScalerSDKZeroMinUnderLoad(t *testing.T) {
+	ctx, c, ns, rdb, queue := qscalerFixture(t, 6*time.Minute)
+	results := ns + "-results"
+	pods := watchPodLog(ctx, t, ns)
+	qw := qscalerPool(ns, "steady", queue, results, qv1.RetirementQScalerSDK, 0, 5, ptr.To[int32](1))
+	if err := c.Create(ctx, qw); err != nil {
+		t.Fatal(err)
+	}
+	const n = 225
+	start := time.Now()
+	tick := time.NewTicker(400 * time.Millisecond)
+	for i := range n {
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-tick.C:
+		}
+		lpushPickled(ctx, t, rdb, queue, qscalerTasks(i, 1))
+	}
+	tick.Stop()
+	loadEnd := time.Now()
+	lost, dup := waitTasks(ctx, t, rdb, results, n, 2*time.Minute)
+	created, left := pods.between(start, loadEnd)
+	done := time.Now()
+	settled := pods.settle(ctx, 0, 0, 15*time.Second)
+	t.Logf("minReplicas 0 under a task every 400 ms for %.0f s: %d pods created, %d left during the load; %d tasks, %d lost, %d twice; 0 pods %.1f s after the last task: %v",
+		loadEnd.Sub(start).Seconds(), created, left, n, lost, dup, time.Since(done).Seconds(), settled)
+	fmt.Printf("qscaler-sdk e2e: minReplicas 0 under a steady trickle (%.0f s): %d pods created, %d left; %d tasks, %d lost, %d twice\n",
+		loadEnd.Sub(start).Seconds(), created, left, n, lost, dup)
+	if lost != 0 || dup != 0 {
+		t.Errorf("%d tasks lost, %d ran twice", lost, dup)
+	}
+	// The first pod, plus at most a few more if the pool briefly grows on a
+	// burst of two or three tasks; a churning pool creates one per gap.
+	if created > 6 {
+		t.Errorf("%d pods created during 90 s of steady light load: the pool churned", created)
+	}
+	if !settled {
+		t.Errorf("the pool did not reach 0 within 15 s of the last task (alive %d)", pods.alive())
+	}
+}
+
 // qscalerFixture is the controller, a namespace, a Redis client, a queue
 // and a ScalerConfig "qscaler-redis" with the password key QScaler's SDK
 // requires (empty: the test Redis has none).
@@ -459,6 +566,18 @@ func (s *statusCounter) count() int {
 	return s.n
 }
 
+func (s *statusCounter) reset() {
+	s.mu.Lock()
+	s.n = 0
+	s.mu.Unlock()
+}
+
+// watchQWorkerStatus counts status versions of QWorker name with
+// desiredReplicas above 0.
+func watchQWorkerStatus(ctx context.Context, t *testing.T, ns, name string) *statusCounter {
+	return watchQWorker(ctx, t, ns, name, func(desired, current int64) bool { return desired > 0 })
+}
+
 // watchExcessShown counts status versions of QWorker name that show
 // desiredReplicas < currentReplicas: what makes a QScaler-SDK worker leave.
 func watchExcessShown(ctx context.Context, t *testing.T, ns, name string) *statusCounter {
@@ -493,4 +612,34 @@ func watchQWorker(ctx context.Context, t *testing.T, ns, name string, match func
 		}
 	}()
 	return s
+}
+
+// counterValue sums a counter of the in-process controller's registry over
+// the series whose labels include want.
+func counterValue(t *testing.T, name string, want map[string]string) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range want {
+				if have[k] != v {
+					continue series
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }

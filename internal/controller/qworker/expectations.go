@@ -71,6 +71,29 @@ func (e *expectations) observed(key types.NamespacedName, name string) {
 	}
 }
 
+// observedOrphan settles the expected change of pod name in namespace ns
+// whichever QWorker expected it, and returns those QWorkers. It is for
+// events of a pod that no longer names its QWorker: a QScaler-SDK worker
+// drops its owner reference as it leaves, possibly just before the
+// controller's mark or delete lands, and the events that show the change
+// then carry no owner to find the expectation by. Without this the
+// QWorker would wait out expectationTTL.
+func (e *expectations) observedOrphan(ns, name string) []types.NamespacedName {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var keys []types.NamespacedName
+	for key, x := range e.byQW {
+		if key.Namespace != ns {
+			continue
+		}
+		if _, ok := x.changed[name]; ok {
+			delete(x.changed, name)
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
 // satisfied reports whether key has nothing outstanding (or it expired).
 func (e *expectations) satisfied(key types.NamespacedName, now time.Time) bool {
 	e.mu.Lock()

@@ -1,20 +1,26 @@
 package qworker
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
-func TestPublishedCurrentNeverShowsQScalerWorkersAnExcess(t *testing.T) {
+// TestPublishedCurrent: above zero QScaler's workers never see an excess
+// (the controller deletes the pods it chose); at zero they all see it and
+// leave after their task (the pool drains instead of being deleted).
+func TestPublishedCurrent(t *testing.T) {
 	cases := []struct {
 		mode           RetirementMode
 		alive, desired int32
 		want           int32
 	}{
 		{RetireQScalerSDK, 5, 1, 1},
-		{RetireQScalerSDK, 5, 0, 0},
+		{RetireQScalerSDK, 5, 0, 5},
+		{RetireQScalerSDK, 0, 0, 0},
 		{RetireQScalerSDK, 1, 5, 1},
 		{RetireQScalerSDK, 3, 3, 3},
 		// Swell's SDKs follow their own pod's mark: the status keeps
@@ -26,6 +32,24 @@ func TestPublishedCurrentNeverShowsQScalerWorkersAnExcess(t *testing.T) {
 	for _, c := range cases {
 		if got := publishedCurrent(c.mode, c.alive, c.desired); got != c.want {
 			t.Errorf("publishedCurrent(%s, alive %d, desired %d) = %d, want %d", c.mode, c.alive, c.desired, got, c.want)
+		}
+	}
+}
+
+func TestQScalerDrainsOnlyToZero(t *testing.T) {
+	cases := []struct {
+		mode    RetirementMode
+		desired int32
+		want    bool
+	}{
+		{RetireQScalerSDK, 0, true},
+		{RetireQScalerSDK, 1, false},
+		{RetireDelete, 0, false},
+		{RetireCooperative, 0, false},
+	}
+	for _, c := range cases {
+		if got := qscalerDrains(c.mode, c.desired); got != c.want {
+			t.Errorf("qscalerDrains(%s, %d) = %t, want %t", c.mode, c.desired, got, c.want)
 		}
 	}
 }
@@ -83,6 +107,59 @@ func TestHandBacksArePickledNone(t *testing.T) {
 	for _, v := range qscalerHandBacks {
 		if !want[v] {
 			t.Errorf("unexpected hand-back form %q", v)
+		}
+	}
+}
+
+// TestDownHoldSpansDips: a QScalerSDK pool follows every rise at once and
+// shrinks only to the highest count of the last window; a failed
+// measurement is not held here.
+func TestDownHoldSpansDips(t *testing.T) {
+	key := types.NamespacedName{Namespace: "ns", Name: "pool"}
+	t0 := time.Unix(1000, 0)
+	steps := []struct {
+		at        time.Duration
+		raw, prev int32
+		err       error
+		want      int32
+	}{
+		{0, 3, 0, nil, 3},                      // rise: at once
+		{time.Second, 1, 3, nil, 3},            // dip 1 s later: held at 3
+		{2 * time.Second, 0, 3, nil, 3},        // reads empty: held
+		{4 * time.Second, 2, 3, nil, 3},        // 3 still in the window
+		{6 * time.Second, 0, 3, nil, 2},        // 3 left the window; 2 did not
+		{7 * time.Second, 5, 2, nil, 5},        // rise: at once
+		{13 * time.Second, 0, 5, nil, 0},       // 6 s of nothing: zero
+		{14 * time.Second, 0, 1, errBroker, 0}, // failed measurement: not this hold's call
+	}
+	var h downHolds
+	for i, s := range steps {
+		d := decision{Raw: s.raw, Previous: s.prev, Desired: s.raw, MeasureErr: s.err}
+		got := h.apply(t0.Add(s.at), key, downWindowFor(time.Second), d)
+		if got.Desired != s.want {
+			t.Errorf("step %d (t=%s raw=%d prev=%d): desired %d, want %d (%s)", i, s.at, s.raw, s.prev, got.Desired, s.want, got.Reason)
+		}
+	}
+	h.forget(key)
+	if got := h.apply(t0.Add(15*time.Second), key, downWindowFor(time.Second), decision{Previous: 3}); got.Desired != 0 {
+		t.Errorf("after forget: desired %d, want 0 (nothing remembered)", got.Desired)
+	}
+	for range 200 {
+		h.apply(t0.Add(16*time.Second), key, time.Hour, decision{Desired: 1, Previous: 1})
+	}
+	if n := len(h.recs[key]); n > maxRecommendations {
+		t.Errorf("history grew to %d entries, bound %d", n, maxRecommendations)
+	}
+}
+
+var errBroker = errors.New("broker down")
+
+func TestDownWindowIsTwoPollsAtLeast(t *testing.T) {
+	for _, c := range []struct{ interval, want time.Duration }{
+		{time.Second, 5 * time.Second}, {5 * time.Second, 10 * time.Second}, {0, 5 * time.Second},
+	} {
+		if got := downWindowFor(c.interval); got != c.want {
+			t.Errorf("downWindowFor(%s) = %s, want %s", c.interval, got, c.want)
 		}
 	}
 }

@@ -68,6 +68,8 @@ type Reconciler struct {
 	// push holds the push subscriptions: each wake-up enqueues the QWorker,
 	// so a new message is seen in well under the poll interval.
 	push *pushwake.Watchers[*QWorker]
+	// downHolds stabilises QScalerSDK pools' scale-downs (qscalersdk.go).
+	downHolds downHolds
 }
 
 // state returns the in-memory state of a QWorker, creating it on first use.
@@ -90,6 +92,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	delete(r.states, key)
 	r.mu.Unlock()
 	r.exp.forget(key)
+	r.downHolds.forget(key)
 	r.Metrics.forget(key)
 	r.push.Stop(key)
 }
@@ -132,6 +135,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	d := st.decide(now, spec, active, sample, measureErr)
+	if spec.Retirement == RetireQScalerSDK && spec.Behavior == nil {
+		d = r.downHolds.apply(now, spec.Key, downWindowFor(spec.PollingInterval), d)
+		st.desired = d.Desired
+	}
 	r.Metrics.observe(req.NamespacedName, d, view)
 	r.recordDecision(qw, d)
 
@@ -202,7 +209,7 @@ func (r *Reconciler) act(ctx context.Context, qw *QWorker, spec workerSpec, hash
 	}
 	plan := policy.PlanPool(view.workers, policy.PoolTarget{Desired: d.Desired, Hash: hash, MaxSurge: spec.surge(d.Desired)})
 	if len(plan.Retire) > 0 {
-		errs = append(errs, r.retire(ctx, qw, spec, view, plan.Retire, now))
+		errs = append(errs, r.retire(ctx, qw, spec, view, plan.Retire, d.Desired, now))
 	}
 	if plan.Create > 0 {
 		errs = append(errs, r.create(ctx, qw, spec, hash, int(plan.Create), now))
@@ -231,16 +238,17 @@ func (r *Reconciler) create(ctx context.Context, qw *QWorker, spec workerSpec, h
 	return errors.Join(errs...)
 }
 
-// retire marks (Cooperative) or deletes (Delete, QScalerSDK) exactly the
-// named pods.
-func (r *Reconciler) retire(ctx context.Context, qw *QWorker, spec workerSpec, view poolView, names []string, now time.Time) error {
+// retire marks (Cooperative, and QScalerSDK draining to zero) or deletes
+// (Delete, QScalerSDK above zero) exactly the named pods.
+func (r *Reconciler) retire(ctx context.Context, qw *QWorker, spec workerSpec, view poolView, names []string, desired int32, now time.Time) error {
 	var errs []error
+	drain := qscalerDrains(spec.Retirement, desired)
 	for _, name := range names {
 		pod := view.byName[name]
 		if pod == nil {
 			continue
 		}
-		if spec.Retirement == RetireDelete || spec.Retirement == RetireQScalerSDK {
+		if spec.Retirement == RetireDelete || (spec.Retirement == RetireQScalerSDK && !drain) {
 			errs = append(errs, r.deletePod(ctx, spec.Key, pod, "retired"))
 			continue
 		}
@@ -262,8 +270,11 @@ func (r *Reconciler) retire(ctx context.Context, qw *QWorker, spec workerSpec, v
 		}
 	}
 	r.Metrics.podsRetired.Add(float64(len(names) - len(errs)))
-	r.Recorder.Eventf(qw, corev1.EventTypeNormal, "RetiringPods", "%s %d worker pod(s): %s",
-		map[RetirementMode]string{RetireDelete: "deleting", RetireQScalerSDK: "deleting", RetireCooperative: "retiring"}[spec.Retirement], len(names), strings.Join(names, ", "))
+	verb := map[RetirementMode]string{RetireDelete: "deleting", RetireQScalerSDK: "deleting", RetireCooperative: "retiring"}[spec.Retirement]
+	if drain {
+		verb = "draining (each leaves after its task)"
+	}
+	r.Recorder.Eventf(qw, corev1.EventTypeNormal, "RetiringPods", "%s %d worker pod(s): %s", verb, len(names), strings.Join(names, ", "))
 	return errors.Join(errs...)
 }
 

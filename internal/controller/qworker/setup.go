@@ -149,6 +149,7 @@ func (h *podHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.
 		// its former QWorker must stop counting it.
 		key, ok = h.key(e.ObjectOld)
 		if !ok {
+			h.orphan(e.ObjectNew, q)
 			return
 		}
 		h.exp.observed(key, e.ObjectOld.GetName())
@@ -160,8 +161,19 @@ func (h *podHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.
 }
 
 func (h *podHandler) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	if key, ok := h.key(e.Object); ok {
-		h.exp.observed(key, e.Object.GetName())
+	key, ok := h.key(e.Object)
+	if !ok {
+		h.orphan(e.Object, q)
+		return
+	}
+	h.exp.observed(key, e.Object.GetName())
+	q.Add(reconcile.Request{NamespacedName: key})
+}
+
+// orphan settles what any QWorker expected of a pod that names no QWorker
+// any more (see expectations.observedOrphan) and wakes those QWorkers.
+func (h *podHandler) orphan(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	for _, key := range h.exp.observedOrphan(o.GetNamespace(), o.GetName()) {
 		q.Add(reconcile.Request{NamespacedName: key})
 	}
 }
