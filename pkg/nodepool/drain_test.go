@@ -3,11 +3,14 @@ package nodepool
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
+
+	"github.com/swell-autoscaler/swell/pkg/policy"
 )
 
 func TestAssessDrain(t *testing.T) {
@@ -94,5 +97,72 @@ func TestBlockerReasonsNameTheAnnotation(t *testing.T) {
 		if len(v.Blockers) != 1 || v.Blockers[0].Reason != "annotated "+ann+"="+val {
 			t.Errorf("%s: blockers %+v", ann, v.Blockers)
 		}
+	}
+}
+
+func TestEmptySinceFor(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	earlier := now.Add(-time.Minute)
+	node := func(ann string) *corev1.Node {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Annotations: map[string]string{}}}
+		if ann != "" {
+			n.Annotations[EmptySinceAnnotation] = ann
+		}
+		return n
+	}
+	empty := NodeState{SwellCordoned: true, Cordoned: true}
+	for _, tc := range []struct {
+		name string
+		ann  string
+		st   func(NodeState) NodeState
+		want EmptySinceChange
+	}{
+		{"just became empty: the clock starts now", "", func(s NodeState) NodeState { return s }, EmptySinceChange{Set: true, Since: now}},
+		{"empty before (a restart): the recorded time stays", earlier.Format(time.RFC3339Nano), func(s NodeState) NodeState { return s }, EmptySinceChange{Since: earlier}},
+		{"unreadable value: the clock restarts, never expires early", "yesterday", func(s NodeState) NodeState { return s }, EmptySinceChange{Set: true, Since: now}},
+		{"a server pod landed: the clock stops", earlier.Format(time.RFC3339Nano), func(s NodeState) NodeState { s.ServerPods = 1; return s }, EmptySinceChange{Clear: true}},
+		{"uncordoned by someone else: the clock stops", earlier.Format(time.RFC3339Nano), func(s NodeState) NodeState { s.Cordoned = false; return s }, EmptySinceChange{Clear: true}},
+		{"not Swell's cordon: no clock", "", func(s NodeState) NodeState { s.SwellCordoned = false; return s }, EmptySinceChange{}},
+		{"being deleted: no write", earlier.Format(time.RFC3339Nano), func(s NodeState) NodeState { s.Deleting = true; return s }, EmptySinceChange{}},
+		{"busy and no annotation: nothing", "", func(s NodeState) NodeState { s.ServerPods = 2; return s }, EmptySinceChange{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := EmptySinceFor(node(tc.ann), tc.st(empty), now); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("EmptySinceFor = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPlanExpiryCountsFromEmptySince: the plan deletes by how long a node
+// has been empty, not by its cordon's age.
+func TestPlanExpiryCountsFromEmptySince(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	node := func(name string, cordoned, empty time.Duration) NodeState {
+		n := NodeState{Name: name, Ready: true, Cordoned: true, SwellCordoned: true, CordonedAt: now.Add(-cordoned),
+			Allocatable: policy.Resources{"cpu": 4000}, Requested: policy.Resources{}}
+		if empty > 0 {
+			n.EmptySince = now.Add(-empty)
+		}
+		return n
+	}
+	in := Input{Now: now, Slot: policy.Resources{"cpu": 1000}, Template: policy.Resources{"cpu": 4000}, Min: 0, Max: 5, EmptyNodeExpiry: 10 * time.Minute}
+	for _, tc := range []struct {
+		name  string
+		nodes []NodeState
+		want  []string
+	}{
+		{"cordoned an hour ago, empty for a minute: kept", []NodeState{node("a", time.Hour, time.Minute)}, nil},
+		{"cordoned an hour ago, empty clock not started: kept", []NodeState{node("a", time.Hour, 0)}, nil},
+		{"empty for eleven minutes: deleted", []NodeState{node("a", time.Hour, 11*time.Minute)}, []string{"a"}},
+		{"empty longest first, whatever the cordon age", []NodeState{node("young-cordon", time.Minute*20, 15*time.Minute), node("old-cordon", time.Hour, 12*time.Minute)}, []string{"young-cordon", "old-cordon"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := in
+			in.Nodes = tc.nodes
+			if got := Plan(in).Delete; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Delete = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

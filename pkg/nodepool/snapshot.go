@@ -72,6 +72,8 @@ func EmptySinceFor(node *corev1.Node, st NodeState, now time.Time) EmptySinceCha
 	_, present := node.Annotations[EmptySinceAnnotation]
 	at, valid := timeAnnotation(node, EmptySinceAnnotation)
 	switch {
+	case st.Deleting:
+		return EmptySinceChange{} // going anyway: no write
 	case emptyCandidate(st) && valid:
 		return EmptySinceChange{Since: at}
 	case emptyCandidate(st):
