@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/swell-autoscaler/swell/pkg/nodepool"
 	"github.com/swell-autoscaler/swell/pkg/nodepool/provider"
@@ -60,5 +61,34 @@ func TestHealthKeepsTemplateAndRecordsErrors(t *testing.T) {
 	_ = plain.Resize(context.Background(), 4)
 	if _, err := h2.Health(); err == nil || err.Error() != "cloud down" {
 		t.Fatalf("error not recorded: %v", err)
+	}
+}
+
+// TestRunnersKeepStateAcrossRebuilds: the State a rebuilt runner gets is
+// the one its predecessor used (cooldown, deletions in flight), until the
+// object itself goes.
+func TestRunnersKeepStateAcrossRebuilds(t *testing.T) {
+	rs := newRunners()
+	a := types.NamespacedName{Namespace: "ns", Name: "a"}
+	b := types.NamespacedName{Namespace: "ns", Name: "b"}
+	first := rs.state(a)
+	stopped := 0
+	rs.put(a, &runner{stop: func() { stopped++ }})
+	rs.put(a, &runner{stop: func() { stopped++ }}) // a spec edit: rebuilt
+	if rs.state(a) != first {
+		t.Fatal("a rebuilt runner got a fresh State")
+	}
+	if stopped != 1 {
+		t.Fatalf("the replaced runner was stopped %d times, want 1", stopped)
+	}
+	if rs.state(b) == first {
+		t.Fatal("two objects share a State")
+	}
+	rs.remove(a)
+	if stopped != 2 {
+		t.Fatalf("remove did not stop the runner (%d stops)", stopped)
+	}
+	if rs.state(a) == first {
+		t.Fatal("a deleted object's State outlived it")
 	}
 }
