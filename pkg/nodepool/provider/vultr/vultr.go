@@ -98,7 +98,8 @@ func (p *Provider) findCluster(ctx context.Context, name string) (string, error)
 	opts := &govultr.ListOptions{PerPage: perPage}
 	byID := ""
 	for {
-		clusters, meta, _, err := p.client.Kubernetes.ListClusters(ctx, opts)
+		clusters, meta, resp, err := p.client.Kubernetes.ListClusters(ctx, opts)
+		closeBody(resp)
 		if err != nil {
 			return "", fmt.Errorf("vultr provider: list VKE clusters: %w", err)
 		}
@@ -125,7 +126,8 @@ func (p *Provider) findPool(ctx context.Context, name string) (string, error) {
 	opts := &govultr.ListOptions{PerPage: perPage}
 	byID := ""
 	for {
-		pools, meta, _, err := p.client.Kubernetes.ListNodePools(ctx, p.clusterID, opts)
+		pools, meta, resp, err := p.client.Kubernetes.ListNodePools(ctx, p.clusterID, opts)
+		closeBody(resp)
 		if err != nil {
 			return "", fmt.Errorf("vultr provider: list node pools of VKE cluster %s: %w", p.clusterID, err)
 		}
@@ -147,6 +149,14 @@ func (p *Provider) findPool(ctx context.Context, name string) (string, error) {
 	return "", fmt.Errorf("vultr provider: node-pool-name %q: no pool of VKE cluster %s has this label or ID", name, p.clusterID)
 }
 
+// closeBody closes an answer govultr hands back; it has read the body
+// already, so this only keeps the contract visible.
+func closeBody(resp *http.Response) {
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+}
+
 func next(meta *govultr.Meta) string {
 	if meta == nil || meta.Links == nil {
 		return ""
@@ -155,7 +165,8 @@ func next(meta *govultr.Meta) string {
 }
 
 func (p *Provider) pool(ctx context.Context) (*govultr.NodePool, error) {
-	np, _, err := p.client.Kubernetes.GetNodePool(ctx, p.clusterID, p.poolID)
+	np, resp, err := p.client.Kubernetes.GetNodePool(ctx, p.clusterID, p.poolID)
+	closeBody(resp)
 	if err != nil {
 		return nil, fmt.Errorf("vultr provider: get node pool %s: %w", p.poolID, err)
 	}
@@ -179,7 +190,9 @@ func (p *Provider) Resize(ctx context.Context, n int) error {
 	if n < 1 {
 		return fmt.Errorf("vultr provider: a VKE node pool cannot be resized to %d nodes", n)
 	}
-	if _, _, err := p.client.Kubernetes.UpdateNodePool(ctx, p.clusterID, p.poolID, &govultr.NodePoolReqUpdate{NodeQuantity: n}); err != nil {
+	_, resp, err := p.client.Kubernetes.UpdateNodePool(ctx, p.clusterID, p.poolID, &govultr.NodePoolReqUpdate{NodeQuantity: n})
+	closeBody(resp)
+	if err != nil {
 		return fmt.Errorf("vultr provider: set node pool %s quantity to %d: %w", p.poolID, n, err)
 	}
 	return nil
