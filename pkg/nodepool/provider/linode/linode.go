@@ -104,7 +104,9 @@ func (p *Provider) findPool(ctx context.Context, name string) (int, error) {
 	}
 	ids := make([]int, 0, len(pools))
 	labels := make([]string, 0, len(pools))
+	autoscaled := map[int]bool{}
 	for _, np := range pools {
+		autoscaled[np.ID] = np.Autoscaler.Enabled
 		label := ""
 		if np.Label != nil {
 			label = *np.Label
@@ -112,6 +114,9 @@ func (p *Provider) findPool(ctx context.Context, name string) (int, error) {
 		ids, labels = append(ids, np.ID), append(labels, label)
 	}
 	if id, ok := match(name, ids, labels); ok {
+		if autoscaled[id] {
+			return 0, fmt.Errorf("linode provider: node-pool-name %q: pool %d has LKE's own autoscaler on, which would remove nodes of its choosing; turn it off so Swell alone sets the count", name, id)
+		}
 		return id, nil
 	}
 	return 0, fmt.Errorf("linode provider: node-pool-name %q: no pool of LKE cluster %d has this label or ID", name, p.clusterID)

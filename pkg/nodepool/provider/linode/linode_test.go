@@ -64,7 +64,7 @@ func (f *fakeLKE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && r.URL.Path == "/v4/lke/clusters" && r.URL.Query().Get("page") == "2":
 		_, _ = io.WriteString(w, `{"data":[{"id":42,"label":"games"}],"page":2,"pages":2,"results":2}`)
 	case r.Method == http.MethodGet && r.URL.Path == cluster+"/pools":
-		fmt.Fprintf(w, `{"data":[{"id":6,"label":"system","count":1,"nodes":[]},%s],"page":1,"pages":1,"results":2}`, pool)
+		fmt.Fprintf(w, `{"data":[{"id":6,"label":"system","count":1,"nodes":[]},%s,{"id":8,"label":"auto","count":1,"nodes":[],"autoscaler":{"enabled":true,"min":1,"max":5}}],"page":1,"pages":1,"results":3}`, pool)
 	case r.Method == http.MethodGet && r.URL.Path == cluster+"/pools/7":
 		_, _ = io.WriteString(w, pool)
 	case r.Method == http.MethodPut && r.URL.Path == cluster+"/pools/7":
@@ -139,6 +139,9 @@ func TestNewFindsClusterAndPool(t *testing.T) {
 	}
 	if _, _, _, err := start(t, "games", "nope"); err == nil || !strings.Contains(err.Error(), `node-pool-name "nope"`) {
 		t.Fatalf("unknown pool: %v", err)
+	}
+	if _, _, _, err := start(t, "games", "auto"); err == nil || !strings.Contains(err.Error(), "LKE's own autoscaler on") {
+		t.Fatalf("pool with LKE's autoscaler: %v", err)
 	}
 }
 

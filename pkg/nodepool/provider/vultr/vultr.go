@@ -132,12 +132,16 @@ func (p *Provider) findPool(ctx context.Context, name string) (string, error) {
 			return "", fmt.Errorf("vultr provider: list node pools of VKE cluster %s: %w", p.clusterID, err)
 		}
 		for _, np := range pools {
+			if np.Label != name && np.ID != name {
+				continue
+			}
+			if np.AutoScaler {
+				return "", fmt.Errorf("vultr provider: node-pool-name %q: pool %s has VKE's own auto scaler on, which would remove nodes of its choosing; turn it off so Swell alone sets the quantity", name, np.ID)
+			}
 			if np.Label == name {
 				return np.ID, nil
 			}
-			if np.ID == name {
-				byID = np.ID
-			}
+			byID = np.ID
 		}
 		if opts.Cursor = next(meta); opts.Cursor == "" {
 			break

@@ -66,7 +66,8 @@ func (f *fakeVKE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && r.URL.Path == "/v2/kubernetes/clusters":
 		_, _ = io.WriteString(w, `{"vke_clusters":[{"id":"vke-2","label":"games"}],"meta":{"total":2,"links":{"next":"","prev":"cHJldg=="}}}`)
 	case r.Method == http.MethodGet && r.URL.Path == cluster+"/node-pools":
-		_, _ = io.WriteString(w, `{"node_pools":[{"id":"np-0","label":"system","node_quantity":1},`+pool+`],"meta":{"total":2,"links":{"next":"","prev":""}}}`)
+		_, _ = io.WriteString(w, `{"node_pools":[{"id":"np-0","label":"system","node_quantity":1},`+pool+
+			`,{"id":"np-5","label":"auto","node_quantity":1,"auto_scaler":true,"min_nodes":1,"max_nodes":5}],"meta":{"total":3,"links":{"next":"","prev":""}}}`)
 	case r.Method == http.MethodGet && r.URL.Path == cluster+"/node-pools/np-9":
 		_, _ = io.WriteString(w, `{"node_pool":`+pool+`}`)
 	case r.Method == http.MethodPatch && r.URL.Path == cluster+"/node-pools/np-9":
@@ -141,6 +142,9 @@ func TestNewFindsClusterAndPoolAcrossPages(t *testing.T) {
 	}
 	if _, _, _, err := start(t, "games", "nope"); err == nil || !strings.Contains(err.Error(), `node-pool-name "nope"`) {
 		t.Fatalf("unknown pool: %v", err)
+	}
+	if _, _, _, err := start(t, "games", "auto"); err == nil || !strings.Contains(err.Error(), "VKE's own auto scaler on") {
+		t.Fatalf("pool with VKE's auto scaler: %v", err)
 	}
 }
 
