@@ -235,9 +235,12 @@ func drainSlots(in Inputs, w time.Duration, steady, conc int) int {
 // finish fills in the prediction and reason for the chosen size.
 func finish(in Inputs, t Target, conc int, s sizing, downNote string) Result {
 	r := Result{Known: true, Replicas: s.workers, SteadySlots: s.steady, DrainSlots: s.drain, Capped: s.capped}
-	q := WaitQuantile(r.Replicas*conc, in.ArrivalRate, in.ServiceTime, t.percentile())
-	if OnDemand(in, t.Wait) {
-		q = onDemandWait(in, r.Replicas, conc)
+	q := backlogWait(in, r.Replicas, conc)
+	if !OnDemand(in, t.Wait) {
+		q = WaitQuantile(r.Replicas*conc, in.ArrivalRate, in.ServiceTime, t.percentile())
+		if in.Backlog > 0 {
+			q = math.Max(q, backlogWait(in, r.Replicas, conc))
+		}
 	}
 	if math.IsInf(q, 1) && in.ArrivalRate > 0 {
 		r.Unbounded = true
@@ -261,24 +264,31 @@ func finish(in Inputs, t Target, conc int, s sizing, downNote string) Result {
 	return r
 }
 
-// onDemandWait is the on-demand regime's prediction in seconds: the time
-// the chosen pool takes to start the queued tasks on its free slots, plus a
-// start-up when workers are added and the poll that sees a new task. +Inf
-// when no slot is free for a non-empty queue.
-func onDemandWait(in Inputs, replicas, conc int) float64 {
+// backlogWait is the time in seconds the chosen pool takes to start the
+// tasks waiting now, each of its slots starting one per service time, plus
+// a start-up when workers are added and the poll that sees a task (with no
+// task waiting: 0 when a slot is free, else a poll and a start-up). It is
+// the on-demand regime's prediction (the queue then holds about the
+// arrivals of one target, so this stays near it); in the Erlang regime the
+// prediction is the larger of it and the steady-state quantile.
+func backlogWait(in Inputs, replicas, conc int) float64 {
 	lag := max(in.PollInterval.Seconds(), 0)
 	if replicas > in.Current {
 		lag += max(in.StartupTime.Seconds(), 0)
 	}
 	backlog := float64(max(in.Backlog, 0))
+	slots := float64(replicas * conc)
 	if backlog == 0 {
-		return lag
+		// A new task starts at once on a free slot, else on a new worker.
+		if slots > float64(max(in.InFlight, 0)) {
+			return 0
+		}
+		return max(in.PollInterval.Seconds(), 0) + max(in.StartupTime.Seconds(), 0)
 	}
-	free := float64(replicas*conc) - float64(max(in.InFlight, 0))
-	if free <= 0 {
+	if slots <= 0 {
 		return math.Inf(1)
 	}
-	return lag + backlog*in.ServiceTime.Seconds()/free
+	return lag + backlog*in.ServiceTime.Seconds()/slots
 }
 
 func ceilDiv(a, b int64) int64 {
