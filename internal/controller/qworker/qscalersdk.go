@@ -126,9 +126,10 @@ type downHolds struct {
 }
 
 // apply records d's count and returns d lowered no further than the highest
-// count of the last window; a failed measurement is left to the fallback
-// guard, and a spec.behavior of the user's replaces this default.
-func (h *downHolds) apply(now time.Time, key types.NamespacedName, window time.Duration, d decision) decision {
+// count of the last window, and never above maxReplicas (a lowered maximum
+// applies at once); a failed measurement is left to the fallback guard, and
+// a spec.behavior of the user's replaces this default.
+func (h *downHolds) apply(now time.Time, key types.NamespacedName, window time.Duration, maxReplicas int32, d decision) decision {
 	if d.MeasureErr != nil || d.FallingBack {
 		return d
 	}
@@ -156,7 +157,10 @@ func (h *downHolds) apply(now time.Time, key types.NamespacedName, window time.D
 	if highest == d.Desired || d.Desired >= d.Previous {
 		return d
 	}
-	held := min(highest, d.Previous)
+	held := min(highest, d.Previous, maxReplicas)
+	if held <= d.Desired {
+		return d
+	}
 	d.Reason = fmt.Sprintf("%s (held at %d: %d within the last %s; a QScalerSDK pool shrinks after %s of lower readings)",
 		d.Reason, held, highest, window, window)
 	d.Desired = held

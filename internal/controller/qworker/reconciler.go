@@ -136,7 +136,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	d := st.decide(now, spec, active, sample, measureErr)
 	if spec.Retirement == RetireQScalerSDK && spec.Behavior == nil {
-		d = r.downHolds.apply(now, spec.Key, downWindowFor(spec.PollingInterval), d)
+		d = r.downHolds.apply(now, spec.Key, downWindowFor(spec.PollingInterval), spec.Sizing.MaxReplicas, d)
 		st.desired = d.Desired
 	}
 	r.Metrics.observe(req.NamespacedName, d, view)
