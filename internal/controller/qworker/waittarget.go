@@ -157,6 +157,8 @@ func (st *workerState) waitTarget(now time.Time, spec workerSpec, active int32, 
 		ArrivalRate: est.ArrivalRate, ServiceTime: est.ServiceTime, Concurrency: int(conc),
 		Backlog: queued, InFlight: inFlight, StartupTime: w.startup,
 		Current: int(active), MaxReplicas: int(s.MaxReplicas),
+		// A new task can sit up to one poll before it is seen.
+		PollInterval: spec.PollingInterval,
 	}
 	res := waittime.Replicas(in, *spec.WaitTarget)
 	if !est.Known || !res.Known {
