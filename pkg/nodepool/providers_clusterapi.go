@@ -9,6 +9,7 @@ import (
 
 	"github.com/swell-autoscaler/swell/pkg/nodepool/provider"
 	"github.com/swell-autoscaler/swell/pkg/nodepool/provider/clusterapi"
+	"github.com/swell-autoscaler/swell/pkg/nodepool/provider/guard"
 )
 
 // newClusterAPI builds the Cluster API provider on the clientset's own
@@ -25,5 +26,11 @@ func newClusterAPI(ctx context.Context, cfg Config, client kubernetes.Interface)
 	if rc == nil {
 		return nil, errors.New("clusterapi provider: the Kubernetes client has no REST client")
 	}
-	return clusterapi.New(ctx, clusterapi.Config{REST: rc, Namespace: ns, Name: name, ClusterName: cfg.ClusterName})
+	p, err := clusterapi.New(ctx, clusterapi.Config{REST: rc, Namespace: ns, Name: name, ClusterName: cfg.ClusterName})
+	if err != nil {
+		return nil, err
+	}
+	// As for the clouds: an API server that does not answer the
+	// MachineDeployment's size right before a change holds the pool.
+	return guard.Wrap(p), nil
 }

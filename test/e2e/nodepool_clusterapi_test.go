@@ -103,7 +103,7 @@ func TestNodePoolClusterAPI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("clusterapi provider: %v", err)
 	}
-	t.Logf("provider: %v", prov)
+	t.Logf("provider %T for MachineDeployment %s/%s", prov, ns, capiMD)
 	scaler, err := nodepool.New(nodepool.Options{Config: cfg, Client: env.Clientset, Provider: prov})
 	if err != nil {
 		t.Fatal(err)
