@@ -137,8 +137,10 @@ type NodePoolScalerSpec struct {
 	// +optional
 	EmptyNodeExpirationSec *float64 `json:"emptyNodeExpirationSec,omitempty"`
 	// ResizeCooldownSec (resize-cooldown-sec) holds further resizes, and
-	// the cordoning of surplus, this long after a resize.
-	// +kubebuilder:default=30
+	// the cordoning of surplus, this long after a resize. 0 (the default,
+	// as in kubescaler, which has none): booting and ordered nodes already
+	// count toward capacity, so a resize is never repeated without one.
+	// +kubebuilder:default=0
 	// +kubebuilder:validation:XValidation:rule="self >= 0.0",message="spec.resizeCooldownSec must be >= 0 seconds"
 	// +optional
 	ResizeCooldownSec *float64 `json:"resizeCooldownSec,omitempty"`
