@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -34,7 +35,9 @@ type fakeAPI struct {
 	conflictOnce bool
 	// failScalePut makes every scale PUT answer 500.
 	failScalePut bool
-	machines     []map[string]any
+	// failReads makes every GET answer 503 (an API server outage).
+	failReads bool
+	machines  []map[string]any
 }
 
 const mdPath = "/apis/cluster.x-k8s.io/v1beta2/namespaces/games/machinedeployments/pool-a"
@@ -54,6 +57,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	switch {
+	case f.failReads && r.Method == http.MethodGet:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		writeJSON(w, map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "ServiceUnavailable", "code": 503, "message": "apiserver overloaded"})
 	case r.Method == http.MethodGet && r.URL.Path == "/apis/cluster.x-k8s.io":
 		writeJSON(w, map[string]any{"kind": "APIGroup", "name": "cluster.x-k8s.io", "preferredVersion": map[string]any{"groupVersion": "cluster.x-k8s.io/v1beta2", "version": "v1beta2"}})
 	case r.Method == http.MethodGet && r.URL.Path == mdPath:
@@ -265,6 +271,30 @@ func TestDeleteUnmarksWhenTheScaleWriteFails(t *testing.T) {
 	}
 	if f.replicas != 2 {
 		t.Errorf("replicas %d, want 2", f.replicas)
+	}
+}
+
+func TestOutageWritesNothing(t *testing.T) {
+	f := &fakeAPI{t: t, bodies: map[string]string{}, replicas: 3, machines: []map[string]any{machineObj("m-1", "node-1", false)}}
+	p, err := newTest(t, f, Config{Namespace: "games", Name: "pool-a", Version: "v1beta2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.take()
+	f.failReads = true
+	if err := p.Delete(context.Background(), []*corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}}}); !apierrors.IsServiceUnavailable(err) {
+		t.Errorf("Delete during an outage: err %v", err)
+	}
+	if err := p.Resize(context.Background(), 5); !apierrors.IsServiceUnavailable(err) {
+		t.Errorf("Resize during an outage: err %v", err)
+	}
+	for _, r := range f.take() {
+		if !strings.HasPrefix(r, "GET ") {
+			t.Errorf("during an outage the provider sent %s", r)
+		}
+	}
+	if f.replicas != 3 {
+		t.Errorf("replicas %d, want 3", f.replicas)
 	}
 }
 
