@@ -11,7 +11,7 @@ import (
 // policyColors gives each policy the same colour in every plot.
 var policyColors = map[string]string{
 	PolicySwell:     "#0b7a75",
-	PolicySwellWait: "#3d5a80",
+	PolicySwellWait: "#7b2cbf",
 	PolicyKeda:      "#d1495b",
 	PolicyHPACPU:    "#e09f3e",
 	PolicyOracle:    "#6c757d",
@@ -54,7 +54,7 @@ func WriteHTML(w io.Writer, scs []ReportScenario) error {
 			v.Rows = append(v.Rows, htmlRow{Result: r, Color: policyColors[r.Policy], VsKeda: vsKeda(r, base)})
 		}
 		if sw := sc.Sweep; sw != nil {
-			v.Frontier, v.Verdict, v.RefP95 = frontierPlot(sw), Verdict(sw), sw.RefP95
+			v.Frontier, v.Verdict, v.RefP95 = frontierPlot(sw, len(views)), Verdict(sw), sw.RefP95
 			for _, p := range equalWaitPolicies {
 				v.Equal = append(v.Equal, equalRow{Policy: p, Color: policyColors[p], PodHours: fmtHours(sw.AtRef[p]),
 					VsKeda: fmtChange(sw.AtRef[p], sw.AtRef[PolicyKeda]), Settings: len(sw.Points[p]), OnFrontier: len(sw.Frontier[p])})
@@ -205,7 +205,7 @@ func niceCeil(v float64) float64 {
 // frontierPlot draws pod-hours against p95 wait, one line per policy
 // through its frontier, the oracle as a dashed floor and the comparison
 // wait as a dotted vertical line.
-func frontierPlot(sw *Sweep) template.HTML {
+func frontierPlot(sw *Sweep, id int) template.HTML {
 	const w, h, left, right, top, bottom = 900.0, 300.0, 50.0, 110.0, 20.0, 34.0
 	xMax := niceCeil(3 * math.Max(sw.RefP95, 1))
 	var yMax float64
@@ -215,6 +215,9 @@ func frontierPlot(sw *Sweep) template.HTML {
 				yMax = math.Max(yMax, p.PodHours)
 			}
 		}
+	}
+	if k := sw.AtRef[PolicyKeda]; !math.IsNaN(k) {
+		yMax = math.Min(yMax, 3*k) // keep the comparison readable; steeper ends are clipped
 	}
 	yMax = niceCeil(math.Max(yMax, sw.Oracle.PodHours))
 	x := func(v float64) float64 { return left + (w-left-right)*math.Min(v, xMax)/xMax }
@@ -227,19 +230,24 @@ func frontierPlot(sw *Sweep) template.HTML {
 		fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#e5e5e5"/><text x="%.0f" y="%.1f" text-anchor="end" fill="#666">%g</text>`,
 			left, w-right, y(v), y(v), left-4, y(v)+4, v)
 	}
-	for i := 0; i <= 6; i++ {
-		v := xMax * float64(i) / 6
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" fill="#666">%.0fs</text>`, x(v), h-bottom+16, v)
+	for i := 0; i <= 5; i++ {
+		v := xMax * float64(i) / 5
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" fill="#666">%gs</text>`, x(v), h-bottom+16, v)
 	}
 	fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.0f" y2="%.0f" stroke="#999"/>`, left, w-right, h-bottom, h-bottom)
 	fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.0f" y2="%.0f" stroke="#999" stroke-dasharray="2 3"/>`, x(sw.RefP95), x(sw.RefP95), top, h-bottom)
-	row := 0
+	for i, p := range equalWaitPolicies {
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="%s">%s</text>`, w-right+10, top+14*float64(i+1), policyColors[p], template.HTMLEscapeString(p))
+	}
+	fmt.Fprintf(&b, `<clipPath id="frontier-%d"><rect x="%.0f" y="%.0f" width="%.0f" height="%.0f"/></clipPath><g clip-path="url(#frontier-%d)">`,
+		id, left, top-4, w-right-left+4, h-bottom-top+8, id)
 	for _, p := range equalWaitPolicies {
 		color := policyColors[p]
-		row++
-		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="%s">%s</text>`, w-right+10, top+14*float64(row), color, template.HTMLEscapeString(p))
 		if p == PolicyOracle {
 			fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="4 3"/>`, left, w-right, y(sw.Oracle.PodHours), y(sw.Oracle.PodHours), color)
+			continue
+		}
+		if len(sw.Frontier[p]) == 0 {
 			continue
 		}
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.6" points="`, color)
@@ -256,6 +264,6 @@ func frontierPlot(sw *Sweep) template.HTML {
 		b.WriteString(`"/>`)
 		b.WriteString(dots.String())
 	}
-	b.WriteString(`</svg>`)
+	b.WriteString(`</g></svg>`)
 	return template.HTML(b.String())
 }
