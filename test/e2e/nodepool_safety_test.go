@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -603,10 +604,12 @@ func TestNodePoolSafetyExpiryCountsFromEmpty(t *testing.T) {
 // TestNodePoolSafetySpecEditDeletesNothingTwice runs the NodePoolScaler
 // controller: its node is chosen for deletion and being drained (the
 // evicted pod held in Terminating by a finalizer) when the spec is edited,
-// which rebuilds the object's scaler; the edit is edited again while the
-// deleted node itself lingers (held by a finalizer, as a cloud's node
-// lingers while its machine shuts down). The API server's own counters
-// show one eviction request and one node DELETE in all.
+// which rebuilds the object's scaler; it is edited again during the drain's
+// validation delay (the rebuilt scaler must keep the same re-check time, not
+// start the delay over), and again while the deleted node itself lingers
+// (held by a finalizer, as a cloud's node lingers while its machine shuts
+// down). The API server's own counters show one eviction request and one
+// node DELETE in all.
 func TestNodePoolSafetySpecEditDeletesNothingTwice(t *testing.T) {
 	kube := startController(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -715,6 +718,35 @@ kwok-node-memory: 16Gi
 		return err == nil && observed == gen && strings.Contains(msg, "waiting for "+ns+"/web to terminate"), err
 	})
 	releasePod()
+	// The pod is gone: the drain's validation delay runs. An edit now must
+	// not restart it: the rebuilt scaler reports the same re-check time.
+	recheck := regexp.MustCompile(`drained; deleted after a live re-check at ([^; ]+)`)
+	var at string
+	waitFor(ctx, t, "the drained node waiting for its validation delay", func() (bool, error) {
+		msg, _, err := readyMessage()
+		if m := recheck.FindStringSubmatch(msg); m != nil {
+			at = m[1]
+		}
+		return at != "", err
+	})
+	gen = edit(0.45)
+	waitFor(ctx, t, "a pass of the scaler rebuilt during the validation delay", func() (bool, error) {
+		msg, observed, err := readyMessage()
+		if err != nil || observed != gen {
+			return false, err
+		}
+		switch m := recheck.FindStringSubmatch(msg); {
+		case m == nil:
+			// Deleted before the rebuilt scaler's first pass: nothing to
+			// compare (the edit took longer than the delay).
+			t.Logf("the node went before the rebuilt scaler's first pass; re-check time not compared")
+		case m[1] != at:
+			t.Fatalf("the edit restarted the drain: re-check moved from %s to %s", at, m[1])
+		default:
+			t.Logf("validation delay kept across an edit: re-check at %s before and after", at)
+		}
+		return true, nil
+	})
 	waitFor(ctx, t, "the node deleted (held by the test's finalizer)", func() (bool, error) {
 		n, err := env.Clientset.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
 		return err == nil && n.DeletionTimestamp != nil, err
@@ -734,7 +766,7 @@ kwok-node-memory: 16Gi
 		return apierrors.IsNotFound(err), nil
 	})
 	evictions, deletes := safetyEvictionRequests(ctx, t)-evictionsBefore, safetyNodeDeletes(ctx, t)-deletesBefore
-	t.Logf("spec edited 5 times (generation %d) during the drain and the deletion: %.0f eviction requests, %.0f node DELETE requests", gen, evictions, deletes)
+	t.Logf("spec edited 6 times (generation %d) during the drain and the deletion: %.0f eviction requests, %.0f node DELETE requests", gen, evictions, deletes)
 	if evictions != 1 {
 		t.Errorf("%.0f eviction requests, want 1", evictions)
 	}
