@@ -673,7 +673,7 @@ func (s *Scaler) drain(ctx context.Context, name string) (*corev1.Node, string, 
 	}
 	if wait := s.validate - now.Sub(began); first || wait > 0 {
 		s.retryAfter(max(wait, time.Millisecond))
-		return nil, fmt.Sprintf("node %s: drained; deleted after a live re-check at %s", name, began.Add(s.validate).UTC().Format(time.RFC3339)), nil
+		return nil, fmt.Sprintf("node %s: drained; deleted after a live re-check at %s", name, began.Add(s.validate).UTC().Format("2006-01-02T15:04:05.000Z07:00")), nil
 	}
 	s.state.forgetDrain(name)
 	s.state.clearBlocked(name)
