@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -146,27 +147,31 @@ func TestNodePoolParity(t *testing.T) {
 
 	// Servers leave one at a time, each seen by a pass before the next;
 	// two stay, on different nodes.
-	keep := keepOnTwoNodes(ctx, t, ns, 12)
-	for i := range 12 {
-		if keep[paritySrv(i)] {
-			continue
-		}
+	order, _ := departureOrder(ctx, t, ns, 12)
+	for _, name := range order {
 		seen := passes.count()
-		if err := env.Clientset.CoreV1().Pods(ns).Delete(ctx, paritySrv(i), metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
-			t.Fatalf("delete %s: %v", paritySrv(i), err)
+		if err := env.Clientset.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+			t.Fatalf("delete %s: %v", name, err)
 		}
-		waitWithin(ctx, t, time.Minute, "a pass after "+paritySrv(i)+" left", func(ctx context.Context) (bool, error) {
-			_, err := env.Clientset.CoreV1().Pods(ns).Get(ctx, paritySrv(i), metav1.GetOptions{})
-			return err != nil && passes.count() > seen, nil
+		waitWithin(ctx, t, time.Minute, "a pass after "+name+" left", func(ctx context.Context) (bool, error) {
+			_, err := env.Clientset.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err) && passes.count() > seen, nil
 		})
 	}
 	var minimal int
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last pool seen: %s", last)
+		}
+	}()
 	waitWithin(ctx, t, 2*time.Minute, "the pool at the fewest nodes the two servers allow", func(ctx context.Context) (bool, error) {
 		st, err := readPool(ctx, ns, paritySelector, parityServerLabel)
 		if err != nil {
 			return false, err
 		}
 		minimal, err = minimalParityNodes(ctx, ns)
+		last = fmt.Sprintf("%d nodes (fewest possible %d), %d Swell-cordoned of which %d empty, %d free slots", st.nodes, minimal, st.swellCordoned, st.emptySwellCordoned, st.free)
 		return err == nil && st.nodes == minimal && st.emptySwellCordoned == 0 && st.free >= parityBuffer, err
 	})
 
@@ -205,23 +210,50 @@ func createParityServer(ctx context.Context, t *testing.T, ns, name, pool string
 	})
 }
 
-// keepOnTwoNodes picks two of the n servers bound to different nodes.
-func keepOnTwoNodes(ctx context.Context, t *testing.T, ns string, n int) map[string]bool {
+// departureOrder orders the n servers' departures the way that trips a
+// rule which skips the emptiest node: nodes are drained emptiest first,
+// one server at a time, and one server stays on each of the two fullest
+// nodes (drained last, down to that one). It returns the order and the
+// two servers that stay.
+func departureOrder(ctx context.Context, t *testing.T, ns string, n int) (order []string, keep map[string]bool) {
 	t.Helper()
-	keep, nodes := map[string]bool{}, map[string]bool{}
+	byNode := map[string][]string{}
 	for i := range n {
 		p, err := env.Clientset.CoreV1().Pods(ns).Get(ctx, paritySrv(i), metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Spec.NodeName != "" && !nodes[p.Spec.NodeName] && len(keep) < 2 {
-			keep[p.Name], nodes[p.Spec.NodeName] = true, true
+		if p.Spec.NodeName == "" {
+			t.Fatalf("server %s is not bound", p.Name)
 		}
+		byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p.Name)
 	}
-	if len(keep) != 2 {
-		t.Fatalf("the 12 servers run on fewer than 2 nodes: %v", nodes)
+	nodes := make([]string, 0, len(byNode))
+	for name := range byNode {
+		nodes = append(nodes, name)
 	}
-	return keep
+	if len(nodes) < 2 {
+		t.Fatalf("the %d servers run on fewer than 2 nodes: %v", n, byNode)
+	}
+	sort.Slice(nodes, func(i, j int) bool {
+		if a, b := len(byNode[nodes[i]]), len(byNode[nodes[j]]); a != b {
+			return a < b
+		}
+		return nodes[i] < nodes[j]
+	})
+	keep = map[string]bool{}
+	placement := make([]string, 0, len(nodes))
+	for k, name := range nodes {
+		servers := byNode[name]
+		placement = append(placement, fmt.Sprintf("%s:%d", name, len(servers)))
+		if k >= len(nodes)-2 {
+			keep[servers[0]] = true
+			servers = servers[1:]
+		}
+		order = append(order, servers...)
+	}
+	t.Logf("servers per node before departures (emptiest first): %v; staying: %v", placement, keep)
+	return order, keep
 }
 
 // minimalParityNodes is the fewest nodes any autoscaler could keep with
