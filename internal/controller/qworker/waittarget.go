@@ -84,11 +84,14 @@ func readWorkers(pods []corev1.Pod) workerReading {
 }
 
 // startupOf is how long pod took from creation to Ready, when it is ready.
+// Both timestamps have second resolution, so a pod ready within its first
+// second counts as one second: a measured start-up is never 0, which the
+// model reads as "not measured yet".
 func startupOf(pod *corev1.Pod) (time.Duration, bool) {
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && !pod.CreationTimestamp.IsZero() {
 			d := c.LastTransitionTime.Sub(pod.CreationTimestamp.Time)
-			return d, d >= 0
+			return max(d, time.Second), d >= 0
 		}
 	}
 	return 0, false

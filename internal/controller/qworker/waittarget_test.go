@@ -2,6 +2,7 @@ package qworker
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -222,12 +223,18 @@ func TestReadWorkers(t *testing.T) {
 	}
 	r := readWorkers([]corev1.Pod{
 		pod("a", `{"tasks":5,"busySeconds":2.5,"concurrency":1}`, 3*time.Second, corev1.PodRunning),
+		pod("fast", "", time.Nanosecond, corev1.PodRunning),
 		pod("b", `garbage`, 5*time.Second, corev1.PodRunning),
 		pod("c", "", 0, corev1.PodPending),
 		pod("d", `{"tasks":9,"busySeconds":1,"concurrency":1}`, 0, corev1.PodSucceeded),
 	})
-	if r.Pods != 3 || len(r.Reports) != 1 || r.Reports["a"].Tasks != 5 || len(r.Startups) != 2 {
-		t.Fatalf("reading %+v: want 3 live pods, one valid report (a), two start-up times", r)
+	if r.Pods != 4 || len(r.Reports) != 1 || r.Reports["a"].Tasks != 5 || len(r.Startups) != 3 {
+		t.Fatalf("reading %+v: want 4 live pods, one valid report (a), three start-up times", r)
+	}
+	// Ready within the timestamps' one-second resolution reads as 1 s,
+	// never 0 (which the model takes for "not measured").
+	if slices.Min(r.Startups) != time.Second {
+		t.Fatalf("start-ups %v: want the fastest at 1s", r.Startups)
 	}
 }
 
