@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/swell-autoscaler/swell/pkg/nodepool/capacitybuffer"
@@ -141,6 +143,19 @@ func TestNodePoolCapacityBuffer(t *testing.T) {
 // cluster-wide to the shipped swell-nodepool-capacitybuffer ClusterRole.
 func capacityBufferClient(ctx context.Context, t *testing.T) kubernetes.Interface {
 	t.Helper()
+	cfg := rest.CopyConfig(env.RESTConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: grantCapacityBufferRole(ctx, t), Groups: []string{"system:authenticated"}}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// grantCapacityBufferRole binds config/rbac/capacitybuffer's ClusterRole
+// to a test user, cluster-wide, and returns the user's name.
+func grantCapacityBufferRole(ctx context.Context, t *testing.T) string {
+	t.Helper()
 	role := &rbacv1.ClusterRole{}
 	readYAML(t, "../../config/rbac/capacitybuffer/role.yaml", role)
 	role.Name = "e2e-" + role.Name
@@ -168,13 +183,25 @@ func capacityBufferClient(ctx context.Context, t *testing.T) kubernetes.Interfac
 		_ = env.Clientset.RbacV1().ClusterRoleBindings().Delete(context.Background(), crb.Name, metav1.DeleteOptions{})
 		_ = env.Clientset.RbacV1().ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{})
 	})
-	cfg := rest.CopyConfig(env.RESTConfig)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
-	cs, err := kubernetes.NewForConfig(cfg)
+	return user
+}
+
+// kubeconfigAs writes a copy of the environment's kubeconfig
+// that acts as user, so a swell process holds only that user's rights.
+func kubeconfigAs(t *testing.T, user string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(env.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cs
+	for _, a := range cfg.AuthInfos {
+		a.Impersonate, a.ImpersonateGroups = user, []string{"system:authenticated"}
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func writes(m map[string]float64) float64 {
@@ -254,4 +281,53 @@ func (rw *replicaWatch) stop() []int64 {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
 	return slices.Clone(rw.values)
+}
+
+// TestNodePoolCapacityBufferCommand runs `swell nodepool` with
+// cloud-provider none, as on a cluster whose nodes Karpenter or the
+// Cluster Autoscaler own: it publishes the CapacityBuffer from the pool's
+// own keys and follows the server pods. The process runs as a user holding
+// only config/rbac/capacitybuffer's role, which grants nothing on nodes,
+// so it cannot cordon or delete one.
+func TestNodePoolCapacityBufferCommand(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := env.InstallCRDs(ctx, "testdata/capacitybuffer"); err != nil {
+		t.Fatalf("install the CapacityBuffer CRD: %v", err)
+	}
+	ns := newNamespace(ctx, t)
+	dyn, err := dynamic.NewForConfig(env.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := buildSwell(t)
+	config := filepath.Join(t.TempDir(), "nodepool.yaml")
+	writeFile(t, config, fmt.Sprintf(`cloud-provider: none
+capacity-buffer: %s/game-servers
+node-selector: "swell.dev/pool=servers"
+cluster-kube-config-path: %s
+server-pod-label-name: %s
+server-pod-label-value: %s
+buffer-slot-size: 1
+buffer-slot-percent: 100
+server-cpu-resource-request: 500
+server-memory-resource-request: 1Gi
+metrics-bind-address: "0"
+`, ns, kubeconfigAs(t, grantCapacityBufferRole(ctx, t)), cbServerLabel, ns))
+	p := startSwell(t, bin, "capacitybuffer-nodepool", "nodepool", "--config", config)
+	defer stopSwell(t, p)
+
+	waitBufferReplicas(ctx, t, dyn, ns, 1, "the buffer published by swell nodepool with no server: 1")
+	createPendingServers(ctx, t, ns, 0, 3)
+	waitBufferReplicas(ctx, t, dyn, ns, 3, "3 servers: 100% is 3")
+	pt, err := env.Clientset.CoreV1().PodTemplates(ns).Get(ctx, "game-servers-slot", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := pt.Template.Spec.Containers[0].Resources.Requests
+	if cpu, mem := req[corev1.ResourceCPU], req[corev1.ResourceMemory]; cpu.Cmp(resource.MustParse("500m")) != 0 || mem.Cmp(resource.MustParse("1Gi")) != 0 {
+		t.Errorf("slot template requests %v, want cpu 500m and memory 1Gi", req)
+	}
+	t.Logf("swell nodepool (cloud-provider none, RBAC of config/rbac/capacitybuffer only) published 3 replicas of %s: cpu %s memory %s",
+		pt.Name, ptr.To(req[corev1.ResourceCPU]).String(), ptr.To(req[corev1.ResourceMemory]).String())
 }
