@@ -567,8 +567,8 @@ func (c Config) Validate() error {
 	case ProviderHetzner:
 		requireCloud(c, fail, KeyCloudProviderToken, KeyNodePoolName, KeyHcloudServerType, KeyHcloudImage, KeyHcloudCloudInitFile)
 	default:
-		fail(KeyCloudProvider, "%q is not a provider; want %s, %s, %s, %s, %s or %s", c.CloudProvider,
-			ProviderHetzner, ProviderLinode, ProviderVultr, ProviderClusterAPI, ProviderDigitalOcean, ProviderKwok)
+		fail(KeyCloudProvider, "%q is not a provider; want %s, %s, %s, %s, %s, %s or %s", c.CloudProvider,
+			ProviderHetzner, ProviderLinode, ProviderVultr, ProviderClusterAPI, ProviderDigitalOcean, ProviderKwok, ProviderNone)
 	}
 	errs = append(errs, c.capacityBufferErrors()...)
 	if c.MinNodes < 0 {
