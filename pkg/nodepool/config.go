@@ -568,7 +568,7 @@ func (c Config) Validate() error {
 		requireCloud(c, fail, KeyCloudProviderToken, KeyNodePoolName, KeyHcloudServerType, KeyHcloudImage, KeyHcloudCloudInitFile)
 	default:
 		fail(KeyCloudProvider, "%q is not a provider; want %s, %s, %s, %s, %s, %s or %s", c.CloudProvider,
-			ProviderHetzner, ProviderLinode, ProviderVultr, ProviderClusterAPI, ProviderDigitalOcean, ProviderKwok, ProviderNone)
+			ProviderHetzner, ProviderLinode, ProviderVultr, ProviderClusterAPI, ProviderNone, ProviderDigitalOcean, ProviderKwok)
 	}
 	errs = append(errs, c.capacityBufferErrors()...)
 	if c.MinNodes < 0 {
