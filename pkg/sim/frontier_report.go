@@ -26,10 +26,7 @@ var equalWaitPolicies = []string{PolicyKeda, PolicySwell, PolicySwellWait, Polic
 // target.
 func WriteFrontierTable(w io.Writer, sweeps []*Sweep) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	header := []string{"scenario", "p95 s"}
-	for _, p := range equalWaitPolicies {
-		header = append(header, p)
-	}
+	header := append([]string{"scenario", "p95 s"}, equalWaitPolicies...)
 	header = append(header, "swell-wait vs keda", "oracle vs keda", "swell-wait vs oracle", "")
 	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
 	for _, sw := range sweeps {
