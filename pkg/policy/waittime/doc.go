@@ -14,9 +14,11 @@
 //     servers, arrival rate λ and mean service time S (offered load a = λS),
 //     a task waits longer than t with probability C(c, a)·exp(−(c/S − λ)·t),
 //     where C is the Erlang C formula.
-//   - [Replicas]: the decision. Steady-state servers from Erlang C, plus the
-//     servers it takes to drain the current backlog within the target (less
-//     start-up time), tightened when the oldest task is already late, with a
+//   - [Replicas]: the decision. When the target is tighter than a worker's
+//     start-up, a standing reserve from Erlang C; when a worker can start
+//     within the target ([OnDemand]), no reserve. Plus the servers it takes
+//     to start the current backlog within the target (less start-up time
+//     and the poll), tightened when the oldest task is already late, with a
 //     scale-down band so a pool does not flap.
 //   - [Estimator]: smoothed arrival rate (backlog change plus completions, or
 //     an arrivals counter where the broker has one) and service time (busy
