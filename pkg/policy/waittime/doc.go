@@ -22,7 +22,8 @@
 //     scale-down band so a pool does not flap.
 //   - [Estimator]: smoothed arrival rate (backlog change plus completions, or
 //     an arrivals counter where the broker has one) and service time (busy
-//     time per completed task) from cumulative counters.
+//     time per completed task) from cumulative counters; one interval can
+//     raise the rate only so far, so a one-off batch stays in the backlog.
 //
 // Everything is pure: no clock is read (callers pass `now`), no Kubernetes
 // types are imported, and missing or nonsensical inputs yield a Result with
