@@ -345,9 +345,10 @@ func TestQScalerSDKZeroMinUnderLoad(t *testing.T) {
 	if lost != 0 || dup != 0 {
 		t.Errorf("%d tasks lost, %d ran twice", lost, dup)
 	}
-	// Measured 28 with drain-to-zero and the default stabilisation; the
-	// loops this guards against made 73 and more.
-	if created > 40 {
+	// Measured 28 to 44 (the more, the busier the machine) with
+	// drain-to-zero and the default stabilisation; without the
+	// stabilisation 73, and the hand-back loop about 220 per 90 s.
+	if created > 60 {
 		t.Errorf("%d pods created during 90 s of steady light load: the pool churned", created)
 	}
 	if !settled {
