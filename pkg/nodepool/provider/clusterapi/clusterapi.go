@@ -225,14 +225,21 @@ func (p *Provider) Resize(ctx context.Context, n int) error {
 // Delete marks each node's Machine with the delete-machine annotation,
 // then lowers spec.replicas by the number marked, in one scale write.
 // A node whose Machine is not found in this MachineDeployment is an error
-// and lowers nothing; a Machine already being deleted is skipped (its
-// replica is already on its way out). If the scale write fails the marks
-// are removed again, so a later, unrelated scale-down cannot pick them.
+// and lowers nothing. A Machine already being deleted is skipped (its
+// replica is already on its way out), and so is one already marked while
+// a scale-down is still outstanding (more Machines than spec.replicas), so
+// asking twice for the same node never removes two Machines. If the scale
+// write fails the marks are removed again, so a later, unrelated
+// scale-down cannot pick them.
 func (p *Provider) Delete(ctx context.Context, nodes []*corev1.Node) error {
 	if len(nodes) == 0 {
 		return nil
 	}
 	machines, err := p.listMachines(ctx)
+	if err != nil {
+		return err
+	}
+	pending, err := p.pendingRemovals(ctx, machines)
 	if err != nil {
 		return err
 	}
@@ -245,6 +252,13 @@ func (p *Provider) Delete(ctx context.Context, nodes []*corev1.Node) error {
 			continue
 		}
 		if m.Metadata.DeletionTimestamp != "" {
+			continue
+		}
+		if _, ok := m.Metadata.Annotations[DeleteMachineAnnotation]; ok && pending > 0 {
+			// Marked by an earlier call whose scale-down the MachineSet
+			// controller has not carried out yet: lowering the count
+			// again would remove a second Machine.
+			pending--
 			continue
 		}
 		if err := p.annotate(ctx, m.Metadata.Name, p.now().UTC().Format(time.RFC3339)); err != nil {
@@ -265,6 +279,23 @@ func (p *Provider) Delete(ctx context.Context, nodes []*corev1.Node) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// pendingRemovals is how many Machines a scale-down already asked for
+// and the MachineSet controller has not started deleting: the Machines
+// not being deleted minus spec.replicas, or 0.
+func (p *Provider) pendingRemovals(ctx context.Context, machines []machine) (int, error) {
+	s, err := p.getScale(ctx)
+	if err != nil {
+		return 0, err
+	}
+	live := 0
+	for _, m := range machines {
+		if m.Metadata.DeletionTimestamp == "" {
+			live++
+		}
+	}
+	return max(0, live-int(s.Spec.Replicas)), nil
 }
 
 // machineFor finds a node's Machine: by the node's machine annotation,

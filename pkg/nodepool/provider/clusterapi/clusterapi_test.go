@@ -218,6 +218,7 @@ func TestDeleteMarksExactlyTheChosenMachinesThenScalesDownOnce(t *testing.T) {
 	machines := "GET /apis/cluster.x-k8s.io/v1beta2/namespaces/games/machines?labelSelector=cluster.x-k8s.io%2Fdeployment-name%3Dpool-a&limit=500"
 	want := []string{
 		machines,
+		"GET " + mdPath + "/scale",
 		"PATCH /apis/cluster.x-k8s.io/v1beta2/namespaces/games/machines/m-2",
 		"PATCH /apis/cluster.x-k8s.io/v1beta2/namespaces/games/machines/m-4",
 		"GET " + mdPath + "/scale", "PUT " + mdPath + "/scale",
@@ -226,11 +227,47 @@ func TestDeleteMarksExactlyTheChosenMachinesThenScalesDownOnce(t *testing.T) {
 		t.Fatalf("requests\n%q\nwant\n%q", got, want)
 	}
 	wantPatch := `{"metadata":{"annotations":{"cluster.x-k8s.io/delete-machine":"2026-12-07T10:00:00Z"}}}`
-	if got := f.bodies[want[1]]; got != wantPatch {
+	if got := f.bodies[want[2]]; got != wantPatch {
 		t.Errorf("patch body %s, want %s", got, wantPatch)
 	}
 	if f.replicas != 2 {
 		t.Errorf("replicas %d, want 2 (4 minus the two marked)", f.replicas)
+	}
+}
+
+// Asking again for a node whose Machine is marked, before the MachineSet
+// controller acted on the first scale-down, must not lower the count
+// again: that would remove a second Machine.
+func TestDeleteTwiceLowersOnce(t *testing.T) {
+	marked := machineObj("m-2", "node-2", false)
+	marked["metadata"].(map[string]any)["annotations"] = map[string]any{DeleteMachineAnnotation: "2026-12-07T09:59:00Z"}
+	f := &fakeAPI{t: t, bodies: map[string]string{}, replicas: 2, machines: []map[string]any{
+		machineObj("m-1", "node-1", false), marked, machineObj("m-3", "node-3", false),
+	}}
+	p, err := newTest(t, f, Config{Namespace: "games", Name: "pool-a", Version: "v1beta2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.take()
+	if err := p.Delete(context.Background(), []*corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range f.take() {
+		if !strings.HasPrefix(r, "GET ") {
+			t.Errorf("a repeated delete sent %s", r)
+		}
+	}
+	if f.replicas != 2 {
+		t.Errorf("replicas %d, want 2 (3 Machines, 1 removal outstanding)", f.replicas)
+	}
+	// Once the outstanding removal is done (replicas == Machines), a
+	// Machine still marked is marked again and the count lowered.
+	f.replicas = 3
+	if err := p.Delete(context.Background(), []*corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if f.replicas != 2 {
+		t.Errorf("replicas %d, want 2", f.replicas)
 	}
 }
 
@@ -245,8 +282,13 @@ func TestDeleteOfAnUnknownNodeLowersNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "node stranger has no Machine") {
 		t.Fatalf("err %v", err)
 	}
-	if got := f.take(); len(got) != 1 || f.replicas != 2 {
-		t.Errorf("requests %q, replicas %d: want only the Machine list and replicas 2", got, f.replicas)
+	for _, r := range f.take() {
+		if !strings.HasPrefix(r, "GET ") {
+			t.Errorf("an unknown node made the provider send %s", r)
+		}
+	}
+	if f.replicas != 2 {
+		t.Errorf("replicas %d, want 2", f.replicas)
 	}
 }
 
