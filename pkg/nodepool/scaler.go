@@ -199,7 +199,7 @@ func (s *Scaler) nodeHandler() cache.ResourceEventHandler {
 		UpdateFunc: func(oldObj, newObj any) {
 			o, ok1 := oldObj.(*corev1.Node)
 			n, ok2 := newObj.(*corev1.Node)
-			if !ok1 || !ok2 || !(s.inPool(o) || s.inPool(n)) {
+			if !ok1 || !ok2 || (!s.inPool(o) && !s.inPool(n)) {
 				return
 			}
 			if s.inPool(o) != s.inPool(n) || isReady(o) != isReady(n) || o.Spec.Unschedulable != n.Spec.Unschedulable ||
