@@ -42,7 +42,7 @@ test-python: ## Python SDK tests (Debian python3-kubernetes, -redis, -pika; real
 
 .PHONY: test-e2e
 test-e2e: ## end-to-end tests against real components started on loopback
-	$(GO) test -count=1 -p $(E2E_PARALLEL) -timeout 50m -v ./internal/testenv/... ./test/e2e/... 2>&1 | tee .e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|e2e:|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -p $(E2E_PARALLEL) -timeout 75m -v ./internal/testenv/... ./test/e2e/... 2>&1 | tee .e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|e2e:|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
 .PHONY: bench
 bench: ## run Go benchmarks (printed figures; no pass/fail on speed)
