@@ -24,6 +24,24 @@ type Sample struct {
 	InFlight int64
 	// Time is when the broker was asked.
 	Time time.Time
+	// OldestAge is how long the oldest task waiting for a consumer has
+	// waited, from the broker's own timestamp of it (a stream entry's ID,
+	// a JetStream message's time, a Kafka record's timestamp, a RabbitMQ
+	// message's timestamp property). 0 means unknown or nothing waiting:
+	// callers must treat it as "no correction", never as "no backlog".
+	// The wait-time model uses it to drain a backlog that is already late
+	// faster.
+	OldestAge time.Duration
+}
+
+// AgeAt is how old a task stamped at ts is at now, or 0 when ts is unset or
+// lies after now (clocks of broker and controller differ, or the producer
+// stamped its own time): an unknown age, never a negative one.
+func AgeAt(now, ts time.Time) time.Duration {
+	if ts.IsZero() || !ts.Before(now) {
+		return 0
+	}
+	return now.Sub(ts)
 }
 
 // Source measures one queue.

@@ -404,3 +404,68 @@ func BenchmarkMeasure(b *testing.B) {
 		})
 	}
 }
+
+// TestStreamOldestAge stamps entries with IDs the given seconds before the
+// server's clock and checks the age follows the first undelivered entry:
+// delivered (pending) entries are being served, not waiting.
+func TestStreamOldestAge(t *testing.T) {
+	c, rdb := newClient(t, configFor(t, sharedAddr))
+	ctx := context.Background()
+	key, group := "stream-"+t.Name(), "workers"
+	if err := rdb.XGroupCreateMkStream(ctx, key, group, "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := queue(t, c, redis.QueueRef{Key: key, Group: group})
+	if got := measure(t, s); got.OldestAge != 0 {
+		t.Fatalf("empty stream: OldestAge %v, want 0 (nothing waiting)", got.OldestAge)
+	}
+	serverNow, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, back := range []int64{30, 20, 10} {
+		id := fmt.Sprintf("%d-0", serverNow.UnixMilli()-back*1000)
+		if err := rdb.XAdd(ctx, &goredis.XAddArgs{Stream: key, ID: id, Values: []string{"n", "1"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantAge := func(step string, min time.Duration) {
+		t.Helper()
+		got := measure(t, s).OldestAge
+		// The lower bound is exact (the entry's ID); the upper one only
+		// allows for a slow machine between XADD and Measure.
+		if got < min || got > min+time.Minute {
+			t.Fatalf("%s: OldestAge %v, want %v (plus the time since XADD)", step, got, min)
+		}
+	}
+	wantAge("3 waiting", 30*time.Second)
+	if err := rdb.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: group, Consumer: "w1", Streams: []string{key, ">"}, Count: 1, Block: -1}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	wantAge("oldest delivered", 20*time.Second)
+	if err := rdb.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: group, Consumer: "w1", Streams: []string{key, ">"}, Count: 2, Block: -1}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := measure(t, s); got.OldestAge != 0 || got.InFlight != 3 {
+		t.Fatalf("all delivered: OldestAge %v (in flight %d), want 0 with 3 in flight", got.OldestAge, got.InFlight)
+	}
+	// A producer-chosen ID in the future is no timestamp: unknown, not negative.
+	future := fmt.Sprintf("%d-0", serverNow.UnixMilli()+3600_000)
+	if err := rdb.XAdd(ctx, &goredis.XAddArgs{Stream: key, ID: future, Values: []string{"n", "1"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := measure(t, s); got.OldestAge != 0 || got.Ready != 1 {
+		t.Fatalf("future ID: OldestAge %v (ready %d), want 0 with 1 ready", got.OldestAge, got.Ready)
+	}
+}
+
+func TestListHasNoOldestAge(t *testing.T) {
+	c, rdb := newClient(t, configFor(t, sharedAddr))
+	key := "list-" + t.Name()
+	if err := rdb.LPush(context.Background(), key, "a", "b").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := measure(t, queue(t, c, redis.QueueRef{Key: key})); got.OldestAge != 0 || got.Ready != 2 {
+		t.Fatalf("list: OldestAge %v (ready %d), want 0 (a list keeps no timestamps) with 2 ready", got.OldestAge, got.Ready)
+	}
+}
