@@ -15,6 +15,15 @@ type QWorkerSpec struct {
 	PodSpec corev1.PodSpec `json:"podSpec"`
 	// ScaleConfig says which queue to watch and how to size the pool.
 	ScaleConfig ScaleConfig `json:"scaleConfig"`
+	// PodMetadata are labels and annotations copied onto every worker pod
+	// (Swell addition; QScaler has none), for NetworkPolicies,
+	// PodMonitors, mesh injection or safe-to-evict. Swell's own labels
+	// (quickube.com/qworker, quickube.com/pod-spec-hash) and annotations
+	// (swell.dev/retire, swell.dev/retire-at, swell.dev/worker-stats) win
+	// over same-named keys here. Changing it rolls the workers over, like
+	// a podSpec change.
+	// +optional
+	PodMetadata *PodMetadata `json:"podMetadata,omitempty"`
 
 	// LegacyObjectMeta is accepted so manifests written for QScaler's early
 	// CRD (which required spec.ObjectMeta) apply unchanged. Deprecated:
@@ -23,6 +32,21 @@ type QWorkerSpec struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	LegacyObjectMeta *runtime.RawExtension `json:"ObjectMeta,omitempty"`
+}
+
+// PodMetadata is the metadata Swell copies onto worker pods.
+type PodMetadata struct {
+	// Labels are added to every worker pod. Keys and values must be valid
+	// label keys and values (values at most 63 characters).
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="spec.podMetadata.labels keys must be label keys: an optional DNS-subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].size() <= 63 && self[k].matches('^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$'))",message="spec.podMetadata.labels values must be label values: at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are added to every worker pod.
+	// +kubebuilder:validation:MaxProperties=256
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // ScaleConfig is QScaler's scaling section plus Swell's optional additions.
@@ -306,6 +330,7 @@ type WaitModel struct {
 // can still raise it up to maxReplicas.
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: it is the value of the quickube.com/qworker label on every worker pod"
 // +kubebuilder:subresource:status
 // +kubebuilder:subresource:scale:specpath=.spec.scaleConfig.minReplicas,statuspath=.status.currentReplicas,selectorpath=.status.selector
 // +kubebuilder:resource:shortName=qw,categories=swell
