@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -218,6 +219,9 @@ func (c *Client) Queue(ref QueueRef) (source.Source, error) {
 type consumerSource struct {
 	c   *Client
 	ref QueueRef
+
+	mu sync.Mutex
+	st jetstream.Stream // cached by stream()
 }
 
 var (
@@ -252,7 +256,67 @@ func (s *consumerSource) Measure(ctx context.Context) (source.Sample, error) {
 		return source.Sample{}, err
 	}
 	ready, inFlight := int64(info.NumPending), int64(info.NumAckPending)
-	return source.Sample{Backlog: ready + inFlight, Ready: ready, InFlight: inFlight, Time: now}, nil
+	sample := source.Sample{Backlog: ready + inFlight, Ready: ready, InFlight: inFlight, Time: now}
+	if ready > 0 {
+		sample.OldestAge = source.AgeAt(time.Now(), s.firstWaiting(ctx, info))
+	}
+	return sample, nil
+}
+
+// firstWaiting is the stored time of the consumer's first undelivered
+// message: the first one after its last delivered stream sequence on any
+// of its filter subjects (STREAM.MSG.GET next_by_subj, one request per
+// filter subject). It is a correction, so any failure (an account without
+// access to STREAM.MSG.GET, a message removed meanwhile) gives the zero
+// time: age unknown, the backlog still counts.
+func (s *consumerSource) firstWaiting(ctx context.Context, info *jetstream.ConsumerInfo) time.Time {
+	stream, err := s.stream(ctx)
+	if err != nil {
+		return time.Time{}
+	}
+	subjects := filterSubjects(info.Config)
+	if len(subjects) == 0 {
+		subjects = []string{">"}
+	}
+	var first *jetstream.RawStreamMsg
+	for _, subj := range subjects {
+		m, err := stream.GetMsg(ctx, info.Delivered.Stream+1, jetstream.WithGetMsgSubject(subj))
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgNotFound) {
+				s.forgetStream()
+			}
+			continue
+		}
+		if first == nil || m.Sequence < first.Sequence {
+			first = m
+		}
+	}
+	if first == nil {
+		return time.Time{}
+	}
+	return first.Time
+}
+
+// stream is the consumer's stream handle, looked up once (a stream info
+// request) and kept until a message lookup fails.
+func (s *consumerSource) stream(ctx context.Context) (jetstream.Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st != nil {
+		return s.st, nil
+	}
+	st, err := s.c.js.Stream(ctx, s.ref.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("%s: stream: %w", s.what(), err)
+	}
+	s.st = st
+	return st, nil
+}
+
+func (s *consumerSource) forgetStream() {
+	s.mu.Lock()
+	s.st = nil
+	s.mu.Unlock()
 }
 
 // Close releases nothing: the connection belongs to the Client.

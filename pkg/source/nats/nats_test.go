@@ -226,3 +226,55 @@ func BenchmarkMeasure(b *testing.B) {
 		}
 	}
 }
+
+// TestOldestAge: the age is the first undelivered message's on the
+// consumer's filter subject, from the server's stored time; messages
+// outside the filter and messages already delivered do not count.
+func TestOldestAge(t *testing.T) {
+	js, cons := setup(t, sharedURL, "AGE")
+	s := queue(t, newClient(t, nats.Config{URL: sharedURL, Stream: "AGE"}), nats.QueueRef{Consumer: "workers"})
+	measure := func(step string) (source.Sample, time.Time) {
+		t.Helper()
+		got, err := s.Measure(context.Background())
+		if err != nil {
+			t.Fatalf("%s: Measure: %v", step, err)
+		}
+		return got, time.Now()
+	}
+	if got, _ := measure("empty"); got.OldestAge != 0 {
+		t.Fatalf("empty: OldestAge %v, want 0", got.OldestAge)
+	}
+	publish(t, js, "AGE.other", 1) // older, outside the filter
+	time.Sleep(300 * time.Millisecond)
+	beforeA := time.Now()
+	publish(t, js, "AGE.tasks", 1)
+	// The server stamps messages with the same clock the test reads.
+	time.Sleep(1100 * time.Millisecond)
+	beforeB := time.Now()
+	publish(t, js, "AGE.tasks", 1)
+
+	got, after := measure("A and B waiting")
+	if got.OldestAge < time.Second || got.OldestAge > after.Sub(beforeA) {
+		t.Fatalf("A and B waiting: OldestAge %v, want A's age: ≥ 1s (slept 1.1s after publishing it), ≤ %v (since before it)", got.OldestAge, after.Sub(beforeA))
+	}
+	batch, err := cons.Fetch(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		_ = m.DoubleAck(context.Background())
+	}
+	got, after = measure("A delivered")
+	if got.Ready != 1 || got.OldestAge <= 0 || got.OldestAge > after.Sub(beforeB) {
+		t.Fatalf("A delivered: %+v, want 1 ready and B's age in (0, %v]", got, after.Sub(beforeB))
+	}
+	batch, err = cons.Fetch(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() {
+	}
+	if got, _ := measure("all delivered"); got.OldestAge != 0 || got.InFlight != 1 {
+		t.Fatalf("all delivered: %+v, want OldestAge 0 with 1 in flight", got)
+	}
+}

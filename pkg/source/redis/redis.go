@@ -235,11 +235,9 @@ func (s *queueSource) measureStream(ctx context.Context, now time.Time) (source.
 		}
 		sample := source.Sample{Backlog: g.Lag + g.Pending, Ready: g.Lag, InFlight: g.Pending, Time: now}
 		if g.Lag > 0 {
-			age, err := s.oldestUndelivered(ctx, g.LastDeliveredID)
-			if err != nil {
-				return source.Sample{}, err
-			}
-			sample.OldestAge = age
+			// The age is a correction: a user whose ACL allows XINFO and
+			// not XRANGE or TIME still gets the backlog, with age unknown.
+			sample.OldestAge = s.oldestUndelivered(ctx, g.LastDeliveredID)
 		}
 		return sample, nil
 	}
@@ -251,8 +249,9 @@ func (s *queueSource) measureStream(ctx context.Context, now time.Time) (source.
 // the server's time in milliseconds, and the server's own TIME, asked in
 // the same round trip, keeps controller clock skew out of the age. IDs
 // that are not timestamps (set by the producer) give 0 when they lie in
-// the future; older made-up IDs cannot be told apart and read as old.
-func (s *queueSource) oldestUndelivered(ctx context.Context, lastDelivered string) (time.Duration, error) {
+// the future; older made-up IDs cannot be told apart and read as old. Any
+// error gives 0 (unknown).
+func (s *queueSource) oldestUndelivered(ctx context.Context, lastDelivered string) time.Duration {
 	var (
 		rng *goredis.XMessageSliceCmd
 		clk *goredis.TimeCmd
@@ -262,14 +261,11 @@ func (s *queueSource) oldestUndelivered(ctx context.Context, lastDelivered strin
 		clk = p.Time(ctx)
 		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("redis XRANGE %q after %s: %w", s.ref.Key, lastDelivered, err)
-	}
 	msgs, now := rng.Val(), clk.Val()
-	if len(msgs) == 0 {
-		return 0, nil
+	if err != nil || len(msgs) == 0 {
+		return 0
 	}
-	return source.AgeAt(now, entryTime(msgs[0].ID)), nil
+	return source.AgeAt(now, entryTime(msgs[0].ID))
 }
 
 // entryTime is the millisecond timestamp part of a stream entry ID, or the
