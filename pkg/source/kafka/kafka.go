@@ -260,7 +260,8 @@ func (s *lagSource) fetch(ctx context.Context) (offsets, error) {
 }
 
 // Measure sums the lag of every partition of the topic (see the package
-// doc for the rule).
+// doc for the rule) and, where there is lag, reads the timestamp of the
+// first unconsumed record of each such partition for OldestAge.
 func (s *lagSource) Measure(ctx context.Context) (source.Sample, error) {
 	now := time.Now()
 	o, err := s.fetch(ctx)
@@ -268,6 +269,7 @@ func (s *lagSource) Measure(ctx context.Context) (source.Sample, error) {
 		return source.Sample{}, err
 	}
 	var total int64
+	from := map[int32]int64{}
 	for p, end := range o.end[s.ref.Topic] {
 		start, ok := o.start[s.ref.Topic][p]
 		if !ok {
@@ -280,9 +282,14 @@ func (s *lagSource) Measure(ctx context.Context) (source.Sample, error) {
 			}
 			committed = r.At
 		}
-		total += partitionLag(start.Offset, end.Offset, committed)
+		lag := partitionLag(start.Offset, end.Offset, committed)
+		if lag > 0 {
+			from[p] = max(committed, start.Offset)
+		}
+		total += lag
 	}
-	return source.Sample{Backlog: total, Ready: total, Time: now}, nil
+	age := source.AgeAt(time.Now(), s.oldestRecord(ctx, from))
+	return source.Sample{Backlog: total, Ready: total, Time: now, OldestAge: age}, nil
 }
 
 // partitionLag applies the package's lag rule; committed < 0 means no

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -229,6 +230,67 @@ func BenchmarkMeasure(b *testing.B) {
 	for b.Loop() {
 		if _, err := s.Measure(ctx); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestOldestAge: the age is the oldest timestamp among the first
+// unconsumed record of each partition with lag (records stamped by the
+// producer here, so the expected ages are exact up to the test's run).
+func TestOldestAge(t *testing.T) {
+	env := testenv.New(t, testenv.Options{Kafka: true})
+	d := newDriver(t, env.KafkaAddrs)
+	const topic = "aged"
+	d.createTopic(topic, 2)
+	c, err := kafka.New(context.Background(), kafka.Config{Brokers: env.KafkaAddrs, ConsumerGroup: "workers"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	s, err := c.Queue(kafka.QueueRef{Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	produceAt := func(p int32, ago ...time.Duration) {
+		t.Helper()
+		for _, a := range ago {
+			r := &kgo.Record{Topic: topic, Partition: p, Value: []byte("task"), Timestamp: start.Add(-a)}
+			if err := d.cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	steps := []struct {
+		name string
+		do   func()
+		want time.Duration // 0: unknown / nothing waiting
+	}{
+		{"empty", func() {}, 0},
+		{"p0 at -40s,-30s; p1 at -50s,-10s; no commits", func() {
+			produceAt(0, 40*time.Second, 30*time.Second)
+			produceAt(1, 50*time.Second, 10*time.Second)
+		}, 50 * time.Second},
+		{"p1 committed at 1: its first unconsumed is -10s, p0's -40s", func() { d.commit("workers", topic, map[int32]int64{1: 1}) }, 40 * time.Second},
+		{"p0 committed at 2 (no lag): p1's -10s", func() { d.commit("workers", topic, map[int32]int64{0: 2}) }, 10 * time.Second},
+		{"all consumed", func() { d.commit("workers", topic, map[int32]int64{1: 2}) }, 0},
+	}
+	for _, st := range steps {
+		st.do()
+		got, err := s.Measure(context.Background())
+		if err != nil {
+			t.Fatalf("%s: Measure: %v", st.name, err)
+		}
+		// Record timestamps have millisecond resolution.
+		elapsed := time.Since(start) + time.Millisecond
+		if st.want == 0 {
+			if got.OldestAge != 0 {
+				t.Fatalf("%s: OldestAge %v, want 0", st.name, got.OldestAge)
+			}
+			continue
+		}
+		if got.OldestAge < st.want || got.OldestAge > st.want+elapsed {
+			t.Fatalf("%s: OldestAge %v, want %v (plus at most the %v since producing)", st.name, got.OldestAge, st.want, elapsed)
 		}
 	}
 }
