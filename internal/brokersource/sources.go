@@ -183,8 +183,11 @@ func (s *Sources) resolve(ctx context.Context, sc *qv1.ScalerConfig) (resolved, 
 	return resolved{password: password, tls: t}, nil
 }
 
-// dial connects to sc's broker.
+// dial connects to sc's broker within dialTimeout: a broker that accepts
+// connections and never answers must fail the dial, not hang it.
 func dial(ctx context.Context, sc *qv1.ScalerConfig, r resolved, dialFn brokerconn.DialFunc) (brokerClient, error) {
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
 	c := sc.Spec.Config
 	port, err := portNumber(c.Port)
 	if err != nil {

@@ -154,9 +154,13 @@ func buildStatus(qw *QWorker, spec workerSpec, hash string, view poolView, d dec
 	if st.LastDecision == nil || st.LastDecision.Desired != d.Desired || st.LastDecision.Reason != d.Reason {
 		st.LastDecision = &qv1.Decision{Time: metav1.NewTime(now), Backlog: d.Backlog, Desired: d.Desired, Previous: d.Previous, Reason: d.Reason}
 	}
-	source := metav1.Condition{Type: ConditionSourceHealthy, Status: metav1.ConditionTrue, Reason: "Measured", Message: fmt.Sprintf("backlog %d", d.Backlog), ObservedGeneration: qw.Generation}
+	// Condition messages carry no fast-moving numbers (the backlog is in
+	// status.backlog and lastDecision): a message that changed with every
+	// measurement would be a status write on every poll.
+	source := metav1.Condition{Type: ConditionSourceHealthy, Status: metav1.ConditionTrue, Reason: "Measured",
+		Message: fmt.Sprintf("queue %q measured every %s", spec.Queue, spec.PollingInterval), ObservedGeneration: qw.Generation}
 	if d.MeasureErr != nil {
-		source.Status, source.Reason, source.Message = metav1.ConditionFalse, "MeasureFailed", d.MeasureErr.Error()+"; "+d.Reason
+		source.Status, source.Reason, source.Message = metav1.ConditionFalse, "MeasureFailed", outageMessage(spec, d, view)
 	}
 	meta.SetStatusCondition(&st.Conditions, source)
 	ready := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "PoolAtDesired", ObservedGeneration: qw.Generation,
@@ -182,4 +186,14 @@ func (r *Reconciler) writeStatus(ctx context.Context, qw *QWorker, status qv1.QW
 		return fmt.Errorf("write status of QWorker %s/%s: %w", qw.Namespace, qw.Name, err)
 	}
 	return nil
+}
+
+// outageMessage says why the source failed and what the pool does meanwhile,
+// naming the worker pods really running, not only the held decision.
+func outageMessage(spec workerSpec, d decision, view poolView) string {
+	action := fmt.Sprintf("holding %d replicas", d.Desired)
+	if d.FallingBack && spec.Fallback.Replicas > 0 && d.Desired == spec.Fallback.Replicas {
+		action = fmt.Sprintf("fallback to %d replicas", d.Desired)
+	}
+	return fmt.Sprintf("%v; %s (%d worker pods running)", d.MeasureErr, action, view.alive)
 }

@@ -13,6 +13,8 @@ type Metrics struct {
 	current      *prometheus.GaugeVec
 	ready        *prometheus.GaugeVec
 	sourceErrors *prometheus.CounterVec
+	// measurements counts queue measurements by trigger (schedule.go).
+	measurements *prometheus.CounterVec
 	podsCreated  prometheus.Counter
 	podsRetired  prometheus.Counter
 	// handBacksDropped counts QScaler SDK hand-back placeholders removed
@@ -34,6 +36,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Ready worker pods not retiring."}, labels),
 		sourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "source_errors_total",
 			Help: "Failed queue measurements."}, labels),
+		measurements: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "measurements_total",
+			Help: "Queue measurements started, by trigger: poll (the polling interval), push (an early wake-up by the broker), spec (queue or ScalerConfig changed, or the first)."},
+			[]string{"namespace", "qworker", "trigger"}),
 		podsCreated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "pods_created_total",
 			Help: "Worker pods created."}),
 		podsRetired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "pods_retired_total",
@@ -41,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		handBacksDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "handbacks_dropped_total",
 			Help: "Empty hand-back messages of QScaler's Python SDK (a pickled None) removed from Redis lists before measuring (retirement mode QScalerSDK)."}),
 	}
-	for _, c := range []prometheus.Collector{m.backlog, m.desired, m.current, m.ready, m.sourceErrors, m.podsCreated, m.podsRetired, m.handBacksDropped} {
+	for _, c := range []prometheus.Collector{m.backlog, m.desired, m.current, m.ready, m.sourceErrors, m.measurements, m.podsCreated, m.podsRetired, m.handBacksDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -49,10 +54,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-func (m *Metrics) observe(key types.NamespacedName, d decision, v poolView) {
+// observe sets the pool's series; fresh is true when d is a new decision
+// (a failed measurement is counted once, not on every pass acting on it).
+func (m *Metrics) observe(key types.NamespacedName, d decision, v poolView, fresh bool) {
 	l := prometheus.Labels{"namespace": key.Namespace, "qworker": key.Name}
 	if d.MeasureErr != nil {
-		m.sourceErrors.With(l).Inc()
+		if fresh {
+			m.sourceErrors.With(l).Inc()
+		}
 	} else {
 		m.backlog.With(l).Set(float64(d.Backlog))
 	}
@@ -68,4 +77,13 @@ func (m *Metrics) forget(key types.NamespacedName) {
 		g.Delete(l)
 	}
 	m.sourceErrors.Delete(l)
+	m.measurements.DeletePartialMatch(l)
+}
+
+// measured counts a measurement started for key.
+func (m *Metrics) measured(key types.NamespacedName, trigger string) {
+	if m == nil || m.measurements == nil {
+		return
+	}
+	m.measurements.WithLabelValues(key.Namespace, key.Name, trigger).Inc()
 }

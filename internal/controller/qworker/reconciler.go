@@ -25,8 +25,9 @@ import (
 	"github.com/swell-autoscaler/swell/pkg/source"
 )
 
-// measureTimeout bounds one broker call, so one slow broker cannot hold a
-// reconcile worker (and with it other QWorkers) for long.
+// measureTimeout bounds one measurement, the dial of a new connection
+// included. It runs apart from the reconcile (schedule.go), which waits for
+// it at most measureWait.
 const measureTimeout = 5 * time.Second
 
 // SourceProvider hands out the source measuring a queue of a ScalerConfig.
@@ -68,6 +69,8 @@ type Reconciler struct {
 	// push holds the push subscriptions: each wake-up enqueues the QWorker,
 	// so a new message is seen in well under the poll interval.
 	push *pushwake.Watchers[*QWorker]
+	// sched is when each QWorker is measured (schedule.go).
+	sched *schedules
 	// downHolds stabilises QScalerSDK pools' scale-downs (qscalersdk.go).
 	downHolds downHolds
 }
@@ -95,6 +98,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.downHolds.forget(key)
 	r.Metrics.forget(key)
 	r.push.Stop(key)
+	r.scheds().forget(key)
 }
 
 // Reconcile measures, decides, acts and reports, writing the status once.
@@ -127,20 +131,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	view := observe(pods, now, spec.RetireTimeout)
 	st := r.state(req.NamespacedName)
 	st.observeWorkers(pods)
-	sample, measureErr := r.measure(ctx, spec, qw)
 	active := int32(0)
 	for _, w := range view.workers {
 		if !w.Retiring && !w.Terminating {
 			active++
 		}
 	}
-	d := st.decide(now, spec, active, sample, measureErr)
-	if spec.Retirement == RetireQScalerSDK && spec.Behavior == nil {
-		d = r.downHolds.apply(now, spec.Key, downWindowFor(spec.PollingInterval), spec.Sizing.MaxReplicas, d)
-		st.desired = d.Desired
+	// Measuring follows its own schedule (schedule.go); a pass without a
+	// new measurement acts on the last decision.
+	d, decided, fresh, wait := r.decidePass(ctx, spec, qw, st, now, active)
+	if !decided {
+		return ctrl.Result{RequeueAfter: max(wait, minMeasureGap)}, nil
 	}
-	r.Metrics.observe(req.NamespacedName, d, view)
-	r.recordDecision(qw, d)
+	r.Metrics.observe(req.NamespacedName, d, view, fresh)
+	if fresh {
+		r.recordDecision(qw, d)
+	}
 
 	// QScaler's SDK workers act on the status they read, so in mode
 	// QScalerSDK it is published before any pod is created or deleted.
@@ -159,7 +165,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if actErr != nil {
 		return ctrl.Result{}, actErr
 	}
-	return ctrl.Result{RequeueAfter: spec.PollingInterval}, nil
+	return ctrl.Result{RequeueAfter: max(wait, minMeasureGap)}, nil
 }
 
 // publish builds the status of this pass and writes it if it changed,

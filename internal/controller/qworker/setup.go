@@ -11,11 +11,14 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	crsource "sigs.k8s.io/controller-runtime/pkg/source"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
@@ -68,15 +71,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Metrics:    o.Metrics,
 		PodMetrics: o.PodMetrics,
 		exp:        newExpectations(),
-		push:       pushwake.New[*QWorker](ctx, pushwake.Options{Kind: "qworker"}),
+		sched:      newSchedules(),
 	}
+	// A push wake-up only becomes a pass when the schedule may measure
+	// early on it (schedule.go).
+	r.push = pushwake.New[*QWorker](ctx, pushwake.Options{Kind: "qworker", Gate: r.sched.gate})
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("qworker").
-		For(&qv1.QWorker{}).
+		For(&qv1.QWorker{}, builder.WithPredicates(qworkerChanged())).
 		Watches(&corev1.Pod{}, &podHandler{exp: r.exp}).
 		Watches(&qv1.ScalerConfig{}, handler.EnqueueRequestsFromMapFunc(r.qworkersOf)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles})
 	b = b.WatchesRawSource(r.push.Source())
+	b = b.WatchesRawSource(crsource.Channel(r.sched.wakeups, &handler.TypedEnqueueRequestForObject[*QWorker]{}))
 	return b.Complete(r)
 }
 
@@ -181,5 +188,25 @@ func (h *podHandler) orphan(o client.Object, q workqueue.TypedRateLimitingInterf
 func (h *podHandler) Generic(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	if key, ok := h.key(e.Object); ok {
 		q.Add(reconcile.Request{NamespacedName: key})
+	}
+}
+
+// qworkerChanged lets through the QWorker updates that need a pass: a spec
+// change (generation), an annotation change (pause), a deletion starting or
+// finalizers changing. The controller's own status writes do not, so a
+// written status never measures or writes again.
+func qworkerChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld, e.ObjectNew
+			if o == nil || n == nil {
+				return true
+			}
+			return o.GetGeneration() != n.GetGeneration() ||
+				!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
+				!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
+				!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
+				!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers())
+		},
 	}
 }
