@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // management reads queue statistics from RabbitMQ's management HTTP API.
@@ -51,34 +52,51 @@ func newManagement(cfg Config) (*management, error) {
 // statistics (one collect_statistics_interval after the queue appears).
 type queueStats struct {
 	Unacked *int64 `json:"messages_unacknowledged"`
+	// HeadTimestamp is the timestamp property (Unix seconds) of the
+	// message at the queue's head, when it has one; RabbitMQ reports it
+	// for classic queues only and writes "" otherwise.
+	HeadTimestamp json.RawMessage `json:"head_message_timestamp"`
 }
 
-// unacked returns the queue's unacknowledged message count.
-func (m *management) unacked(ctx context.Context, vhost, name string) (int64, error) {
+// queueFigures is what the management API adds to the AMQP ready count.
+type queueFigures struct {
+	// Unacked is the queue's unacknowledged message count.
+	Unacked int64
+	// Head is the head message's timestamp property; zero when unknown.
+	Head time.Time
+}
+
+// stats reads the queue's unacknowledged count and head timestamp.
+func (m *management) stats(ctx context.Context, vhost, name string) (queueFigures, error) {
 	endpoint := m.base + "/api/queues/" + url.PathEscape(vhost) + "/" + url.PathEscape(name)
 	what := fmt.Sprintf("rabbitmq management GET queue %q in vhost %q", name, vhost)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", what, err)
+		return queueFigures{}, fmt.Errorf("%s: %w", what, err)
 	}
 	req.SetBasicAuth(m.user, m.password)
 	resp, err := m.hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", what, err)
+		return queueFigures{}, fmt.Errorf("%s: %w", what, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		// The answer is drained, never quoted: a body must not reach a
 		// status or an event.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		return 0, fmt.Errorf("%s: %s", what, resp.Status)
+		return queueFigures{}, fmt.Errorf("%s: %s", what, resp.Status)
 	}
 	var st queueStats
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return 0, fmt.Errorf("%s: decode: %w", what, err)
+		return queueFigures{}, fmt.Errorf("%s: decode: %w", what, err)
 	}
-	if st.Unacked == nil {
-		return 0, nil // not collected yet: nothing known to be in flight
+	var f queueFigures
+	if st.Unacked != nil { // nil: not collected yet, nothing known to be in flight
+		f.Unacked = *st.Unacked
 	}
-	return *st.Unacked, nil
+	var sec int64
+	if json.Unmarshal(st.HeadTimestamp, &sec) == nil && sec > 0 {
+		f.Head = time.Unix(sec, 0)
+	}
+	return f, nil
 }

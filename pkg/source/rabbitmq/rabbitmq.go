@@ -273,20 +273,30 @@ type queueSource struct {
 var _ source.Source = (*queueSource)(nil)
 
 // Measure reads the ready count over AMQP and, with a management URL, the
-// unacknowledged count over HTTP.
+// unacknowledged count over HTTP and the head message's timestamp property
+// for OldestAge. AMQP offers no look at a message without taking it (a
+// basic.get and requeue marks it redelivered), so without a management
+// URL, for quorum queues and for messages published without a timestamp
+// the age is unknown. The management figures are as old as RabbitMQ's
+// statistics collection (5 s by default), so the head may have been taken
+// since; the age then reads high by at most that interval.
 func (s *queueSource) Measure(ctx context.Context) (source.Sample, error) {
 	now := time.Now()
 	ready, err := s.ready(ctx)
 	if err != nil {
 		return source.Sample{}, err
 	}
-	var unacked int64
+	var f queueFigures
 	if s.c.mgmt != nil {
-		if unacked, err = s.c.mgmt.unacked(ctx, s.c.cfg.vhost(), s.name); err != nil {
+		if f, err = s.c.mgmt.stats(ctx, s.c.cfg.vhost(), s.name); err != nil {
 			return source.Sample{}, err
 		}
 	}
-	return source.Sample{Backlog: ready + unacked, Ready: ready, InFlight: unacked, Time: now}, nil
+	sample := source.Sample{Backlog: ready + f.Unacked, Ready: ready, InFlight: f.Unacked, Time: now}
+	if ready > 0 {
+		sample.OldestAge = source.AgeAt(now, f.Head)
+	}
+	return sample, nil
 }
 
 // ready declares the queue passively on a short-lived channel (a failed

@@ -314,3 +314,47 @@ func BenchmarkMeasure(b *testing.B) {
 		})
 	}
 }
+
+// TestOldestAge: with a management URL the age is the head message's
+// timestamp property (classic queue), once RabbitMQ's statistics have
+// collected it; without one, or for messages without a timestamp, it is
+// unknown (0).
+func TestOldestAge(t *testing.T) {
+	queue := "oldest-age"
+	ch := producer(t, queue)
+	withMgmt, err := newClient(t, configFor(t, shared, true)).Queue(queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noMgmt, err := newClient(t, configFor(t, shared, false)).Queue(queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A message without a timestamp first: no age to read.
+	publish(t, ch, queue, 1)
+	eventually(t, withMgmt, "untimed message", 1, 0)
+	if got, err := withMgmt.Measure(context.Background()); err != nil || got.OldestAge != 0 {
+		t.Fatalf("untimed head: %+v (%v), want OldestAge 0", got, err)
+	}
+	_ = get(t, ch, queue, 1)[0].Ack(false)
+	stamp := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for _, ago := range []time.Duration{0, 30 * time.Second} { // head first
+		if err := ch.PublishWithContext(context.Background(), "", queue, false, false, amqp.Publishing{Body: []byte("t"), Timestamp: stamp.Add(ago)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var got source.Sample
+	for time.Now().Before(deadline) {
+		if got, err = withMgmt.Measure(context.Background()); err == nil && got.OldestAge != 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if elapsed := time.Since(stamp); got.OldestAge < time.Minute || got.OldestAge > elapsed {
+		t.Fatalf("timed head: %+v (%v), want OldestAge in [1m, %v] (the head's timestamp)", got, err, elapsed)
+	}
+	if got, err := noMgmt.Measure(context.Background()); err != nil || got.OldestAge != 0 || got.Ready != 2 {
+		t.Fatalf("without management: %+v (%v), want 2 ready and OldestAge 0 (unknown)", got, err)
+	}
+}
