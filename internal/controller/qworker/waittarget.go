@@ -158,7 +158,7 @@ func (st *workerState) waitTarget(now time.Time, spec workerSpec, active int32, 
 	conc := max(w.pool.Concurrency, 1)
 	in := waittime.Inputs{
 		ArrivalRate: est.ArrivalRate, ServiceTime: est.ServiceTime, Concurrency: int(conc),
-		Backlog: queued, InFlight: inFlight, StartupTime: w.startup,
+		Backlog: queued, InFlight: inFlight, OldestAge: sample.OldestAge, StartupTime: w.startup,
 		Current: int(active), MaxReplicas: int(s.MaxReplicas),
 		// A new task can sit up to one poll before it is seen.
 		PollInterval: spec.PollingInterval,
