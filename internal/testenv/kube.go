@@ -78,6 +78,10 @@ func (e *Env) startAPIServer(ctx context.Context, pk *pki) error {
 		// Loopback addresses are not valid endpoints of the kubernetes Service.
 		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
+		// On top of the default plugins: owner references with
+		// blockOwnerDeletion need update on the owner's finalizers (as on
+		// OpenShift), so the suite proves the controllers' RBAC grants it.
+		"--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
 		// The aggregation layer, so extension apiservers (metrics-server)
 		// can serve under this apiserver. Costs nothing when none is
 		// registered.

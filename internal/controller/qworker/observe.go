@@ -15,8 +15,13 @@ type poolView struct {
 	byName  map[string]*corev1.Pod
 	// finished pods (Succeeded/Failed) are removed and, if needed, replaced.
 	finished []*corev1.Pod
-	// overdue are retiring pods past the retirement timeout.
+	// overdue are retiring pods past the retirement timeout, and retiring
+	// pods that never started (nobody there to read the mark).
 	overdue []*corev1.Pod
+	// unstamped are retiring pods without a readable retire-at (marked by
+	// hand: kubectl annotate swell.dev/retire=true); they get one, so the
+	// retirement timeout runs for them too.
+	unstamped []*corev1.Pod
 	// alive counts pods not finished and not terminating, retiring included:
 	// QScaler's currentReplicas, which its workers compare with desired.
 	alive int32
@@ -35,8 +40,12 @@ func observe(pods []corev1.Pod, now time.Time, retireTimeout time.Duration) pool
 		}
 		at, retiring, _ := retireRequestedAt(pod)
 		terminating := pod.DeletionTimestamp != nil
-		if retiring && !terminating && !at.IsZero() && now.Sub(at) > retireTimeout {
+		switch {
+		case !retiring || terminating:
+		case neverStarted(pod) || (!at.IsZero() && now.Sub(at) > retireTimeout):
 			v.overdue = append(v.overdue, pod)
+		case at.IsZero():
+			v.unstamped = append(v.unstamped, pod)
 		}
 		ready := podReady(pod)
 		if !terminating {

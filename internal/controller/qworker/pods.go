@@ -1,12 +1,20 @@
 package qworker
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/pkg/source/stats"
 )
 
 // Labels and annotations Swell puts on worker pods. QScaler's pods carry no
@@ -46,12 +54,14 @@ type podParams struct {
 	// no PULLING_INTERVAL (as QScaler's controller), leaving the user's
 	// value, if any, or the worker's default.
 	PullingInterval time.Duration
+	// Metadata is spec.podMetadata; nil adds nothing.
+	Metadata *qv1.PodMetadata
 }
 
 // newWorkerPod builds a bare pod as QScaler does — named <qworker>-<random>,
 // controlled by the QWorker, with QWORKER_NAME and POD_SPEC_HASH appended to
-// every container's env — plus Swell's labels and (unless PullingInterval
-// is 0) PULLING_INTERVAL.
+// every container's env — plus spec.podMetadata, Swell's labels (which win)
+// and (unless PullingInterval is 0) PULLING_INTERVAL.
 func newWorkerPod(p podParams) *corev1.Pod {
 	spec := p.Spec.DeepCopy()
 	env := []corev1.EnvVar{
@@ -67,15 +77,44 @@ func newWorkerPod(p podParams) *corev1.Pod {
 	for i := range spec.Containers {
 		spec.Containers[i].Env = appendEnv(spec.Containers[i].Env, env)
 	}
+	labels, annotations := podMetadata(p.Metadata)
+	labels[LabelQWorker] = p.QWorker
+	labels[LabelPodSpecHash] = shortHash(p.Hash)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName:    p.QWorker + "-",
 			Namespace:       p.Namespace,
-			Labels:          map[string]string{LabelQWorker: p.QWorker, LabelPodSpecHash: shortHash(p.Hash)},
+			Labels:          labels,
+			Annotations:     annotations,
 			OwnerReferences: []metav1.OwnerReference{p.Owner},
 		},
 		Spec: *spec,
 	}
+}
+
+// reservedAnnotations are the pod annotations Swell and its SDKs write;
+// spec.podMetadata cannot preset them (a pod born with swell.dev/retire
+// would retire at once).
+var reservedAnnotations = []string{AnnotationRetire, AnnotationRetireAt, stats.Annotation}
+
+// podMetadata copies spec.podMetadata's labels and annotations, leaving out
+// the annotations Swell reserves. Annotations is nil when none remain.
+func podMetadata(m *qv1.PodMetadata) (labels, annotations map[string]string) {
+	labels = map[string]string{}
+	if m == nil {
+		return labels, nil
+	}
+	maps.Copy(labels, m.Labels)
+	for k, v := range m.Annotations {
+		if slices.Contains(reservedAnnotations, k) {
+			continue
+		}
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[k] = v
+	}
+	return labels, annotations
 }
 
 // appendEnv adds vars, replacing same-named entries the user set, so the
@@ -130,6 +169,39 @@ func podReady(pod *corev1.Pod) bool {
 	return false
 }
 
+// neverStarted reports whether no worker process of the pod has ever been
+// ready to read a retirement mark: the pod is Pending (unschedulable, image
+// pull failing, init containers running), or none of its containers is
+// running, or it runs but its Ready condition has been False since its
+// containers last started. Such pods are deleted, not marked: nobody is
+// there to read the mark, and a Pending pod would make a node autoscaler
+// provision a node for a pod already retired.
+func neverStarted(pod *corev1.Pod) bool {
+	if pod.DeletionTimestamp != nil || podFinished(pod) || podReady(pod) {
+		return false
+	}
+	if pod.Status.Phase == corev1.PodPending || pod.Status.Phase == "" {
+		return true
+	}
+	var started time.Time
+	for _, c := range pod.Status.ContainerStatuses {
+		if c.State.Running != nil && c.State.Running.StartedAt.After(started) {
+			started = c.State.Running.StartedAt.Time
+		}
+	}
+	if started.IsZero() {
+		return true
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			// Timestamps are whole seconds: a worker that fell from ready
+			// within its start's second reads as never ready.
+			return !c.LastTransitionTime.After(started)
+		}
+	}
+	return true
+}
+
 // podFinished reports whether the pod's containers have all ended for good.
 func podFinished(pod *corev1.Pod) bool {
 	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
@@ -146,4 +218,24 @@ func retireRequestedAt(pod *corev1.Pod) (time.Time, bool, error) {
 		return time.Time{}, true, fmt.Errorf("pod %s annotation %s=%q: %w", pod.Name, AnnotationRetireAt, v, err)
 	}
 	return t, true, nil
+}
+
+// workerHash is the hash worker pods carry (POD_SPEC_HASH) and the status
+// publishes: QScaler's PodSpecHash while spec.podMetadata is empty, so
+// QScaler's workers and manifests see the hash they expect; otherwise the
+// SHA-256 of the podSpec's and the podMetadata's JSON, so an edit of either
+// rolls the workers over.
+func workerHash(spec *corev1.PodSpec, m *qv1.PodMetadata) (string, error) {
+	if m == nil || (len(m.Labels) == 0 && len(m.Annotations) == 0) {
+		return PodSpecHash(spec)
+	}
+	b, err := json.Marshal(struct {
+		PodSpec     *corev1.PodSpec  `json:"podSpec"`
+		PodMetadata *qv1.PodMetadata `json:"podMetadata"`
+	}{spec, m})
+	if err != nil {
+		return "", fmt.Errorf("encode podSpec and podMetadata: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }

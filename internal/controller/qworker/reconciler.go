@@ -73,6 +73,8 @@ type Reconciler struct {
 	sched *schedules
 	// downHolds stabilises QScalerSDK pools' scale-downs (qscalersdk.go).
 	downHolds downHolds
+	// holds back pod creation after failures (backoff.go).
+	holds backoffs
 }
 
 // state returns the in-memory state of a QWorker, creating it on first use.
@@ -96,6 +98,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.mu.Unlock()
 	r.exp.forget(key)
 	r.downHolds.forget(key)
+	r.holds.forget(key)
 	r.Metrics.forget(key)
 	r.push.Stop(key)
 	r.scheds().forget(key)
@@ -114,13 +117,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if qw.Annotations[AnnotationPaused] == "true" {
 		return ctrl.Result{}, nil
 	}
+	if qw.DeletionTimestamp != nil {
+		// Being deleted (foreground deletion, Argo CD): the garbage
+		// collector removes the pods, and a pod created now would keep it
+		// waiting for ever.
+		r.forget(req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
 	now := r.Clock.Now()
 	spec, specErr := decodeSpec(qw)
 	if specErr != nil {
 		return r.reportInvalid(ctx, qw, specErr)
 	}
 	r.applyScalerConfigInterval(ctx, qw, &spec)
-	hash, err := PodSpecHash(spec.PodSpec)
+	hash, err := workerHash(spec.PodSpec, qw.Spec.PodMetadata)
 	if err != nil {
 		return r.reportInvalid(ctx, qw, err)
 	}
@@ -162,6 +172,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 	}
+	if held, ok := actErr.(*heldError); ok {
+		return ctrl.Result{RequeueAfter: min(held.Wait, spec.PollingInterval)}, nil
+	}
 	if actErr != nil {
 		return ctrl.Result{}, actErr
 	}
@@ -172,6 +185,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // keeping qw's status in step with what was written.
 func (r *Reconciler) publish(ctx context.Context, qw *QWorker, spec workerSpec, hash string, view poolView, d decision, now time.Time, actErr error) error {
 	status := buildStatus(qw, spec, hash, view, d, now, actErr)
+	markHeld(&status, actErr)
 	if spec.ActivateVPA {
 		r.applyVPA(ctx, qw, &status)
 	}
@@ -207,8 +221,10 @@ func (r *Reconciler) act(ctx context.Context, qw *QWorker, spec workerSpec, hash
 		errs = append(errs, r.deletePod(ctx, key, pod, "finished worker pod"))
 	}
 	for _, pod := range view.overdue {
-		errs = append(errs, r.deletePod(ctx, key, pod, "retirement timeout passed"))
+		errs = append(errs, r.deletePod(ctx, key, pod, "retirement timeout passed or never started"))
 	}
+	errs = append(errs, r.stampRetireAt(ctx, view.unstamped, now))
+	r.holds.observeCrashes(key, now, hash, view.finished, view.ready > 0)
 	if !r.exp.satisfied(key, now) {
 		log.FromContext(ctx).V(1).Info("waiting for earlier pod changes to reach the cache")
 		return errors.Join(errs...)
@@ -218,28 +234,12 @@ func (r *Reconciler) act(ctx context.Context, qw *QWorker, spec workerSpec, hash
 		errs = append(errs, r.retire(ctx, qw, spec, view, plan.Retire, d.Desired, now))
 	}
 	if plan.Create > 0 {
-		errs = append(errs, r.create(ctx, qw, spec, hash, int(plan.Create), now))
-	}
-	return errors.Join(errs...)
-}
-
-// create makes n worker pods, recording the expectation first.
-func (r *Reconciler) create(ctx context.Context, qw *QWorker, spec workerSpec, hash string, n int, now time.Time) error {
-	r.exp.expect(spec.Key, now, n, nil)
-	owner := *metav1.NewControllerRef(qw, GroupVersion.WithKind("QWorker"))
-	var errs []error
-	for range n {
-		pod := newWorkerPod(podParams{Namespace: qw.Namespace, QWorker: qw.Name, Owner: owner, Spec: spec.PodSpec, Hash: hash, PullingInterval: spec.podPullingInterval()})
-		if err := r.Client.Create(ctx, pod); err != nil {
-			r.exp.createFailed(spec.Key)
-			r.Recorder.Eventf(qw, corev1.EventTypeWarning, "CreatePodFailed", "create worker pod: %v", err)
-			errs = append(errs, fmt.Errorf("create worker pod: %w", err))
-			continue
+		if err := r.create(ctx, qw, spec, hash, int(plan.Create), now); err != nil {
+			if held, ok := err.(*heldError); ok && errors.Join(errs...) == nil {
+				return held
+			}
+			errs = append(errs, err)
 		}
-		r.Metrics.podsCreated.Inc()
-	}
-	if created := n - len(errs); created > 0 {
-		r.Recorder.Eventf(qw, corev1.EventTypeNormal, "CreatedPods", "created %d worker pod(s)", created)
 	}
 	return errors.Join(errs...)
 }
@@ -256,6 +256,11 @@ func (r *Reconciler) retire(ctx context.Context, qw *QWorker, spec workerSpec, v
 		}
 		if spec.Retirement == RetireDelete || (spec.Retirement == RetireQScalerSDK && !drain) {
 			errs = append(errs, r.deletePod(ctx, spec.Key, pod, "retired"))
+			continue
+		}
+		if neverStarted(pod) {
+			// Nobody is there to read a mark.
+			errs = append(errs, r.deletePod(ctx, spec.Key, pod, "retired before it started"))
 			continue
 		}
 		// Until the cache shows the mark, the pool must not be re-planned:
