@@ -22,6 +22,8 @@ import (
 type sourceProbe struct {
 	src   source.Source
 	close func() error
+	// growth makes the wait target's fields (waittarget.go).
+	growth growth
 }
 
 func (p *sourceProbe) measure(ctx context.Context, now time.Time) (Reading, error) {
@@ -29,9 +31,11 @@ func (p *sourceProbe) measure(ctx context.Context, now time.Time) (Reading, erro
 	if err != nil {
 		return Reading{}, err
 	}
-	return Reading{At: now, Values: map[string]float64{
+	vals := map[string]float64{
 		"backlog": float64(s.Backlog), "ready": float64(s.Ready), "inFlight": float64(s.InFlight),
-	}}, nil
+	}
+	p.growth.add(now, s, vals)
+	return Reading{At: now, Values: vals}, nil
 }
 
 // watch forwards push notifications of sources that can push.
@@ -116,13 +120,15 @@ func parseRedis(p *Parser, f *fields) (*Spec, error) {
 	if port == 0 {
 		port = redis.DefaultPort
 	}
-	return &Spec{
+	spec := &Spec{
 		dests:  []string{net.JoinHostPort(cfg.Host, strconv.Itoa(port))},
 		Source: "redis", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("redis host=%s port=%d db=%d user=%s tls=%t key=%s group=%s", cfg.Host, cfg.Port, cfg.DB, cfg.Username, cfg.TLS.Enabled, ref.Key, ref.Group),
 		target: brokerTarget(func(ctx context.Context) (*redis.Client, error) { return redis.New(ctx, cfg) },
 			func(c *redis.Client) (source.Source, error) { return c.Queue(ref) }),
-	}, nil
+	}
+	queueWait(f, spec, "redis-wait-"+ref.Key+groupSuffix(ref.Group))
+	return spec, nil
 }
 
 func groupSuffix(g string) string {
@@ -151,13 +157,15 @@ func parseRabbitMQ(p *Parser, f *fields) (*Spec, error) {
 		f.fail("metadata (rabbitmq connection): %v", err)
 	}
 	m, act := backlogMetric(f, "rabbitmq-"+queue, 20, "queueLength", "value")
-	return &Spec{
+	spec := &Spec{
 		dests:  rabbitDests(cfg),
 		Source: "rabbitmq", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("rabbitmq url=%s host=%s port=%d vhost=%s user=%s tls=%t mgmt=%s queue=%s", cfg.URL, cfg.Host, cfg.Port, cfg.VHost, cfg.Username, cfg.TLS.Enabled, cfg.ManagementURL, queue),
 		target: brokerTarget(func(ctx context.Context) (*rabbitmq.Client, error) { return rabbitmq.New(ctx, cfg) },
 			func(c *rabbitmq.Client) (source.Source, error) { return c.Queue(queue) }),
-	}, nil
+	}
+	queueWait(f, spec, "rabbitmq-wait-"+queue)
+	return spec, nil
 }
 
 // parseNATS: a durable JetStream consumer's pending plus ack-pending
@@ -185,13 +193,15 @@ func parseNATS(p *Parser, f *fields) (*Spec, error) {
 		}
 		dests = append(dests, urlDest(u, natsPorts))
 	}
-	return &Spec{
+	spec := &Spec{
 		dests:  dests,
 		Source: "nats", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("nats url=%s user=%s tls=%t stream=%s consumer=%s", cfg.URL, cfg.Username, cfg.TLS.Enabled, ref.Stream, ref.Consumer),
 		target: brokerTarget(func(ctx context.Context) (*nats.Client, error) { return nats.New(ctx, cfg) },
 			func(c *nats.Client) (source.Source, error) { return c.Queue(ref) }),
-	}, nil
+	}
+	queueWait(f, spec, "nats-wait-"+ref.Stream+"-"+ref.Consumer)
+	return spec, nil
 }
 
 // parseBurrow: a consumer group's total lag as Burrow evaluates it,

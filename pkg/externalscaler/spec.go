@@ -58,7 +58,7 @@ type Spec struct {
 	// AlwaysActive answers IsActive true whatever the value (the Azul
 	// scaler's behaviour, kept unless activationThreshold is set).
 	AlwaysActive bool
-	// Wait is the wait-time target (targetWaitSeconds, Kafka only): the
+	// Wait is the wait-time target (targetWaitSeconds; see waitSources): the
 	// wait metric reports waittime's replica count (waittarget.go).
 	Wait *waitParams
 
@@ -74,7 +74,8 @@ func (s *Spec) Active(r Reading) bool {
 	}
 	field := s.Metrics[0].Field
 	if field == fieldWaitReplicas {
-		field = fieldLag // activity is the lag's, as without a wait target
+		// Activity is the backlog's, as without a wait target.
+		field = s.Wait.activeField()
 	}
 	return r.Values[field] > s.Activation
 }
@@ -191,8 +192,8 @@ func (p *Parser) Parse(md map[string]string) (*Spec, error) {
 	if !ok {
 		return nil, fmt.Errorf("metadata \"source\": %q is not a Swell source; use one of %s", kind, sourceKinds())
 	}
-	if _, _, wait := f.lookup("targetWaitSeconds"); wait && kind != "kafka" {
-		f.fail("metadata \"targetWaitSeconds\": the wait target needs an arrival rate, which the scaler reads from Kafka's log-end offsets only; source %q has none (a QWorker's targetWaitSeconds works on every broker)", kind)
+	if _, _, wait := f.lookup("targetWaitSeconds"); wait && !waitSources[kind] {
+		f.fail("metadata \"targetWaitSeconds\": the wait target needs an arrival rate, which the scaler reads from kafka, nats, rabbitmq and redis; source %q has none (a QWorker's targetWaitSeconds works on every broker)", kind)
 	}
 	s, err := parse(p, f)
 	return p.finish(f, s, err)
@@ -213,6 +214,10 @@ func (p *Parser) finish(f *fields, s *Spec, err error) (*Spec, error) {
 	}
 	return s, nil
 }
+
+// waitSources are the sources whose readings carry an arrival rate (or
+// what makes one) for targetWaitSeconds.
+var waitSources = map[string]bool{"kafka": true, "nats": true, "rabbitmq": true, "redis": true}
 
 func sourceKinds() string {
 	kinds := make([]string, 0, len(sourceParsers))
