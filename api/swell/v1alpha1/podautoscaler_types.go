@@ -111,6 +111,32 @@ type QueueSource struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	Queue string `json:"queue"`
+	// TargetWaitSeconds turns the queue's reading into the replica count
+	// Swell's wait-time model (the QWorker's targetWaitSeconds) asks for,
+	// so that targetPercentile of the tasks start within this many seconds
+	// of being enqueued; the metric's value is then that count (evaluate
+	// with expression "value"). Unset: the value is the backlog.
+	// +kubebuilder:validation:Type=number
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:ExclusiveMinimum=true
+	// +kubebuilder:validation:Maximum=86400
+	// +optional
+	TargetWaitSeconds *float64 `json:"targetWaitSeconds,omitempty"`
+	// TargetPercentile is the fraction of tasks that must start within
+	// targetWaitSeconds; default 0.95. From 0.5 to 0.999.
+	// +kubebuilder:validation:Type=number
+	// +optional
+	TargetPercentile *float64 `json:"targetPercentile,omitempty"`
+	// ServiceTimeSeconds is the mean time one task occupies a worker, for
+	// pods that do not run Swell's SDK. Unset: measured from the
+	// swell.dev/worker-stats annotation of the target's pods (Swell's SDKs
+	// keep it); with neither the model stays unknown and replicas hold.
+	// +kubebuilder:validation:Type=number
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:ExclusiveMinimum=true
+	// +kubebuilder:validation:Maximum=86400
+	// +optional
+	ServiceTimeSeconds *float64 `json:"serviceTimeSeconds,omitempty"`
 }
 
 // EvaluateMethod is how a desired replica count is computed: a CPA http
