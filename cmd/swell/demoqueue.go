@@ -14,7 +14,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"k8s.io/client-go/rest"
 
 	natssource "github.com/swell-autoscaler/swell/pkg/source/nats"
 	"github.com/swell-autoscaler/swell/sdk/go/queue/kafkaq"
@@ -43,40 +42,38 @@ type demoQueue struct {
 
 // openDemoQueue connects the consumer o.broker names. rdb is the results
 // store, which is also the queue for --broker redis.
-func openDemoQueue(ctx context.Context, o demoWorkerOptions, id worker.Identity, cfg *rest.Config, rdb *redis.Client, log *slog.Logger) (demoQueue, error) {
+func openDemoQueue(ctx context.Context, o demoWorkerOptions, id worker.Identity, rdb *redis.Client, log *slog.Logger) (demoQueue, error) {
 	switch o.broker {
 	case brokerRedis:
-		return openRedisQueue(ctx, o, id, cfg, rdb, log)
+		return openRedisQueue(ctx, o, id, rdb, log)
 	case brokerRabbitMQ:
 		return openRabbitQueue(o)
 	case brokerNATS:
-		return openNATSQueue(ctx, o)
+		return openNATSQueue(ctx, o, log)
 	case brokerKafka:
 		return openKafkaQueue(o)
 	}
 	return demoQueue{}, fmt.Errorf("--broker %q: want redis, rabbitmq, nats or kafka", o.broker)
 }
 
-// openRedisQueue first moves the tasks of dead pods back onto the list.
-func openRedisQueue(ctx context.Context, o demoWorkerOptions, id worker.Identity, cfg *rest.Config, rdb *redis.Client, log *slog.Logger) (demoQueue, error) {
-	alive, err := podAlive(ctx, cfg, id.Namespace)
+// openRedisQueue opens the reliable list consumer: it registers the
+// worker, keeps its heartbeat, and moves the tasks of this QWorker's dead
+// workers back onto the list (at start and periodically).
+func openRedisQueue(ctx context.Context, o demoWorkerOptions, id worker.Identity, rdb *redis.Client, log *slog.Logger) (demoQueue, error) {
+	q, err := redisq.Open(ctx, rdb, o.queue, redisq.Options{
+		Owner: id.Namespace + "/" + id.QWorker, Pod: id.Pod, MaxAttempts: o.maxAttempts, Logger: log,
+	})
 	if err != nil {
 		return demoQueue{}, err
 	}
-	// A restarted container (same pod, new process) holds nothing: tasks in
-	// its own processing list belong to the process that died.
-	moved, err := redisq.Recover(ctx, rdb, o.queue, func(pod string) (bool, error) {
-		if pod == id.Pod {
-			return false, nil
+	closeQ := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := q.Close(cctx); err != nil {
+			log.Warn("close redis queue", "err", err)
 		}
-		return alive(pod)
-	})
-	if err != nil {
-		log.Warn("recover tasks of dead pods", "err", err)
-	} else if moved > 0 {
-		log.Info("recovered tasks of dead pods", "tasks", moved)
 	}
-	return demoQueue{queue: redisq.New(rdb, o.queue, id.Pod), close: func() {}}, nil
+	return demoQueue{queue: q, close: closeQ}, nil
 }
 
 func openRabbitQueue(o demoWorkerOptions) (demoQueue, error) {
@@ -107,7 +104,7 @@ func openRabbitQueue(o demoWorkerOptions) (demoQueue, error) {
 	return demoQueue{queue: q, close: func() { _ = conn.Close() }, lost: lost}, nil
 }
 
-func openNATSQueue(ctx context.Context, o demoWorkerOptions) (demoQueue, error) {
+func openNATSQueue(ctx context.Context, o demoWorkerOptions, log *slog.Logger) (demoQueue, error) {
 	if o.natsURL == "" {
 		return demoQueue{}, errors.New("--nats-url (or NATS_URL) is required")
 	}
@@ -130,7 +127,7 @@ func openNATSQueue(ctx context.Context, o demoWorkerOptions) (demoQueue, error) 
 		nc.Close()
 		return demoQueue{}, fmt.Errorf("jetstream: %w", err)
 	}
-	q, err := natsq.New(ctx, js, ref.Stream, ref.Consumer, natsq.Options{AckWait: o.ackWait})
+	q, err := natsq.New(ctx, js, ref.Stream, ref.Consumer, natsq.Options{AckWait: o.ackWait, MaxDeliver: o.maxAttempts, Logger: log})
 	if err != nil {
 		nc.Close()
 		return demoQueue{}, err

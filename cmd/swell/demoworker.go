@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,6 +34,8 @@ type demoWorkerOptions struct {
 	results        string
 	taskTime       time.Duration
 	settleTimeout  time.Duration
+	maxAttempts    int
+	failPrefix     string
 }
 
 // newDemoWorkerCmd is the sample worker of the demo and the e2e tests: a real
@@ -66,6 +69,9 @@ func newDemoWorkerCmd() *cobra.Command {
 	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times, <results>:swell:pods, start times in <results>:swell:started); default the queue name")
 	f.DurationVar(&o.settleTimeout, "settle-timeout", worker.DefaultSettleTimeout, "how long acknowledging or handing back a task may take (a classic-protocol Kafka group holds commits while it rebalances)")
 	f.DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
+	f.IntVar(&o.maxAttempts, "max-attempts", 0, "failures after which a task is dead-lettered (Redis: <queue>:dead; NATS: MaxDeliver, then terminated); 0: the SDK's default")
+	f.StringVar(&o.failPrefix, "fail-prefix", "", "tasks whose body starts with this always fail (poison messages, for tests); each failure is counted in <results>:swell:failed")
+
 	return cmd
 }
 
@@ -92,7 +98,7 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr})
 	defer func() { _ = rdb.Close() }()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	dq, err := openDemoQueue(ctx, o, id, cfg, rdb, log)
+	dq, err := openDemoQueue(ctx, o, id, rdb, log)
 	if err != nil {
 		return err
 	}
@@ -113,6 +119,10 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 		case <-ctx.Done():
 			return ctx.Err() // SIGTERM mid-task: hand the task back
 		case <-time.After(o.taskTime):
+		}
+		if o.failPrefix != "" && strings.HasPrefix(string(body), o.failPrefix) {
+			rdb.HIncrBy(context.WithoutCancel(ctx), results+":swell:failed", string(body), 1)
+			return fmt.Errorf("task %.40s: fails always (--fail-prefix)", body)
 		}
 		_, err := rdb.TxPipelined(context.WithoutCancel(ctx), func(p redis.Pipeliner) error {
 			p.SAdd(ctx, set, body)

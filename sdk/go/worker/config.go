@@ -18,6 +18,9 @@ const (
 	EnvPullingInterval = "PULLING_INTERVAL"
 	EnvHostname        = "HOSTNAME"
 	EnvPodNamespace    = "POD_NAMESPACE"
+	// EnvLeaveWhenOutdated ("true"/"false") is Options.LeaveWhenOutdated
+	// for deployments that set it in the pod spec rather than in code.
+	EnvLeaveWhenOutdated = "SWELL_LEAVE_WHEN_OUTDATED"
 )
 
 // namespaceFile is where Kubernetes mounts the pod's namespace.
@@ -38,6 +41,9 @@ type Identity struct {
 	// counters to its pod (stats.Annotation) for the controller's
 	// wait-time target: SWELL_STATS_INTERVAL seconds, default 10.
 	StatsInterval time.Duration
+	// LeaveWhenOutdated is SWELL_LEAVE_WHEN_OUTDATED (see
+	// Options.LeaveWhenOutdated).
+	LeaveWhenOutdated bool
 }
 
 // IdentityFromEnv reads the worker's identity from the environment the
@@ -77,6 +83,13 @@ func IdentityFromEnv(getenv func(string) string) (Identity, error) {
 		} else {
 			id.StatsInterval = time.Duration(secs * float64(time.Second))
 		}
+	}
+	if v := getenv(EnvLeaveWhenOutdated); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want true or false", EnvLeaveWhenOutdated, v))
+		}
+		id.LeaveWhenOutdated = b
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Identity{}, fmt.Errorf("worker identity: %w", err)

@@ -11,11 +11,12 @@ func TestIdentityFromEnv(t *testing.T) {
 		EnvQWorkerName: "qw", EnvHostname: "qw-abc", EnvPodNamespace: "ns", EnvPodSpecHash: "h1", EnvPullingInterval: "2",
 	}
 	cases := []struct {
-		name    string
-		drop    string
-		set     map[string]string
-		wantErr string
-		want    time.Duration
+		name      string
+		drop      string
+		set       map[string]string
+		wantErr   string
+		want      time.Duration
+		wantLeave bool
 	}{
 		{name: "all set", want: 2 * time.Second},
 		{name: "fractional interval", set: map[string]string{EnvPullingInterval: "0.5"}, want: 500 * time.Millisecond},
@@ -25,6 +26,8 @@ func TestIdentityFromEnv(t *testing.T) {
 		{name: "bad interval", set: map[string]string{EnvPullingInterval: "soon"}, wantErr: EnvPullingInterval},
 		{name: "zero interval", set: map[string]string{EnvPullingInterval: "0"}, wantErr: EnvPullingInterval},
 		{name: "bad stats interval", set: map[string]string{"SWELL_STATS_INTERVAL": "-1"}, wantErr: "SWELL_STATS_INTERVAL"},
+		{name: "leave when outdated", set: map[string]string{EnvLeaveWhenOutdated: "true"}, want: 2 * time.Second, wantLeave: true},
+		{name: "bad leave when outdated", set: map[string]string{EnvLeaveWhenOutdated: "yes please"}, wantErr: EnvLeaveWhenOutdated},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -46,7 +49,7 @@ func TestIdentityFromEnv(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if id.QWorker != "qw" || id.Pod != "qw-abc" || id.Namespace != "ns" || id.PodSpecHash != "h1" || id.PullingInterval != c.want {
+			if id.QWorker != "qw" || id.Pod != "qw-abc" || id.Namespace != "ns" || id.PodSpecHash != "h1" || id.PullingInterval != c.want || id.LeaveWhenOutdated != c.wantLeave {
 				t.Fatalf("identity %+v", id)
 			}
 		})

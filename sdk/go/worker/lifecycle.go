@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,13 +32,17 @@ type Reason string
 // Reasons a worker leaves.
 const (
 	ReasonRetired         Reason = "Retired"         // the controller chose this pod
-	ReasonOutdated        Reason = "Outdated"        // the pod-spec hash changed (rollout)
+	ReasonOutdated        Reason = "Outdated"        // the pod-spec hash changed (rollout; opt-in, see Options.LeaveWhenOutdated)
 	ReasonScaleDown       Reason = "ScaleDown"       // desired < current (QScaler's rule, opt-in)
 	ReasonQWorkerDeleted  Reason = "QWorkerDeleted"  // the QWorker is gone
 	ReasonPodDeleted      Reason = "PodDeleted"      // the pod is terminating
 	ReasonContextCanceled Reason = "ContextCanceled" // SIGTERM or the caller stopped
 	ReasonQueueClosed     Reason = "QueueClosed"     // the queue cannot deliver again (see ErrQueueClosed)
 )
+
+// syncTimeout bounds how long start waits for its watches: a worker that
+// cannot watch its QWorker or pod fails instead of waiting forever.
+const syncTimeout = 30 * time.Second
 
 // lifecycle watches the worker's QWorker and its own pod and says when the
 // worker should stop. Watches react within a second; the informers' resync
@@ -47,6 +52,11 @@ type lifecycle struct {
 	kube        kubernetes.Interface
 	dyn         dynamic.Interface
 	legacyScale bool
+	// leaveOutdated makes the worker leave when the QWorker's pod-spec hash
+	// differs from its own, without waiting for the controller's mark.
+	leaveOutdated bool
+
+	forbidden chan error // the first Forbidden watch error
 
 	once   sync.Once
 	stop   chan struct{}
@@ -54,7 +64,7 @@ type lifecycle struct {
 }
 
 func newLifecycle(id Identity, kube kubernetes.Interface, dyn dynamic.Interface, legacyScale bool) *lifecycle {
-	return &lifecycle{id: id, kube: kube, dyn: dyn, legacyScale: legacyScale, stop: make(chan struct{})}
+	return &lifecycle{id: id, kube: kube, dyn: dyn, legacyScale: legacyScale, stop: make(chan struct{}), forbidden: make(chan error, 1)}
 }
 
 // Stopped is closed once the worker should stop taking tasks.
@@ -73,8 +83,14 @@ func (l *lifecycle) trigger(r Reason) {
 	})
 }
 
-// start runs the two informers until ctx ends.
-func (l *lifecycle) start(ctx context.Context) error {
+// start checks the worker's permissions, then runs the two informers until
+// ctx ends. It returns once both have synced, or with an error naming the
+// missing permission (at once when the API says so up front, else when a
+// watch is refused), or after syncTimeout, or when stopCtx ends (SIGTERM).
+func (l *lifecycle) start(ctx, stopCtx context.Context) error {
+	if err := checkAccess(stopCtx, l.kube, l.id); err != nil {
+		return err
+	}
 	byName := func(name string) func(*metav1.ListOptions) {
 		return func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
@@ -83,6 +99,9 @@ func (l *lifecycle) start(ctx context.Context) error {
 	podFactory := informers.NewSharedInformerFactoryWithOptions(l.kube, l.id.PullingInterval,
 		informers.WithNamespace(l.id.Namespace), informers.WithTweakListOptions(byName(l.id.Pod)))
 	podInf := podFactory.Core().V1().Pods().Informer()
+	if err := podInf.SetWatchErrorHandlerWithContext(l.watchError("pods")); err != nil {
+		return fmt.Errorf("watch own pod: %w", err)
+	}
 	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    l.onPod,
 		UpdateFunc: func(_, o any) { l.onPod(o) },
@@ -91,6 +110,9 @@ func (l *lifecycle) start(ctx context.Context) error {
 	}
 	qwFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(l.dyn, l.id.PullingInterval, l.id.Namespace, byName(l.id.QWorker))
 	qwInf := qwFactory.ForResource(QWorkerResource).Informer()
+	if err := qwInf.SetWatchErrorHandlerWithContext(l.watchError("qworkers.quickube.com")); err != nil {
+		return fmt.Errorf("watch QWorker: %w", err)
+	}
 	if _, err := qwInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    l.onQWorker,
 		UpdateFunc: func(_, o any) { l.onQWorker(o) },
@@ -100,10 +122,39 @@ func (l *lifecycle) start(ctx context.Context) error {
 	}
 	podFactory.Start(ctx.Done())
 	qwFactory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, qwInf.HasSynced) {
-		return fmt.Errorf("watch QWorker %s/%s and pod %s: caches did not sync: %w", l.id.Namespace, l.id.QWorker, l.id.Pod, ctx.Err())
+	syncCtx, cancel := context.WithTimeout(stopCtx, syncTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case err := <-l.forbidden:
+			l.forbidden <- err // keep it for the error below
+			cancel()
+		case <-syncCtx.Done():
+		}
+	}()
+	if !cache.WaitForCacheSync(syncCtx.Done(), podInf.HasSynced, qwInf.HasSynced) {
+		select {
+		case err := <-l.forbidden:
+			return fmt.Errorf("watch QWorker %s/%s and pod %s: %w", l.id.Namespace, l.id.QWorker, l.id.Pod, err)
+		default:
+		}
+		return fmt.Errorf("watch QWorker %s/%s and pod %s: caches did not sync: %w", l.id.Namespace, l.id.QWorker, l.id.Pod, context.Cause(syncCtx))
 	}
 	return nil
+}
+
+// watchError keeps the first Forbidden list/watch error (the informer
+// would retry it forever) so start can fail with it.
+func (l *lifecycle) watchError(resource string) cache.WatchErrorHandlerWithContext {
+	return func(ctx context.Context, r *cache.Reflector, err error) {
+		if apierrors.IsForbidden(err) {
+			select {
+			case l.forbidden <- fmt.Errorf("the worker's ServiceAccount may not list/watch %s in namespace %s (see the worker Role in docs/qworker.md): %w", resource, l.id.Namespace, err):
+			default:
+			}
+		}
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	}
 }
 
 func (l *lifecycle) onPod(obj any) {
@@ -126,7 +177,7 @@ func (l *lifecycle) onQWorker(obj any) {
 		return
 	}
 	hash, _, _ := unstructured.NestedString(u.Object, "status", "currentPodSpecHash")
-	if hash != "" && hash != l.id.PodSpecHash {
+	if l.leaveOutdated && hash != "" && hash != l.id.PodSpecHash {
 		l.trigger(ReasonOutdated)
 		return
 	}

@@ -23,6 +23,14 @@ type Options struct {
 	// desiredReplicas < currentReplicas, QScaler's rule. Swell's controller
 	// chooses exactly which pods retire, so this is off by default.
 	FollowQScalerScaleDown bool
+	// LeaveWhenOutdated makes the worker leave as soon as the QWorker's
+	// status.currentPodSpecHash differs from its POD_SPEC_HASH (a rollout),
+	// as QScaler's SDK does. Off by default: Swell's controller marks the
+	// pods it retires during a rollout (swell.dev/retire), a few at a time
+	// within maxSurge, so the pool keeps its ready capacity; with this on,
+	// every old worker leaves after its task while new pods are starting.
+	// The env SWELL_LEAVE_WHEN_OUTDATED=true turns it on too.
+	LeaveWhenOutdated bool
 	// Logger receives the worker's structured logs; nil uses slog.Default.
 	Logger *slog.Logger
 	// OnTask, when set, is called after each task with its outcome (tests
@@ -81,7 +89,8 @@ func (w *Worker) Run(ctx context.Context, handle Handler) (Reason, error) {
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
 	lc := newLifecycle(w.id, w.kube, w.dyn, w.opts.FollowQScalerScaleDown)
-	if err := lc.start(watchCtx); err != nil {
+	lc.leaveOutdated = w.opts.LeaveWhenOutdated || w.id.LeaveWhenOutdated
+	if err := lc.start(watchCtx, ctx); err != nil {
 		return "", err
 	}
 	go w.stats.run(watchCtx)

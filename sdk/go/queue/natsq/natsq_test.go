@@ -87,12 +87,13 @@ func TestUnackedTaskOfADeadWorkerComesBack(t *testing.T) {
 	}
 }
 
-// TestReturnRedeliversAtOnce: a nak'd task comes back well before AckWait.
+// TestReturnRedeliversAtOnce: a nak'd task comes back well before AckWait
+// (without backoff).
 func TestReturnRedeliversAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream := newStream(t, "t0")
-	_, q := consumer(t, stream, Options{AckWait: time.Minute})
+	_, q := consumer(t, stream, Options{AckWait: time.Minute, Backoff: -1})
 	if err := queuetest.Take(ctx, t, q).Return(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +119,89 @@ func TestInProgressHoldsALongTask(t *testing.T) {
 	}
 	if got := queuetest.AckFor(t, b, 2*time.Second); len(got) != 0 {
 		t.Fatalf("took %v after t0 was acked", got)
+	}
+}
+
+// TestDefaultHeartbeatHoldsALongTask: with no option set, a task worked
+// on for three times AckWait is not redelivered (the default in-progress
+// period is a third of the consumer's AckWait).
+func TestDefaultHeartbeatHoldsALongTask(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream := newStream(t, "t0")
+	_, a := consumer(t, stream, Options{AckWait: 2 * time.Second})
+	if a.opts.InProgressEvery <= 0 || a.opts.InProgressEvery >= 2*time.Second {
+		t.Fatalf("default InProgressEvery = %v, want a fraction of AckWait", a.opts.InProgressEvery)
+	}
+	d := queuetest.Take(ctx, t, a)
+	_, b := consumer(t, stream, Options{})
+	if got := queuetest.AckFor(t, b, 6*time.Second); len(got) != 0 {
+		t.Fatalf("another worker took %v while the first worked on t0 for 3 × AckWait", got)
+	}
+	if err := d.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPoisonTaskIsTerminated: a task failing on every delivery is
+// terminated at MaxDeliver, after backoffs; the others are done once.
+func TestPoisonTaskIsTerminated(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bodies := []string{"poison"}
+	for i := range 10 {
+		bodies = append(bodies, fmt.Sprintf("ok-%d", i))
+	}
+	stream := newStream(t, bodies...)
+	_, q := consumer(t, stream, Options{MaxDeliver: 3, Backoff: 100 * time.Millisecond})
+	done, poisonTakes := map[string]int{}, 0
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		tctx, tcancel := context.WithTimeout(ctx, time.Second)
+		d, err := q.Take(tctx)
+		tcancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d == nil {
+			if len(done) == 10 && q.Counters().Terminated == 1 {
+				break
+			}
+			continue
+		}
+		if string(d.Body()) == "poison" {
+			poisonTakes++
+			if err := d.Return(ctx); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		done[string(d.Body())]++
+		if err := d.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if poisonTakes != 3 {
+		t.Fatalf("poison delivered %d times, want MaxDeliver = 3", poisonTakes)
+	}
+	if c := q.Counters(); c.Terminated != 1 || c.Retried != 2 {
+		t.Fatalf("Counters = %+v, want 1 terminated, 2 retried", c)
+	}
+	for i := range 10 {
+		if n := done[fmt.Sprintf("ok-%d", i)]; n != 1 {
+			t.Errorf("ok-%d done %d times, want 1", i, n)
+		}
+	}
+}
+
+func TestBackoffDoubles(t *testing.T) {
+	o := Options{Backoff: time.Second, MaxBackoff: 5 * time.Second}
+	for n, want := range map[uint64]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 5 * time.Second, 40: 5 * time.Second} {
+		if got := backoff(o, n); got != want {
+			t.Errorf("backoff after delivery %d = %v, want %v", n, got, want)
+		}
+	}
+	if got := backoff(Options{Backoff: -1}, 3); got != 0 {
+		t.Errorf("negative Backoff gives %v, want 0", got)
 	}
 }
 
