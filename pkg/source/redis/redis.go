@@ -168,6 +168,10 @@ func (c *Client) Close() error {
 type QueueRef struct {
 	Key   string
 	Group string
+	// Owner, "<namespace>/<qworker>", limits the tasks of dead SDK workers
+	// counted for a list (see pkg/source/redis/reliable) to that QWorker's;
+	// empty counts every QWorker's.
+	Owner string
 }
 
 // Validate checks the reference.
@@ -214,8 +218,13 @@ func (s *queueSource) measureList(ctx context.Context, now time.Time) (source.Sa
 		return source.Sample{}, fmt.Errorf("redis LLEN %q: %w", s.ref.Key, err)
 	}
 	// A list holds only waiting tasks: whatever a worker popped is gone
-	// from Redis, so nothing here is known to be in flight.
-	return source.Sample{Backlog: n, Ready: n, Time: now}, nil
+	// from Redis, so nothing here is known to be in flight. The SDK
+	// workers' tasks that only a new worker can bring back count too.
+	sample := source.Sample{Backlog: n, Ready: n, Time: now}
+	if err := s.addHeld(ctx, &sample); err != nil {
+		return source.Sample{}, err
+	}
+	return sample, nil
 }
 
 func (s *queueSource) measureStream(ctx context.Context, now time.Time) (source.Sample, error) {
@@ -315,5 +324,9 @@ func (s *queueSource) MeasureDropping(ctx context.Context, values []string) (sou
 	if len(res) != 2 {
 		return source.Sample{}, 0, fmt.Errorf("redis LREM+LLEN %q: unexpected reply %v", s.ref.Key, res)
 	}
-	return source.Sample{Backlog: res[1], Ready: res[1], Time: now}, res[0], nil
+	sample := source.Sample{Backlog: res[1], Ready: res[1], Time: now}
+	if err := s.addHeld(ctx, &sample); err != nil {
+		return source.Sample{}, 0, err
+	}
+	return sample, res[0], nil
 }
