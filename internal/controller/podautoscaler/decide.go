@@ -19,6 +19,8 @@ type objState struct {
 	// idle is idleAfter of the last pass; the push gate reads it from a
 	// subscription goroutine while passes write it, hence atomic.
 	idle atomic.Bool
+	// wait is the wait target's model state (waittarget.go).
+	wait waitState
 }
 
 func newObjState(spec paSpec) *objState {

@@ -60,9 +60,13 @@ func (r *Reconciler) pass(ctx context.Context, spec paSpec, st *objState) *resul
 		return res
 	}
 	var metrics []cpa.ResourceMetric
-	if spec.Source != nil {
+	waitWhy := ""
+	switch {
+	case spec.Source != nil && spec.Wait != nil:
+		metrics, res.Source, waitWhy, err = r.measureWait(ctx, spec, target, ts, st, res.Now)
+	case spec.Source != nil:
 		metrics, res.Source, err = r.measure(ctx, spec.Namespace, *spec.Source, ts.Object.GetName())
-	} else {
+	default:
 		metrics, err = r.gather(ctx, spec, target, ts)
 	}
 	if err != nil {
@@ -73,6 +77,9 @@ func (r *Reconciler) pass(ctx context.Context, spec paSpec, st *objState) *resul
 		return res.fail(cpa.ReasonFailedEvaluate, err)
 	}
 	res.Desired, res.Reason = st.decide(res.Now, spec, ts.Replicas, res.Evaluation)
+	if waitWhy != "" {
+		res.Reason = waitWhy + "; " + res.Reason
+	}
 	if res.Desired == ts.Replicas {
 		return res
 	}

@@ -22,6 +22,7 @@ type paSpec struct {
 	RunMode    string
 	Metric     *cpa.Method // nil when Source is set
 	Source     *swellv1.QueueSource
+	Wait       *waitSpec // Source's wait target; nil without one
 	Evaluate   *cpa.Method // nil when Expr is set
 	Expr       *Expr
 	Behavior   *policy.Behavior
@@ -70,6 +71,9 @@ func decodeSpec(pa *swellv1.PodAutoscaler) (paSpec, error) {
 		errs = append(errs, wrap("spec.evaluate.expression", err))
 		out.Expr = e
 	}
+	w, err := decodeWait(s.Metric.Source)
+	errs = append(errs, err)
+	out.Wait = w
 	if s.Behavior != nil {
 		b, err := cpa.PolicyBehavior(s.Behavior)
 		if err == nil {
