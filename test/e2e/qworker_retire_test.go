@@ -347,13 +347,13 @@ func TestQWorkerPodMetadataAndLabelValidation(t *testing.T) {
 		t.Fatalf("a 64-character QWorker name: got %v, want an error naming metadata.name", err)
 	}
 	badLabel := kwokQWorker(ns, "badlabel", queue, 0, 1, 1)
-	badLabel.Spec.PodMetadata = &qv1.PodMetadata{Labels: map[string]string{"team": strings.Repeat("v", 64)}}
+	badLabel.Spec.PodMetadata = &qv1.PodMetadata{Labels: map[string]qv1.LabelValue{"team": qv1.LabelValue(strings.Repeat("v", 64))}}
 	if err := c.Create(ctx, badLabel); err == nil || !strings.Contains(err.Error(), "spec.podMetadata.labels") {
 		t.Fatalf("a 64-character label value: got %v, want an error naming spec.podMetadata.labels", err)
 	}
 	qw := kwokQWorker(ns, "meta", queue, 1, 1, 1)
 	qw.Spec.PodMetadata = &qv1.PodMetadata{
-		Labels:      map[string]string{"team": "payments", qworker.LabelQWorker: "spoofed"},
+		Labels:      map[string]qv1.LabelValue{"team": "payments", qworker.LabelQWorker: "spoofed"},
 		Annotations: map[string]string{"cluster-autoscaler.kubernetes.io/safe-to-evict": "false", qworker.AnnotationRetire: "true"},
 	}
 	if err := c.Create(ctx, qw); err != nil {

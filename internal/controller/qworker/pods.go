@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -104,7 +103,9 @@ func podMetadata(m *qv1.PodMetadata) (labels, annotations map[string]string) {
 	if m == nil {
 		return labels, nil
 	}
-	maps.Copy(labels, m.Labels)
+	for k, v := range m.Labels {
+		labels[k] = string(v)
+	}
 	for k, v := range m.Annotations {
 		if slices.Contains(reservedAnnotations, k) {
 			continue

@@ -249,7 +249,7 @@ func TestWorkerHash(t *testing.T) {
 	}{
 		{"no podMetadata: QScaler's hash", nil, true},
 		{"empty podMetadata: QScaler's hash", &qv1.PodMetadata{}, true},
-		{"labels", &qv1.PodMetadata{Labels: map[string]string{"team": "a"}}, false},
+		{"labels", &qv1.PodMetadata{Labels: map[string]qv1.LabelValue{"team": "a"}}, false},
 		{"annotations", &qv1.PodMetadata{Annotations: map[string]string{"x": "y"}}, false},
 	}
 	seen := map[string]string{}
@@ -272,7 +272,7 @@ func TestWorkerHash(t *testing.T) {
 
 func TestNewWorkerPodPodMetadata(t *testing.T) {
 	m := &qv1.PodMetadata{
-		Labels: map[string]string{"team": "a", LabelQWorker: "other"},
+		Labels: map[string]qv1.LabelValue{"team": "a", LabelQWorker: "other"},
 		Annotations: map[string]string{
 			"cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
 			AnnotationRetire: "true", AnnotationRetireAt: "x", stats.Annotation: "{}",
