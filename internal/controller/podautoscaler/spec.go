@@ -22,7 +22,7 @@ type paSpec struct {
 	RunMode    string
 	Metric     *cpa.Method // nil when Source is set
 	Source     *swellv1.QueueSource
-	Wait       *waitSpec // Source's wait target; nil without one
+	Wait       *waitSpec   // Source's wait target; nil without one
 	Evaluate   *cpa.Method // nil when Expr is set
 	Expr       *Expr
 	Behavior   *policy.Behavior
