@@ -18,6 +18,10 @@ Environment:
   KAFKA_BROKERS     comma-separated host:port list, for BROKER=kafka
   KAFKA_GROUP       consumer group (default "<QUEUE>-workers")
   TASK_TIME         seconds per task (default 1)
+  MAX_ATTEMPTS      failures before a Redis task goes to <QUEUE>:dead (default 5)
+  FAIL_PREFIX       tasks whose body starts with this always fail (poison
+                    messages, for tests); failures are counted in the hash
+                    <results>:swell:failed
   KUBECONFIG        kubeconfig path; in-cluster config when unset
 plus what every QWorker pod has: QWORKER_NAME, HOSTNAME, POD_SPEC_HASH,
 PULLING_INTERVAL and the namespace.
@@ -31,33 +35,19 @@ import time
 import redis
 from kubernetes import client, config
 
-from swell_worker import Identity, KafkaQueue, RabbitQueue, RedisQueue, Worker, recover
+from swell_worker import Identity, KafkaQueue, RabbitQueue, RedisQueue, Worker
+from swell_worker.worker import PermissionMissing
 
 log = logging.getLogger("worker")
 
 
-def pod_alive(core, namespace, me):
-    """alive(pod) for recover(): a pod is dead once the API no longer has it.
-    This process's own pod counts as dead: a restarted container holds none
-    of the tasks its predecessor took. An API error counts as alive, so no
-    task is taken from a pod that may still be working on it."""
-    def alive(pod):
-        if pod == me:
-            return False
-        try:
-            core.read_namespaced_pod(pod, namespace)
-            return True
-        except client.ApiException as e:
-            return e.status != 404
-    return alive
-
-
-def open_queue(broker, queue, identity, rdb, core):
+def open_queue(broker, queue, identity, rdb):
     if broker == "redis":
-        moved = recover(rdb, queue, pod_alive(core, identity.namespace, identity.pod))
-        if moved:
-            log.info("recovered %d tasks of dead pods", moved)
-        return RedisQueue(rdb, queue, identity.pod)
+        # open() recovers the tasks this pod's previous container and this
+        # QWorker's dead workers held, and keeps doing so in the background.
+        owner = "%s/%s" % (identity.namespace, identity.qworker)
+        return RedisQueue(rdb, queue, owner, identity.pod,
+                          max_attempts=int(os.environ.get("MAX_ATTEMPTS", "5"))).open()
     if broker == "rabbitmq":
         return RabbitQueue.connect(os.environ["RABBITMQ_URL"], queue,
                                    prefetch=int(os.environ.get("RABBITMQ_PREFETCH", "1")))
@@ -81,12 +71,17 @@ def main():
         config.load_incluster_config()
     core = client.CoreV1Api()
     rdb = redis.Redis.from_url("redis://" + os.environ["REDIS_ADDR"])
-    q = open_queue(broker, queue, identity, rdb, core)
+    q = open_queue(broker, queue, identity, rdb)
     results = os.environ.get("RESULTS", queue)
     done, times, pods = results + ":swell:done", results + ":swell:times", results + ":swell:pods"
 
+    fail_prefix = os.environ.get("FAIL_PREFIX", "").encode()
+
     def handle(body):
         time.sleep(task_time)
+        if fail_prefix and body.startswith(fail_prefix):
+            rdb.hincrby(results + ":swell:failed", body, 1)
+            raise RuntimeError("poison task (FAIL_PREFIX)")
         pipe = rdb.pipeline(transaction=True)
         pipe.sadd(done, body)
         pipe.hincrby(times, body, 1)
@@ -95,9 +90,13 @@ def main():
 
     worker = Worker(identity, q, core, client.CustomObjectsApi())
     worker.install_signal_handlers()
-    reason = worker.run(handle)
-    if hasattr(q, "close"):
-        q.close()
+    try:
+        reason = worker.run(handle)
+    except PermissionMissing as e:
+        sys.exit(str(e))
+    finally:
+        if hasattr(q, "close"):
+            q.close()
     log.info("worker exits: %s", reason)
 
 

@@ -20,6 +20,10 @@ class Identity:
     # How often, at most, the task counters are written to the pod
     # (SWELL_STATS_INTERVAL seconds, default 10).
     stats_interval: float = 10.0
+    # Leave as soon as the QWorker's pod-spec hash differs from ours
+    # (SWELL_LEAVE_WHEN_OUTDATED=true); by default the worker waits for the
+    # controller's retire mark, so a rollout keeps ready capacity.
+    leave_when_outdated: bool = False
 
     @classmethod
     def from_env(cls, env=None):
@@ -52,4 +56,8 @@ class Identity:
             stats_interval = -1
         if stats_interval <= 0:
             raise IdentityError("SWELL_STATS_INTERVAL=%r: want a positive number of seconds" % raw_stats)
-        return cls(env["QWORKER_NAME"], env["HOSTNAME"], namespace, env["POD_SPEC_HASH"], interval, stats_interval)
+        raw_leave = env.get("SWELL_LEAVE_WHEN_OUTDATED", "false").strip().lower()
+        if raw_leave not in ("true", "false", "1", "0", ""):
+            raise IdentityError("SWELL_LEAVE_WHEN_OUTDATED=%r: want true or false" % raw_leave)
+        return cls(env["QWORKER_NAME"], env["HOSTNAME"], namespace, env["POD_SPEC_HASH"], interval, stats_interval,
+                   raw_leave in ("true", "1"))

@@ -24,6 +24,18 @@ class Reason:
     SIGTERM = "SIGTERM"
 
 
+class PermissionMissing(RuntimeError):
+    """The worker's ServiceAccount may not read its pod or QWorker: the
+    worker stops at once instead of retrying forever (see the worker Role in
+    docs/qworker.md)."""
+
+
+def _forbidden(what, namespace, e):
+    return PermissionMissing(
+        "the worker's ServiceAccount may not %s in namespace %s: grant the worker Role "
+        "(docs/qworker.md, config/rbac/qworker-worker): %s" % (what, namespace, getattr(e, "reason", e)))
+
+
 class TaskStats:
     """Cumulative task counters, written to the pod at most once per interval
     and only when they changed: a task costs no API write, an idle worker
@@ -62,12 +74,16 @@ class Worker:
     core and custom are kubernetes.client.CoreV1Api and CustomObjectsApi
     instances (tests pass their own)."""
 
-    def __init__(self, identity, queue, core, custom, follow_qscaler_scale_down=False):
+    def __init__(self, identity, queue, core, custom, follow_qscaler_scale_down=False, leave_when_outdated=None):
         self.id = identity
         self.queue = queue
         self.core = core
         self.custom = custom
         self.follow_qscaler_scale_down = follow_qscaler_scale_down
+        # None: SWELL_LEAVE_WHEN_OUTDATED, as read into the identity.
+        if leave_when_outdated is None:
+            leave_when_outdated = getattr(identity, "leave_when_outdated", False)
+        self.leave_when_outdated = leave_when_outdated
         self._sigterm = threading.Event()
         self._last_check = 0.0
         self.stats = TaskStats(getattr(identity, "stats_interval", 10.0))
@@ -76,7 +92,8 @@ class Worker:
         signal.signal(signal.SIGTERM, lambda *_: self._sigterm.set())
 
     def check(self):
-        """Returns why the worker should leave now, or None."""
+        """Returns why the worker should leave now, or None. Raises
+        PermissionMissing when the API refuses to show the pod or QWorker."""
         if self._sigterm.is_set():
             return Reason.SIGTERM
         try:
@@ -84,6 +101,8 @@ class Worker:
         except Exception as e:  # noqa: BLE001 - a failed check must not stop the worker
             if getattr(e, "status", None) == 404:
                 return Reason.POD_DELETED
+            if getattr(e, "status", None) == 403:
+                raise _forbidden("get pods/%s" % self.id.pod, self.id.namespace, e) from e
             log.warning("read own pod: %s", e)
             return None
         if pod.metadata.deletion_timestamp is not None:
@@ -95,11 +114,13 @@ class Worker:
         except Exception as e:  # noqa: BLE001
             if getattr(e, "status", None) == 404:
                 return Reason.QWORKER_DELETED
+            if getattr(e, "status", None) == 403:
+                raise _forbidden("get qworkers.quickube.com/%s" % self.id.qworker, self.id.namespace, e) from e
             log.warning("read QWorker: %s", e)
             return None
         status = qw.get("status") or {}
         current_hash = status.get("currentPodSpecHash", "")
-        if current_hash and current_hash != self.id.pod_spec_hash:
+        if self.leave_when_outdated and current_hash and current_hash != self.id.pod_spec_hash:
             return Reason.OUTDATED
         if self.follow_qscaler_scale_down:
             desired, current = status.get("desiredReplicas"), status.get("currentReplicas")
@@ -125,17 +146,26 @@ class Worker:
             except Exception:  # noqa: BLE001 - hand the task back, keep working
                 log.exception("task failed; handing it back")
                 self.stats.task(time.monotonic() - started)
-                delivery.give_back()
+                self._settle(delivery.give_back, "hand back task")
                 self.report_stats()
                 continue
             self.stats.task(time.monotonic() - started)
-            delivery.ack()
+            self._settle(delivery.ack, "ack task")
             self.report_stats()
         log.info("worker stopping: %s", reason)
         self.report_stats(force=True)
         if reason not in (Reason.SIGTERM, Reason.POD_DELETED):
             self.leave()
         return reason
+
+    @staticmethod
+    def _settle(fn, what):
+        # A failed settle must not stop the worker: queues retry it (the
+        # Redis queue in the background) or the broker redelivers.
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            log.error("%s: %s", what, e)
 
     def _due_check(self):
         if self._sigterm.is_set():

@@ -3,7 +3,7 @@ import types
 import unittest
 
 from swell_worker import Identity, Reason, Worker
-from swell_worker.worker import STATS_ANNOTATION, TaskStats
+from swell_worker.worker import STATS_ANNOTATION, PermissionMissing, TaskStats
 
 
 class ApiError(Exception):
@@ -88,11 +88,51 @@ class WorkerTest(unittest.TestCase):
         self.assertIsInstance(core.calls[-3][2], dict)
         self.assertEqual(stats_reports(core)[-1]["tasks"], 3)
 
-    def test_outdated_hash_stops(self):
-        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h2"})
+    def test_outdated_hash_stops_only_when_opted_in(self):
+        status = {"currentPodSpecHash": "h2"}
+        self.assertIsNone(Worker(ID, ListQueue([]), FakeCore(), FakeCustom(status)).check())
+        core, custom = FakeCore(), FakeCustom(status)
         q = ListQueue(["a"])
-        self.assertEqual(Worker(ID, q, core, custom).run(lambda body: None), Reason.OUTDATED)
+        self.assertEqual(Worker(ID, q, core, custom, leave_when_outdated=True).run(lambda body: None), Reason.OUTDATED)
         self.assertEqual(q.acked, [])
+        env_id = Identity.from_env({"QWORKER_NAME": "qw", "HOSTNAME": "p", "POD_NAMESPACE": "ns",
+                                    "POD_SPEC_HASH": "h1", "SWELL_LEAVE_WHEN_OUTDATED": "true"})
+        self.assertEqual(Worker(env_id, ListQueue([]), FakeCore(), FakeCustom(status)).check(), Reason.OUTDATED)
+
+    def test_forbidden_read_fails_naming_the_permission(self):
+        class Forbidden(FakeCustom):
+            def get_namespaced_custom_object(self, *args):
+                raise ApiError(403)
+
+        w = Worker(ID, ListQueue(["a"]), FakeCore(), Forbidden({}))
+        with self.assertRaises(PermissionMissing) as cm:
+            w.run(lambda body: None)
+        self.assertIn("get qworkers.quickube.com/", str(cm.exception))
+
+    def test_failed_ack_does_not_stop_the_worker(self):
+        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
+        done = []
+
+        q = ListQueue(["a", "b"])
+        acks = iter([RuntimeError("redis down"), None])
+
+        def take():
+            d = ListQueue.take(q)
+            if d is None:
+                custom.gone = True
+            else:
+                err = next(acks)
+
+                def ack(body=d.body, err=err):
+                    if err:
+                        raise err
+                    q.acked.append(body)
+                d.ack = ack
+            return d
+        q.take = take
+        self.assertEqual(Worker(ID, q, core, custom).run(done.append), Reason.QWORKER_DELETED)
+        self.assertEqual(done, ["a", "b"])
+        self.assertEqual(q.acked, ["b"])
 
     def test_qscaler_scale_down_rule_is_opt_in(self):
         status = {"currentPodSpecHash": "h1", "desiredReplicas": 1, "currentReplicas": 3}
