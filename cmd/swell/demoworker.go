@@ -36,6 +36,8 @@ type demoWorkerOptions struct {
 	settleTimeout  time.Duration
 	maxAttempts    int
 	failPrefix     string
+	slowPrefix     string
+	slowTime       time.Duration
 }
 
 // newDemoWorkerCmd is the sample worker of the demo and the e2e tests: a real
@@ -70,6 +72,8 @@ func newDemoWorkerCmd() *cobra.Command {
 	f.DurationVar(&o.settleTimeout, "settle-timeout", worker.DefaultSettleTimeout, "how long acknowledging or handing back a task may take (a classic-protocol Kafka group holds commits while it rebalances)")
 	f.DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
 	f.IntVar(&o.maxAttempts, "max-attempts", 0, "failures after which a task is dead-lettered (Redis: <queue>:dead; NATS: MaxDeliver, then terminated); 0: the SDK's default")
+	f.StringVar(&o.slowPrefix, "slow-prefix", "", "tasks whose body starts with this take --slow-time instead of --task-time")
+	f.DurationVar(&o.slowTime, "slow-time", time.Minute, "how long each --slow-prefix task takes")
 	f.StringVar(&o.failPrefix, "fail-prefix", "", "tasks whose body starts with this always fail (poison messages, for tests); each failure is counted in <results>:swell:failed")
 
 	return cmd
@@ -115,10 +119,14 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 	set, times, pods := doneKeys(results)
 	reason, err := w.Run(ctx, func(ctx context.Context, body []byte) error {
 		started := time.Now()
+		took := o.taskTime
+		if o.slowPrefix != "" && strings.HasPrefix(string(body), o.slowPrefix) {
+			took = o.slowTime
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err() // SIGTERM mid-task: hand the task back
-		case <-time.After(o.taskTime):
+		case <-time.After(took):
 		}
 		if o.failPrefix != "" && strings.HasPrefix(string(body), o.failPrefix) {
 			rdb.HIncrBy(context.WithoutCancel(ctx), results+":swell:failed", string(body), 1)
