@@ -39,23 +39,28 @@ import (
 const metadataBody = "AKIAINTERNALCREDENTIAL-role-secret-0123456789"
 
 // tenantClient creates a ServiceAccount in ns bound to a Role with only
-// namespaced rights and returns a client impersonating it.
+// namespaced rights (PodAutoscalers, get on Deployments, events) and
+// returns a client impersonating it.
 func tenantClient(ctx context.Context, t *testing.T, ns string) client.Client {
 	t.Helper()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "tenant", Namespace: ns},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"swell.dev"}, Resources: []string{"podautoscalers"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-			{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get"}},
-			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"get", "list"}},
-		},
-	}
-	if _, err := env.Clientset.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+	return tenantWith(ctx, t, ns, "tenant", []rbacv1.PolicyRule{
+		{APIGroups: []string{"swell.dev"}, Resources: []string{"podautoscalers"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"get", "list"}},
+	})
+}
+
+// tenantWith binds ns's default ServiceAccount to a Role of the given rules
+// and returns a client impersonating it.
+func tenantWith(ctx context.Context, t *testing.T, ns, role string, rules []rbacv1.PolicyRule) client.Client {
+	t.Helper()
+	r := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: role, Namespace: ns}, Rules: rules}
+	if _, err := env.Clientset.RbacV1().Roles(ns).Create(ctx, r, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create Role: %v", err)
 	}
 	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "tenant", Namespace: ns},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "tenant"},
+		ObjectMeta: metav1.ObjectMeta{Name: role, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default", Namespace: ns}},
 	}
 	if _, err := env.Clientset.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {

@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
@@ -76,34 +75,10 @@ func (r *recordingListener) snapshot() (int, string) {
 // QWorkers and reading events in ns, and nothing on Secrets.
 func brokerTenantClient(ctx context.Context, t *testing.T, ns string) client.Client {
 	t.Helper()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "broker-tenant", Namespace: ns},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"quickube.com"}, Resources: []string{"scalerconfigs", "qworkers"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"get", "list"}},
-		},
-	}
-	if _, err := env.Clientset.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create Role: %v", err)
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "broker-tenant", Namespace: ns},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default", Namespace: ns}},
-	}
-	if _, err := env.Clientset.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create RoleBinding: %v", err)
-	}
-	cfg := rest.CopyConfig(env.RESTConfig)
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + ns + ":default",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-	}
-	c, err := client.New(cfg, client.Options{Scheme: startController(t).Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return tenantWith(ctx, t, ns, "broker-tenant", []rbacv1.PolicyRule{
+		{APIGroups: []string{"quickube.com"}, Resources: []string{"scalerconfigs", "qworkers"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"get", "list"}},
+	})
 }
 
 func randomHex(t *testing.T) string {
