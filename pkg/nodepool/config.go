@@ -246,6 +246,14 @@ func CanonicalKey(name string) (key string, ok bool) {
 // NodePoolScaler kind, translated to keys) share the one decoder, so a
 // file and a cluster object can never mean different things.
 func FromKeys(keys map[string]string) (Config, error) {
+	return FromKeysReading(keys, os.ReadFile)
+}
+
+// FromKeysReading is [FromKeys] with the files the keys name
+// (cloud-provider-token-file, hcloud-cloud-init-file) read through
+// readFile: the NodePoolScaler controller serves them from the Secrets it
+// read, so a credential never touches its disk.
+func FromKeysReading(keys map[string]string, readFile func(name string) ([]byte, error)) (Config, error) {
 	raw := make(map[string]string, len(keys)+len(defaults))
 	for k, v := range keys {
 		raw[k] = v
@@ -255,7 +263,7 @@ func FromKeys(keys map[string]string) (Config, error) {
 			raw[k] = v
 		}
 	}
-	cfg, err := decode(raw)
+	cfg, err := decode(raw, readFile)
 	if err = errors.Join(err, cfg.Validate()); err != nil {
 		return Config{}, err
 	}
@@ -338,8 +346,9 @@ func scalar(v any) (string, error) {
 
 // decoder collects typed values and the errors met on the way.
 type decoder struct {
-	raw  map[string]string
-	errs []error
+	raw      map[string]string
+	readFile func(name string) ([]byte, error)
+	errs     []error
 }
 
 func (d *decoder) fail(key, format string, args ...any) {
@@ -366,8 +375,8 @@ func (d *decoder) seconds(key string) time.Duration {
 	return time.Duration(f * float64(time.Second))
 }
 
-func decode(raw map[string]string) (Config, error) {
-	d := &decoder{raw: raw}
+func decode(raw map[string]string, readFile func(name string) ([]byte, error)) (Config, error) {
+	d := &decoder{raw: raw, readFile: readFile}
 	c := Config{
 		CloudProvider:       strings.TrimSpace(raw[KeyCloudProvider]),
 		ClusterName:         raw[KeyClusterName],
@@ -404,7 +413,7 @@ func (d *decoder) token() Secret {
 	if file == "" {
 		return Secret(tok)
 	}
-	b, err := os.ReadFile(file)
+	b, err := d.readFile(file)
 	if err != nil {
 		d.fail(KeyCloudProviderTokenFile, "cannot read the token file: %v", err)
 		return ""
@@ -423,7 +432,7 @@ func (d *decoder) hcloud() HcloudServers {
 		SSHKey:     strings.TrimSpace(d.raw[KeyHcloudSSHKey]),
 	}
 	if file := strings.TrimSpace(d.raw[KeyHcloudCloudInitFile]); file != "" {
-		b, err := os.ReadFile(file)
+		b, err := d.readFile(file)
 		if err != nil {
 			d.fail(KeyHcloudCloudInitFile, "cannot read the cloud-init file: %v", err)
 		}

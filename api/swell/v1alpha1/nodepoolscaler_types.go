@@ -8,7 +8,7 @@ import (
 
 // CloudProvider names the infrastructure that adds and removes the pool's
 // machines, as kubescaler's cloud-provider key does.
-// +kubebuilder:validation:Enum=digitalocean;kwok
+// +kubebuilder:validation:Enum=digitalocean;kwok;hetzner;linode;vultr;clusterapi;none
 type CloudProvider string
 
 // Providers a NodePoolScaler can use.
@@ -17,6 +17,20 @@ const (
 	ProviderDigitalOcean CloudProvider = "digitalocean"
 	// ProviderKwok creates and deletes fake kwok Nodes (local clusters, tests).
 	ProviderKwok CloudProvider = "kwok"
+	// ProviderHetzner creates and deletes Hetzner Cloud servers labelled
+	// with the pool's name (Hetzner has no managed node pools).
+	ProviderHetzner CloudProvider = "hetzner"
+	// ProviderLinode resizes an LKE node pool and deletes its nodes.
+	ProviderLinode CloudProvider = "linode"
+	// ProviderVultr resizes a VKE node pool and deletes its nodes.
+	ProviderVultr CloudProvider = "vultr"
+	// ProviderClusterAPI scales a Cluster API MachineDeployment and deletes
+	// exactly the chosen node's Machine.
+	ProviderClusterAPI CloudProvider = "clusterapi"
+	// ProviderNone acts on no node: the object only publishes its buffer as
+	// a CapacityBuffer (spec.capacityBuffer) for Karpenter or the Cluster
+	// Autoscaler.
+	ProviderNone CloudProvider = "none"
 )
 
 // SecretKeyRef points at one key of a Secret in the NodePoolScaler's own
@@ -36,6 +50,23 @@ type SecretKeyRef struct {
 	Key string `json:"key,omitempty"`
 }
 
+// CloudInitSecretRef points at the Secret key holding a cloud-init file,
+// in the NodePoolScaler's own namespace: the cloud-init that joins a new
+// server to the cluster carries a join credential, so it is never inline.
+type CloudInitSecretRef struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// Key in the Secret's data; "cloud-init" when omitted.
+	// +kubebuilder:default=cloud-init
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
 // NodePoolScalerSpec is a `swell nodepool` config file as a Kubernetes
 // object: every field is a kubescaler (or Swell) key in camelCase with the
 // same meaning and default (cloud-provider → cloudProvider, ...). Keys that
@@ -48,27 +79,44 @@ type SecretKeyRef struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.cloudProvider) || self.cloudProvider != 'digitalocean' || (has(self.clusterName) && has(self.nodePoolName))",message="spec.clusterName and spec.nodePoolName are required for cloudProvider digitalocean"
 // +kubebuilder:validation:XValidation:rule="!has(self.cloudProvider) || self.cloudProvider != 'kwok' || self.nodeSelector.matches('^[A-Za-z0-9._/-]+=[A-Za-z0-9._-]*(,[A-Za-z0-9._/-]+=[A-Za-z0-9._-]*)*$')",message="spec.nodeSelector must be key=value[,key=value] for cloudProvider kwok: new nodes are labelled with it"
 // +kubebuilder:validation:XValidation:rule="self.cloudProvider == 'kwok' || !(has(self.kwokNodeCpu) || has(self.kwokNodeMemory) || has(self.kwokNodePods))",message="spec.kwokNodeCpu, spec.kwokNodeMemory and spec.kwokNodePods apply only to cloudProvider kwok"
+// +kubebuilder:validation:XValidation:rule="!has(self.cloudProvider) || !(self.cloudProvider in ['hetzner', 'linode', 'vultr']) || has(self.cloudProviderTokenSecretRef)",message="spec.cloudProviderTokenSecretRef is required for cloudProvider hetzner, linode and vultr"
+// +kubebuilder:validation:XValidation:rule="!has(self.cloudProvider) || !(self.cloudProvider in ['linode', 'vultr']) || has(self.clusterName)",message="spec.clusterName is required for cloudProvider linode and vultr"
+// +kubebuilder:validation:XValidation:rule="!has(self.cloudProvider) || !(self.cloudProvider in ['hetzner', 'linode', 'vultr', 'clusterapi']) || has(self.nodePoolName)",message="spec.nodePoolName is required for cloudProvider hetzner, linode, vultr and clusterapi (for clusterapi: the MachineDeployment, namespace/name)"
+// +kubebuilder:validation:XValidation:rule="!has(self.cloudProvider) || self.cloudProvider != 'hetzner' || has(self.hcloudServerType)",message="spec.hcloudServerType is required for cloudProvider hetzner"
+// +kubebuilder:validation:XValidation:rule="!has(self.cloudProvider) || self.cloudProvider != 'hetzner' || has(self.hcloudImage)",message="spec.hcloudImage is required for cloudProvider hetzner"
+// +kubebuilder:validation:XValidation:rule="!has(self.cloudProvider) || self.cloudProvider != 'hetzner' || has(self.hcloudCloudInitSecretRef)",message="spec.hcloudCloudInitSecretRef is required for cloudProvider hetzner: the cloud-init that joins a new server to the cluster"
+// +kubebuilder:validation:XValidation:rule="(has(self.cloudProvider) && self.cloudProvider == 'hetzner') || !(has(self.hcloudServerType) || has(self.hcloudImage) || has(self.hcloudLocation) || has(self.hcloudNetwork) || has(self.hcloudSshKey) || has(self.hcloudCloudInitSecretRef))",message="spec.hcloudServerType, spec.hcloudImage, spec.hcloudLocation, spec.hcloudNetwork, spec.hcloudSshKey and spec.hcloudCloudInitSecretRef apply only to cloudProvider hetzner"
+// +kubebuilder:validation:XValidation:rule="(has(self.cloudProvider) && self.cloudProvider == 'clusterapi') || !has(self.nodePoolName) || size(self.nodePoolName) <= 63",message="spec.nodePoolName may be at most 63 characters (only clusterapi's namespace/name is longer)"
+// +kubebuilder:validation:XValidation:rule="!has(self.cloudProvider) || self.cloudProvider != 'none' || has(self.capacityBuffer)",message="spec.capacityBuffer is required for cloudProvider none: with no provider, publishing the CapacityBuffer is all the object does"
+// +kubebuilder:validation:XValidation:rule="!has(self.capacityBuffer) || self.nodeSelector.matches('^[A-Za-z0-9._/-]+=[A-Za-z0-9._-]*(,[A-Za-z0-9._/-]+=[A-Za-z0-9._-]*)*$')",message="spec.nodeSelector must be key=value[,key=value] with spec.capacityBuffer: it becomes the slot PodTemplate's nodeSelector"
 // +kubebuilder:validation:XValidation:rule="has(self.serverCpuResourceRequest) || has(self.serverMemoryResourceRequest) || has(self.serverResourceRequests)",message="spec.serverCpuResourceRequest is required (millicores one server requests), or set spec.serverMemoryResourceRequest or spec.serverResourceRequests"
 type NodePoolScalerSpec struct {
-	// CloudProvider (cloud-provider): digitalocean or kwok.
+	// CloudProvider (cloud-provider): digitalocean, hetzner, linode, vultr,
+	// clusterapi, kwok, or none (publish spec.capacityBuffer only).
 	// +kubebuilder:default=digitalocean
 	// +optional
 	CloudProvider CloudProvider `json:"cloudProvider,omitempty"`
 	// CloudProviderTokenSecretRef (in place of cloud-provider-token and
 	// cloud-provider-token-file) names the Secret key holding the API
-	// token; required for digitalocean. The controller reads it live, so a
+	// token; required for digitalocean, hetzner, linode and vultr. The controller reads it live, so a
 	// rotated token is picked up at the next pass.
 	// +optional
 	CloudProviderTokenSecretRef *SecretKeyRef `json:"cloudProviderTokenSecretRef,omitempty"`
-	// ClusterName (cluster-name) is the DOKS cluster; required for digitalocean.
+	// ClusterName (cluster-name) is the DOKS, LKE or VKE cluster; required
+	// for digitalocean, linode and vultr. For clusterapi, when set, the
+	// MachineDeployment's spec.clusterName must match it.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	// +optional
 	ClusterName string `json:"clusterName,omitempty"`
-	// NodePoolName (node-pool-name) is the DOKS node pool; required for
-	// digitalocean. For kwok it prefixes the names of created nodes.
+	// NodePoolName (node-pool-name) is the DOKS, LKE or VKE node pool;
+	// required for digitalocean, linode and vultr. For hetzner it is the
+	// label that marks the pool's servers; for clusterapi the
+	// MachineDeployment, "namespace/name" (or a name in "default"); for
+	// kwok it prefixes the names of created nodes.
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:MaxLength=317
+	// +kubebuilder:validation:Pattern=`^[^/]+(/[^/]+)?$`
 	// +optional
 	NodePoolName string `json:"nodePoolName,omitempty"`
 	// NodeSelector (node-selector) is the label selector of the pool's
@@ -154,6 +202,51 @@ type NodePoolScalerSpec struct {
 	// KwokNodePods (kwok-node-pods) is their pod capacity (default 110).
 	// +optional
 	KwokNodePods *resource.Quantity `json:"kwokNodePods,omitempty"`
+	// HcloudServerType (hcloud-server-type) is the Hetzner server type of
+	// new servers (e.g. cpx31); required for hetzner.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	HcloudServerType string `json:"hcloudServerType,omitempty"`
+	// HcloudImage (hcloud-image) is the image of new servers (name or ID);
+	// required for hetzner.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	HcloudImage string `json:"hcloudImage,omitempty"`
+	// HcloudLocation (hcloud-location) is where new servers are placed
+	// (e.g. fsn1); Hetzner picks one when omitted.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	HcloudLocation string `json:"hcloudLocation,omitempty"`
+	// HcloudNetwork (hcloud-network) is a private network (name or ID) new
+	// servers join.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	HcloudNetwork string `json:"hcloudNetwork,omitempty"`
+	// HcloudSSHKey (hcloud-ssh-key) is an SSH key (name or ID) put on new
+	// servers.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	HcloudSSHKey string `json:"hcloudSshKey,omitempty"`
+	// HcloudCloudInitSecretRef (in place of hcloud-cloud-init-file) names
+	// the Secret key holding the cloud-init that joins a new server to the
+	// cluster; required for hetzner. Read live, like the token.
+	// +optional
+	HcloudCloudInitSecretRef *CloudInitSecretRef `json:"hcloudCloudInitSecretRef,omitempty"`
+	// CapacityBuffer (capacity-buffer) publishes the buffer as a SIG
+	// Autoscaling CapacityBuffer "namespace/name" (or a name in
+	// "default"), kept in step with the server pods, for clusters where
+	// Karpenter or the Cluster Autoscaler adds the nodes; required for
+	// cloudProvider none.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=507
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	CapacityBuffer string `json:"capacityBuffer,omitempty"`
 }
 
 // NodePoolScalerStatus is what the last decision pass saw and did, so

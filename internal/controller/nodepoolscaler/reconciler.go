@@ -30,6 +30,10 @@ const (
 	ReasonProviderAnswered    = "ProviderAnswered"
 	ReasonProviderError       = "ProviderError"
 	ReasonNotStarted          = "NotStarted"
+	// ReasonPublishing and ReasonNoProvider report a cloudProvider none
+	// object, which only publishes its CapacityBuffer.
+	ReasonPublishing = "PublishingCapacityBuffer"
+	ReasonNoProvider = "NoProvider"
 )
 
 // setupError is why a runner could not be built, with the condition reason
@@ -90,6 +94,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return r.reportSetupError(ctx, base, &nps, err)
 	}
+	if run.scaler == nil {
+		r.setPublishOnly(&nps, run)
+		if err := r.writeStatus(ctx, base, &nps); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, nil
+	}
 	d, passErr := run.scaler.Pass(ctx)
 	r.emit(&nps, passErr)
 	r.setStatus(&nps, run, d, passErr)
@@ -103,15 +114,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // sight, on a spec change (generation) or a token change.
 func (r *Reconciler) runnerFor(ctx context.Context, nps *swellv1.NodePoolScaler) (*runner, error) {
 	key := types.NamespacedName{Namespace: nps.Namespace, Name: nps.Name}
-	token, err := r.token(ctx, nps)
+	sec, err := r.secrets(ctx, nps)
 	if err != nil {
 		return nil, &setupError{ReasonSecretUnavailable, err}
 	}
-	print := fingerprint(nps.Generation, token)
+	print := fingerprint(nps.Generation, sec)
 	if run := r.runners.get(key); run != nil && run.fingerprint == print {
 		return run, nil
 	}
-	cfg, err := ConfigFromSpec(nps.Spec, token)
+	cfg, err := ConfigFromSpec(nps.Spec, sec)
 	if err != nil {
 		return nil, &setupError{ReasonInvalidSpec, err}
 	}
@@ -123,22 +134,40 @@ func (r *Reconciler) runnerFor(ctx context.Context, nps *swellv1.NodePoolScaler)
 	return run, nil
 }
 
-// token reads the provider token from the Secret the spec names, in the
-// object's namespace; "" when the spec names none (kwok).
-func (r *Reconciler) token(ctx context.Context, nps *swellv1.NodePoolScaler) (string, error) {
-	ref := nps.Spec.CloudProviderTokenSecretRef
-	if ref == nil {
-		return "", nil
+// secrets reads the Secrets the spec names, in the object's namespace,
+// live on every reconcile: the provider token (none for kwok,
+// clusterapi and none) and hetzner's cloud-init.
+func (r *Reconciler) secrets(ctx context.Context, nps *swellv1.NodePoolScaler) (Secrets, error) {
+	var sec Secrets
+	if ref := nps.Spec.CloudProviderTokenSecretRef; ref != nil {
+		v, err := r.secretKey(ctx, nps.Namespace, "spec.cloudProviderTokenSecretRef", ref.Name, tokenKey(ref))
+		if err != nil {
+			return Secrets{}, err
+		}
+		sec.Token = strings.TrimSpace(string(v))
 	}
+	if ref := nps.Spec.HcloudCloudInitSecretRef; ref != nil {
+		v, err := r.secretKey(ctx, nps.Namespace, "spec.hcloudCloudInitSecretRef", ref.Name, cloudInitKey(ref))
+		if err != nil {
+			return Secrets{}, err
+		}
+		sec.CloudInit = v
+	}
+	return sec, nil
+}
+
+// secretKey reads one non-empty key of a Secret; errors name the field
+// that points at it, never the value.
+func (r *Reconciler) secretKey(ctx context.Context, namespace, field, name, key string) ([]byte, error) {
 	var s corev1.Secret
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: nps.Namespace, Name: ref.Name}, &s); err != nil {
-		return "", fmt.Errorf("spec.cloudProviderTokenSecretRef: read Secret %s/%s: %w", nps.Namespace, ref.Name, err)
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s); err != nil {
+		return nil, fmt.Errorf("%s: read Secret %s/%s: %w", field, namespace, name, err)
 	}
-	v, ok := s.Data[tokenKey(ref)]
+	v, ok := s.Data[key]
 	if !ok || len(strings.TrimSpace(string(v))) == 0 {
-		return "", fmt.Errorf("spec.cloudProviderTokenSecretRef: Secret %s/%s has no key %q (or it is empty)", nps.Namespace, ref.Name, tokenKey(ref))
+		return nil, fmt.Errorf("%s: Secret %s/%s has no key %q (or it is empty)", field, namespace, name, key)
 	}
-	return strings.TrimSpace(string(v)), nil
+	return v, nil
 }
 
 // reportSetupError reports why no pass could run. A spec the decoder
@@ -203,6 +232,15 @@ func (r *Reconciler) setStatus(nps *swellv1.NodePoolScaler, run *runner, d nodep
 		r.setCondition(nps, swellv1.ConditionReady, metav1.ConditionTrue, ReasonPassSucceeded, msg)
 	}
 	r.setProviderHealth(nps, run)
+}
+
+// setPublishOnly reports a cloudProvider none object: no pass runs, its
+// publisher keeps the CapacityBuffer in step on its own.
+func (r *Reconciler) setPublishOnly(nps *swellv1.NodePoolScaler, run *runner) {
+	nps.Status.ObservedGeneration = nps.Generation
+	r.setCondition(nps, swellv1.ConditionReady, metav1.ConditionTrue, ReasonPublishing,
+		fmt.Sprintf("cloudProvider none: publishing the buffer as CapacityBuffer %s; the node autoscaler that owns the nodes acts on it", run.publishOnly))
+	r.setCondition(nps, swellv1.ConditionProviderHealthy, metav1.ConditionTrue, ReasonNoProvider, "cloudProvider none: no provider to call")
 }
 
 func (r *Reconciler) setProviderHealth(nps *swellv1.NodePoolScaler, run *runner) {

@@ -34,6 +34,9 @@ type runner struct {
 	tick        time.Duration
 	fingerprint string
 	stop        func()
+	// publishOnly is the CapacityBuffer a cloudProvider none runner
+	// publishes; such a runner has no scaler and no provider.
+	publishOnly string
 }
 
 // runners holds the runner and the State of every NodePoolScaler this
@@ -87,10 +90,15 @@ func (rs *runners) remove(key types.NamespacedName) {
 	delete(rs.states, key)
 }
 
-// fingerprint identifies what a runner was built from: a new generation
-// or a rotated token means a new runner. The token is hashed, never kept.
-func fingerprint(generation int64, token string) string {
-	return fmt.Sprintf("%d/%x", generation, sha256.Sum256([]byte(token)))
+// fingerprint identifies what a runner was built from: a new generation,
+// a rotated token or a changed cloud-init means a new runner. The secrets
+// are hashed, never kept.
+func fingerprint(generation int64, sec Secrets) string {
+	h := sha256.New()
+	h.Write([]byte(sec.Token))
+	h.Write([]byte{0})
+	h.Write(sec.CloudInit)
+	return fmt.Sprintf("%d/%x", generation, h.Sum(nil))
 }
 
 // runnerBuilder makes runners; its fields are the reconciler's shared pieces.
@@ -113,6 +121,49 @@ type runnerBuilder struct {
 // scaler on the shared cache, and a goroutine that turns the scaler's node
 // and pod triggers into reconciles of nps.
 func (b *runnerBuilder) build(ctx context.Context, nps *swellv1.NodePoolScaler, cfg nodepool.Config, print string, state *nodepool.State) (*runner, error) {
+	key := types.NamespacedName{Namespace: nps.Namespace, Name: nps.Name}
+	log := slog.New(logr.ToSlogHandler(b.log.WithValues("nodepoolscaler", key.String())))
+	stopBuffer, err := b.startCapacityBuffer(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.CloudProvider == nodepool.ProviderNone {
+		return &runner{tick: cfg.Tick, fingerprint: print, stop: stopBuffer, publishOnly: cfg.CapacityBuffer}, nil
+	}
+	run, err := b.buildScaler(ctx, nps, cfg, print, state, log)
+	if err != nil {
+		stopBuffer()
+		return nil, err
+	}
+	stopScaler := run.stop
+	run.stop = func() { stopScaler(); stopBuffer() }
+	return run, nil
+}
+
+// startCapacityBuffer publishes the pool's buffer as a CapacityBuffer when
+// spec.capacityBuffer is set (a no-op stop otherwise). The publisher runs
+// until the runner stops; a failed publish is logged and retried.
+func (b *runnerBuilder) startCapacityBuffer(cfg nodepool.Config, log *slog.Logger) (stop func(), err error) {
+	syncer, err := nodepool.NewCapacityBufferSyncer(cfg, b.clientset, log)
+	if err != nil {
+		return nil, fmt.Errorf("spec.capacityBuffer: %w", err)
+	}
+	if syncer == nil {
+		return func() {}, nil
+	}
+	runCtx, cancel := context.WithCancel(b.baseCtx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := syncer.Run(runCtx); err != nil {
+			log.Error("capacity buffer publisher stopped", "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// buildScaler builds the provider and the scaler of a pool Swell sizes.
+func (b *runnerBuilder) buildScaler(ctx context.Context, nps *swellv1.NodePoolScaler, cfg nodepool.Config, print string, state *nodepool.State, log *slog.Logger) (*runner, error) {
 	if err := b.cache.Start(b.baseCtx); err != nil {
 		return nil, fmt.Errorf("start the node and pod cache: %w", err)
 	}
@@ -127,7 +178,7 @@ func (b *runnerBuilder) build(ctx context.Context, nps *swellv1.NodePoolScaler, 
 	scaler, err := nodepool.New(nodepool.Options{
 		Config: cfg, Client: b.clientset, Provider: wrapped, Pool: key.String(), Clock: b.clock,
 		Recorder: &teeRecorder{inner: b.recorder, owner: nps.DeepCopy()},
-		Logger:   slog.New(logr.ToSlogHandler(b.log.WithValues("nodepoolscaler", key.String()))),
+		Logger:   log,
 		Cache:    b.cache, State: state, DrainValidationDelay: b.drainValidation,
 	})
 	if err != nil {

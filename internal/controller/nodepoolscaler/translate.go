@@ -26,6 +26,15 @@ var ProcessOnlyKeys = []string{nodepool.KeyKubeMasterURL, nodepool.KeyKubeConfig
 type TokenMount struct {
 	SecretName string
 	Dir        string
+	// CloudInit ties hcloud-cloud-init-file to the Secret behind it, as
+	// above: Dir/<key> is spec.hcloudCloudInitSecretRef {SecretName, key}.
+	CloudInit SecretMount
+}
+
+// SecretMount is one Secret mounted as a directory of files.
+type SecretMount struct {
+	SecretName string
+	Dir        string
 }
 
 // SpecFromKeys translates a `swell nodepool` config (key → value text, as
@@ -98,6 +107,30 @@ func (t *translator) key(s *swellv1.NodePoolScalerSpec, k, v string, mount Token
 		s.KwokNodeMemory = t.quantity(k, v)
 	case nodepool.KeyKwokNodePods:
 		s.KwokNodePods = t.quantity(k, v)
+	case nodepool.KeyCapacityBuffer:
+		s.CapacityBuffer = v
+	default:
+		t.hcloudKey(s, k, v, mount)
+	}
+}
+
+// hcloudKey sets the spec field of a hetzner key; any other key is unknown.
+func (t *translator) hcloudKey(s *swellv1.NodePoolScalerSpec, k, v string, mount TokenMount) {
+	switch k {
+	case nodepool.KeyHcloudServerType:
+		s.HcloudServerType = v
+	case nodepool.KeyHcloudImage:
+		s.HcloudImage = v
+	case nodepool.KeyHcloudLocation:
+		s.HcloudLocation = v
+	case nodepool.KeyHcloudNetwork:
+		s.HcloudNetwork = v
+	case nodepool.KeyHcloudSSHKey:
+		s.HcloudSSHKey = v
+	case nodepool.KeyHcloudCloudInitFile:
+		if name, key, ok := t.mounted(k, v, mount.CloudInit, "hcloudCloudInitSecretRef"); ok {
+			s.HcloudCloudInitSecretRef = &swellv1.CloudInitSecretRef{Name: name, Key: key}
+		}
 	default:
 		t.fail(k, "unknown key")
 	}
@@ -105,16 +138,26 @@ func (t *translator) key(s *swellv1.NodePoolScalerSpec, k, v string, mount Token
 
 // tokenRef maps a token file under the mount to the Secret key it shows.
 func (t *translator) tokenRef(k, file string, mount TokenMount) *swellv1.SecretKeyRef {
-	if mount.SecretName == "" {
-		t.fail(k, "%q: name the Secret mounted there (TokenMount.SecretName) to translate it into cloudProviderTokenSecretRef", file)
+	name, key, ok := t.mounted(k, file, SecretMount{SecretName: mount.SecretName, Dir: mount.Dir}, "cloudProviderTokenSecretRef")
+	if !ok {
 		return nil
+	}
+	return &swellv1.SecretKeyRef{Name: name, Key: key}
+}
+
+// mounted maps a file under a Secret's mount to that Secret and key; field
+// is the spec field it becomes, for the error.
+func (t *translator) mounted(k, file string, mount SecretMount, field string) (name, key string, ok bool) {
+	if mount.SecretName == "" {
+		t.fail(k, "%q: name the Secret mounted there to translate it into %s", file, field)
+		return "", "", false
 	}
 	dir, key := path.Split(path.Clean(file))
 	if mount.Dir != "" && path.Clean(dir) != path.Clean(mount.Dir) {
 		t.fail(k, "%q is not under the Secret's mount %q", file, mount.Dir)
-		return nil
+		return "", "", false
 	}
-	return &swellv1.SecretKeyRef{Name: mount.SecretName, Key: key}
+	return mount.SecretName, key, true
 }
 
 func (t *translator) int32(k, v string) *int32 {
@@ -207,18 +250,61 @@ func KeysFromSpec(s swellv1.NodePoolScalerSpec, mount TokenMount) map[string]str
 	set(nodepool.KeyKwokNodeCPU, quantityText(s.KwokNodeCPU))
 	set(nodepool.KeyKwokNodeMemory, quantityText(s.KwokNodeMemory))
 	set(nodepool.KeyKwokNodePods, quantityText(s.KwokNodePods))
+	set(nodepool.KeyHcloudServerType, s.HcloudServerType)
+	set(nodepool.KeyHcloudImage, s.HcloudImage)
+	set(nodepool.KeyHcloudLocation, s.HcloudLocation)
+	set(nodepool.KeyHcloudNetwork, s.HcloudNetwork)
+	set(nodepool.KeyHcloudSSHKey, s.HcloudSSHKey)
+	if ref := s.HcloudCloudInitSecretRef; ref != nil && mount.CloudInit.Dir != "" {
+		set(nodepool.KeyHcloudCloudInitFile, path.Join(mount.CloudInit.Dir, cloudInitKey(ref)))
+	}
+	set(nodepool.KeyCapacityBuffer, s.CapacityBuffer)
 	return keys
 }
 
+// Secrets are the values the controller read from the Secrets a spec
+// names; empty when the spec names none.
+type Secrets struct {
+	// Token is from cloudProviderTokenSecretRef.
+	Token string
+	// CloudInit is from hcloudCloudInitSecretRef.
+	CloudInit []byte
+}
+
+// secretsDir is where ConfigFromSpec shows Secrets to the decoder as
+// files; nothing is read from disk there (or anywhere).
+const secretsDir = "/nodepoolscaler-secrets"
+
 // ConfigFromSpec decodes a spec with `swell nodepool`'s own decoder, so a
-// NodePoolScaler and the file it came from mean exactly the same thing;
-// token is the value read from the spec's Secret ("" for kwok).
-func ConfigFromSpec(s swellv1.NodePoolScalerSpec, token string) (nodepool.Config, error) {
-	keys := KeysFromSpec(s, TokenMount{})
-	if token != "" {
-		keys[nodepool.KeyCloudProviderToken] = token
+// NodePoolScaler and the file it came from mean exactly the same thing.
+// The Secrets read for it are handed to the decoder as the files the file
+// form names (cloud-init) or as the token itself, never written to disk.
+func ConfigFromSpec(s swellv1.NodePoolScalerSpec, sec Secrets) (nodepool.Config, error) {
+	mount := TokenMount{CloudInit: SecretMount{Dir: secretsDir}}
+	keys := KeysFromSpec(s, mount)
+	if sec.Token != "" {
+		keys[nodepool.KeyCloudProviderToken] = sec.Token
 	}
-	return nodepool.FromKeys(keys)
+	files := map[string][]byte{}
+	if f, ok := keys[nodepool.KeyHcloudCloudInitFile]; ok {
+		files[f] = sec.CloudInit
+	}
+	return nodepool.FromKeysReading(keys, func(name string) ([]byte, error) {
+		b, ok := files[name]
+		if !ok {
+			return nil, fmt.Errorf("%s: a NodePoolScaler reads no files, only the Secrets its spec names", name)
+		}
+		return b, nil
+	})
+}
+
+// cloudInitKey is the Secret key of the cloud-init, "cloud-init" when
+// unset (the CRD default, repeated for objects built in Go).
+func cloudInitKey(ref *swellv1.CloudInitSecretRef) string {
+	if ref.Key == "" {
+		return "cloud-init"
+	}
+	return ref.Key
 }
 
 // tokenKey is the Secret key of the token, "token" when unset (the CRD

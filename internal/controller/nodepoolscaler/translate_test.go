@@ -38,6 +38,52 @@ kwok-node-memory: 32Gi
 kwok-node-pods: "50"
 `)
 	doMount := TokenMount{SecretName: "digitalocean", Dir: "/var/run/secrets/digitalocean"}
+	hetzner := filepath.Join(t.TempDir(), "hetzner.yaml")
+	write(t, hetzner, `cloud-provider: hetzner
+cloud-provider-token-file: /var/run/secrets/hcloud/token
+node-pool-name: game
+node-selector: swell.dev/pool=game
+server-pod-label-name: app
+server-pod-label-value: game-server
+server-cpu-resource-request: 1000
+hcloud-server-type: cpx31
+hcloud-image: ubuntu-24.04
+hcloud-location: fsn1
+hcloud-network: k8s
+hcloud-ssh-key: ops
+hcloud-cloud-init-file: /var/run/secrets/join/user-data
+capacity-buffer: games/slots
+`)
+	hetznerMount := TokenMount{SecretName: "hcloud", Dir: "/var/run/secrets/hcloud",
+		CloudInit: SecretMount{SecretName: "join", Dir: "/var/run/secrets/join"}}
+	cloud := func(provider string) string {
+		f := filepath.Join(t.TempDir(), provider+".yaml")
+		write(t, f, `cloud-provider: `+provider+`
+cloud-provider-token-file: /var/run/secrets/`+provider+`/api-token
+cluster-name: prod
+node-pool-name: "pool-1234"
+node-selector: pool=game
+server-pod-label-name: app
+server-cpu-resource-request: 500m
+`)
+		return f
+	}
+	clusterAPI := filepath.Join(t.TempDir(), "clusterapi.yaml")
+	write(t, clusterAPI, `cloud-provider: clusterapi
+cluster-name: prod
+node-pool-name: capi-system/game-md-0
+node-selector: pool=game
+server-pod-label-name: app
+server-cpu-resource-request: 500m
+`)
+	none := filepath.Join(t.TempDir(), "none.yaml")
+	write(t, none, `cloud-provider: none
+node-selector: pool=game
+server-pod-label-name: app
+server-cpu-resource-request: 500m
+buffer-slot-size: 6
+capacity-buffer: games/headroom
+`)
 	for _, tc := range []struct {
 		name  string
 		file  string
@@ -46,6 +92,11 @@ kwok-node-pods: "50"
 		{"kubescaler sample (digitalocean)", "../../../examples/nodepool/config.yaml", doMount},
 		{"kwok sample", "../../../examples/nodepool/kwok.yaml", TokenMount{}},
 		{"every Swell addition", extended, TokenMount{}},
+		{"hetzner, every hcloud key and capacity-buffer", hetzner, hetznerMount},
+		{"linode", cloud("linode"), TokenMount{SecretName: "linode", Dir: "/var/run/secrets/linode"}},
+		{"vultr", cloud("vultr"), TokenMount{SecretName: "vultr", Dir: "/var/run/secrets/vultr"}},
+		{"clusterapi (namespace/name)", clusterAPI, TokenMount{}},
+		{"none (publish a CapacityBuffer only)", none, TokenMount{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			keys, err := nodepool.ReadKeys(tc.file)
@@ -69,17 +120,23 @@ kwok-node-pods: "50"
 // decoder; a token file is swapped for the token the controller would read.
 func assertSameConfig(t *testing.T, keys map[string]string, spec swellv1.NodePoolScalerSpec) {
 	t.Helper()
-	token := ""
+	var sec Secrets
 	if _, ok := keys[nodepool.KeyCloudProviderTokenFile]; ok {
-		token = "dop_v1_example"
+		sec.Token = "dop_v1_example"
 		delete(keys, nodepool.KeyCloudProviderTokenFile)
-		keys[nodepool.KeyCloudProviderToken] = token
+		keys[nodepool.KeyCloudProviderToken] = sec.Token
+	}
+	if _, ok := keys[nodepool.KeyHcloudCloudInitFile]; ok {
+		sec.CloudInit = []byte("#cloud-config\nruncmd: [kubeadm join --token abc.def]\n")
+		f := filepath.Join(t.TempDir(), "user-data")
+		write(t, f, string(sec.CloudInit))
+		keys[nodepool.KeyHcloudCloudInitFile] = f
 	}
 	fromFile, err := nodepool.FromKeys(keys)
 	if err != nil {
 		t.Fatalf("file config: %v", err)
 	}
-	fromSpec, err := ConfigFromSpec(spec, token)
+	fromSpec, err := ConfigFromSpec(spec, sec)
 	if err != nil {
 		t.Fatalf("spec config: %v", err)
 	}
@@ -103,6 +160,8 @@ func TestSpecFromKeysErrors(t *testing.T) {
 		{"bad quantity", map[string]string{nodepool.KeyKwokNodeMemory: "lots"}, TokenMount{}, "kwok-node-memory: \"lots\" is not a quantity"},
 		{"bad resource list", map[string]string{nodepool.KeyServerResourceRequests: "gpu"}, TokenMount{}, "server-resource-requests: \"gpu\""},
 		{"unknown key", map[string]string{"buffer-size": "4"}, TokenMount{}, "buffer-size: unknown key"},
+		{"cloud-init file without its Secret", map[string]string{nodepool.KeyHcloudCloudInitFile: "/run/join/user-data"}, TokenMount{}, "hcloud-cloud-init-file: \"/run/join/user-data\": name the Secret mounted there to translate it into hcloudCloudInitSecretRef"},
+		{"cloud-init file outside the mount", map[string]string{nodepool.KeyHcloudCloudInitFile: "/run/join/user-data"}, TokenMount{CloudInit: SecretMount{SecretName: "join", Dir: "/var/run/join"}}, "is not under the Secret's mount"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := SpecFromKeys(tc.keys, tc.mount)
@@ -121,7 +180,7 @@ func TestConfigFromSpecReportsInvalidValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ConfigFromSpec(spec, ""); err == nil || !strings.Contains(err.Error(), nodepool.KeyPodLabelName) {
+	if _, err := ConfigFromSpec(spec, Secrets{}); err == nil || !strings.Contains(err.Error(), nodepool.KeyPodLabelName) {
 		t.Fatalf("want an error naming %s, got %v", nodepool.KeyPodLabelName, err)
 	}
 }
@@ -140,5 +199,82 @@ func write(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEveryKeyTranslates walks every key `swell nodepool` accepts
+// (nodepool.Keys) and fails for one SpecFromKeys does not translate or
+// KeysFromSpec does not give back, so the kind and the file cannot drift
+// apart again when a key is added.
+func TestEveryKeyTranslates(t *testing.T) {
+	mount := TokenMount{SecretName: "tok", Dir: "/run/tok", CloudInit: SecretMount{SecretName: "init", Dir: "/run/init"}}
+	// A valid value per key whose text round-trips; keys missing here fail.
+	values := map[string]string{
+		nodepool.KeyCloudProvider: "hetzner", nodepool.KeyCloudProviderTokenFile: "/run/tok/token",
+		nodepool.KeyClusterName: "prod", nodepool.KeyNodePoolName: "ns/md-0", nodepool.KeyNodeSelector: "pool=a",
+		nodepool.KeyMinNodes: "1", nodepool.KeyMaxNodes: "9", nodepool.KeyPodLabelName: "app",
+		nodepool.KeyPodLabelValue: "server", nodepool.KeyBufferSlotSize: "10%", nodepool.KeyScaleLoopTick: "5",
+		nodepool.KeyServerCPURequest: "1000", nodepool.KeyEmptyNodeExpiration: "60", nodepool.KeyBufferSlotPercent: "5",
+		nodepool.KeyServerMemoryRequest: "2Gi", nodepool.KeyServerResourceRequests: "nvidia.com/gpu=1",
+		nodepool.KeyResizeCooldown: "3", nodepool.KeyKwokNodeCPU: "8", nodepool.KeyKwokNodeMemory: "32Gi",
+		nodepool.KeyKwokNodePods: "50", nodepool.KeyCapacityBuffer: "games/slots",
+		nodepool.KeyHcloudServerType: "cpx31", nodepool.KeyHcloudImage: "ubuntu-24.04", nodepool.KeyHcloudLocation: "fsn1",
+		nodepool.KeyHcloudNetwork: "k8s", nodepool.KeyHcloudSSHKey: "ops", nodepool.KeyHcloudCloudInitFile: "/run/init/user-data",
+	}
+	literal := map[string]bool{nodepool.KeyCloudProviderToken: true} // refused on purpose: Secrets only
+	for _, k := range nodepool.Keys() {
+		t.Run(k, func(t *testing.T) {
+			switch {
+			case isProcessOnly(k):
+				spec, err := SpecFromKeys(map[string]string{k: "x"}, mount)
+				if err != nil || !reflect.DeepEqual(spec, swellv1.NodePoolScalerSpec{}) {
+					t.Fatalf("process-only key %s: spec %+v, err %v; want it dropped", k, spec, err)
+				}
+				return
+			case literal[k]:
+				if _, err := SpecFromKeys(map[string]string{k: "secret"}, mount); err == nil || !strings.Contains(err.Error(), "Secret") {
+					t.Fatalf("%s: want a refusal pointing at a Secret, got %v", k, err)
+				}
+				return
+			}
+			v, ok := values[k]
+			if !ok {
+				t.Fatalf("key %s has no test value: add its NodePoolScaler field, translation and a value here", k)
+			}
+			spec, err := SpecFromKeys(map[string]string{k: v}, mount)
+			if err != nil {
+				t.Fatalf("SpecFromKeys(%s=%s): %v", k, v, err)
+			}
+			if reflect.DeepEqual(spec, swellv1.NodePoolScalerSpec{}) {
+				t.Fatalf("%s set no spec field", k)
+			}
+			if got := KeysFromSpec(spec, mount); !reflect.DeepEqual(got, map[string]string{k: v}) {
+				t.Fatalf("%s=%s came back as %v", k, v, got)
+			}
+		})
+	}
+}
+
+// TestConfigFromSpecSecrets shows the Secrets reaching the decoder: the
+// cloud-init as hetzner's user data, the token as the token, and a
+// missing cloud-init refused naming the key.
+func TestConfigFromSpecSecrets(t *testing.T) {
+	spec := swellv1.NodePoolScalerSpec{
+		CloudProvider: swellv1.ProviderHetzner, NodePoolName: "game", NodeSelector: "pool=game",
+		ServerPodLabelName: "app", ServerCPUResourceRequest: intOrString("1000"),
+		CloudProviderTokenSecretRef: &swellv1.SecretKeyRef{Name: "hcloud"},
+		HcloudServerType:            "cpx31", HcloudImage: "ubuntu-24.04",
+		HcloudCloudInitSecretRef: &swellv1.CloudInitSecretRef{Name: "join"},
+	}
+	cfg, err := ConfigFromSpec(spec, Secrets{Token: "hc-token", CloudInit: []byte("#cloud-config\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CloudProviderToken.Reveal() != "hc-token" || cfg.Hcloud.CloudInit.Reveal() != "#cloud-config\n" {
+		t.Fatalf("token %q, cloud-init %q", cfg.CloudProviderToken.Reveal(), cfg.Hcloud.CloudInit.Reveal())
+	}
+	_, err = ConfigFromSpec(spec, Secrets{Token: "hc-token"})
+	if err == nil || !strings.Contains(err.Error(), nodepool.KeyHcloudCloudInitFile) {
+		t.Fatalf("empty cloud-init: want an error naming %s, got %v", nodepool.KeyHcloudCloudInitFile, err)
 	}
 }
