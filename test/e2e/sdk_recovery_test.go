@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"syscall"
@@ -178,7 +179,7 @@ func TestSDKRedisTaskOfAPodGoneForGood(t *testing.T) {
 }
 
 func ignoreNil(err error) error {
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return nil
 	}
 	return err

@@ -239,7 +239,7 @@ func (d *delivery) Body() []byte { return []byte(d.body) }
 // it succeeds (the task stays held meanwhile, so nobody runs it again).
 func (d *delivery) Ack(ctx context.Context) error {
 	if err := d.q.ack(ctx, d.body); err != nil {
-		d.q.defer_(func(ctx context.Context) error { return d.q.ack(ctx, d.body) })
+		d.q.retryLater(func(ctx context.Context) error { return d.q.ack(ctx, d.body) })
 		return err
 	}
 	d.q.acked.Add(1)
@@ -263,7 +263,7 @@ func (q *Queue) ack(ctx context.Context, body string) error {
 // MaxAttempts failures. A failed hand-back is retried in the background.
 func (d *delivery) Return(ctx context.Context) error {
 	if err := d.q.giveBack(ctx, d.body); err != nil {
-		d.q.defer_(func(ctx context.Context) error { return d.q.giveBack(ctx, d.body) })
+		d.q.retryLater(func(ctx context.Context) error { return d.q.giveBack(ctx, d.body) })
 		return err
 	}
 	return nil
@@ -315,8 +315,8 @@ func (q *Queue) giveBack(ctx context.Context, body string) error {
 	return nil
 }
 
-// defer_ keeps a failed settle for the maintenance loop.
-func (q *Queue) defer_(settle func(context.Context) error) {
+// retryLater keeps a failed settle for the maintenance loop.
+func (q *Queue) retryLater(settle func(context.Context) error) {
 	q.mu.Lock()
 	q.pending = append(q.pending, settle)
 	q.mu.Unlock()

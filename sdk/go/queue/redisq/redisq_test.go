@@ -26,7 +26,7 @@ func newRedis(t *testing.T) *redis.Client {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func open(t *testing.T, ctx context.Context, rdb *redis.Client, queue string, o Options) *Queue {
+func open(ctx context.Context, t *testing.T, rdb *redis.Client, queue string, o Options) *Queue {
 	t.Helper()
 	o.Logger = quiet
 	q, err := Open(ctx, rdb, queue, o)
@@ -65,7 +65,7 @@ func TestTakeAckReturn(t *testing.T) {
 	for i := range 3 {
 		rdb.LPush(ctx, "tasks", fmt.Sprintf("t%d", i)) // QScaler producers LPUSH
 	}
-	q := open(t, ctx, rdb, "tasks", Options{Owner: "ns/qw", Pod: "pod-a", Backoff: -1})
+	q := open(ctx, t, rdb, "tasks", Options{Owner: "ns/qw", Pod: "pod-a", Backoff: -1})
 	held := ProcessingKey("tasks", reliable.Member("ns/qw", "pod-a"))
 
 	d, err := q.Take(ctx)
@@ -126,7 +126,7 @@ func TestRecovery(t *testing.T) {
 	put("ns2/qw", "other", false, "o1") // another namespace's QWorker, dead too
 	put("ns1/qw", "me", true, "m1")     // this pod's previous container
 
-	q := open(t, ctx, rdb, "q", Options{Owner: "ns1/qw", Pod: "me", HeartbeatTTL: ttl})
+	q := open(ctx, t, rdb, "q", Options{Owner: "ns1/qw", Pod: "me", HeartbeatTTL: ttl})
 	queued := func() []string { return rdb.LRange(ctx, "q", 0, -1).Val() }
 	if got := queued(); len(got) != 1 || got[0] != "m1" {
 		t.Fatalf("queue after Open = %v, want only [m1] (own list at once; the dead worker waits a TTL)", got)
@@ -166,7 +166,7 @@ func TestPoisonTaskIsDeadLettered(t *testing.T) {
 		rdb.LPush(ctx, "jobs", fmt.Sprintf("ok-%d", i))
 	}
 	rdb.LPush(ctx, "jobs", "poison")
-	q := open(t, ctx, rdb, "jobs", Options{Owner: "ns/qw", Pod: "p", MaxAttempts: 3, Backoff: 100 * time.Millisecond})
+	q := open(ctx, t, rdb, "jobs", Options{Owner: "ns/qw", Pod: "p", MaxAttempts: 3, Backoff: 100 * time.Millisecond})
 	done, handled := map[string]int{}, 0
 	for len(done) < 20 || rdb.LLen(ctx, reliable.Dead("jobs")).Val() == 0 {
 		tctx, tcancel := context.WithTimeout(ctx, 5*time.Second)
@@ -214,7 +214,7 @@ func TestFailedAckIsRetried(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = rdb.Close() })
 	rdb.LPush(ctx, "q", "task")
-	q := open(t, ctx, rdb, "q", Options{Owner: "ns/qw", Pod: "p"})
+	q := open(ctx, t, rdb, "q", Options{Owner: "ns/qw", Pod: "p"})
 	d, err := q.Take(ctx)
 	if err != nil || d == nil {
 		t.Fatalf("Take = %v, %v", d, err)
@@ -244,7 +244,7 @@ func TestFailedAckIsRetried(t *testing.T) {
 
 func TestTakeReturnsNilWhenCancelled(t *testing.T) {
 	rdb := newRedis(t)
-	q := open(t, context.Background(), rdb, "empty", Options{Owner: "ns/qw", Pod: "pod"})
+	q := open(context.Background(), t, rdb, "empty", Options{Owner: "ns/qw", Pod: "pod"})
 	queuetest.EmptyTakeGivesNil(t, q, 200*time.Millisecond)
 }
 
