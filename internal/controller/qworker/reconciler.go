@@ -151,7 +151,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// new measurement acts on the last decision.
 	d, decided, fresh, wait := r.decidePass(ctx, spec, qw, st, now, active)
 	if !decided {
-		return ctrl.Result{RequeueAfter: max(wait, minMeasureGap)}, nil
+		return ctrl.Result{RequeueAfter: max(wait, minRequeue)}, nil
 	}
 	r.Metrics.observe(req.NamespacedName, d, view, fresh)
 	if fresh {
@@ -178,7 +178,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if actErr != nil {
 		return ctrl.Result{}, actErr
 	}
-	return ctrl.Result{RequeueAfter: max(wait, minMeasureGap)}, nil
+	return ctrl.Result{RequeueAfter: max(wait, minRequeue)}, nil
 }
 
 // publish builds the status of this pass and writes it if it changed,

@@ -36,6 +36,9 @@ const (
 	minMeasureGap = 250 * time.Millisecond
 	// measureWait is how long a reconcile waits for a measurement it started.
 	measureWait = 250 * time.Millisecond
+	// minRequeue is the least delay of the pass a reconcile asks for; the
+	// schedule's own wait is normally longer.
+	minRequeue = 20 * time.Millisecond
 	// backoffBase is the first back-off of a ScalerConfig whose broker failed.
 	backoffBase = time.Second
 	// backoffIntervals caps a ScalerConfig's back-off at this many polling
@@ -69,6 +72,9 @@ type measureSchedule struct {
 	// inflight is set while a measurement runs; done closes when it ends.
 	inflight bool
 	done     chan struct{}
+	// waiting: the reconcile that started the measurement still waits for
+	// it and acts on it itself (no wake-up needed).
+	waiting bool
 	// result is a finished measurement no decision has used yet.
 	result *measurement
 	// failing: the last measurement failed (push wake-ups are ignored).
@@ -265,7 +271,7 @@ func (r *Reconciler) nextMeasurement(ctx context.Context, spec workerSpec, qw *Q
 		s.mu.Unlock()
 		return nil, wait
 	}
-	s.started, s.sourceKey, s.inflight, s.pushPending = now, sourceKeyOf(spec), true, false
+	s.started, s.sourceKey, s.inflight, s.pushPending, s.waiting = now, sourceKeyOf(spec), true, false, true
 	done := make(chan struct{})
 	s.done = done
 	s.mu.Unlock()
@@ -277,12 +283,12 @@ func (r *Reconciler) nextMeasurement(ctx context.Context, spec workerSpec, qw *Q
 	select {
 	case <-done:
 	case <-timer.C:
-		return nil, spec.PollingInterval
 	case <-ctx.Done():
-		return nil, spec.PollingInterval
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// From here a result that arrives wakes the QWorker itself.
+	s.waiting = false
 	m = s.take()
 	_, wait = s.due(r.Clock.Now(), spec.PollingInterval, sourceKeyOf(spec))
 	return m, wait
@@ -303,9 +309,14 @@ func (r *Reconciler) runMeasurement(ctx context.Context, spec workerSpec, qw *QW
 	s.mu.Lock()
 	s.result = &measurement{at: r.Clock.Now(), sample: sample, err: err, trigger: trigger}
 	s.inflight, s.failing = false, err != nil
+	waiting := s.waiting
 	s.mu.Unlock()
 	close(done)
-	r.scheds().wakeup(qw)
+	if !waiting {
+		// The reconcile that started it stopped waiting: wake the QWorker
+		// so the result is acted on now, not at the next poll.
+		r.scheds().wakeup(qw)
+	}
 }
 
 // remember stores the decision acted on until the next measurement, and
