@@ -18,7 +18,7 @@ import (
 // arrival rate (an idle queue: about 0/s), 20 entries stamped a minute ago
 // arrive at once: the oldest is 12× the target late, so the model must
 // start all 20 within about one service time and asks for ≥ 15 workers,
-// where the backlog alone (20 tasks within 4 s) would ask for about 5.
+// where without the age (20 tasks within 4 s, plus 1 steady) it is 6.
 // When a worker takes and acknowledges them all, the pool shrinks again.
 func TestPodAutoscalerWaitTargetOnRedisStream(t *testing.T) {
 	ctx, kube, ns, rdb, stream := redisFixture(t, 4*time.Minute)
