@@ -11,12 +11,15 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -373,4 +376,54 @@ func TestQWorkerPodMetadataAndLabelValidation(t *testing.T) {
 		t.Fatalf("status hash %q: want one that includes podMetadata (not the podSpec's alone, %s)", got.Status.CurrentPodSpecHash, plain)
 	}
 	t.Logf("podMetadata: pod %s carries team=%s, hash %s…", p.Name, p.Labels["team"], got.Status.CurrentPodSpecHash[:12])
+}
+
+// TestQWorkerRetireOwnerRefPermission proves the test API server enforces
+// OwnerReferencesPermissionEnforcement (as OpenShift does): a user who may
+// create pods but not update qworkers/finalizers cannot create a pod that
+// blocks its QWorker's deletion, while the controller's own identity
+// (config/rbac/role.yaml, as the suite's controller runs) can.
+func TestQWorkerRetireOwnerRefPermission(t *testing.T) {
+	ctx, c, ns, _, queue := redisFixture(t, 2*time.Minute)
+	qw := kwokQWorker(ns, "owner", queue, 0, 1, 1)
+	if err := c.Create(ctx, qw); err != nil {
+		t.Fatalf("create QWorker: %v", err)
+	}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pods-only"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create", "get"}}}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pods-only"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pods-only"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, Name: "pods-only-user"}}}
+	if err := c.Create(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	owned := func(name string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, OwnerReferences: []metav1.OwnerReference{
+				*metav1.NewControllerRef(qw, qv1.GroupVersion.WithKind("QWorker"))}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "registry.invalid/w:1"}}},
+		}
+	}
+	as := func(user string, groups ...string) kubernetes.Interface {
+		cfg := rest.CopyConfig(env.RESTConfig)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: append(groups, "system:authenticated")}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	var err error
+	waitFor(ctx, t, "the pods-only role to apply", func() (bool, error) {
+		_, err = as("pods-only-user").CoreV1().Pods(ns).Create(ctx, owned("by-user"), metav1.CreateOptions{})
+		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "blockOwnerDeletion"), nil
+	})
+	t.Logf("a user without qworkers/finalizers: %v", err)
+	ctrlClient := as(controllerServiceAccount, "system:serviceaccounts", "system:serviceaccounts:swell-system")
+	if _, err := ctrlClient.CoreV1().Pods(ns).Create(ctx, owned("by-controller"), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the controller's identity could not create an owned pod: %v", err)
+	}
 }
