@@ -20,6 +20,10 @@ type WorkerPod struct {
 	Retiring bool
 	// Terminating marks a pod with a deletion timestamp.
 	Terminating bool
+	// NeverStarted marks a pod whose worker never ran (Pending, image
+	// pull failing, never ready): it retires before pods that did, as
+	// retiring it loses no work and frees what it holds at once.
+	NeverStarted bool
 	// Created orders pods: among equals the newest retires first, so
 	// long-lived (warm) workers stay.
 	Created time.Time
@@ -124,9 +128,13 @@ func chooseRetirees(active []WorkerPod, hash string, desired int32) []string {
 	return out
 }
 
-// retireOrder ranks pods for retirement: outdated, then not ready, then newest.
+// retireOrder ranks pods for retirement: outdated, then never started,
+// then not ready, then newest.
 func retireOrder(a, b WorkerPod, hash string) int {
 	if c := cmp.Compare(boolRank(a.Hash != hash), boolRank(b.Hash != hash)); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(boolRank(a.NeverStarted), boolRank(b.NeverStarted)); c != 0 {
 		return c
 	}
 	if c := cmp.Compare(boolRank(!a.Ready), boolRank(!b.Ready)); c != 0 {

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// pods builds WorkerPods from compact specs: "name:hash:ready|notready[:retiring|terminating]",
+// pods builds WorkerPods from compact specs: "name:hash:ready|notready[:retiring|terminating|pending]",
 // created one second apart in the order given (later = newer).
 func pods(specs ...string) []WorkerPod {
 	base := time.Unix(1_700_000_000, 0)
@@ -21,7 +21,7 @@ func pods(specs ...string) []WorkerPod {
 		}
 		out = append(out, WorkerPod{
 			Name: name, Hash: hash, Ready: ready == "ready",
-			Retiring: state == "retiring", Terminating: state == "terminating",
+			Retiring: state == "retiring", Terminating: state == "terminating", NeverStarted: state == "pending",
 			Created: base.Add(time.Duration(i) * time.Second),
 		})
 	}
@@ -55,6 +55,8 @@ func TestPlanPool(t *testing.T) {
 			PoolTarget{Desired: 2, Hash: "h1", MaxSurge: 1}, 0, []string{"d", "c"}},
 		{"scale down retires not-ready pods first", pods("a:h1:ready", "b:h1:notready", "c:h1:ready"),
 			PoolTarget{Desired: 2, Hash: "h1", MaxSurge: 1}, 0, []string{"b"}},
+		{"scale down retires never-started pods before not-ready ones that ran", pods("c:h1:notready:pending", "b:h1:notready", "a:h1:ready"),
+			PoolTarget{Desired: 2, Hash: "h1", MaxSurge: 1}, 0, []string{"c"}},
 		{"scale to zero retires everything", pods("a:h1:ready", "b:h1:notready"),
 			PoolTarget{Desired: 0, Hash: "h1"}, 0, []string{"b", "a"}},
 		{"retiring pods do not count and are not chosen twice", pods("a:h1:ready", "b:h1:ready", "c:h1:ready:retiring"),

@@ -57,6 +57,7 @@ func observe(pods []corev1.Pod, now time.Time, retireTimeout time.Duration) pool
 		v.workers = append(v.workers, policy.WorkerPod{
 			Name: pod.Name, Hash: podHash(pod), Ready: ready,
 			Retiring: retiring, Terminating: terminating, Created: pod.CreationTimestamp.Time,
+			NeverStarted: neverStarted(pod),
 		})
 	}
 	return v
