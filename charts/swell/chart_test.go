@@ -124,7 +124,31 @@ func TestRenderRBACPerJob(t *testing.T) {
 		t.Error("nodePools.kwok=true: ClusterRole cannot create and delete nodes")
 	}
 
-	off := clusterRole(t, render(t, map[string]any{"nodePools": map[string]any{"enabled": false, "kwok": true}}))
+	for _, r := range []struct{ group, resource, verb string }{
+		{"cluster.x-k8s.io", "machinedeployments/scale", "update"}, {"cluster.x-k8s.io", "machines", "patch"},
+		{"autoscaling.x-k8s.io", "capacitybuffers", "create"}, {"", "podtemplates", "create"},
+	} {
+		if grants(def.Rules, r.group, r.resource, r.verb) {
+			t.Errorf("default values: ClusterRole can %s %s.%s; only nodePools.clusterAPI / capacityBuffer should grant it", r.verb, r.resource, r.group)
+		}
+	}
+	capi := clusterRole(t, render(t, map[string]any{"nodePools": map[string]any{"enabled": true, "clusterAPI": true}}))
+	if !grants(capi.Rules, "cluster.x-k8s.io", "machinedeployments", "get") || !grants(capi.Rules, "cluster.x-k8s.io", "machinedeployments/scale", "update") ||
+		!grants(capi.Rules, "cluster.x-k8s.io", "machines", "patch") {
+		t.Error("nodePools.clusterAPI=true: ClusterRole misses the Cluster API rules")
+	}
+	if grants(capi.Rules, "autoscaling.x-k8s.io", "capacitybuffers", "create") || grants(capi.Rules, "cluster.x-k8s.io", "machines", "delete") {
+		t.Error("nodePools.clusterAPI=true grants more than config/rbac/clusterapi")
+	}
+	buf := clusterRole(t, render(t, map[string]any{"nodePools": map[string]any{"enabled": true, "capacityBuffer": true}}))
+	if !grants(buf.Rules, "autoscaling.x-k8s.io", "capacitybuffers", "patch") || !grants(buf.Rules, "", "podtemplates", "update") {
+		t.Error("nodePools.capacityBuffer=true: ClusterRole misses the CapacityBuffer rules")
+	}
+	if grants(buf.Rules, "cluster.x-k8s.io", "machines", "patch") {
+		t.Error("nodePools.capacityBuffer=true grants the Cluster API rules")
+	}
+
+	off := clusterRole(t, render(t, map[string]any{"nodePools": map[string]any{"enabled": false, "kwok": true, "clusterAPI": true, "capacityBuffer": true}}))
 	for _, v := range []string{"list", "watch", "create", "update", "delete", "patch"} {
 		if grants(off.Rules, "", "nodes", v) {
 			t.Errorf("nodePools.enabled=false: ClusterRole can still %s nodes", v)
@@ -132,6 +156,9 @@ func TestRenderRBACPerJob(t *testing.T) {
 	}
 	if grants(off.Rules, "swell.dev", "nodepoolscalers", "list") {
 		t.Error("nodePools.enabled=false still grants the NodePoolScaler rules")
+	}
+	if grants(off.Rules, "cluster.x-k8s.io", "machines", "patch") || grants(off.Rules, "autoscaling.x-k8s.io", "capacitybuffers", "create") {
+		t.Error("nodePools.enabled=false still grants the Cluster API or CapacityBuffer rules")
 	}
 
 	named := clusterRole(t, render(t, map[string]any{"podAutoscalers": map[string]any{

@@ -183,3 +183,50 @@
   verbs:
   - get
 {{- end }}
+{{- define "swell.clusterAPIRules" }}
+- apiGroups:
+  - cluster.x-k8s.io
+  resources:
+  - machinedeployments
+  verbs:
+  - get
+- apiGroups:
+  - cluster.x-k8s.io
+  resources:
+  - machinedeployments/scale
+  verbs:
+  - get
+  - update
+- apiGroups:
+  - cluster.x-k8s.io
+  resources:
+  - machines
+  verbs:
+  - list
+  - patch
+{{- end }}
+{{- define "swell.capacityBufferRules" }}
+- apiGroups:
+  - ""
+  resources:
+  - pods
+  verbs:
+  - list
+  - watch
+- apiGroups:
+  - ""
+  resources:
+  - podtemplates
+  verbs:
+  - get
+  - create
+  - update
+- apiGroups:
+  - autoscaling.x-k8s.io
+  resources:
+  - capacitybuffers
+  verbs:
+  - get
+  - create
+  - patch
+{{- end }}
