@@ -293,3 +293,24 @@ func Client(base *http.Client, p Policy, opts ...Option) *http.Client {
 	}
 	return &http.Client{Timeout: base.Timeout, Transport: New(base.Transport, p, opts...)}
 }
+
+// BearerClient is Client with the token set as "Authorization: Bearer" on
+// each request before it is paced, for SDKs that take no token of their
+// own. The token goes into that header and nowhere else.
+func BearerClient(base *http.Client, token string, p Policy, opts ...Option) *http.Client {
+	c := Client(base, p, opts...)
+	c.Transport = &bearer{token: token, next: c.Transport}
+	return c
+}
+
+// bearer adds the token to each request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}

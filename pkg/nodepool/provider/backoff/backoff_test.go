@@ -236,3 +236,38 @@ func TestAttemptTimeout(t *testing.T) {
 		t.Fatalf("calls %d, waits %v: want the hung try retried once", calls, clock.slept)
 	}
 }
+
+func TestBearerClientSendsTheTokenOnEveryTry(t *testing.T) {
+	var mu sync.Mutex
+	var auth []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		if len(auth) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	}))
+	defer srv.Close()
+	clock := &fakeTime{now: epoch}
+	hc := BearerClient(&http.Client{Timeout: time.Minute}, "tok", Policy{Rate: -1}, WithClock(clock.Now, clock.Sleep))
+	if hc.Timeout != time.Minute {
+		t.Fatalf("timeout %v, want the base client's", hc.Timeout)
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !reflect.DeepEqual(auth, []string{"Bearer tok", "Bearer tok"}) {
+		t.Fatalf("status %d, Authorization per try %q", resp.StatusCode, auth)
+	}
+	if got := req.Header.Get("Authorization"); got != "" {
+		t.Fatalf("the caller's request was changed: Authorization %q", got)
+	}
+	if !reflect.DeepEqual(clock.slept, []time.Duration{time.Second}) {
+		t.Fatalf("slept %v, want the Retry-After", clock.slept)
+	}
+}

@@ -53,12 +53,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if cfg.Token == "" || cfg.ClusterName == "" || cfg.NodePoolName == "" {
 		return nil, errors.New("digitalocean provider: token, cluster name and node pool name are required")
 	}
-	base := cfg.HTTPClient
-	if base == nil {
-		base = &http.Client{}
-	}
-	paced := backoff.New(base.Transport, cfg.Backoff, cfg.BackoffOptions...)
-	hc := &http.Client{Timeout: base.Timeout, Transport: &bearer{token: cfg.Token, next: paced}}
+	hc := backoff.BearerClient(cfg.HTTPClient, cfg.Token, cfg.Backoff, cfg.BackoffOptions...)
 	var opts []godo.ClientOpt
 	if cfg.BaseURL != "" {
 		opts = append(opts, godo.SetBaseURL(cfg.BaseURL))
@@ -76,22 +71,6 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-// bearer adds the token to each request.
-type bearer struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	next := b.next
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	return next.RoundTrip(r)
 }
 
 const perPage = 200

@@ -54,12 +54,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if cfg.Token == "" || cfg.ClusterName == "" || cfg.NodePoolName == "" {
 		return nil, errors.New("vultr provider: token, cluster name and node pool name are required")
 	}
-	base := cfg.HTTPClient
-	if base == nil {
-		base = &http.Client{}
-	}
-	paced := backoff.New(base.Transport, cfg.Backoff, cfg.BackoffOptions...)
-	client := govultr.NewClient(&http.Client{Timeout: base.Timeout, Transport: &bearer{token: cfg.Token, next: paced}})
+	client := govultr.NewClient(backoff.BearerClient(cfg.HTTPClient, cfg.Token, cfg.Backoff, cfg.BackoffOptions...))
 	// The backoff transport is the one retry layer.
 	client.SetRetryLimit(0)
 	client.SetUserAgent("swell-nodepool")
@@ -77,18 +72,6 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-// bearer adds the API key to each request.
-type bearer struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
 }
 
 const perPage = 100
