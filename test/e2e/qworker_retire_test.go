@@ -25,6 +25,7 @@ import (
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
+	"github.com/swell-autoscaler/swell/internal/procnode"
 )
 
 // retirePodLog records every event of the pods of one QWorker from a watch, so
@@ -425,5 +426,42 @@ func TestQWorkerRetireOwnerRefPermission(t *testing.T) {
 	ctrlClient := as(controllerServiceAccount, "system:serviceaccounts", "system:serviceaccounts:swell-system")
 	if _, err := ctrlClient.CoreV1().Pods(ns).Create(ctx, owned("by-controller"), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("the controller's identity could not create an owned pod: %v", err)
+	}
+}
+
+// TestQWorkerRetireCrashLoop: a worker whose container exits 3 at start,
+// with restartPolicy Never, on the process node (real processes): failed
+// pods are replaced with a crash-loop back-off, and the Ready condition
+// says so — instead of a new pod every second.
+func TestQWorkerRetireCrashLoop(t *testing.T) {
+	ctx, c, ns, _, queue := redisFixture(t, 3*time.Minute)
+	qw := kwokQWorker(ns, "crash", queue, 1, 1, 1)
+	qw.Spec.PodSpec = corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever,
+		NodeSelector:  map[string]string{procnode.Label: "true"},
+		Tolerations:   []corev1.Toleration{{Key: procnode.Taint, Operator: corev1.TolerationOpExists}},
+		Containers:    []corev1.Container{{Name: "worker", Image: "local", Command: []string{"/bin/sh", "-c", "exit 3"}}},
+	}
+	log := watchPods(ctx, t, ns, "crash")
+	start := time.Now()
+	if err := c.Create(ctx, qw); err != nil {
+		t.Fatalf("create QWorker: %v", err)
+	}
+	var cond *metav1.Condition
+	waitFor(ctx, t, "CrashLoopBackOff in the Ready condition", func() (bool, error) {
+		cond = readyCondition(ctx, t, c, ns, "crash")
+		return cond != nil && cond.Reason == qworker.ReasonCrashLoopBackOff, nil
+	})
+	const window = 60 * time.Second
+	time.Sleep(window - time.Since(start))
+	added, _, _ := log.counts()
+	t.Logf("a worker exiting 3 at start: %d pods in %s; Ready=%s %s: %s", added, time.Since(start).Round(time.Second), cond.Status, cond.Reason, cond.Message)
+	if !strings.Contains(cond.Message, "exited with code 3") || strings.Contains(cond.Message, "crash-") {
+		t.Fatalf("condition message %q: want the exit code and no pod name", cond.Message)
+	}
+	// Replaced at once, then after 10, 20, 40 s: 4-5 pods in a minute
+	// (without the back-off, one about every second).
+	if added > 8 {
+		t.Fatalf("%d pods created in %s: failed pods are replaced without back-off", added, window)
 	}
 }

@@ -144,9 +144,9 @@ func (b *backoffs) createSucceeded(key types.NamespacedName) {
 }
 
 // observeCrashes counts worker pods that failed at start since the last
-// pass (each once, by UID) and clears the count when a worker of the
-// current spec is ready, i.e. workers do start.
-func (b *backoffs) observeCrashes(key types.NamespacedName, now time.Time, hash string, pods []*corev1.Pod, anyReady bool) {
+// pass (each once, by UID) and clears the count when workersUp says
+// workers do start and stay up.
+func (b *backoffs) observeCrashes(key types.NamespacedName, now time.Time, hash string, pods []*corev1.Pod, workersUp bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	h := b.get(key)
@@ -166,7 +166,7 @@ func (b *backoffs) observeCrashes(key types.NamespacedName, now time.Time, hash 
 	}
 	h.failed = seen
 	if len(fresh) == 0 {
-		if anyReady {
+		if workersUp {
 			h.crash = hold{hash: hash}
 		}
 		return
@@ -203,6 +203,23 @@ func (b *backoffs) forget(key types.NamespacedName) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.byQW, key)
+}
+
+// workerStayedUp reports whether some worker has been Ready for at least
+// crashBackoffBase: workers do start and stay up. A worker Ready for a
+// moment before it fails (no readiness probe) does not count.
+func workerStayedUp(pods map[string]*corev1.Pod, now time.Time) bool {
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil || podFinished(p) {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && now.Sub(c.LastTransitionTime.Time) >= crashBackoffBase {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // crashed reports a pod whose containers failed (phase Failed) by

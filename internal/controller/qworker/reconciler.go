@@ -224,7 +224,7 @@ func (r *Reconciler) act(ctx context.Context, qw *QWorker, spec workerSpec, hash
 		errs = append(errs, r.deletePod(ctx, key, pod, "retirement timeout passed or never started"))
 	}
 	errs = append(errs, r.stampRetireAt(ctx, view.unstamped, now))
-	r.holds.observeCrashes(key, now, hash, view.finished, view.ready > 0)
+	r.holds.observeCrashes(key, now, hash, view.finished, workerStayedUp(view.byName, now))
 	if !r.exp.satisfied(key, now) {
 		log.FromContext(ctx).V(1).Info("waiting for earlier pod changes to reach the cache")
 		return errors.Join(errs...)

@@ -239,6 +239,25 @@ func TestBackoffsCrashLoop(t *testing.T) {
 	}
 }
 
+func TestWorkerStayedUp(t *testing.T) {
+	now := t0.Add(time.Minute)
+	cases := []struct {
+		name string
+		pod  corev1.Pod
+		want bool
+	}{
+		{"ready for a minute", podAt("a", corev1.PodRunning, true, t0, t0), true},
+		{"ready for a moment (fails at start without a probe)", podAt("b", corev1.PodRunning, true, now.Add(-time.Second), now.Add(-time.Second)), false},
+		{"not ready", podAt("c", corev1.PodRunning, false, t0, t0), false},
+		{"failed", podAt("d", corev1.PodFailed, true, t0, t0), false},
+	}
+	for _, c := range cases {
+		if got := workerStayedUp(map[string]*corev1.Pod{c.pod.Name: &c.pod}, now); got != c.want {
+			t.Errorf("%s: workerStayedUp = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 func TestWorkerHash(t *testing.T) {
 	spec := &corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "i"}}}
 	plain, _ := PodSpecHash(spec)
