@@ -222,3 +222,85 @@ func TestNodePoolScalerProviderRulesNameTheField(t *testing.T) {
 		})
 	}
 }
+
+// TestNodePoolScalerNonePublishesCapacityBuffer runs a cloudProvider none
+// NodePoolScaler in the suite's controller against SIG Autoscaling's
+// CapacityBuffer CRD (testdata/capacitybuffer), the controller holding the
+// default roles plus config/rbac/capacitybuffer: the buffer of max(2, 50%
+// of the servers) is published at once and follows servers arriving, and
+// the object reports Ready with reason PublishingCapacityBuffer.
+func TestNodePoolScalerNonePublishesCapacityBuffer(t *testing.T) {
+	kube := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := env.InstallCRDs(ctx, "testdata/capacitybuffer"); err != nil {
+		t.Fatalf("install the CapacityBuffer CRD: %v", err)
+	}
+	ns := newNamespace(ctx, t)
+	dyn, err := dynamic.NewForConfig(env.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grantControllerCapacityBuffer(ctx, t)
+
+	spec, err := nodepoolscaler.SpecFromKeys(map[string]string{
+		nodepool.KeyCloudProvider: nodepool.ProviderNone, nodepool.KeyCapacityBuffer: ns + "/game-servers",
+		nodepool.KeyNodeSelector: "swell.dev/pool=servers", nodepool.KeyPodLabelName: cbServerLabel, nodepool.KeyPodLabelValue: ns,
+		nodepool.KeyBufferSlotSize: "2", nodepool.KeyBufferSlotPercent: "50",
+		nodepool.KeyServerCPURequest: "1000", nodepool.KeyServerMemoryRequest: "256Mi",
+	}, nodepoolscaler.TokenMount{})
+	if err != nil {
+		t.Fatalf("translate: %v", err)
+	}
+	nps := &swellv1.NodePoolScaler{ObjectMeta: metav1.ObjectMeta{Name: "publish", Namespace: ns}, Spec: spec}
+	if err := kube.Create(ctx, nps); err != nil {
+		t.Fatalf("create NodePoolScaler: %v", err)
+	}
+	defer func() { _ = kube.Delete(context.Background(), nps) }()
+
+	waitBufferReplicas(ctx, t, dyn, ns, 2, "the buffer published with no server: 2")
+	createPendingServers(ctx, t, ns, 0, 6)
+	waitBufferReplicas(ctx, t, dyn, ns, 3, "6 servers: 50% is 3")
+	createPendingServers(ctx, t, ns, 6, 4)
+	waitBufferReplicas(ctx, t, dyn, ns, 5, "10 servers: 50% is 5")
+
+	waitFor(ctx, t, "Ready=True PublishingCapacityBuffer", func() (bool, error) {
+		s, err := npsStatusOf(ctx, kube, ns, "publish")
+		if err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(s.Conditions, swellv1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != nodepoolscaler.ReasonPublishing {
+			return false, fmt.Errorf("Ready %+v", c)
+		}
+		t.Logf("Ready: %s", c.Message)
+		return true, nil
+	})
+}
+
+// grantControllerCapacityBuffer binds the shipped capacitybuffer ClusterRole
+// to the suite controller's ServiceAccount (cluster-wide: the publisher
+// counts server pods in every namespace).
+func grantControllerCapacityBuffer(ctx context.Context, t *testing.T) {
+	t.Helper()
+	role := &rbacv1.ClusterRole{}
+	readYAML(t, "../../config/rbac/capacitybuffer/role.yaml", role)
+	role.Name = "e2e-nps-" + role.Name
+	sa, _ := strings.CutPrefix(controllerServiceAccount, "system:serviceaccount:")
+	saNS, saName, _ := strings.Cut(sa, ":")
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: saName, Namespace: saNS}},
+	}
+	if _, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create ClusterRole: %v", err)
+	}
+	if _, err := env.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create ClusterRoleBinding: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = env.Clientset.RbacV1().ClusterRoleBindings().Delete(context.Background(), crb.Name, metav1.DeleteOptions{})
+		_ = env.Clientset.RbacV1().ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{})
+	})
+}
