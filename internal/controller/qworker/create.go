@@ -113,7 +113,7 @@ func (r *Reconciler) stampRetireAt(ctx context.Context, pods []*corev1.Pod, now 
 // fits every condition message within the API server's limit (a status
 // patch with a longer one would fail, hiding the very error it carries).
 func markHeld(status *qv1.QWorkerStatus, actErr error) {
-	if held, ok := actErr.(*heldError); ok {
+	if held := onlyHeld(actErr); held != nil {
 		if c := meta.FindStatusCondition(status.Conditions, ConditionReady); c != nil {
 			c.Reason = held.Reason
 		}
@@ -121,4 +121,12 @@ func markHeld(status *qv1.QWorkerStatus, actErr error) {
 	for i := range status.Conditions {
 		status.Conditions[i].Message = fitMessage(status.Conditions[i].Message)
 	}
+}
+
+// onlyHeld returns err when it is a *heldError itself: creation held back
+// and nothing else failed. A held error joined with others is not one (the
+// others must still be reported and retried), hence no errors.As.
+func onlyHeld(err error) *heldError {
+	held, _ := err.(*heldError) //nolint:errorlint // deliberately unwrapped, see above
+	return held
 }

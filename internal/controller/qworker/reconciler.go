@@ -172,7 +172,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 	}
-	if held, ok := actErr.(*heldError); ok {
+	if held := onlyHeld(actErr); held != nil {
 		return ctrl.Result{RequeueAfter: min(held.Wait, spec.PollingInterval)}, nil
 	}
 	if actErr != nil {
@@ -235,7 +235,7 @@ func (r *Reconciler) act(ctx context.Context, qw *QWorker, spec workerSpec, hash
 	}
 	if plan.Create > 0 {
 		if err := r.create(ctx, qw, spec, hash, int(plan.Create), now); err != nil {
-			if held, ok := err.(*heldError); ok && errors.Join(errs...) == nil {
+			if held := onlyHeld(err); held != nil && errors.Join(errs...) == nil {
 				return held
 			}
 			errs = append(errs, err)
