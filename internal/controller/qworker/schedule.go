@@ -28,8 +28,9 @@ import (
 //
 // and never twice within minMeasureGap. The broker is called on a goroutine
 // of its own, bounded by measureTimeout (the dial included); a reconcile
-// waits for it at most measureWait and otherwise returns, the result waking
-// the QWorker again when it arrives. A slow or dead broker therefore never
+// waits for it at most measureWait (not at all when the ScalerConfig's last
+// broker call failed) and otherwise returns, the result waking the QWorker
+// again when it arrives. A slow or dead broker therefore never
 // holds a reconcile worker longer than measureWait.
 const (
 	// minMeasureGap is the least time between two measurements of one QWorker.
@@ -278,7 +279,13 @@ func (r *Reconciler) nextMeasurement(ctx context.Context, spec workerSpec, qw *Q
 	r.Metrics.measured(spec.Key, trigger)
 
 	go r.runMeasurement(ctx, spec, qw.DeepCopy(), s, trigger, done)
-	timer := time.NewTimer(measureWait)
+	wait = measureWait
+	if r.scheds().backoff(scalerConfigKey(spec)).failingNow() {
+		// A broker that failed last time may hang again: do not hold a
+		// reconcile worker for it at all.
+		wait = 0
+	}
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case <-done:
@@ -299,7 +306,7 @@ func (r *Reconciler) nextMeasurement(ctx context.Context, spec workerSpec, qw *Q
 func (r *Reconciler) runMeasurement(ctx context.Context, spec workerSpec, qw *QWorker, s *measureSchedule, trigger string, done chan struct{}) {
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), measureTimeout)
 	defer cancel()
-	b := r.scheds().backoff(types.NamespacedName{Namespace: spec.Key.Namespace, Name: spec.ScalerConfig})
+	b := r.scheds().backoff(scalerConfigKey(spec))
 	var sample source.Sample
 	err := b.check(r.Clock.Now())
 	if err == nil {
@@ -388,4 +395,16 @@ func (r *Reconciler) scheds() *schedules {
 		r.sched.wakeups = nil
 	}
 	return r.sched
+}
+
+// scalerConfigKey names the ScalerConfig a QWorker measures through.
+func scalerConfigKey(spec workerSpec) types.NamespacedName {
+	return types.NamespacedName{Namespace: spec.Key.Namespace, Name: spec.ScalerConfig}
+}
+
+// failingNow reports whether the broker's last call failed.
+func (b *brokerBackoff) failingNow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failures > 0
 }
