@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -302,5 +303,45 @@ func grantControllerCapacityBuffer(ctx context.Context, t *testing.T) {
 	t.Cleanup(func() {
 		_ = env.Clientset.RbacV1().ClusterRoleBindings().Delete(context.Background(), crb.Name, metav1.DeleteOptions{})
 		_ = env.Clientset.RbacV1().ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{})
+	})
+}
+
+// TestNodePoolScalerHetznerReadsTheCloudInitSecret shows the controller
+// reading hetzner's cloud-init Secret live, as it reads the token: with the
+// token Secret present and the cloud-init Secret missing, the object reports
+// Ready=False SecretUnavailable naming spec.hcloudCloudInitSecretRef, and no
+// provider is built (so no call reaches Hetzner).
+func TestNodePoolScalerHetznerReadsTheCloudInitSecret(t *testing.T) {
+	kube := startController(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := newNamespace(ctx, t)
+	tok := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "hcloud", Namespace: ns}, Data: map[string][]byte{"token": []byte("hc-e2e")}}
+	if _, err := env.Clientset.CoreV1().Secrets(ns).Create(ctx, tok, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	spec := swellv1.NodePoolScalerSpec{
+		CloudProvider: swellv1.ProviderHetzner, NodePoolName: "game", NodeSelector: "swell.dev/e2e-hcloud=x",
+		ServerPodLabelName: "app", ServerCPUResourceRequest: ptr.To(intstr.FromInt32(1000)),
+		CloudProviderTokenSecretRef: &swellv1.SecretKeyRef{Name: "hcloud"},
+		HcloudServerType:            "cpx31", HcloudImage: "ubuntu-24.04",
+		HcloudCloudInitSecretRef: &swellv1.CloudInitSecretRef{Name: "hcloud-join"},
+	}
+	nps := &swellv1.NodePoolScaler{ObjectMeta: metav1.ObjectMeta{Name: "hcloud", Namespace: ns}, Spec: spec}
+	if err := kube.Create(ctx, nps); err != nil {
+		t.Fatalf("create NodePoolScaler: %v", err)
+	}
+	defer func() { _ = kube.Delete(context.Background(), nps) }()
+	waitFor(ctx, t, "Ready=False SecretUnavailable naming spec.hcloudCloudInitSecretRef", func() (bool, error) {
+		s, err := npsStatusOf(ctx, kube, ns, "hcloud")
+		if err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(s.Conditions, swellv1.ConditionReady)
+		if c == nil || c.Reason != nodepoolscaler.ReasonSecretUnavailable || !strings.Contains(c.Message, "spec.hcloudCloudInitSecretRef: read Secret "+ns+"/hcloud-join") {
+			return false, fmt.Errorf("Ready %+v", c)
+		}
+		t.Logf("Ready=%s %s: %s", c.Status, c.Reason, c.Message)
+		return true, nil
 	})
 }
