@@ -278,3 +278,26 @@ func TestConfigFromSpecSecrets(t *testing.T) {
 		t.Fatalf("empty cloud-init: want an error naming %s, got %v", nodepool.KeyHcloudCloudInitFile, err)
 	}
 }
+
+// TestFingerprintFollowsEverySecret: a rotated token or cloud-init means a
+// new runner (the provider holds both), the same values the same runner.
+func TestFingerprintFollowsEverySecret(t *testing.T) {
+	base := Secrets{Token: "a", CloudInit: []byte("#cloud-config\n")}
+	same := fingerprint(3, Secrets{Token: "a", CloudInit: []byte("#cloud-config\n")})
+	if fingerprint(3, base) != same {
+		t.Fatal("equal secrets gave different fingerprints")
+	}
+	for name, other := range map[string]string{
+		"token rotated":      fingerprint(3, Secrets{Token: "b", CloudInit: base.CloudInit}),
+		"cloud-init changed": fingerprint(3, Secrets{Token: "a", CloudInit: []byte("#cloud-config\nx\n")}),
+		"bytes moved across": fingerprint(3, Secrets{Token: "a#", CloudInit: []byte("cloud-config\n")}),
+		"new generation":     fingerprint(4, base),
+	} {
+		if other == same {
+			t.Errorf("%s: fingerprint unchanged", name)
+		}
+	}
+	if strings.Contains(same, "cloud-config") {
+		t.Errorf("fingerprint %q holds a secret", same)
+	}
+}
