@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -170,9 +171,13 @@ func TestQWorkerRollsOutPodSpecChange(t *testing.T) {
 	before := waitForRunningPods(ctx, t, ns, "roll", 4)
 	oldHash := getQWorker(ctx, t, c, ns, "roll").Status.CurrentPodSpecHash
 
-	cur := getQWorker(ctx, t, c, ns, "roll")
-	cur.Spec.PodSpec.Containers[0].Image = "registry.invalid/worker:2"
-	if err := c.Update(ctx, cur); err != nil {
+	// A status write may land between the read and the update: retry on
+	// conflict, as any client of a controller-owned object must.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := getQWorker(ctx, t, c, ns, "roll")
+		cur.Spec.PodSpec.Containers[0].Image = "registry.invalid/worker:2"
+		return c.Update(ctx, cur)
+	}); err != nil {
 		t.Fatalf("update podSpec: %v", err)
 	}
 	maxAlive := 0
