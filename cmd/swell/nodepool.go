@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -147,7 +148,11 @@ func runNodePool(ctx context.Context, o *nodePoolOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s, err := nodepool.New(nodepool.Options{Config: cfg, Client: client, Provider: prov, Registerer: reg, Logger: log})
+	dyn, err := dynamic.NewForConfig(kcfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	s, err := nodepool.New(nodepool.Options{Config: cfg, Client: client, Dynamic: dyn, Provider: prov, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}

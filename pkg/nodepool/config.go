@@ -52,6 +52,10 @@ const (
 	// KeyCapacityBuffer ("namespace/name") publishes the buffer as a SIG
 	// Autoscaling CapacityBuffer; empty is off.
 	KeyCapacityBuffer = "capacity-buffer"
+	// KeyOccupancySource picks what counts a slot as in use: "pods"
+	// (server pods by label, the default) or "agones" (Agones GameServer
+	// states).
+	KeyOccupancySource = "occupancy-source"
 
 	// Hetzner Cloud has no managed node pools: these describe the servers
 	// the hetzner provider creates. The cloud-init joins a server to the
@@ -109,7 +113,7 @@ var knownKeys = []string{
 	KeyCloudProviderTokenFile, KeyBufferSlotPercent, KeyServerMemoryRequest, KeyServerResourceRequests,
 	KeyResizeCooldown, KeyMetricsBindAddress, KeyKwokNodeCPU, KeyKwokNodeMemory, KeyKwokNodePods,
 	KeyHcloudServerType, KeyHcloudImage, KeyHcloudLocation, KeyHcloudCloudInitFile, KeyHcloudNetwork, KeyHcloudSSHKey,
-	KeyCapacityBuffer,
+	KeyCapacityBuffer, KeyOccupancySource,
 }
 
 // Secret holds a credential. It prints as [redacted] through fmt, %v, %+v,
@@ -168,6 +172,8 @@ type Config struct {
 	Hcloud HcloudServers
 	// CapacityBuffer is the CapacityBuffer to publish ("namespace/name").
 	CapacityBuffer string
+	// OccupancySource is OccupancyPods or OccupancyAgones.
+	OccupancySource string
 }
 
 // HcloudServers is what a new server of a hetzner pool is made of.
@@ -392,6 +398,7 @@ func decode(raw map[string]string, readFile func(name string) ([]byte, error)) (
 		ResizeCooldown:      d.seconds(KeyResizeCooldown),
 		MetricsBindAddress:  raw[KeyMetricsBindAddress],
 		CapacityBuffer:      strings.TrimSpace(raw[KeyCapacityBuffer]),
+		OccupancySource:     strings.TrimSpace(raw[KeyOccupancySource]),
 	}
 	c.CloudProviderToken = d.token()
 	c.NodeSelector = d.selector()
@@ -580,6 +587,7 @@ func (c Config) Validate() error {
 			ProviderHetzner, ProviderLinode, ProviderVultr, ProviderClusterAPI, ProviderNone, ProviderDigitalOcean, ProviderKwok)
 	}
 	errs = append(errs, c.capacityBufferErrors()...)
+	errs = append(errs, c.occupancyErrors()...)
 	if c.MinNodes < 0 {
 		fail(KeyMinNodes, "%d must be >= 0", c.MinNodes)
 	}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
+	"github.com/swell-autoscaler/swell/pkg/nodepool/agones"
 	"github.com/swell-autoscaler/swell/pkg/nodepool/provider"
 )
 
@@ -83,6 +85,9 @@ type Options struct {
 	State *State
 	// DrainValidationDelay overrides DefaultDrainValidationDelay.
 	DrainValidationDelay time.Duration
+	// Dynamic reads Agones GameServers; required when the config's
+	// occupancy-source is agones, unused otherwise.
+	Dynamic dynamic.Interface
 }
 
 // Scaler keeps the pool's buffer: informers feed it, Plan decides, and it
@@ -104,8 +109,10 @@ type Scaler struct {
 
 	cache    *Cache
 	ownCache bool
-	state    *State
-	wake     chan struct{}
+	// gameServers is set when occupancy-source is agones.
+	gameServers *gameServerWatch
+	state       *State
+	wake        chan struct{}
 
 	mu           sync.Mutex
 	last         Decision
@@ -140,6 +147,12 @@ func New(o Options) (*Scaler, error) {
 		return nil, fmt.Errorf("nodepool: register metrics: %w", err)
 	}
 	s.metrics = m
+	if o.Config.UsesAgones() {
+		if o.Dynamic == nil {
+			return nil, fmt.Errorf("nodepool: %s=%s needs a dynamic client to read GameServers", KeyOccupancySource, OccupancyAgones)
+		}
+		s.gameServers = newGameServerWatch(o.Dynamic)
+	}
 	if s.cache == nil {
 		if s.cache, err = NewCache(s.client, s.cfg.NodeSelector); err != nil {
 			return nil, err
@@ -321,6 +334,17 @@ func (s *Scaler) Start(ctx context.Context) (stop func(), err error) {
 	if err := s.cache.Start(ctx); err != nil {
 		return stop, fmt.Errorf("nodepool %s: %w", s.pool, err)
 	}
+	if s.gameServers != nil {
+		stopGS, err := s.gameServers.start(ctx, s.Trigger)
+		prev := stop
+		stop = func() {
+			stopGS()
+			prev()
+		}
+		if err != nil {
+			return stop, fmt.Errorf("nodepool %s: %w", s.pool, err)
+		}
+	}
 	return stop, nil
 }
 
@@ -369,9 +393,18 @@ func (s *Scaler) input(nodes []*corev1.Node) (Input, map[string]*corev1.Node, ma
 	byName := make(map[string]*corev1.Node, len(nodes))
 	clocks := map[string]EmptySinceChange{}
 	states := make([]NodeState, 0, len(nodes))
+	var games map[string][]agones.GameServer
+	if s.gameServers != nil {
+		games = byNode(s.gameServers.list())
+	}
 	for _, n := range nodes {
 		byName[n.Name] = n
-		st := NodeStateOf(n, s.cache.podsOn(n.Name), s.servers)
+		var st NodeState
+		if games != nil {
+			st = AgonesNodeState(n, s.cache.podsOn(n.Name), games[n.Name])
+		} else {
+			st = NodeStateOf(n, s.cache.podsOn(n.Name), s.servers)
+		}
 		if s.state.isDeleting(n.Name) {
 			st.Deleting = true
 		}
@@ -652,7 +685,7 @@ func (s *Scaler) drain(ctx context.Context, name string) (*corev1.Node, string, 
 			pods = append(pods, &list.Items[i])
 		}
 	}
-	v := AssessDrain(pods, s.servers)
+	v := s.assessDrain(pods, name)
 	now := s.clock.Now()
 	if len(v.Blockers) > 0 {
 		s.state.forgetDrain(name)
@@ -678,6 +711,15 @@ func (s *Scaler) drain(ctx context.Context, name string) (*corev1.Node, string, 
 	s.state.forgetDrain(name)
 	s.state.clearBlocked(name)
 	return node, "", nil
+}
+
+// assessDrain judges a node's live pods; with occupancy-source=agones the
+// node's GameServers (from the informer) decide which of them block.
+func (s *Scaler) assessDrain(pods []*corev1.Pod, node string) DrainVerdict {
+	if s.gameServers == nil {
+		return AssessDrain(pods, s.servers)
+	}
+	return AssessAgonesDrain(pods, s.servers, byNode(s.gameServers.list())[node])
 }
 
 // evict asks the Eviction API to move each pod, stopping at the first
