@@ -70,7 +70,7 @@ See docs/nodepool.md.`,
 	o.limits.addFlags(cmd.Flags())
 	o.flags = cmd.Flags()
 	o.keys = map[string]*string{}
-	for _, k := range nodepool.Keys() {
+	for _, k := range append(nodepool.Keys(), nodepool.CommandOnlyKeys()...) {
 		o.keys[k] = cmd.Flags().String(k, "", fmt.Sprintf("config key %s (env %s); wins over the env and the file", k, nodepool.EnvName(k)))
 	}
 	// kubescaler's keys match without regard to case; so do these flags.

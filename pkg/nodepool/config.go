@@ -105,7 +105,8 @@ var defaults = map[string]string{
 	KeyKwokNodePods:       "110",
 }
 
-// knownKeys lists every key, for unknown-key errors and env lookup.
+// knownKeys lists every key the NodePoolScaler kind carries too (see
+// commandOnlyKeys for the rest).
 var knownKeys = []string{
 	KeyCloudProvider, KeyCloudProviderToken, KeyClusterName, KeyNodePoolName, KeyNodeSelector,
 	KeyKubeMasterURL, KeyKubeConfigPath, KeyMinNodes, KeyMaxNodes, KeyPodLabelName, KeyPodLabelValue,
@@ -113,7 +114,7 @@ var knownKeys = []string{
 	KeyCloudProviderTokenFile, KeyBufferSlotPercent, KeyServerMemoryRequest, KeyServerResourceRequests,
 	KeyResizeCooldown, KeyMetricsBindAddress, KeyKwokNodeCPU, KeyKwokNodeMemory, KeyKwokNodePods,
 	KeyHcloudServerType, KeyHcloudImage, KeyHcloudLocation, KeyHcloudCloudInitFile, KeyHcloudNetwork, KeyHcloudSSHKey,
-	KeyCapacityBuffer, KeyOccupancySource,
+	KeyCapacityBuffer,
 }
 
 // Secret holds a credential. It prints as [redacted] through fmt, %v, %+v,
@@ -214,7 +215,7 @@ func LoadSources(src Sources) (Config, error) {
 		return Config{}, err
 	}
 	if src.Getenv != nil {
-		for _, k := range knownKeys {
+		for _, k := range allKeys() {
 			if v := src.Getenv(EnvName(k)); v != "" {
 				raw[k] = v
 			}
@@ -224,7 +225,7 @@ func LoadSources(src Sources) (Config, error) {
 	for k, v := range src.Flags {
 		key, ok := CanonicalKey(k)
 		if !ok {
-			errs = append(errs, fmt.Errorf("flag --%s: unknown key %q (known keys: %s)", k, k, strings.Join(knownKeys, ", ")))
+			errs = append(errs, fmt.Errorf("flag --%s: unknown key %q (known keys: %s)", k, k, strings.Join(allKeys(), ", ")))
 			continue
 		}
 		raw[key] = v
@@ -235,16 +236,29 @@ func LoadSources(src Sources) (Config, error) {
 	return FromKeys(raw)
 }
 
-// Keys lists every configuration key, kubescaler's first, so a command
-// can offer each as a --<key> flag.
+// commandOnlyKeys are read by `swell nodepool` only, for now: the
+// NodePoolScaler kind has no field for them yet, so Keys, which the kind's
+// translation must cover key by key, leaves them out.
+var commandOnlyKeys = []string{KeyOccupancySource}
+
+// Keys lists every configuration key the NodePoolScaler kind carries too,
+// kubescaler's first, so a command can offer each as a --<key> flag.
 func Keys() []string { return slices.Clone(knownKeys) }
+
+// CommandOnlyKeys lists the keys only `swell nodepool` reads so far (its
+// config file, env and flags accept them; the NodePoolScaler kind gets
+// them later).
+func CommandOnlyKeys() []string { return slices.Clone(commandOnlyKeys) }
+
+// allKeys is every key a config file, env or flag may set.
+func allKeys() []string { return slices.Concat(knownKeys, commandOnlyKeys) }
 
 // CanonicalKey is the key a name means, matched without regard to case
 // (kubescaler's viper reads "Buffer-Slot-Size" as buffer-slot-size); ok is
 // false when it means none.
 func CanonicalKey(name string) (key string, ok bool) {
 	key = strings.ToLower(strings.TrimSpace(name))
-	return key, slices.Contains(knownKeys, key)
+	return key, slices.Contains(allKeys(), key)
 }
 
 // FromKeys applies defaults to key → value text and decodes and validates
@@ -305,7 +319,7 @@ func ReadKeys(path string) (map[string]string, error) {
 	for _, name := range sortedNames(doc) {
 		key, ok := CanonicalKey(name)
 		if !ok {
-			errs = append(errs, fmt.Errorf("%s: unknown key %q (known keys: %s)", path, name, strings.Join(knownKeys, ", ")))
+			errs = append(errs, fmt.Errorf("%s: unknown key %q (known keys: %s)", path, name, strings.Join(allKeys(), ", ")))
 			continue
 		}
 		if first, dup := spelled[key]; dup {
