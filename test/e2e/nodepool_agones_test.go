@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/swell-autoscaler/swell/pkg/nodepool"
+)
+
+// TestNodePoolAgonesOccupancy runs a `swell nodepool` scaler with
+// occupancy-source: agones against a GameServer CRD stand-in in the test
+// API server (testdata/agones-standin). The pool's one node is surplus
+// (minimum 0, buffer 0) and carries a server-labelled pod backing GameServer
+// gs-1. While gs-1 is Allocated the node is never deleted, over passes that
+// each had every chance to; once Agones (here: the test) marks it Ready, it
+// is a free slot: the scaler evicts its pod through the Eviction API and
+// deletes the node. With occupancy-source: pods the same server-labelled
+// pod would keep the node forever.
+func TestNodePoolAgonesOccupancy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := env.InstallCRDs(ctx, "testdata/agones-standin"); err != nil {
+		t.Fatalf("install the GameServer stand-in CRD: %v", err)
+	}
+	dyn, err := dynamic.NewForConfig(env.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := newNamespace(ctx, t)
+	p := newAgonesPool(ctx, t, ns, dyn)
+	p.workload("gs-1", map[string]string{safetyServerLabel: "agones"}, nil)
+	gs := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "agones.dev/v1", "kind": "GameServer",
+		"metadata": map[string]any{"name": "gs-1", "namespace": ns},
+		"spec":     map[string]any{},
+		"status":   map[string]any{"state": "Allocated", "nodeName": p.node},
+	}}
+	if _, err := dyn.Resource(nodepool.GameServerGVR).Namespace(ns).Create(ctx, gs, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create GameServer gs-1: %v", err)
+	}
+
+	mon := safetyWatchDeletions(ctx, t, p.selector)
+	p.start()
+	// Allocated: the slot is in use, the node stays. Wait until the
+	// scaler's informer has seen gs-1, then count passes.
+	waitFor(ctx, t, "the scaler counting gs-1 as a slot in use", func() (bool, error) {
+		d, err := p.scaler.Pass(ctx)
+		return err == nil && d.InUse == 1, err
+	})
+	const held = 10
+	p.passes(held, func(i int, d nodepool.Decision) {
+		if d.InUse != 1 {
+			t.Errorf("pass %d: in use %d, want 1 (gs-1 Allocated)", i, d.InUse)
+		}
+		if len(d.Delete) != 0 {
+			t.Errorf("pass %d deleted %v while gs-1 is Allocated", i, d.Delete)
+		}
+	})
+	if _, err := env.Clientset.CoreV1().Nodes().Get(ctx, p.node, metav1.GetOptions{}); err != nil {
+		t.Fatalf("node %s after %d passes with gs-1 Allocated: %v", p.node, held, err)
+	}
+	t.Logf("gs-1 Allocated: node %s kept over %d passes, each counting 1 slot in use", p.node, held)
+
+	// Ready: a free slot. The node drains (gs-1's pod evicted) and goes.
+	patch := []byte(`{"status":{"state":"Ready"}}`)
+	if _, err := dyn.Resource(nodepool.GameServerGVR).Namespace(ns).Patch(ctx, "gs-1", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("mark gs-1 Ready: %v", err)
+	}
+	evictionsBefore := safetyEvictionRequests(ctx, t)
+	passes := p.passUntilDeleted("the node with only a Ready GameServer drained and deleted")
+	evictions := safetyEvictionRequests(ctx, t) - evictionsBefore
+	deleted, violations := mon.stop()
+	t.Logf("gs-1 Ready: node %s deleted after %d passes; eviction requests: %.0f; deletions seen: %v", p.node, passes, evictions, deleted)
+	for _, v := range violations {
+		t.Error(v)
+	}
+	if len(deleted) != 1 || deleted[0] != p.node {
+		t.Errorf("deletions seen %v, want exactly %s", deleted, p.node)
+	}
+	if evictions < 1 {
+		t.Errorf("%.0f eviction requests, want gs-1's pod evicted through the Eviction API", evictions)
+	}
+	if _, err := env.Clientset.CoreV1().Pods(ns).Get(ctx, "gs-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("pod gs-1 after the drain: %v, want it gone", err)
+	}
+}
+
+// newAgonesPool is newSafetyPool with occupancy-source: agones and the
+// dynamic client that reads GameServers.
+func newAgonesPool(ctx context.Context, t *testing.T, ns string, dyn dynamic.Interface) *safetyPool {
+	t.Helper()
+	const name = "agones"
+	p := &safetyPool{t: t, ctx: ctx, ns: ns, selector: safetyLabel + "=" + name}
+	t.Cleanup(func() { deleteNodes(t, p.selector) })
+	cfgText := fmt.Sprintf(`cloud-provider: kwok
+node-pool-name: e2e-safety-%s
+node-selector: %q
+minimum-node-pool-size: 0
+maximum-node-pool-size: 2
+server-pod-label-name: %s
+server-pod-label-value: %s
+buffer-slot-size: 0
+scale-loop-tick-sec: 0.5
+server-cpu-resource-request: 1000
+empty-node-expiration-sec: 0
+resize-cooldown-sec: 0
+metrics-bind-address: "0"
+kwok-node-cpu: 4
+kwok-node-memory: 16Gi
+occupancy-source: agones
+`, name, p.selector, safetyServerLabel, name)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := nodepool.Load(path, func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("load config: %v", err)
+	}
+	prov, err := nodepool.NewProvider(ctx, cfg, env.Clientset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prov.Resize(ctx, 1); err != nil {
+		t.Fatalf("create the pool's node: %v", err)
+	}
+	waitFor(ctx, t, "the pool's node Ready", func() (bool, error) {
+		nodes, err := env.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: p.selector})
+		if err != nil || len(nodes.Items) != 1 {
+			return false, err
+		}
+		p.node = nodes.Items[0].Name
+		return nodeReady(&nodes.Items[0]), nil
+	})
+	events := record.NewBroadcaster()
+	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: env.Clientset.CoreV1().Events("")})
+	t.Cleanup(events.Shutdown)
+	p.scaler, err = nodepool.New(nodepool.Options{
+		Config: cfg, Client: env.Clientset, Dynamic: dyn, Provider: prov, DrainValidationDelay: safetyValidation,
+		Recorder: events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "swell-nodepool"}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
