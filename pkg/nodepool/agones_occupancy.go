@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
@@ -74,6 +75,22 @@ func (w *gameServerWatch) start(ctx context.Context, trigger func()) (func(), er
 		return stop, fmt.Errorf("nodepool: %s cache did not sync (is Agones installed?): %w", GameServerGVR.GroupResource(), ctx.Err())
 	}
 	return stop, nil
+}
+
+// gameServersServed checks that the API server serves GameServers, so a
+// cluster without Agones gets an error naming the resource rather than a
+// cache that waits forever.
+func gameServersServed(d discovery.DiscoveryInterface) error {
+	list, err := d.ServerResourcesForGroupVersion(GameServerGVR.GroupVersion().String())
+	if err != nil {
+		return fmt.Errorf("%s not served (is Agones installed?): %w", GameServerGVR.GroupResource(), err)
+	}
+	for _, r := range list.APIResources {
+		if r.Name == GameServerGVR.Resource {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s not served by %s (is Agones installed?)", GameServerGVR.Resource, GameServerGVR.GroupVersion())
 }
 
 // list decodes the cached GameServers. One that cannot be decoded (no

@@ -1,6 +1,7 @@
 package nodepool
 
 import (
+	"context"
 	"reflect"
 	"strings"
 	"testing"
@@ -10,6 +11,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/swell-autoscaler/swell/pkg/nodepool/agones"
 	"github.com/swell-autoscaler/swell/pkg/policy"
@@ -176,4 +181,45 @@ func TestOccupancySourceConfig(t *testing.T) {
 			t.Errorf("%q: agones %v, want %v", c.value, cfg.UsesAgones(), c.agones)
 		}
 	}
+}
+
+// A cluster without Agones: Start fails naming the resource, rather than
+// waiting forever for a GameServer cache that cannot sync.
+func TestAgonesWithoutGameServersFailsAtStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, err := Load("", env(map[string]string{
+		"CLOUD_PROVIDER": "kwok", "NODE_SELECTOR": "pool=games", "SERVER_POD_LABEL_NAME": "app", "SERVER_POD_LABEL_VALUE": "game",
+		"SERVER_CPU_RESOURCE_REQUEST": "1000", "OCCUPANCY_SOURCE": "agones",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset()
+	prov, err := NewProvider(ctx, cfg, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Config: cfg, Client: client, Provider: prov, Recorder: record.NewFakeRecorder(10)}); err == nil ||
+		!strings.Contains(err.Error(), "occupancy-source=agones needs a dynamic client") {
+		t.Fatalf("New without a dynamic client: %v", err)
+	}
+	// Never dialled: the discovery check fails first.
+	dyn, err := dynamic.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Config: cfg, Client: client, Dynamic: dyn, Provider: prov, Recorder: record.NewFakeRecorder(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := s.Start(ctx)
+	defer func() {
+		cancel() // the informers end with ctx; stop waits for them
+		stop()
+	}()
+	if err == nil || !strings.Contains(err.Error(), "gameservers.agones.dev not served") {
+		t.Fatalf("Start on a cluster without GameServers: %v, want an error naming gameservers.agones.dev", err)
+	}
+	t.Log(err)
 }

@@ -335,6 +335,9 @@ func (s *Scaler) Start(ctx context.Context) (stop func(), err error) {
 		return stop, fmt.Errorf("nodepool %s: %w", s.pool, err)
 	}
 	if s.gameServers != nil {
+		if err := gameServersServed(s.client.Discovery()); err != nil {
+			return stop, fmt.Errorf("nodepool %s: %s=%s: %w", s.pool, KeyOccupancySource, OccupancyAgones, err)
+		}
 		stopGS, err := s.gameServers.start(ctx, s.Trigger)
 		prev := stop
 		stop = func() {
