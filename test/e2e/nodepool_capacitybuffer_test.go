@@ -93,9 +93,11 @@ func TestNodePoolCapacityBuffer(t *testing.T) {
 	createPendingServers(ctx, t, ns, 6, 4)
 	waitBufferReplicas(ctx, t, dyn, ns, 5, "10 servers: 50% is 5")
 
-	// Nothing changed: passes read the cache and write nothing.
-	before := resourceRequests(ctx, t, "capacitybuffers")
-	beforeT := resourceRequests(ctx, t, "podtemplates")
+	// Nothing changed: passes read the cache and write nothing. The last
+	// publish is counted in the API server's metrics when its handler
+	// returns, which can be just after the watch showed the object, so
+	// the counts are read once they have stopped moving.
+	before, beforeT := settledWrites(ctx, t)
 	for range 5 {
 		if err := syncer.Sync(ctx); err != nil {
 			t.Fatal(err)
@@ -202,6 +204,23 @@ func kubeconfigAs(t *testing.T, user string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// settledWrites reads the API server's request counts on capacitybuffers
+// and podtemplates until two reads 300 ms apart agree on their writes.
+func settledWrites(ctx context.Context, t *testing.T) (buffers, templates map[string]float64) {
+	t.Helper()
+	buffers, templates = resourceRequests(ctx, t, "capacitybuffers"), resourceRequests(ctx, t, "podtemplates")
+	for ctx.Err() == nil {
+		time.Sleep(300 * time.Millisecond)
+		b, p := resourceRequests(ctx, t, "capacitybuffers"), resourceRequests(ctx, t, "podtemplates")
+		if writes(b) == writes(buffers) && writes(p) == writes(templates) {
+			return b, p
+		}
+		buffers, templates = b, p
+	}
+	t.Fatal(ctx.Err())
+	return nil, nil
 }
 
 func writes(m map[string]float64) float64 {
