@@ -11,28 +11,128 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 )
 
-// qworkerWrites reads the API server's own request counters for QWorkers,
-// by verb (status and main resource apart), and for pods and events.
+// qworkerWrites counts the writes that reached one QWorker's namespace:
+// changes of the QWorker's status and spec (each accepted write bumps its
+// resourceVersion), pods created, deleted or re-annotated, and events. It
+// reads watches on that namespace rather than the API server's request
+// counters, which are cluster-wide and would count the other tests'
+// leftovers (namespaces being torn down, pools still draining).
 type qworkerWrites struct{ status, qworkers, pods, events float64 }
 
-func readQWorkerWrites(ctx context.Context, t *testing.T) qworkerWrites {
+// writeCounter keeps qworkerWrites from watches started by watchWrites.
+type writeCounter struct {
+	mu sync.Mutex
+	w  qworkerWrites
+}
+
+func (c *writeCounter) read() qworkerWrites {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.w
+}
+
+func (c *writeCounter) add(f func(*qworkerWrites)) {
+	c.mu.Lock()
+	f(&c.w)
+	c.mu.Unlock()
+}
+
+// watchWrites starts the watches of QWorker name, and of the pods and
+// events of ns, and counts their writes until ctx ends.
+func watchWrites(ctx context.Context, t *testing.T, ns, name string) *writeCounter {
 	t.Helper()
-	var w qworkerWrites
-	for _, verb := range []string{"PATCH", "PUT"} {
-		w.status += safetyAPIRequests(ctx, t, map[string]string{"resource": "qworkers", "subresource": "status", "verb": verb})
-		w.qworkers += safetyAPIRequests(ctx, t, map[string]string{"resource": "qworkers", "subresource": "", "verb": verb})
+	dyn, err := dynamic.NewForConfig(env.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, verb := range []string{"POST", "PATCH", "DELETE"} {
-		w.pods += safetyAPIRequests(ctx, t, map[string]string{"resource": "pods", "subresource": "", "verb": verb})
-		w.events += safetyAPIRequests(ctx, t, map[string]string{"resource": "events", "verb": verb})
+	// Each watch starts at the state listed now, so only later writes count.
+	cur, err := dyn.Resource(qworkerGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return w
+	qw, err := dyn.Resource(qworkerGVR).Namespace(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name, ResourceVersion: cur.GetResourceVersion()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podList, err := env.Clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := env.Clientset.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: podList.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventList, err := env.Clientset.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := env.Clientset.CoreV1().Events(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: eventList.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &writeCounter{}
+	go func() {
+		defer qw.Stop()
+		gen := cur.GetGeneration()
+		for ev := range qw.ResultChan() {
+			o, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok || ev.Type != watch.Modified {
+				continue
+			}
+			spec := o.GetGeneration() != gen
+			gen = o.GetGeneration()
+			c.add(func(w *qworkerWrites) {
+				if spec {
+					w.qworkers++
+				} else {
+					w.status++
+				}
+			})
+		}
+	}()
+	go func() {
+		defer pods.Stop()
+		marks := map[string]string{}
+		for _, p := range podList.Items {
+			marks[p.Name] = fmt.Sprint(p.Annotations, p.DeletionTimestamp != nil)
+		}
+		for ev := range pods.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			// What the controller writes on pods: creations, deletions
+			// and its annotations (retirement marks); kubelet and kwok
+			// status updates are not its writes.
+			mark := fmt.Sprint(p.Annotations, p.DeletionTimestamp != nil)
+			prev, seen := marks[p.Name]
+			marks[p.Name] = mark
+			if ev.Type == watch.Added && seen || ev.Type == watch.Modified && prev == mark {
+				continue
+			}
+			c.add(func(w *qworkerWrites) { w.pods++ })
+		}
+	}()
+	go func() {
+		defer events.Stop()
+		for ev := range events.ResultChan() {
+			if ev.Type == watch.Added || ev.Type == watch.Modified {
+				c.add(func(w *qworkerWrites) { w.events++ })
+			}
+		}
+	}()
+	return c
 }
 
 func (w qworkerWrites) minus(o qworkerWrites) qworkerWrites {
@@ -75,17 +175,18 @@ func TestQWorkerLoadMeasuresOnTheClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForRunningPods(ctx, t, ns, "busy", 2)
+	writes := watchWrites(ctx, t, ns, "busy")
 
 	const load = 2 * time.Minute
 	const interval = time.Second
-	before, mBefore := readQWorkerWrites(ctx, t), measurements(t, ns, "busy")
+	before, mBefore := writes.read(), measurements(t, ns, "busy")
 	in, out := runRedisLoad(ctx, t, rdb, queue, load, 20*time.Millisecond)
-	after, mAfter := readQWorkerWrites(ctx, t), measurements(t, ns, "busy")
+	after, mAfter := writes.read(), measurements(t, ns, "busy")
 	w := after.minus(before)
 	poll, push, spec := mAfter["poll"]-mBefore["poll"], mAfter["push"]-mBefore["push"], mAfter["spec"]-mBefore["spec"]
 	t.Logf("load %s: %d messages in (%.1f/s), %d out (%.1f/s)", load, in, float64(in)/load.Seconds(), out, float64(out)/load.Seconds())
 	t.Logf("measurements: poll %.0f, push %.0f, spec %.0f (interval %s → at most %.0f polls)", poll, push, spec, interval, load.Seconds()/interval.Seconds()+2)
-	t.Logf("API server writes during the load: qworkers/status %.0f, qworkers %.0f, pods %.0f, events %.0f", w.status, w.qworkers, w.pods, w.events)
+	t.Logf("writes in the namespace during the load: qworkers/status %.0f, qworkers %.0f, pods %.0f, events %.0f", w.status, w.qworkers, w.pods, w.events)
 	if float64(in)/load.Seconds() < 50 || float64(out)/load.Seconds() < 50 {
 		t.Fatalf("load below 50 messages/s in and out")
 	}
@@ -119,10 +220,10 @@ func TestQWorkerLoadMeasuresOnTheClock(t *testing.T) {
 		return got.Status.Backlog != nil && *got.Status.Backlog == 0 && got.Status.LastDecision != nil && got.Status.LastDecision.Backlog == 0, nil
 	})
 	time.Sleep(2 * interval) // the write of the backlog reaching 0 lands
-	idleBefore, mIdle := readQWorkerWrites(ctx, t), measurements(t, ns, "busy")
+	idleBefore, mIdle := writes.read(), measurements(t, ns, "busy")
 	passesBefore := counterValue(t, "controller_runtime_reconcile_total", map[string]string{"controller": "qworker"})
 	time.Sleep(time.Minute)
-	idle := readQWorkerWrites(ctx, t).minus(idleBefore)
+	idle := writes.read().minus(idleBefore)
 	mIdleAfter := measurements(t, ns, "busy")
 	passes := counterValue(t, "controller_runtime_reconcile_total", map[string]string{"controller": "qworker"}) - passesBefore
 	idlePolls := mIdleAfter["poll"] - mIdle["poll"]
