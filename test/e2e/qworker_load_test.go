@@ -159,15 +159,7 @@ func TestQWorkerLoadMeasuresOnTheClock(t *testing.T) {
 	c := startController(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	ns := newNamespace(ctx, t)
-	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
-	defer func() { _ = rdb.Close() }()
-	queue := ns + "-tasks"
-	sc := redisScalerConfig(ns, "redis", env.RedisAddr)
-	sc.Spec.Config.KeyspaceNotifications = true
-	if err := c.Create(ctx, sc); err != nil {
-		t.Fatal(err)
-	}
+	ns, rdb, queue := redisPushFixture(ctx, t, c)
 	// minReplicas 2 and a small scaling factor: the pool stays at 2 while
 	// the queue moves, so every write counted comes from the loop itself.
 	qw := kwokQWorker(ns, "busy", queue, 2, 10, 0.1)
@@ -278,15 +270,7 @@ func TestQWorkerLoadBrokenBrokerDoesNotSlowOthers(t *testing.T) {
 	c := startController(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	ns := newNamespace(ctx, t)
-	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
-	defer func() { _ = rdb.Close() }()
-	queue := ns + "-tasks"
-	sc := redisScalerConfig(ns, "redis", env.RedisAddr)
-	sc.Spec.Config.KeyspaceNotifications = true
-	if err := c.Create(ctx, sc); err != nil {
-		t.Fatal(err)
-	}
+	ns, rdb, queue := redisPushFixture(ctx, t, c)
 	healthy := kwokQWorker(ns, "healthy", queue, 0, 5, 1)
 	healthy.Spec.ScaleConfig.PollingIntervalSeconds = ptr.To[int32](30) // push, not the poll, reacts
 	if err := c.Create(ctx, healthy); err != nil {

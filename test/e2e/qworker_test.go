@@ -318,21 +318,29 @@ func assertEvent(ctx context.Context, t *testing.T, ns, name, reason string) {
 	})
 }
 
+// redisPushFixture is a namespace, a Redis client (closed with the test)
+// and a queue name in it, and a ScalerConfig "redis" on the suite's Redis
+// with keyspace notifications on, so pushes wake the QWorkers that use it.
+func redisPushFixture(ctx context.Context, t *testing.T, c client.Client) (ns string, rdb *redis.Client, queue string) {
+	t.Helper()
+	ns = newNamespace(ctx, t)
+	rdb = redis.NewClient(&redis.Options{Addr: env.RedisAddr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	sc := redisScalerConfig(ns, "redis", env.RedisAddr)
+	sc.Spec.Config.KeyspaceNotifications = true
+	if err := c.Create(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	return ns, rdb, ns + "-tasks"
+}
+
 // TestQWorkerReactsToRedisPush polls only once an hour, so a pod appearing
 // after an LPUSH can only come from the keyspace-notification push.
 func TestQWorkerReactsToRedisPush(t *testing.T) {
 	c := startController(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ns := newNamespace(ctx, t)
-	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
-	defer func() { _ = rdb.Close() }()
-	queue := ns + "-tasks"
-	sc := redisScalerConfig(ns, "redis", env.RedisAddr)
-	sc.Spec.Config.KeyspaceNotifications = true
-	if err := c.Create(ctx, sc); err != nil {
-		t.Fatal(err)
-	}
+	ns, rdb, queue := redisPushFixture(ctx, t, c)
 	qw := kwokQWorker(ns, "pushed", queue, 0, 5, 1)
 	qw.Spec.ScaleConfig.PollingIntervalSeconds = ptr.To[int32](3600)
 	if err := c.Create(ctx, qw); err != nil {
