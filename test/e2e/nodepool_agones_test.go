@@ -2,21 +2,14 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/swell-autoscaler/swell/pkg/nodepool"
 )
@@ -99,62 +92,9 @@ func TestNodePoolAgonesOccupancy(t *testing.T) {
 	}
 }
 
-// newAgonesPool is newSafetyPool with occupancy-source: agones and the
-// dynamic client that reads GameServers.
+// newAgonesPool is newSafetyPool (expiry 0) with occupancy-source: agones
+// and the dynamic client that reads GameServers.
 func newAgonesPool(ctx context.Context, t *testing.T, ns string, dyn dynamic.Interface) *safetyPool {
 	t.Helper()
-	const name = "agones"
-	p := &safetyPool{t: t, ctx: ctx, ns: ns, selector: safetyLabel + "=" + name}
-	t.Cleanup(func() { deleteNodes(t, p.selector) })
-	cfgText := fmt.Sprintf(`cloud-provider: kwok
-node-pool-name: e2e-safety-%s
-node-selector: %q
-minimum-node-pool-size: 0
-maximum-node-pool-size: 2
-server-pod-label-name: %s
-server-pod-label-value: %s
-buffer-slot-size: 0
-scale-loop-tick-sec: 0.5
-server-cpu-resource-request: 1000
-empty-node-expiration-sec: 0
-resize-cooldown-sec: 0
-metrics-bind-address: "0"
-kwok-node-cpu: 4
-kwok-node-memory: 16Gi
-occupancy-source: agones
-`, name, p.selector, safetyServerLabel, name)
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := nodepool.Load(path, func(string) string { return "" })
-	if err != nil {
-		t.Fatalf("load config: %v", err)
-	}
-	prov, err := nodepool.NewProvider(ctx, cfg, env.Clientset)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := prov.Resize(ctx, 1); err != nil {
-		t.Fatalf("create the pool's node: %v", err)
-	}
-	waitFor(ctx, t, "the pool's node Ready", func() (bool, error) {
-		nodes, err := env.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: p.selector})
-		if err != nil || len(nodes.Items) != 1 {
-			return false, err
-		}
-		p.node = nodes.Items[0].Name
-		return nodeReady(&nodes.Items[0]), nil
-	})
-	events := record.NewBroadcaster()
-	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: env.Clientset.CoreV1().Events("")})
-	t.Cleanup(events.Shutdown)
-	p.scaler, err = nodepool.New(nodepool.Options{
-		Config: cfg, Client: env.Clientset, Dynamic: dyn, Provider: prov, DrainValidationDelay: safetyValidation,
-		Recorder: events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "swell-nodepool"}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return newSafetyPoolWith(ctx, t, ns, "agones", 0, "occupancy-source: agones\n", dyn)
 }

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
@@ -62,6 +63,13 @@ type safetyPool struct {
 // with the given expiry. The scaler is not started until start.
 func newSafetyPool(ctx context.Context, t *testing.T, ns, name string, expirySec int) *safetyPool {
 	t.Helper()
+	return newSafetyPoolWith(ctx, t, ns, name, expirySec, "", nil)
+}
+
+// newSafetyPoolWith is newSafetyPool with more config lines (extra) and the
+// dynamic client the scaler reads other kinds with (nil: none).
+func newSafetyPoolWith(ctx context.Context, t *testing.T, ns, name string, expirySec int, extra string, dyn dynamic.Interface) *safetyPool {
+	t.Helper()
 	p := &safetyPool{t: t, ctx: ctx, ns: ns, selector: safetyLabel + "=" + name}
 	t.Cleanup(func() { deleteNodes(t, p.selector) })
 	cfgText := fmt.Sprintf(`cloud-provider: kwok
@@ -79,7 +87,7 @@ resize-cooldown-sec: 0
 metrics-bind-address: "0"
 kwok-node-cpu: 4
 kwok-node-memory: 16Gi
-`, name, p.selector, safetyServerLabel, name, expirySec)
+%s`, name, p.selector, safetyServerLabel, name, expirySec, extra)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
@@ -107,7 +115,7 @@ kwok-node-memory: 16Gi
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: env.Clientset.CoreV1().Events("")})
 	t.Cleanup(events.Shutdown)
 	p.scaler, err = nodepool.New(nodepool.Options{
-		Config: cfg, Client: env.Clientset, Provider: prov, DrainValidationDelay: safetyValidation,
+		Config: cfg, Client: env.Clientset, Dynamic: dyn, Provider: prov, DrainValidationDelay: safetyValidation,
 		Recorder: events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "swell-nodepool"}),
 	})
 	if err != nil {
