@@ -150,7 +150,7 @@ func openKafkaQueue(o demoWorkerOptions) (demoQueue, error) {
 	}
 	q, err := kafkaq.New(kafkaq.Options{
 		Brokers: strings.Split(o.kafkaBrokers, ","), Topic: o.queue, Group: o.kafkaGroup, SessionTimeout: o.sessionTimeout,
-		Protocol: kafkaq.GroupProtocol(o.kafkaProtocol),
+		Protocol: kafkaq.GroupProtocol(o.kafkaProtocol), RebalanceTimeout: o.rebalance,
 	}, extra...)
 	if err != nil {
 		return demoQueue{}, err

@@ -28,6 +28,7 @@ type demoWorkerOptions struct {
 	kafkaBrokers   string
 	kafkaGroup     string
 	sessionTimeout time.Duration
+	rebalance      time.Duration
 	kafkaLogLevel  string
 	kafkaProtocol  string
 	queue          string
@@ -65,11 +66,12 @@ func newDemoWorkerCmd() *cobra.Command {
 	f.StringVar(&o.kafkaBrokers, "kafka-brokers", os.Getenv("KAFKA_BROKERS"), "Kafka seed brokers, comma-separated; default $KAFKA_BROKERS")
 	f.StringVar(&o.kafkaGroup, "kafka-group", "", "Kafka consumer group of the workers")
 	f.DurationVar(&o.sessionTimeout, "kafka-session-timeout", 10*time.Second, "Kafka group session timeout (how soon a dead worker's partitions move); classic protocol only, with KIP-848 the broker decides")
+	f.DurationVar(&o.rebalance, "kafka-rebalance-timeout", 0, "Kafka classic-protocol rebalance timeout (how long a rebalance, and an ack during one, may wait); 0: the client's default, 60s")
 	f.StringVar(&o.kafkaProtocol, "kafka-group-protocol", "classic", "Kafka consumer-group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
 	f.StringVar(&o.kafkaLogLevel, "kafka-log-level", os.Getenv("KAFKA_LOG_LEVEL"), "log the Kafka client's group and fetch events to stderr at this level: error, warn, info or debug (default none)")
 	f.StringVar(&o.queue, "queue", "tasks", "Redis list, RabbitMQ queue, NATS <stream>/<consumer> or Kafka topic to consume")
 	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times, <results>:swell:pods, start times in <results>:swell:started); default the queue name")
-	f.DurationVar(&o.settleTimeout, "settle-timeout", worker.DefaultSettleTimeout, "how long acknowledging or handing back a task may take (a classic-protocol Kafka group holds commits while it rebalances)")
+	f.DurationVar(&o.settleTimeout, "settle-timeout", 0, "how long acknowledging or handing back a task may take; 0: what the broker needs (a classic-protocol Kafka group holds commits while it rebalances: its rebalance timeout plus 10s), else 10s")
 	f.DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
 	f.IntVar(&o.maxAttempts, "max-attempts", 0, "failures after which a task is dead-lettered (Redis: <queue>:dead; NATS: MaxDeliver, then terminated); 0: the SDK's default")
 	f.StringVar(&o.slowPrefix, "slow-prefix", "", "tasks whose body starts with this take --slow-time instead of --task-time")

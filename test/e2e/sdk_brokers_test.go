@@ -132,7 +132,7 @@ func kafkaSDKBrokerOn(ctx context.Context, t *testing.T, ns, protocol string) sd
 		left: func(ctx context.Context) (int64, error) { return kafkaLag(ctx, adm, topic, group) },
 		env:  []corev1.EnvVar{{Name: "KAFKA_BROKERS", Value: brokers}, {Name: "REDIS_ADDR", Value: env.RedisAddr}, {Name: "KAFKA_LOG_LEVEL", Value: "info"}},
 		demoArgs: []string{"--broker", "kafka", "--queue", topic, "--kafka-group", group,
-			"--kafka-session-timeout", "6s", "--kafka-group-protocol", protocol},
+			"--kafka-session-timeout", "6s", "--kafka-rebalance-timeout", "20s", "--kafka-group-protocol", protocol},
 	}
 }
 

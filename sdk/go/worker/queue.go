@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrQueueClosed is wrapped by a Queue's Take error when the queue can
@@ -20,6 +21,15 @@ type Queue interface {
 	// ErrQueueClosed when it will never deliver again; other errors are
 	// retried after a second.
 	Take(ctx context.Context) (Delivery, error)
+}
+
+// SettleTimeouter is implemented by a Queue whose acks can wait on the
+// broker longer than DefaultSettleTimeout (a classic-protocol Kafka group
+// holds commits while it rebalances). When Options.SettleTimeout is 0 the
+// worker gives each Ack or Return the queue's own bound, so a task that
+// was done is not left on the broker because its ack was cut short.
+type SettleTimeouter interface {
+	SettleTimeout() time.Duration
 }
 
 // Delivery is one task taken from a queue. Exactly one of Ack or Return

@@ -36,12 +36,12 @@ type Options struct {
 	// OnTask, when set, is called after each task with its outcome (tests
 	// and metrics use it).
 	OnTask func(id string, err error)
-	// SettleTimeout bounds each Ack or Return; 0 means
+	// SettleTimeout bounds each Ack or Return; 0 means the queue's own
+	// bound when it implements SettleTimeouter (kafkaq on the classic
+	// protocol: its rebalance timeout plus a margin), else
 	// DefaultSettleTimeout. A task whose ack times out was done but stays
-	// on the broker, so it may run again: give a consumer whose acks can
-	// wait on the broker longer than the default (a Kafka group on the
-	// classic protocol holds commits while it rebalances, up to its
-	// rebalance timeout, 60 s by default) a timeout above that wait.
+	// on the broker, so it may run again: a bound set here must be above
+	// the longest wait the broker can impose on an ack.
 	SettleTimeout time.Duration
 }
 
@@ -154,6 +154,18 @@ func (w *Worker) loop(ctx context.Context, lc *lifecycle, handle Handler) error 
 	}
 }
 
+// settleTimeout bounds one Ack or Return: Options.SettleTimeout, else the
+// queue's own bound, else DefaultSettleTimeout.
+func (w *Worker) settleTimeout() time.Duration {
+	if w.opts.SettleTimeout > 0 {
+		return w.opts.SettleTimeout
+	}
+	if st, ok := w.queue.(SettleTimeouter); ok && st.SettleTimeout() > 0 {
+		return st.SettleTimeout()
+	}
+	return DefaultSettleTimeout
+}
+
 // process runs one task and settles it: Ack on success, Return on error or
 // when SIGTERM cut the handler short.
 func (w *Worker) process(ctx context.Context, d Delivery, handle Handler) {
@@ -162,11 +174,7 @@ func (w *Worker) process(ctx context.Context, d Delivery, handle Handler) {
 	if w.stats != nil {
 		w.stats.task(time.Since(start))
 	}
-	timeout := w.opts.SettleTimeout
-	if timeout <= 0 {
-		timeout = DefaultSettleTimeout
-	}
-	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.settleTimeout())
 	defer cancel()
 	if err != nil {
 		if rerr := d.Return(settleCtx); rerr != nil {

@@ -79,10 +79,18 @@ func (d *settleDelivery) settle(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// settleQueue is a Queue that asks for its own settle bound, as kafkaq on
+// the classic protocol does.
+type settleQueue time.Duration
+
+func (settleQueue) Take(context.Context) (Delivery, error) { return nil, nil }
+func (q settleQueue) SettleTimeout() time.Duration         { return time.Duration(q) }
+
 func TestSettleTimeoutBoundsAckAndReturn(t *testing.T) {
 	failing := errors.New("handler failed")
 	for name, tc := range map[string]struct {
 		timeout   time.Duration
+		queue     Queue
 		block     bool
 		handleErr error
 		// The settle call is given at most want (and, for a long want,
@@ -90,15 +98,17 @@ func TestSettleTimeoutBoundsAckAndReturn(t *testing.T) {
 		want        time.Duration
 		wantOutcome error
 	}{
-		"default":                  {want: DefaultSettleTimeout},
-		"configured ack times out": {timeout: 50 * time.Millisecond, block: true, want: 50 * time.Millisecond, wantOutcome: context.DeadlineExceeded},
-		"configured return":        {timeout: 50 * time.Millisecond, handleErr: failing, want: 50 * time.Millisecond, wantOutcome: failing},
-		"configured ack in time":   {timeout: time.Minute, want: time.Minute},
+		"default":                   {want: DefaultSettleTimeout},
+		"configured ack times out":  {timeout: 50 * time.Millisecond, block: true, want: 50 * time.Millisecond, wantOutcome: context.DeadlineExceeded},
+		"configured return":         {timeout: 50 * time.Millisecond, handleErr: failing, want: 50 * time.Millisecond, wantOutcome: failing},
+		"configured ack in time":    {timeout: time.Minute, want: time.Minute},
+		"the queue's own bound":     {queue: settleQueue(70 * time.Second), want: 70 * time.Second},
+		"configured over the queue": {timeout: time.Minute, queue: settleQueue(70 * time.Second), want: time.Minute},
 	} {
 		t.Run(name, func(t *testing.T) {
 			d := &settleDelivery{block: tc.block}
 			var outcome error
-			w := &Worker{log: slog.New(slog.NewTextHandler(io.Discard, nil)), opts: Options{
+			w := &Worker{queue: tc.queue, log: slog.New(slog.NewTextHandler(io.Discard, nil)), opts: Options{
 				SettleTimeout: tc.timeout,
 				OnTask:        func(_ string, err error) { outcome = err },
 			}}

@@ -51,7 +51,20 @@ type Options struct {
 	SessionTimeout time.Duration
 	// Protocol is the consumer-group protocol; "" is ClassicProtocol.
 	Protocol GroupProtocol
+	// RebalanceTimeout is how long a classic-protocol rebalance may wait
+	// for the members to rejoin, which is also how long an ack may wait
+	// for its commit during one; 0 keeps kgo's default (60s). ClassicProtocol
+	// only.
+	RebalanceTimeout time.Duration
 }
+
+// defaultRebalanceTimeout is kgo's rebalance timeout when
+// Options.RebalanceTimeout is 0.
+const defaultRebalanceTimeout = 60 * time.Second
+
+// settleMargin is how much longer than the rebalance timeout an ack may
+// wait for its commit: the rejoin, then the commit's own round trip.
+const settleMargin = 10 * time.Second
 
 // GroupProtocol is how the group's members agree on who consumes which
 // partition.
@@ -75,7 +88,8 @@ const (
 
 // Queue is one member of a consumer group.
 type Queue struct {
-	cl *kgo.Client
+	cl     *kgo.Client
+	settle time.Duration
 }
 
 // New joins opts.Group on opts.Topic. A group that never committed starts
@@ -104,12 +118,36 @@ func New(opts Options, extra ...kgo.Opt) (*Queue, error) {
 	if opts.SessionTimeout > 0 {
 		kopts = append(kopts, kgo.SessionTimeout(opts.SessionTimeout))
 	}
+	if opts.RebalanceTimeout > 0 {
+		kopts = append(kopts, kgo.RebalanceTimeout(opts.RebalanceTimeout))
+	}
 	cl, err := kgo.NewClient(append(kopts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	return &Queue{cl: cl}, nil
+	return &Queue{cl: cl, settle: settleTimeout(opts)}, nil
 }
+
+// settleTimeout is how long an ack may need: on the classic protocol kgo
+// holds a commit until the member's rejoin is over, so up to the rebalance
+// timeout plus a margin; on KIP-848's, the worker's default.
+func settleTimeout(opts Options) time.Duration {
+	if opts.Protocol == ConsumerProtocol {
+		return 0
+	}
+	rebalance := opts.RebalanceTimeout
+	if rebalance <= 0 {
+		rebalance = defaultRebalanceTimeout
+	}
+	return rebalance + settleMargin
+}
+
+// SettleTimeout is the bound worker.Run gives each Ack and Return when its
+// Options.SettleTimeout is 0 (worker.SettleTimeouter): above the longest a
+// classic-protocol rebalance can hold a commit, so a finished task's ack
+// is not cut short and the task run again; 0 (the worker's default) on
+// KIP-848's protocol, where commits do not wait for the group.
+func (q *Queue) SettleTimeout() time.Duration { return q.settle }
 
 // Take polls one record. Until the record is acked or returned, the group
 // cannot rebalance this member's partitions away. Take returns an error

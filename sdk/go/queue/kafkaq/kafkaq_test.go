@@ -228,3 +228,20 @@ func TestTakeReturnsNilWhenCancelled(t *testing.T) {
 		queuetest.EmptyTakeGivesNil(t, q, 300*time.Millisecond)
 	})
 }
+
+func TestSettleTimeoutCoversTheRebalance(t *testing.T) {
+	for name, tc := range map[string]struct {
+		opts Options
+		want time.Duration
+	}{
+		"classic, kgo's rebalance timeout": {opts: Options{}, want: 70 * time.Second},
+		"classic, a shorter rebalance":     {opts: Options{Protocol: ClassicProtocol, RebalanceTimeout: 20 * time.Second}, want: 30 * time.Second},
+		"KIP-848: the worker's default":    {opts: Options{Protocol: ConsumerProtocol, RebalanceTimeout: 20 * time.Second}, want: 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := settleTimeout(tc.opts); got != tc.want {
+				t.Fatalf("settleTimeout = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
