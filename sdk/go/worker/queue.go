@@ -45,3 +45,11 @@ type Delivery interface {
 	// Return hands the task back to the queue for another worker.
 	Return(ctx context.Context) error
 }
+
+// Failer is implemented by a Delivery that keeps why its task failed: when
+// the handler returns an error, Run calls Fail with it instead of Return,
+// and the queue puts the error on the task when it dead-letters it
+// (kafkaq, rabbitq).
+type Failer interface {
+	Fail(ctx context.Context, cause error) error
+}

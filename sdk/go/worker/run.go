@@ -177,7 +177,7 @@ func (w *Worker) process(ctx context.Context, d Delivery, handle Handler) {
 	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.settleTimeout())
 	defer cancel()
 	if err != nil {
-		if rerr := d.Return(settleCtx); rerr != nil {
+		if rerr := giveBack(settleCtx, d, err); rerr != nil {
 			w.log.Error("hand back task", "task", d.ID(), "err", rerr)
 		}
 	} else if aerr := d.Ack(settleCtx); aerr != nil {
@@ -187,6 +187,15 @@ func (w *Worker) process(ctx context.Context, d Delivery, handle Handler) {
 	if w.opts.OnTask != nil {
 		w.opts.OnTask(d.ID(), err)
 	}
+}
+
+// giveBack hands a failed task back, with its error when the delivery
+// keeps it (Failer).
+func giveBack(ctx context.Context, d Delivery, cause error) error {
+	if f, ok := d.(Failer); ok {
+		return f.Fail(ctx, cause)
+	}
+	return d.Return(ctx)
 }
 
 // flushStats writes the counters not yet reported, before the worker
