@@ -50,7 +50,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	var sources *brokersource.Sources
 	setups := []Setup{
 		func(ctx context.Context, mgr ctrl.Manager) error {
-			sources = brokersource.NewSources(mgr.GetClient(), mgr.GetAPIReader())
+			sources = brokersource.NewSources(mgr.GetClient(), brokersource.NewSecretCache(mgr.GetAPIReader(), 0, nil))
 			sources.Dial = brokerconn.DialFunc(brokerPolicy.Dialer(nil))
 			mc, err := metricsclient.NewForConfig(cfg)
 			if err != nil {
