@@ -16,7 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/swell-autoscaler/swell/pkg/source"
 	"github.com/swell-autoscaler/swell/pkg/source/brokerconn"
+	"github.com/swell-autoscaler/swell/pkg/source/kafka"
 )
 
 // Reading fields of a Kafka target.
@@ -108,6 +110,9 @@ type kafkaTarget struct {
 	Topics     []string      `json:"topics,omitempty"`
 	RateWindow time.Duration `json:"rateWindow"`
 	ETACap     float64       `json:"etaCap"`
+	// OldestAge reads the oldest unconsumed record's timestamp each poll
+	// (one Fetch per partition leader), for a wait target's correction.
+	OldestAge bool `json:"oldestAge,omitempty"`
 }
 
 func (t kafkaTarget) key() string {
@@ -117,9 +122,13 @@ func (t kafkaTarget) key() string {
 	sort.Strings(tp)
 	b := append([]string(nil), t.Conn.Brokers...)
 	sort.Strings(b)
-	return fmt.Sprintf("kafka brokers=%s sasl=%s user=%s tls=%t groups=%s topics=%s window=%s cap=%g",
+	k := fmt.Sprintf("kafka brokers=%s sasl=%s user=%s tls=%t groups=%s topics=%s window=%s cap=%g",
 		strings.Join(b, ","), t.Conn.SASL, t.Conn.Username, t.Conn.TLS,
 		strings.Join(g, ","), strings.Join(tp, ","), t.RateWindow, t.ETACap)
+	if t.OldestAge {
+		k += " age"
+	}
+	return k
 }
 
 func (t kafkaTarget) open(ctx context.Context) (probe, error) {
@@ -152,7 +161,7 @@ func (p *kafkaProbe) Close() error {
 }
 
 func (p *kafkaProbe) measure(ctx context.Context, now time.Time) (Reading, error) {
-	parts, err := p.offsets(ctx)
+	parts, heads, err := p.offsets(ctx)
 	if err != nil {
 		return Reading{}, err
 	}
@@ -172,7 +181,28 @@ func (p *kafkaProbe) measure(ctx context.Context, now time.Time) (Reading, error
 		// of the wait target.
 		r.Values[fieldArrivalRate] = float64(produced) / span.Seconds()
 	}
+	if age := p.oldestAge(ctx, heads); age > 0 {
+		r.Values[fieldOldestAge] = age.Seconds()
+	}
 	return r, nil
+}
+
+// oldestAge is the age of the oldest record no group has consumed yet,
+// read as the QWorker's Kafka source reads it (kafka.OldestRecord, against
+// the wall clock: record timestamps are wall-clock times); 0 when the
+// target does not ask for it, nothing waits, or the broker did not say.
+func (p *kafkaProbe) oldestAge(ctx context.Context, heads map[string]map[int32]int64) time.Duration {
+	if !p.t.OldestAge {
+		return 0
+	}
+	var oldest time.Time
+	for topic, from := range heads {
+		ts := kafka.OldestRecord(ctx, p.cl, topic, from)
+		if !ts.IsZero() && (oldest.IsZero() || ts.Before(oldest)) {
+			oldest = ts
+		}
+	}
+	return source.AgeAt(time.Now(), oldest)
 }
 
 // committed fetches every group's commits concurrently.
@@ -226,15 +256,17 @@ func (p *kafkaProbe) topics(committed []kadm.OffsetResponses) ([]string, error) 
 }
 
 // offsets reads start, end and committed offsets and returns one
-// PartitionOffsets per (group, partition).
-func (p *kafkaProbe) offsets(ctx context.Context) ([]PartitionOffsets, error) {
+// PartitionOffsets per (group, partition), and the heads: by topic and
+// partition, the first offset some group has not consumed, where one
+// waits.
+func (p *kafkaProbe) offsets(ctx context.Context) ([]PartitionOffsets, map[string]map[int32]int64, error) {
 	committed, err := p.committed(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	topics, err := p.topics(committed)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var (
 		starts, ends kadm.ListedOffsets
@@ -245,19 +277,20 @@ func (p *kafkaProbe) offsets(ctx context.Context) ([]PartitionOffsets, error) {
 	wg.Go(func() { ends, e2 = p.adm.ListEndOffsets(ctx, topics...) })
 	wg.Wait()
 	if err := errors.Join(e1, e2); err != nil {
-		return nil, fmt.Errorf("kafka list offsets of %s: %w", strings.Join(topics, ","), err)
+		return nil, nil, fmt.Errorf("kafka list offsets of %s: %w", strings.Join(topics, ","), err)
 	}
 	if err := errors.Join(starts.Error(), ends.Error()); err != nil {
-		return nil, fmt.Errorf("kafka list offsets of %s: %w", strings.Join(topics, ","), err)
+		return nil, nil, fmt.Errorf("kafka list offsets of %s: %w", strings.Join(topics, ","), err)
 	}
 	return joinOffsets(topics, starts, ends, committed)
 }
 
-func joinOffsets(topics []string, starts, ends kadm.ListedOffsets, committed []kadm.OffsetResponses) ([]PartitionOffsets, error) {
+func joinOffsets(topics []string, starts, ends kadm.ListedOffsets, committed []kadm.OffsetResponses) ([]PartitionOffsets, map[string]map[int32]int64, error) {
 	var parts []PartitionOffsets
+	heads := map[string]map[int32]int64{}
 	for _, topic := range topics {
 		if len(ends[topic]) == 0 {
-			return nil, fmt.Errorf("kafka topic %q has no partitions (does it exist?)", topic)
+			return nil, nil, fmt.Errorf("kafka topic %q has no partitions (does it exist?)", topic)
 		}
 		for pn, end := range ends[topic] {
 			start := starts[topic][pn].Offset
@@ -266,11 +299,28 @@ func joinOffsets(topics []string, starts, ends kadm.ListedOffsets, committed []k
 				if r, ok := c.Lookup(topic, pn); ok {
 					at = r.At
 				}
-				parts = append(parts, PartitionOffsets{Start: start, End: end.Offset, Committed: at})
+				po := PartitionOffsets{Start: start, End: end.Offset, Committed: at}
+				parts = append(parts, po)
+				addHead(heads, topic, pn, po)
 			}
 		}
 	}
-	return parts, nil
+	return parts, heads, nil
+}
+
+// addHead notes po's first unconsumed offset when records wait there,
+// keeping the lowest (oldest) over the groups.
+func addHead(heads map[string]map[int32]int64, topic string, pn int32, po PartitionOffsets) {
+	pos := max(po.Committed, po.Start)
+	if po.End <= pos {
+		return
+	}
+	if heads[topic] == nil {
+		heads[topic] = map[int32]int64{}
+	}
+	if at, ok := heads[topic][pn]; !ok || pos < at {
+		heads[topic][pn] = pos
+	}
 }
 
 // kafkaConn decodes the connection keys shared by the kafka source.
@@ -309,13 +359,16 @@ func parseKafka(p *Parser, f *fields) (*Spec, error) {
 		f.fail("metadata \"consumerGroup\" is required: the consumer group whose lag is measured (several: comma-separated, summed)")
 	}
 	t.Conn.dial = p.dial()
+	wait := parseWait(f)
+	// The oldest record's age corrects the wait metric (see
+	// waittarget.go); other metrics do not pay for reading it.
+	t.OldestAge = wait != nil
 	group := strings.Join(t.Groups, "+")
-	spec := &Spec{Source: "kafka", Key: t.key(), target: t, dests: t.Conn.Brokers}
+	spec := &Spec{Source: "kafka", Key: t.key(), target: t, dests: t.Conn.Brokers, Wait: wait}
 	kinds := f.list("metric")
 	if len(kinds) == 0 {
 		kinds = []string{fieldLag}
 	}
-	spec.Wait = parseWait(f)
 	if spec.Wait != nil && len(f.list("metric")) == 0 {
 		kinds = nil // the wait metric alone, unless others are asked for
 	}

@@ -26,8 +26,10 @@ import (
 // list, RabbitMQ without managementURL) only the growth is seen, which
 // reads low while the pool keeps up; the backlog part still starts the
 // waiting tasks within the target. The oldest waiting task's age, where
-// the broker has it (see source.Sample.OldestAge), shortens the backlog's
-// horizon once it is older than the target.
+// the broker has it (see source.Sample.OldestAge; on Kafka the timestamp of
+// the oldest record a group has not consumed, read by kafka.OldestRecord as
+// the QWorker's Kafka source reads it), shortens the backlog's horizon once
+// it is older than the target.
 //
 // The scaler does not know the current replica count, so the backlog is
 // drained by new replicas alone and the scale-down band is left to the

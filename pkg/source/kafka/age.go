@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -13,22 +14,24 @@ import (
 // batch larger than this, so the lookup never comes back empty-handed).
 const fetchMaxBytes = 64 << 10
 
-// oldestRecord is the earliest timestamp among the records at the given
-// offsets (the first record each partition's group has not consumed), one
-// Fetch request per partition leader. Timestamps are the records' own
+// OldestRecord is the earliest timestamp among the records of topic at the
+// given offsets by partition (the first record each partition's group has
+// not consumed), one Fetch request per partition leader. The QWorker's
+// source and the external scaler's wait target both take the oldest
+// waiting record's age from it. Timestamps are the records' own
 // (CreateTime, set by the producer, or LogAppendTime, set by the broker).
 // It is a correction, so any failure (a Fetch the credentials may not
 // make, a leader moving, a record deleted meanwhile) leaves that partition
 // out, and no answer at all gives the zero time: age unknown.
-func (s *lagSource) oldestRecord(ctx context.Context, from map[int32]int64) time.Time {
+func OldestRecord(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64) time.Time {
 	if len(from) == 0 {
 		return time.Time{}
 	}
-	md, err := s.c.adm.Metadata(ctx, s.ref.Topic)
+	md, err := kadm.NewClient(cl).Metadata(ctx, topic)
 	if err != nil {
 		return time.Time{}
 	}
-	td, ok := md.Topics[s.ref.Topic]
+	td, ok := md.Topics[topic]
 	if !ok || td.Err != nil {
 		return time.Time{}
 	}
@@ -45,7 +48,7 @@ func (s *lagSource) oldestRecord(ctx context.Context, from map[int32]int64) time
 	}
 	var oldest time.Time
 	for leader, parts := range byLeader {
-		for _, ts := range s.fetchFirst(ctx, leader, td.ID, parts) {
+		for _, ts := range fetchFirst(ctx, cl.Broker(int(leader)), topic, td.ID, parts) {
 			if oldest.IsZero() || ts.Before(oldest) {
 				oldest = ts
 			}
@@ -56,13 +59,13 @@ func (s *lagSource) oldestRecord(ctx context.Context, from map[int32]int64) time
 
 // fetchFirst asks one broker for the records at parts' offsets and returns
 // the timestamp of the first record of each partition that has one.
-func (s *lagSource) fetchFirst(ctx context.Context, leader int32, id [16]byte, parts []kmsg.FetchRequestTopicPartition) []time.Time {
+func fetchFirst(ctx context.Context, leader *kgo.Broker, topic string, id [16]byte, parts []kmsg.FetchRequestTopicPartition) []time.Time {
 	req := kmsg.NewPtrFetchRequest()
 	req.MaxWaitMillis, req.MinBytes = 0, 1
 	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic, rt.TopicID, rt.Partitions = s.ref.Topic, id, parts
+	rt.Topic, rt.TopicID, rt.Partitions = topic, id, parts
 	req.Topics = []kmsg.FetchRequestTopic{rt}
-	resp, err := req.RequestWith(ctx, s.c.cl.Broker(int(leader)))
+	resp, err := req.RequestWith(ctx, leader)
 	if err != nil || resp.ErrorCode != 0 {
 		return nil
 	}
@@ -78,7 +81,7 @@ func (s *lagSource) fetchFirst(ctx context.Context, leader int32, id [16]byte, p
 			if !ok || rp.ErrorCode != 0 {
 				continue
 			}
-			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: off, Topic: s.ref.Topic, Partition: rp.Partition}, rp, kgo.DefaultDecompressor(), nil)
+			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: off, Topic: topic, Partition: rp.Partition}, rp, kgo.DefaultDecompressor(), nil)
 			if fp.Err == nil && len(fp.Records) > 0 {
 				out = append(out, fp.Records[0].Timestamp)
 			}

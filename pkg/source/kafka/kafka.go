@@ -288,7 +288,7 @@ func (s *lagSource) Measure(ctx context.Context) (source.Sample, error) {
 		}
 		total += lag
 	}
-	age := source.AgeAt(time.Now(), s.oldestRecord(ctx, from))
+	age := source.AgeAt(time.Now(), OldestRecord(ctx, s.c.cl, s.ref.Topic, from))
 	return source.Sample{Backlog: total, Ready: total, Time: now, OldestAge: age}, nil
 }
 
