@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/sdk/go/worker"
 	"github.com/swell-autoscaler/swell/sdk/go/worker/queuetest"
 )
 
@@ -245,3 +246,127 @@ func TestSettleTimeoutCoversTheRebalance(t *testing.T) {
 		})
 	}
 }
+
+// TestFailingRecordIsDeadLettered: a record that always fails pauses its
+// partition after each failure while the other partition's records are
+// taken, and after MaxAttempts failures goes to <topic>.dead with where it
+// came from, its count and last error; its offset and the rest are
+// committed, so a new member of the group gets nothing.
+func TestFailingRecordIsDeadLettered(t *testing.T) {
+	eachProtocol(t, func(t *testing.T, p GroupProtocol) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		// Partition 0: poison, t2; partition 1: t1, t3.
+		topic := newTopic(t, 2, "poison", "t1", "t2", "t3")
+		q, err := New(Options{Brokers: shared.KafkaAddrs, Topic: topic, Group: topic + "-workers", SessionTimeout: 6 * time.Second,
+			Protocol: p, MaxAttempts: 3, Backoff: 500 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var took []string
+		for q.Counters().DeadLettered == 0 || len(took) < 6 {
+			d := queuetest.Take(ctx, t, q)
+			took = append(took, string(d.Body()))
+			if string(d.Body()) == "poison" {
+				if err := d.(worker.Failer).Fail(ctx, fmt.Errorf("boom %d", q.Counters().Retried+1)); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if err := d.Ack(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := slices.Index(took, "poison"); n < 0 || n+1 >= len(took) || took[n+1] == "poison" {
+			t.Fatalf("took %v; want another partition's record right after poison failed (its partition paused)", took)
+		}
+		if got := slices.Sorted(slices.Values(took)); fmt.Sprint(got) != "[poison poison poison t1 t2 t3]" {
+			t.Fatalf("took %v, want poison 3 times and t1, t2, t3 once", took)
+		}
+		if got, want := q.Counters(), (Counters{Acked: 3, Retried: 2, DeadLettered: 1}); got != want {
+			t.Fatalf("counters %+v, want %+v", got, want)
+		}
+		if err := q.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		dead := readAll(ctx, t, DeadLetterTopic(topic), 1)
+		want := map[string]string{HeaderTopic: topic, HeaderPartition: "0", HeaderOffset: "0", HeaderAttempts: "3", HeaderError: "boom 3"}
+		if string(dead[0].Value) != "poison" || fmt.Sprint(headers(dead[0])) != fmt.Sprint(want) {
+			t.Fatalf("dead letter %q with headers %v, want poison with %v", dead[0].Value, headers(dead[0]), want)
+		}
+		b := member(t, topic, p)
+		defer func() { _ = b.Close(ctx) }()
+		if got := queuetest.AckFor(t, b, 3*time.Second); len(got) != 0 {
+			t.Fatalf("a new member took %v, want nothing: everything was committed", got)
+		}
+	})
+}
+
+// readAll reads n records of topic from its start.
+func readAll(ctx context.Context, t *testing.T, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(shared.KafkaAddrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for len(recs) < n {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d records of %s, want %d", len(recs), topic, n)
+		}
+		recs = append(recs, f.Records()...)
+	}
+	return recs
+}
+
+func headers(r *kgo.Record) map[string]string {
+	h := map[string]string{}
+	for _, kv := range r.Headers {
+		h[kv.Key] = string(kv.Value)
+	}
+	return h
+}
+
+func TestFailuresCountedPerRecord(t *testing.T) {
+	q := &Queue{failing: map[partition]failure{}}
+	r := func(p int32, off int64) *kgo.Record { return &kgo.Record{Topic: "t", Partition: p, Offset: off} }
+	steps := []struct {
+		fail, ack *kgo.Record
+		want      int
+	}{
+		{fail: r(0, 5), want: 1},
+		{fail: r(0, 5), want: 2},
+		{fail: r(1, 9), want: 1}, // another partition counts apart
+		{fail: r(0, 5), want: 3},
+		{ack: r(0, 5)},
+		{fail: r(0, 5), want: 1}, // acked: forgotten
+		{fail: r(0, 6), want: 1}, // another record of the partition starts again
+		{fail: r(1, 9), want: 2},
+	}
+	for i, s := range steps {
+		if s.ack != nil {
+			q.forget(s.ack)
+			continue
+		}
+		if got := q.count(s.fail); got != s.want {
+			t.Fatalf("step %d: failure %d of %s[%d]@%d, want %d", i, got, s.fail.Topic, s.fail.Partition, s.fail.Offset, s.want)
+		}
+	}
+}
+
+func TestBackoffDoublesUpToTheCap(t *testing.T) {
+	o := Options{Backoff: time.Second, MaxBackoff: 5 * time.Second}
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 5 * time.Second, 50: 5 * time.Second} {
+		if got := backoff(o, n); got != want {
+			t.Errorf("backoff after failure %d = %v, want %v", n, got, want)
+		}
+	}
+	if got := backoff(Options{Backoff: -1}, 2); got != 0 {
+		t.Errorf("negative backoff gives %v, want 0", got)
+	}
+}
+
+var _ worker.Failer = (*delivery)(nil)
