@@ -47,11 +47,11 @@ func openDemoQueue(ctx context.Context, o demoWorkerOptions, id worker.Identity,
 	case brokerRedis:
 		return openRedisQueue(ctx, o, id, rdb, log)
 	case brokerRabbitMQ:
-		return openRabbitQueue(o)
+		return openRabbitQueue(o, log)
 	case brokerNATS:
 		return openNATSQueue(ctx, o, log)
 	case brokerKafka:
-		return openKafkaQueue(o)
+		return openKafkaQueue(o, log)
 	}
 	return demoQueue{}, fmt.Errorf("--broker %q: want redis, rabbitmq, nats or kafka", o.broker)
 }
@@ -76,7 +76,7 @@ func openRedisQueue(ctx context.Context, o demoWorkerOptions, id worker.Identity
 	return demoQueue{queue: q, close: closeQ}, nil
 }
 
-func openRabbitQueue(o demoWorkerOptions) (demoQueue, error) {
+func openRabbitQueue(o demoWorkerOptions, log *slog.Logger) (demoQueue, error) {
 	if o.rabbitURL == "" {
 		return demoQueue{}, errors.New("--rabbitmq-url (or RABBITMQ_URL) is required")
 	}
@@ -89,7 +89,7 @@ func openRabbitQueue(o demoWorkerOptions) (demoQueue, error) {
 		_ = conn.Close()
 		return demoQueue{}, fmt.Errorf("rabbitmq channel: %w", err)
 	}
-	q, err := rabbitq.New(ch, o.queue, rabbitq.Options{Prefetch: o.prefetch})
+	q, err := rabbitq.New(ch, o.queue, rabbitq.Options{Prefetch: o.prefetch, MaxAttempts: o.maxAttempts, Logger: log})
 	if err != nil {
 		_ = conn.Close()
 		return demoQueue{}, err
@@ -136,7 +136,7 @@ func openNATSQueue(ctx context.Context, o demoWorkerOptions, log *slog.Logger) (
 	return demoQueue{queue: q, close: func() { nc.SetClosedHandler(nil); nc.Close() }, lost: lost}, nil
 }
 
-func openKafkaQueue(o demoWorkerOptions) (demoQueue, error) {
+func openKafkaQueue(o demoWorkerOptions, log *slog.Logger) (demoQueue, error) {
 	if o.kafkaBrokers == "" || o.kafkaGroup == "" {
 		return demoQueue{}, errors.New("--kafka-brokers (or KAFKA_BROKERS) and --kafka-group are required")
 	}
@@ -150,7 +150,7 @@ func openKafkaQueue(o demoWorkerOptions) (demoQueue, error) {
 	}
 	q, err := kafkaq.New(kafkaq.Options{
 		Brokers: strings.Split(o.kafkaBrokers, ","), Topic: o.queue, Group: o.kafkaGroup, SessionTimeout: o.sessionTimeout,
-		Protocol: kafkaq.GroupProtocol(o.kafkaProtocol), RebalanceTimeout: o.rebalance,
+		Protocol: kafkaq.GroupProtocol(o.kafkaProtocol), RebalanceTimeout: o.rebalance, MaxAttempts: o.maxAttempts, Logger: log,
 	}, extra...)
 	if err != nil {
 		return demoQueue{}, err
