@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -22,8 +24,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -31,6 +35,7 @@ import (
 	"github.com/swell-autoscaler/swell/internal/bindaddr"
 	"github.com/swell-autoscaler/swell/internal/controller/leaderguard"
 	"github.com/swell-autoscaler/swell/internal/controller/metricsauth"
+	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
@@ -43,12 +48,24 @@ import (
 // leaderElectionID names the Lease replicas of the controller compete for.
 const leaderElectionID = "swell-controller.swell.dev"
 
-// Leader election timing defaults, the same as controller-runtime's.
+// Leader election timing defaults. They are longer than
+// controller-runtime's 15 s / 10 s / 2 s so that an API server outage (a
+// control-plane upgrade, an apiserver restart) of up to 30 s costs the
+// leader no refused write and up to 35 s does not cost it the lease: a
+// renewal is due every RetryPeriod and the last one may be RenewDeadline
+// old. The price is failover after a leader dies without releasing the
+// lease (node lost): up to LeaseDuration. A leader that stops cleanly
+// releases the lease and a standby takes over at once.
 const (
-	DefaultLeaseDuration = 15 * time.Second
-	DefaultRenewDeadline = 10 * time.Second
-	DefaultRetryPeriod   = 2 * time.Second
+	DefaultLeaseDuration = 60 * time.Second
+	DefaultRenewDeadline = 40 * time.Second
+	DefaultRetryPeriod   = 5 * time.Second
 )
+
+// errLeaderElectionLost is what controller-runtime's manager returns from
+// Start when its elector could not renew the lease within the renew
+// deadline (and only then).
+const errLeaderElectionLost = "leader election lost"
 
 // Options configures the manager; the flags of `swell controller` fill it.
 type Options struct {
@@ -119,12 +136,26 @@ func NewScheme(addToScheme ...func(*runtime.Scheme) error) (*runtime.Scheme, err
 // to the setups) is refused once the last renewal is older than the renew
 // deadline, so a leader resuming from a pause acts on nothing before it
 // learns it lost the lease.
+//
+// A leader that loses its lease (it could not renew within the renew
+// deadline: an API server outage, a pause) does not exit. controller-runtime
+// ends a manager whose lease is lost and cannot restart it, so the returned
+// manager's Start builds a new one (a new cache, the same setups, the same
+// lease identity) and campaigns again in the same process. With the same
+// identity the elector takes back a lease that nobody else took as soon as
+// the API server answers, instead of a new process waiting a whole lease
+// duration for its predecessor's lease to expire.
 func NewManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Options, setups ...Setup) (ctrl.Manager, error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	cacheOpts := cache.Options{}
+	// Nothing reads managed fields, often the largest part of an object;
+	// pods keep only what the QWorker controller reads (qworker.TrimPod).
+	cacheOpts := cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: qworker.TrimPod}},
+	}
 	if len(o.Namespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range o.Namespaces {
@@ -159,14 +190,22 @@ func NewManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o
 			return nil, err
 		}
 		mgrOpts.LeaderElectionResourceLockInterface = guard.Lock(lock)
+		// Each term registers the same controllers again.
+		mgrOpts.Controller.SkipNameValidation = ptr.To(true)
 		cfg = rest.CopyConfig(cfg)
 		cfg.Wrap(guard.WrapTransport)
-		ctx = leaderguard.Into(ctx, guard)
-		mgr, err := ctrl.NewManager(cfg, mgrOpts)
-		if err != nil {
-			return nil, fmt.Errorf("create manager: %w", err)
+		c := &campaigner{guard: guard, timing: o, log: ctrl.Log.WithName("leaderelection"),
+			build: func(ctx context.Context) (ctrl.Manager, error) {
+				mgr, err := ctrl.NewManager(cfg, mgrOpts)
+				if err != nil {
+					return nil, fmt.Errorf("create manager: %w", err)
+				}
+				return setUp(leaderguard.Into(ctx, guard), mgr, setups)
+			}}
+		if err := c.newTerm(ctx); err != nil {
+			return nil, err
 		}
-		return setUp(ctx, guardedManager{Manager: mgr, guard: guard}, setups)
+		return c, nil
 	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
@@ -175,16 +214,67 @@ func NewManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o
 	return setUp(ctx, mgr, setups)
 }
 
-// guardedManager starts the manager with the guard in its context, so
-// every reconcile pass can reach it through leaderguard.Check.
-type guardedManager struct {
-	ctrl.Manager
-	guard *leaderguard.Guard
+// campaigner is the manager of a leader-elected controller: one
+// controller-runtime manager per term, a new term after each lost lease.
+// Its other methods reach the first term's manager: whatever is added to
+// it before Start (Swell adds everything through the setups) does not
+// carry over to later terms.
+type campaigner struct {
+	ctrl.Manager // the current term's
+	guard        *leaderguard.Guard
+	timing       Options
+	log          logr.Logger
+	build        func(ctx context.Context) (ctrl.Manager, error)
+	endTerm      context.CancelFunc // stops what the term's setups started
 }
 
-// Start runs the manager until ctx ends.
-func (m guardedManager) Start(ctx context.Context) error {
-	return m.Manager.Start(leaderguard.Into(ctx, m.guard))
+// newTerm builds the next term's manager with setups bound to a context
+// that ends with the term.
+func (c *campaigner) newTerm(ctx context.Context) error {
+	tctx, cancel := context.WithCancel(ctx)
+	mgr, err := c.build(tctx)
+	if err != nil {
+		cancel()
+		return err
+	}
+	c.Manager, c.endTerm = mgr, cancel
+	return nil
+}
+
+// Start runs terms until ctx ends or a term fails for another reason than
+// a lost lease. The guard is in every term's context, so every reconcile
+// pass can reach it through leaderguard.Check.
+func (c *campaigner) Start(ctx context.Context) error {
+	for {
+		err := c.Manager.Start(leaderguard.Into(ctx, c.guard))
+		c.endTerm()
+		if ctx.Err() != nil || err == nil || err.Error() != errLeaderElectionLost {
+			return err
+		}
+		c.log.Info("lost the leader lease; campaigning again in this process (writes stay refused until it is renewed)")
+		if err := c.retryNewTerm(ctx); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// retryNewTerm builds the next term, retrying every retry period for up to
+// a lease duration: the last term's probe and metrics listeners close
+// after its Start returns.
+func (c *campaigner) retryNewTerm(ctx context.Context) error {
+	deadline := time.Now().Add(c.timing.LeaseDuration)
+	for {
+		err := c.newTerm(ctx)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		c.log.Info("building the next term's manager failed; retrying", "err", err.Error())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.timing.RetryPeriod):
+		}
+	}
 }
 
 // setUp adds the probes and every reconciler to mgr.
@@ -264,8 +354,9 @@ func newLeaseLock(cfg *rest.Config, o Options) (resourcelock.Interface, error) {
 		return nil, fmt.Errorf("leader election identity: %w", err)
 	}
 	lcfg := rest.AddUserAgent(rest.CopyConfig(cfg), "leader-election")
-	// One hung request must not use up the whole renew deadline.
-	lcfg.Timeout = max(o.RenewDeadline/2, time.Second)
+	// One hung request must not use up the whole renew deadline, nor hold
+	// the first renewal after an outage long after it ended.
+	lcfg.Timeout = max(min(o.RenewDeadline/2, 2*o.RetryPeriod), time.Second)
 	core, err := corev1client.NewForConfig(lcfg)
 	if err != nil {
 		return nil, fmt.Errorf("leader election client: %w", err)
