@@ -6,8 +6,9 @@
 #     (nodePools.enabled), "swell.kwokRules" (nodePools.kwok),
 #     "swell.anyScaleRules" (podAutoscalers.anyScaleTarget),
 #     "swell.clusterAPIRules" (nodePools.clusterAPI),
-#     "swell.capacityBufferRules" (nodePools.capacityBuffer) and
-#     "swell.secretRules" (cluster-wide or per namespace, rbac.secretNamespaces).
+#     "swell.capacityBufferRules" (nodePools.capacityBuffer),
+#     "swell.secretRules" (cluster-wide or per namespace, rbac.secretNamespaces)
+#     and "swell.workerRules" (the QWorker worker pods' Role, workerRBAC).
 # Run by `make generate` after controller-gen.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,8 @@ rules() { awk '/^rules:/ { on = 1; next } on' "$1"; }
 	for pair in swell.rules:role.yaml swell.nodeRules:nodepools/role.yaml \
 		swell.kwokRules:kwok/role.yaml swell.anyScaleRules:any-scale-target/role.yaml \
 		swell.secretRules:secrets/role.yaml swell.clusterAPIRules:clusterapi/role.yaml \
-		swell.capacityBufferRules:capacitybuffer/role.yaml; do
+		swell.capacityBufferRules:capacitybuffer/role.yaml \
+		swell.workerRules:qworker-worker/role.yaml; do
 		echo "{{- define \"${pair%%:*}\" }}"
 		rules "config/rbac/${pair#*:}"
 		echo '{{- end }}'

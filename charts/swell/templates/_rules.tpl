@@ -230,3 +230,23 @@
   - create
   - patch
 {{- end }}
+{{- define "swell.workerRules" }}
+- apiGroups:
+  - ""
+  resources:
+  - pods
+  verbs:
+  - get
+  - list
+  - watch
+  - patch
+  - delete
+- apiGroups:
+  - quickube.com
+  resources:
+  - qworkers
+  verbs:
+  - get
+  - list
+  - watch
+{{- end }}
