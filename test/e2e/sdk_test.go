@@ -34,7 +34,7 @@ var (
 
 // buildSwell builds the swell binary once per test run; worker pods on the
 // process node run `swell demo-worker` from it.
-func buildSwell(t *testing.T) string {
+func buildSwell(t testing.TB) string {
 	t.Helper()
 	swellBinOnce.Do(func() {
 		swellBin = filepath.Join(env.Dir, "swell")

@@ -1,0 +1,476 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/controller"
+	"github.com/swell-autoscaler/swell/internal/controller/qworker"
+)
+
+// BenchmarkControllerAtScale runs the shipped `swell controller` binary,
+// as its own process, against N QWorkers spread over 10 Redis ScalerConfigs
+// (1 s polling, min 0, max 1, kwok pods) on the real control plane, and
+// prints what an operator sizing the controller needs: the time from
+// start to a first decision for every QWorker (and again after a restart),
+// the controller's CPU and RSS, the API server's write requests by verb and
+// resource (from its own /metrics), Redis commands per second, and the
+// time 20 random QWorkers take from a task pushed onto their empty queue to
+// their first pod, with (a) every queue idle and (b) 10 % of the queues
+// moving. Nothing is asserted about speed; run one size at a time:
+//
+//	go test -run '^$' -bench 'ControllerAtScale/n=1000$' -benchtime 1x -timeout 60m ./test/e2e/
+func BenchmarkControllerAtScale(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			for range b.N {
+				runScaleScenario(b, n)
+			}
+		})
+	}
+}
+
+// scaleScalerConfigs is how many ScalerConfigs the QWorkers share.
+const scaleScalerConfigs = 10
+
+func runScaleScenario(b *testing.B, n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer cancel()
+	if err := env.InstallCRDs(ctx, "../../config/crd/bases"); err != nil {
+		b.Fatal(err)
+	}
+	scheme, err := controller.NewScheme(qv1.AddToScheme)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := client.New(env.RESTConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns := fmt.Sprintf("bench-scale-%d-%d", n, time.Now().Unix())
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = env.Clientset.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	}()
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr, PoolSize: 32})
+	defer func() { _ = rdb.Close() }()
+	queues := createScaleObjects(ctx, b, c, ns, n)
+
+	bin := buildSwell(b)
+	metricsAddr := freeLoopbackAddr(b)
+	p := startScaleController(b, bin, ns, metricsAddr)
+	took := waitAllDecided(ctx, b, p, metricsAddr, ns, n)
+	b.Logf("n=%d: first decision for all %d QWorkers %.1f s after the controller started", n, n, took.Seconds())
+	b.ReportMetric(took.Seconds(), "start-s")
+
+	idle := measureSteady(ctx, b, p, rdb, time.Minute)
+	idle.log(b, n, "idle")
+	idle.report(b, "idle")
+	reactIdle := reaction(ctx, b, rdb, ns, queues, 20)
+	b.Logf("n=%d idle: reaction of 20 random QWorkers to a push, p50 %.2f s, p95 %.2f s", n, pct(reactIdle, 50), pct(reactIdle, 95))
+	b.ReportMetric(pct(reactIdle, 95), "idle-react-p95-s")
+
+	stopChurn := churn(ctx, rdb, queues[:len(queues)/10])
+	time.Sleep(20 * time.Second) // the moving queues' pools reach their size
+	moving := measureSteady(ctx, b, p, rdb, time.Minute)
+	moving.log(b, n, "10% moving")
+	moving.report(b, "moving")
+	reactMoving := reaction(ctx, b, rdb, ns, queues[len(queues)/10:], 20)
+	b.Logf("n=%d 10%% moving: reaction of 20 random idle QWorkers to a push, p50 %.2f s, p95 %.2f s", n, pct(reactMoving, 50), pct(reactMoving, 95))
+	b.ReportMetric(pct(reactMoving, 95), "moving-react-p95-s")
+	stopChurn()
+
+	p.stop()
+	p = startScaleController(b, bin, ns, metricsAddr)
+	defer p.stop()
+	took = waitAllDecided(ctx, b, p, metricsAddr, ns, n)
+	b.Logf("n=%d: after a restart, first decision for all %d QWorkers %.1f s after the controller started", n, n, took.Seconds())
+	b.ReportMetric(took.Seconds(), "restart-s")
+}
+
+// createScaleObjects creates the ScalerConfigs and n QWorkers, 32 at a
+// time, and returns the QWorkers' queues in QWorker order.
+func createScaleObjects(ctx context.Context, b *testing.B, c client.Client, ns string, n int) []string {
+	for i := range scaleScalerConfigs {
+		sc := redisScalerConfig(ns, fmt.Sprintf("redis-%d", i), env.RedisAddr)
+		sc.Spec.Config.KeyspaceNotifications = false
+		if err := c.Create(ctx, sc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	queues := make([]string, n)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i := range n {
+		queues[i] = fmt.Sprintf("%s-q%05d", ns, i)
+		qw := kwokQWorker(ns, fmt.Sprintf("q%05d", i), queues[i], 0, 1, 1)
+		qw.Spec.ScaleConfig.ScalerConfigRef = fmt.Sprintf("redis-%d", i%scaleScalerConfigs)
+		qw.Spec.ScaleConfig.PollingIntervalSeconds = ptr.To[int32](1)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := c.Create(ctx, qw); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	return queues
+}
+
+// scaleProcess is a running `swell controller`.
+type scaleProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (p *scaleProcess) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(45 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// startScaleController runs the controller binary with its defaults (client
+// QPS and burst included), watching ns only, its log in the env directory.
+func startScaleController(b *testing.B, bin, ns, metricsAddr string) *scaleProcess {
+	f, err := os.Create(filepath.Join(env.Dir, ns+"-controller.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "controller", "--kubeconfig", env.Kubeconfig, "--namespace", ns, "--node-pools=false",
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--egress-allow", "127.0.0.1/32")
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	p := &scaleProcess{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		_ = f.Close()
+		close(p.done)
+	}()
+	return p
+}
+
+// freeLoopbackAddr is a loopback address nothing listens on.
+func freeLoopbackAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
+
+// waitAllDecided waits until the controller's own /metrics shows a
+// measurement for each of the n QWorkers of ns (its first decision), and
+// returns how long after the process started that was.
+func waitAllDecided(ctx context.Context, b *testing.B, p *scaleProcess, metricsAddr, ns string, n int) time.Duration {
+	start := time.Now()
+	for {
+		select {
+		case <-p.done:
+			b.Fatalf("controller exited before deciding for all QWorkers (log in %s)", env.Dir)
+		case <-ctx.Done():
+			b.Fatal(ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+		if decided(metricsAddr, ns) >= n {
+			return time.Since(start)
+		}
+	}
+}
+
+// decided counts the QWorkers of ns with a measurement in the
+// controller's swell_qworker_measurements_total.
+func decided(metricsAddr, ns string) int {
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = resp.Body.Close() }()
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "swell_qworker_measurements_total{") || !strings.Contains(line, `namespace="`+ns+`"`) {
+			continue
+		}
+		_, name, ok := strings.Cut(line, `qworker="`)
+		if name, _, ok2 := strings.Cut(name, `"`); ok && ok2 {
+			seen[name] = true
+		}
+	}
+	return len(seen)
+}
+
+// steady is one steady-state window's figures.
+type steady struct {
+	window       time.Duration
+	cores        float64
+	rssMiB       float64
+	writes       map[string]float64 // "verb resource" → requests in the window
+	redisPerSec  float64
+	redisByCmd   map[string]float64 // command → calls per second
+	writesPerMin float64
+}
+
+// measureSteady samples the controller's CPU and RSS from /proc, the API
+// server's write requests and Redis's commands over window.
+func measureSteady(ctx context.Context, b *testing.B, p *scaleProcess, rdb *redis.Client, window time.Duration) steady {
+	pid := p.cmd.Process.Pid
+	cpu0, writes0, cmds0 := procCPU(b, pid), apiserverWrites(ctx, b), redisCommands(ctx, b, rdb)
+	time.Sleep(window)
+	cpu1, writes1, cmds1 := procCPU(b, pid), apiserverWrites(ctx, b), redisCommands(ctx, b, rdb)
+	s := steady{window: window, cores: (cpu1 - cpu0).Seconds() / window.Seconds(), rssMiB: procRSSMiB(b, pid),
+		writes: map[string]float64{}, redisByCmd: map[string]float64{}}
+	for k, v := range writes1 {
+		if d := v - writes0[k]; d > 0 {
+			s.writes[k] = d
+			s.writesPerMin += d / window.Minutes()
+		}
+	}
+	for k, v := range cmds1 {
+		if d := (v - cmds0[k]) / window.Seconds(); d > 0 {
+			s.redisByCmd[k] = d
+			s.redisPerSec += d
+		}
+	}
+	return s
+}
+
+func (s steady) log(b *testing.B, n int, phase string) {
+	b.Logf("n=%d %s: controller %.3f cores over %v, RSS %.0f MiB; API server writes %.1f/min %v; Redis %.0f commands/s %v",
+		n, phase, s.cores, s.window, s.rssMiB, s.writesPerMin, roundMap(s.writes), s.redisPerSec, roundMap(s.redisByCmd))
+}
+
+func (s steady) report(b *testing.B, phase string) {
+	b.ReportMetric(s.cores*1000, phase+"-millicores")
+	b.ReportMetric(s.rssMiB, phase+"-rss-MiB")
+	b.ReportMetric(s.writesPerMin, phase+"-writes/min")
+	b.ReportMetric(s.redisPerSec, phase+"-redis-cmds/s")
+}
+
+func roundMap(m map[string]float64) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = int(v + 0.5)
+	}
+	return out
+}
+
+// procCPU is a process's user+system CPU time from /proc/<pid>/stat.
+func procCPU(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) start at state.
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+}
+
+// procRSSMiB is a process's resident set from /proc/<pid>/status.
+func procRSSMiB(b *testing.B, pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// apiserverWrites sums the API server's apiserver_request_total for writes
+// (every verb but get, list and watch), by "verb resource[/subresource]".
+func apiserverWrites(ctx context.Context, b *testing.B) map[string]float64 {
+	raw, err := env.Clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]float64{}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		rest, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		verb, resource, sub := metricLabel(labels, "verb"), metricLabel(labels, "resource"), metricLabel(labels, "subresource")
+		if verb == "GET" || verb == "LIST" || verb == "WATCH" {
+			continue
+		}
+		if sub != "" {
+			resource += "/" + sub
+		}
+		v, _ := strconv.ParseFloat(value, 64)
+		out[verb+" "+resource] += v
+	}
+	return out
+}
+
+// metricLabel is the value of one label in a Prometheus label list.
+func metricLabel(labels, name string) string {
+	_, v, ok := strings.Cut(labels, name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ = strings.Cut(v, `"`)
+	return v
+}
+
+// redisCommands is Redis's calls so far by command (INFO commandstats).
+func redisCommands(ctx context.Context, b *testing.B, rdb *redis.Client) map[string]float64 {
+	info, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]float64{}
+	for line := range strings.SplitSeq(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
+		if !ok {
+			continue
+		}
+		name, stats, _ := strings.Cut(rest, ":")
+		calls, _, _ := strings.Cut(strings.TrimPrefix(stats, "calls="), ",")
+		v, _ := strconv.ParseFloat(calls, 64)
+		out[name] = v
+	}
+	return out
+}
+
+// churn keeps each of queues moving between 1 and 10 tasks (maxReplicas 1
+// keeps each pool at one pod), until the returned stop is called.
+func churn(ctx context.Context, rdb *redis.Client, queues []string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, q := range queues {
+					p.LTrim(ctx, q, 0, 0)
+					p.LPush(ctx, q, slices.Repeat([]any{"t"}, 1+(i%9))...)
+				}
+				return nil
+			})
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		for _, q := range queues {
+			rdb.Del(context.Background(), q)
+		}
+	}
+}
+
+// reaction pushes one task onto k random queues of pools at zero at once
+// and returns, per QWorker, the seconds from the push to its first pod
+// (seen by a pod watch); it then empties those queues again.
+func reaction(ctx context.Context, b *testing.B, rdb *redis.Client, ns string, queues []string, k int) []float64 {
+	picked := map[string]string{} // QWorker name → queue
+	for len(picked) < k {
+		q := queues[rand.IntN(len(queues))]
+		picked[strings.TrimPrefix(q, ns+"-")] = q
+	}
+	w, err := env.Clientset.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: qworker.LabelQWorker})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	start := time.Now()
+	for _, q := range picked {
+		rdb.LPush(ctx, q, "probe")
+	}
+	defer func() {
+		for _, q := range picked {
+			rdb.Del(context.Background(), q)
+		}
+	}()
+	got := map[string]float64{}
+	timeout := time.After(5 * time.Minute)
+	for len(got) < k {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				b.Fatal("pod watch closed")
+			}
+			pod, isPod := ev.Object.(*corev1.Pod)
+			if !isPod || ev.Type != watch.Added {
+				continue
+			}
+			name := pod.Labels[qworker.LabelQWorker]
+			if _, want := picked[name]; want && got[name] == 0 {
+				got[name] = time.Since(start).Seconds()
+			}
+		case <-timeout:
+			b.Fatalf("only %d of %d QWorkers made a pod within 5 minutes of a push", len(got), k)
+		}
+	}
+	out := make([]float64, 0, k)
+	for _, v := range got {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// pct is the p-th percentile of sorted.
+func pct(sorted []float64, p int) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(len(sorted)-1, (len(sorted)*p)/100)
+	return sorted[i]
+}
