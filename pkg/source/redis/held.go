@@ -12,21 +12,26 @@ import (
 
 var heldScript = goredis.NewScript(reliable.HeldScript)
 
-// addHeld adds to a list's sample the tasks the SDK workers cannot finish
-// by themselves: those held in the processing lists of workers whose
+// heldCmd queues the count of the tasks the SDK workers cannot finish by
+// themselves: those held in the processing lists of workers whose
 // heartbeat expired (their pod is gone; a live worker of the same QWorker,
 // or the first one started, moves them back) and those waiting out a retry
-// backoff. Both count as backlog, so a pool at zero wakes up for them; the
-// dead workers' tasks are also ready (any worker takes them once moved
-// back). A queue no SDK worker ever took from costs one script call that
+// backoff. A queue no SDK worker ever took from costs one script call that
 // reads two missing keys.
-func (s *queueSource) addHeld(ctx context.Context, sample *source.Sample) error {
+func (s *queueSource) heldCmd(ctx context.Context, p goredis.Pipeliner, full bool) *goredis.Cmd {
 	owner := ""
 	if s.ref.Owner != "" {
 		owner = s.ref.Owner + "/"
 	}
 	keys := []string{reliable.Registry(s.ref.Key), reliable.Delayed(s.ref.Key)}
-	res, err := heldScript.Run(ctx, s.c.rdb, keys, reliable.ProcessingPrefix(s.ref.Key), reliable.HeartbeatPrefix(s.ref.Key), owner).Int64Slice()
+	return scriptCmd(ctx, p, heldScript, full, keys, reliable.ProcessingPrefix(s.ref.Key), reliable.HeartbeatPrefix(s.ref.Key), owner)
+}
+
+// readHeld adds heldCmd's counts to a list's sample: both count as
+// backlog, so a pool at zero wakes up for them; the dead workers' tasks
+// are also ready (any worker takes them once moved back).
+func (s *queueSource) readHeld(cmd *goredis.Cmd, sample *source.Sample) error {
+	res, err := cmd.Int64Slice()
 	if err != nil {
 		return fmt.Errorf("redis tasks held by dead workers of %q: %w", s.ref.Key, err)
 	}

@@ -7,8 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"k8s.io/utils/clock"
 )
 
 // notifyKey is the server setting holding the keyspace-notification flags.
@@ -52,6 +54,56 @@ func (c *Client) notifyFlags(ctx context.Context) (string, error) {
 	return m[notifyKey], nil
 }
 
+// DefaultNotifyRecheck is how long a read of the server's
+// notify-keyspace-events is trusted when Config.NotifyRecheck is 0.
+const DefaultNotifyRecheck = 5 * time.Minute
+
+// flagsCache keeps the server's notify-keyspace-events for every Watch of
+// a Client, so a thousand watched queues whose subscription keeps failing
+// (notifications off) ask the server once per recheck period, not once per
+// queue and retry. A new connection to the server (it may have restarted
+// with other settings) forgets the value.
+type flagsCache struct {
+	clock   clock.PassiveClock
+	recheck time.Duration
+
+	mu sync.Mutex
+	// read: flags or refused is known, as of at.
+	read    bool
+	at      time.Time
+	flags   string
+	refused bool
+	// reads counts CONFIG GETs sent, for tests.
+	reads int
+}
+
+// get returns the flags, asking the server when the cached read is older
+// than recheck; refused reports a server that does not answer CONFIG GET
+// (managed services often refuse it). One caller asks at a time and the
+// others wait for its answer.
+func (f *flagsCache) get(ctx context.Context, c *Client) (flags string, refused bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.read && f.clock.Since(f.at) < f.recheck {
+		return f.flags, f.refused
+	}
+	f.reads++
+	flags, err := c.notifyFlags(ctx)
+	if err != nil && ctx.Err() != nil {
+		// The caller gave up; that says nothing about the server.
+		return "", true
+	}
+	f.read, f.at, f.flags, f.refused = true, f.clock.Now(), flags, err != nil
+	return f.flags, f.refused
+}
+
+// forget drops the cached read: the next Watch asks the server.
+func (f *flagsCache) forget() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.read = false
+}
+
 // hasFlag reports whether flags enable f; "A" stands for every data-type
 // class (g$lshzxetd), so it covers l and t.
 func hasFlag(flags string, f rune) bool {
@@ -63,10 +115,12 @@ func hasFlag(flags string, f rune) bool {
 
 // checkNotifications fails when the server is known not to publish the
 // events Watch needs. A server refusing CONFIG GET (managed services often
-// do) is trusted to be configured.
+// do) is trusted to be configured. When the Config asks for notifications
+// and a later read finds them off (the server restarted with its own
+// settings), they are turned on again.
 func (s *queueSource) checkNotifications(ctx context.Context) error {
-	flags, err := s.c.notifyFlags(ctx)
-	if err != nil {
+	flags, refused := s.c.flags.get(ctx, s.c)
+	if refused {
 		return nil
 	}
 	class := 'l'
@@ -75,6 +129,11 @@ func (s *queueSource) checkNotifications(ctx context.Context) error {
 	}
 	if hasFlag(flags, 'K') && hasFlag(flags, class) {
 		return nil
+	}
+	if s.c.cfg.KeyspaceNotifications {
+		err := s.c.enableNotifications(ctx)
+		s.c.flags.forget()
+		return err
 	}
 	return fmt.Errorf("redis keyspace notifications for %q are off (%s is %q, needs K and %c): set the KeyspaceNotifications option or configure the server", s.ref.Key, notifyKey, flags, class)
 }

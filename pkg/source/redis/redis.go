@@ -16,6 +16,7 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"k8s.io/utils/clock"
 
 	"github.com/swell-autoscaler/swell/pkg/source"
 	"github.com/swell-autoscaler/swell/pkg/source/brokerconn"
@@ -51,6 +52,19 @@ type Config struct {
 	KeyspaceNotifications bool
 	// DialTimeout bounds connecting (default 5s).
 	DialTimeout time.Duration
+	// BatchWindow is how long a measurement waits for measurements of
+	// other queues of the same Client to share its round trip: every
+	// measurement started within the window goes to Redis in one pipeline
+	// (default DefaultBatchWindow; negative sends each measurement alone).
+	// A thousand QWorkers polling every second then cost Redis about
+	// 1 s ÷ window round trips a second instead of a thousand.
+	BatchWindow time.Duration
+	// NotifyRecheck is how long a read of the server's
+	// notify-keyspace-events (checked before each Watch) is trusted
+	// (default DefaultNotifyRecheck); a new connection reads it again.
+	NotifyRecheck time.Duration
+	// Clock times NotifyRecheck (default: the real clock).
+	Clock clock.PassiveClock
 	// Dial, when set, opens every TCP connection (the egress policy's
 	// dialer for user-configured addresses); nil dials directly.
 	Dial brokerconn.DialFunc
@@ -70,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.DialTimeout < 0 {
 		errs = append(errs, fmt.Errorf("redis config: dialTimeout %s is negative", c.DialTimeout))
+	}
+	if c.NotifyRecheck < 0 {
+		errs = append(errs, fmt.Errorf("redis config: notifyRecheck %s is negative", c.NotifyRecheck))
 	}
 	if err := c.TLS.Validate("tls"); err != nil {
 		errs = append(errs, fmt.Errorf("redis config: %w", err))
@@ -125,6 +142,8 @@ type Client struct {
 	cfg   Config
 	rdb   *goredis.Client
 	notes *notifier
+	flags *flagsCache
+	batch *batcher
 }
 
 // New connects to the server, checks it answers, and turns on keyspace
@@ -137,25 +156,64 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	flags := &flagsCache{clock: cfg.Clock, recheck: cfg.NotifyRecheck}
+	if flags.clock == nil {
+		flags.clock = clock.RealClock{}
+	}
+	if flags.recheck == 0 {
+		flags.recheck = DefaultNotifyRecheck
+	}
+	// A new connection may reach a restarted server with other settings.
+	opts.OnConnect = func(context.Context, *goredis.Conn) error {
+		flags.forget()
+		return nil
+	}
 	rdb := goredis.NewClient(opts)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		_ = rdb.Close()
 		return nil, fmt.Errorf("redis %s: PING: %w", opts.Addr, err)
 	}
-	c := &Client{cfg: cfg, rdb: rdb, notes: newNotifier(rdb)}
+	window := cfg.BatchWindow
+	if window == 0 {
+		window = DefaultBatchWindow
+	}
+	c := &Client{cfg: cfg, rdb: rdb, notes: newNotifier(rdb), flags: flags, batch: newBatcher(rdb, window, opts.PoolSize)}
 	if cfg.KeyspaceNotifications {
 		if err := c.enableNotifications(ctx); err != nil {
-			_ = rdb.Close()
+			_ = c.Close()
 			return nil, err
 		}
 	}
 	return c, nil
 }
 
+// Stats counts what a Client asked of Redis, for metrics, tests and
+// benchmarks.
+type Stats struct {
+	// RoundTrips is the number of pipelines measurements sent: one per
+	// batch of measurements, plus one for each stream whose oldest entry's
+	// age was asked.
+	RoundTrips int64
+	// Measurements is the number of measurements those pipelines carried.
+	Measurements int64
+	// NotifyReads is the number of CONFIG GETs of notify-keyspace-events
+	// sent by Watch.
+	NotifyReads int
+}
+
+// Stats returns the Client's counts so far.
+func (c *Client) Stats() Stats {
+	c.flags.mu.Lock()
+	reads := c.flags.reads
+	c.flags.mu.Unlock()
+	return Stats{RoundTrips: c.batch.roundTrips.Load(), Measurements: c.batch.measurements.Load(), NotifyReads: reads}
+}
+
 // Close closes the connection; sources made from it stop working and their
 // Watch calls return.
 func (c *Client) Close() error {
 	c.notes.close()
+	c.batch.close()
 	if err := c.rdb.Close(); err != nil {
 		return fmt.Errorf("redis close: %w", err)
 	}
@@ -203,34 +261,171 @@ var (
 	_ source.Pusher = (*queueSource)(nil)
 )
 
-// Measure asks Redis now: LLEN for a list, XINFO GROUPS for a stream.
+// Measure asks Redis now: LLEN for a list (with the tasks held by dead
+// SDK workers), XINFO GROUPS for a stream, in the pipeline the Client's
+// batch sends (see Config.BatchWindow).
 func (s *queueSource) Measure(ctx context.Context) (source.Sample, error) {
 	now := time.Now()
 	if s.ref.Group == "" {
-		return s.measureList(ctx, now)
+		sample, _, err := s.measureList(ctx, now, nil)
+		return sample, err
 	}
 	return s.measureStream(ctx, now)
 }
 
-func (s *queueSource) measureList(ctx context.Context, now time.Time) (source.Sample, error) {
-	n, err := s.c.rdb.LLen(ctx, s.ref.Key).Result()
+// listResult is what a list measurement's stage fills in.
+type listResult struct {
+	sample  source.Sample
+	dropped int64
+	err     error
+	// held is the tasks held by dead SDK workers, added to sample at the end.
+	held source.Sample
+}
+
+// measureList measures a list in one round trip: its length (after
+// removing every element equal to one of drop, atomically, when drop is
+// set) and the tasks held by dead SDK workers.
+func (s *queueSource) measureList(ctx context.Context, now time.Time, drop []any) (source.Sample, int64, error) {
+	res := &listResult{sample: source.Sample{Time: now}}
+	if err := s.c.batch.do(ctx, s.listStage(drop, res)); err != nil {
+		return source.Sample{}, 0, s.listErr(drop, err)
+	}
+	if res.err != nil {
+		return source.Sample{}, 0, res.err
+	}
+	return res.sample, res.dropped, nil
+}
+
+func (s *queueSource) listErr(drop []any, err error) error {
+	if drop != nil {
+		return fmt.Errorf("redis LREM+LLEN %q: %w", s.ref.Key, err)
+	}
+	return fmt.Errorf("redis LLEN %q: %w", s.ref.Key, err)
+}
+
+// listStage queues the list's commands. Its scripts go by SHA; one the
+// server lacks goes again by body in a second round trip, alone.
+func (s *queueSource) listStage(drop []any, res *listResult) *stage {
+	var (
+		listDone, heldDone bool
+		fullDrop, fullHeld bool
+		length             *goredis.IntCmd
+		dropped, held      *goredis.Cmd
+		heldErr            error
+		st                 *stage
+	)
+	st = &stage{
+		add: func(ctx context.Context, p goredis.Pipeliner) {
+			switch {
+			case listDone:
+			case drop != nil:
+				dropped = scriptCmd(ctx, p, dropThenLen, fullDrop, []string{s.ref.Key}, drop...)
+			default:
+				length = p.LLen(ctx, s.ref.Key)
+			}
+			if !heldDone {
+				held = s.heldCmd(ctx, p, fullHeld)
+			}
+		},
+		read: func() *stage {
+			switch {
+			case listDone:
+			case dropped != nil && !fullDrop && noScript(dropped.Err()):
+				fullDrop = true
+			default:
+				listDone, res.err = true, s.readList(res, length, dropped, drop)
+			}
+			switch {
+			case heldDone:
+			case !fullHeld && noScript(held.Err()):
+				fullHeld = true
+			default:
+				heldDone, heldErr = true, s.readHeld(held, &res.held)
+			}
+			if !listDone || !heldDone {
+				return st
+			}
+			if res.err == nil && heldErr != nil {
+				res.err = heldErr
+			}
+			if res.err == nil {
+				res.sample.Backlog += res.held.Backlog
+				res.sample.Ready += res.held.Ready
+			}
+			return nil
+		},
+	}
+	return st
+}
+
+// readList fills res from the length (or drop-then-length) reply. A list
+// holds only waiting tasks: whatever a worker popped is gone from Redis,
+// so nothing here is known to be in flight.
+func (s *queueSource) readList(res *listResult, length *goredis.IntCmd, dropped *goredis.Cmd, drop []any) error {
+	if length != nil {
+		n, err := length.Result()
+		if err != nil {
+			return s.listErr(drop, err)
+		}
+		res.sample.Backlog, res.sample.Ready = n, n
+		return nil
+	}
+	pair, err := dropped.Int64Slice()
 	if err != nil {
-		return source.Sample{}, fmt.Errorf("redis LLEN %q: %w", s.ref.Key, err)
+		return s.listErr(drop, err)
 	}
-	// A list holds only waiting tasks: whatever a worker popped is gone
-	// from Redis, so nothing here is known to be in flight. The SDK
-	// workers' tasks that only a new worker can bring back count too.
-	sample := source.Sample{Backlog: n, Ready: n, Time: now}
-	if err := s.addHeld(ctx, &sample); err != nil {
-		return source.Sample{}, err
+	if len(pair) != 2 {
+		return s.listErr(drop, fmt.Errorf("unexpected reply %v", pair))
 	}
-	return sample, nil
+	res.dropped = pair[0]
+	res.sample.Backlog, res.sample.Ready = pair[1], pair[1]
+	return nil
+}
+
+// streamResult is what a stream measurement's stages fill in.
+type streamResult struct {
+	sample source.Sample
+	err    error
 }
 
 func (s *queueSource) measureStream(ctx context.Context, now time.Time) (source.Sample, error) {
-	groups, err := s.c.rdb.XInfoGroups(ctx, s.ref.Key).Result()
-	if err != nil {
+	res := &streamResult{sample: source.Sample{Time: now}}
+	if err := s.c.batch.do(ctx, s.streamStage(res)); err != nil {
 		return source.Sample{}, fmt.Errorf("redis XINFO GROUPS %q: %w", s.ref.Key, err)
+	}
+	if res.err != nil {
+		return source.Sample{}, res.err
+	}
+	return res.sample, nil
+}
+
+// streamStage asks XINFO GROUPS and, when the group lags, the age of its
+// first undelivered entry in a second round trip.
+func (s *queueSource) streamStage(res *streamResult) *stage {
+	var groups *goredis.XInfoGroupsCmd
+	return &stage{
+		add: func(ctx context.Context, p goredis.Pipeliner) { groups = p.XInfoGroups(ctx, s.ref.Key) },
+		read: func() *stage {
+			g, err := s.readGroup(groups)
+			if err != nil {
+				res.err = err
+				return nil
+			}
+			res.sample.Backlog, res.sample.Ready, res.sample.InFlight = g.Lag+g.Pending, g.Lag, g.Pending
+			if g.Lag == 0 {
+				return nil
+			}
+			// The age is a correction: a user whose ACL allows XINFO and
+			// not XRANGE or TIME still gets the backlog, with age unknown.
+			return s.ageStage(g.LastDeliveredID, &res.sample)
+		},
+	}
+}
+
+func (s *queueSource) readGroup(cmd *goredis.XInfoGroupsCmd) (goredis.XInfoGroup, error) {
+	groups, err := cmd.Result()
+	if err != nil {
+		return goredis.XInfoGroup{}, fmt.Errorf("redis XINFO GROUPS %q: %w", s.ref.Key, err)
 	}
 	for _, g := range groups {
 		if g.Name != s.ref.Group {
@@ -240,41 +435,39 @@ func (s *queueSource) measureStream(ctx context.Context, now time.Time) (source.
 			// Redis cannot count undelivered entries when some were deleted
 			// past the group's last-delivered ID; guessing could scale the
 			// wrong way, so report it as unknown.
-			return source.Sample{}, fmt.Errorf("redis XINFO GROUPS %q: lag of group %q is unknown (entries deleted from the stream after its last-delivered ID)", s.ref.Key, s.ref.Group)
+			return g, fmt.Errorf("redis XINFO GROUPS %q: lag of group %q is unknown (entries deleted from the stream after its last-delivered ID)", s.ref.Key, s.ref.Group)
 		}
-		sample := source.Sample{Backlog: g.Lag + g.Pending, Ready: g.Lag, InFlight: g.Pending, Time: now}
-		if g.Lag > 0 {
-			// The age is a correction: a user whose ACL allows XINFO and
-			// not XRANGE or TIME still gets the backlog, with age unknown.
-			sample.OldestAge = s.oldestUndelivered(ctx, g.LastDeliveredID)
-		}
-		return sample, nil
+		return g, nil
 	}
-	return source.Sample{}, fmt.Errorf("redis XINFO GROUPS %q: consumer group %q not found", s.ref.Key, s.ref.Group)
+	return goredis.XInfoGroup{}, fmt.Errorf("redis XINFO GROUPS %q: consumer group %q not found", s.ref.Key, s.ref.Group)
 }
 
-// oldestUndelivered is the age of the group's first undelivered entry: the
-// one after its last-delivered ID. An auto-generated entry ID starts with
-// the server's time in milliseconds, and the server's own TIME, asked in
-// the same round trip, keeps controller clock skew out of the age. IDs
-// that are not timestamps (set by the producer) give 0 when they lie in
-// the future; older made-up IDs cannot be told apart and read as old. Any
-// error gives 0 (unknown).
-func (s *queueSource) oldestUndelivered(ctx context.Context, lastDelivered string) time.Duration {
+// ageStage sets sample's OldestAge to the age of the group's first
+// undelivered entry: the one after its last-delivered ID. An
+// auto-generated entry ID starts with the server's time in milliseconds,
+// and the server's own TIME, asked in the same round trip, keeps
+// controller clock skew out of the age. IDs that are not timestamps (set
+// by the producer) give 0 when they lie in the future; older made-up IDs
+// cannot be told apart and read as old. Any error gives 0 (unknown).
+func (s *queueSource) ageStage(lastDelivered string, sample *source.Sample) *stage {
 	var (
 		rng *goredis.XMessageSliceCmd
 		clk *goredis.TimeCmd
 	)
-	_, err := s.c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		rng = p.XRangeN(ctx, s.ref.Key, "("+lastDelivered, "+", 1)
-		clk = p.Time(ctx)
-		return nil
-	})
-	msgs, now := rng.Val(), clk.Val()
-	if err != nil || len(msgs) == 0 {
-		return 0
+	return &stage{
+		add: func(ctx context.Context, p goredis.Pipeliner) {
+			rng = p.XRangeN(ctx, s.ref.Key, "("+lastDelivered, "+", 1)
+			clk = p.Time(ctx)
+		},
+		read: func() *stage {
+			msgs, now := rng.Val(), clk.Val()
+			if rng.Err() != nil || clk.Err() != nil || len(msgs) == 0 {
+				return nil
+			}
+			sample.OldestAge = source.AgeAt(now, entryTime(msgs[0].ID))
+			return nil
+		},
 	}
-	return source.AgeAt(now, entryTime(msgs[0].ID))
 }
 
 // entryTime is the millisecond timestamp part of a stream entry ID, or the
@@ -312,21 +505,9 @@ func (s *queueSource) MeasureDropping(ctx context.Context, values []string) (sou
 		sample, err := s.Measure(ctx)
 		return sample, 0, err
 	}
-	now := time.Now()
 	args := make([]any, len(values))
 	for i, v := range values {
 		args[i] = v
 	}
-	res, err := dropThenLen.Run(ctx, s.c.rdb, []string{s.ref.Key}, args...).Int64Slice()
-	if err != nil {
-		return source.Sample{}, 0, fmt.Errorf("redis LREM+LLEN %q: %w", s.ref.Key, err)
-	}
-	if len(res) != 2 {
-		return source.Sample{}, 0, fmt.Errorf("redis LREM+LLEN %q: unexpected reply %v", s.ref.Key, res)
-	}
-	sample := source.Sample{Backlog: res[1], Ready: res[1], Time: now}
-	if err := s.addHeld(ctx, &sample); err != nil {
-		return source.Sample{}, 0, err
-	}
-	return sample, res[0], nil
+	return s.measureList(ctx, time.Now(), args)
 }
