@@ -18,7 +18,7 @@ Environment:
   KAFKA_BROKERS     comma-separated host:port list, for BROKER=kafka
   KAFKA_GROUP       consumer group (default "<QUEUE>-workers")
   TASK_TIME         seconds per task (default 1)
-  MAX_ATTEMPTS      failures before a Redis task goes to <QUEUE>:dead (default 5)
+  MAX_ATTEMPTS      failures before a task is dead-lettered: Redis <QUEUE>:dead, RabbitMQ <QUEUE>.dead (default 5)
   FAIL_PREFIX       tasks whose body starts with this always fail (poison
                     messages, for tests); failures are counted in the hash
                     <results>:swell:failed
@@ -50,7 +50,8 @@ def open_queue(broker, queue, identity, rdb):
                           max_attempts=int(os.environ.get("MAX_ATTEMPTS", "5"))).open()
     if broker == "rabbitmq":
         return RabbitQueue.connect(os.environ["RABBITMQ_URL"], queue,
-                                   prefetch=int(os.environ.get("RABBITMQ_PREFETCH", "1")))
+                                   prefetch=int(os.environ.get("RABBITMQ_PREFETCH", "1")),
+                                   max_attempts=int(os.environ.get("MAX_ATTEMPTS", "5")))
     if broker == "kafka":
         return KafkaQueue.connect(os.environ["KAFKA_BROKERS"].split(","), queue,
                                   os.environ.get("KAFKA_GROUP", queue + "-workers"))

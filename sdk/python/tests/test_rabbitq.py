@@ -4,11 +4,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import unittest
 
 import pika
 
 from swell_worker import Identity, Reason, RabbitQueue, Worker
+from swell_worker.rabbitq import ATTEMPTS_HEADER, ERROR_HEADER, dead_letter_queue_of, retry_queue_of
 from tests.brokers import RabbitMQServer
 from tests.test_worker import FakeCore, FakeCustom
 
@@ -49,8 +51,23 @@ class RabbitQueueTest(unittest.TestCase):
         for body in bodies:
             self.ch.basic_publish(exchange="", routing_key=self.queue, body=body)
 
-    def ready_count(self):
-        return self.ch.queue_declare(queue=self.queue, durable=True, passive=True).method.message_count
+    def ready_count(self, queue=None):
+        return self.ch.queue_declare(queue=queue or self.queue, durable=True, passive=True).method.message_count
+
+    def wait_ready(self, queue, want, seconds=10):
+        deadline = time.monotonic() + seconds
+        while self.ready_count(queue) != want:
+            if time.monotonic() > deadline:
+                self.fail("%d messages ready in %s, want %d" % (self.ready_count(queue), queue, want))
+            time.sleep(0.05)
+
+    def take(self, q, tries=100):
+        for _ in range(tries):
+            d = q.take()
+            if d is not None:
+                return d
+        self.fail("no task arrived")
+        return None
 
     def consumer(self, **kwargs):
         q = RabbitQueue.connect(self.broker.url, self.queue, **kwargs)
@@ -59,17 +76,60 @@ class RabbitQueueTest(unittest.TestCase):
 
     def test_take_ack_and_give_back(self):
         self.publish("t0", "t1", "t2")
-        q = self.consumer()
+        q = self.consumer(backoff=0)
         d = q.take()
-        self.assertEqual((d.body, d.redelivered), (b"t0", False))
+        self.assertEqual((d.body, d.redelivered, d.attempts), (b"t0", False, 0))
         d.ack()
         d = q.take()
         self.assertEqual(d.body, b"t1")
-        d.give_back()
+        d.give_back()  # no backoff: straight to the back of the queue, counted
         d = q.take()
-        self.assertEqual((d.body, d.redelivered), (b"t1", True))
+        self.assertEqual(d.body, b"t2")
         d.ack()
-        self.assertEqual(q.take().body, b"t2")
+        d = q.take()
+        self.assertEqual((d.body, d.attempts), (b"t1", 1))
+        d.ack()
+        self.assertEqual(q.counters, {"acked": 3, "retried": 1, "dead_lettered": 0})
+
+    def test_failing_task_waits_its_backoff_then_is_dead_lettered(self):
+        self.publish("poison", "t1")
+        q = self.consumer(max_attempts=3, backoff=2, max_backoff=2)
+        retry = retry_queue_of(self.queue, 2000)
+        for attempt in (1, 2, 3):
+            d = self.take(q)
+            self.assertEqual((d.body, d.attempts), (b"poison", attempt - 1))
+            d.give_back(RuntimeError("boom %d" % attempt))
+            if attempt == 3:
+                break
+            # Waiting out its backoff in the retry queue; the next task is
+            # taken meanwhile.
+            self.wait_ready(retry, 1, seconds=1)
+            if attempt == 1:
+                d = self.take(q)
+                self.assertEqual(d.body, b"t1")
+                d.ack()
+        dead = dead_letter_queue_of(self.queue)
+        self.wait_ready(dead, 1)
+        method, props, body = self.ch.basic_get(dead, auto_ack=True)
+        self.assertIsNotNone(method)
+        self.assertEqual((body, props.headers[ATTEMPTS_HEADER], props.headers[ERROR_HEADER]), (b"poison", 3, "boom 3"))
+        self.assertEqual((self.ready_count(), self.ready_count(retry)), (0, 0))
+        self.assertEqual(q.counters, {"acked": 1, "retried": 2, "dead_lettered": 1})
+
+    def test_quorum_queue_counts_deliveries_of_dead_consumers(self):
+        queue = "quorum-" + self.queue
+        self.ch.queue_declare(queue=queue, durable=True, arguments={"x-queue-type": "quorum"})
+        self.ch.basic_publish(exchange="", routing_key=queue, body="crasher")
+        first = RabbitQueue.connect(self.broker.url, queue, max_attempts=2)
+        self.take(first)
+        first.close()  # gone without a word: the broker counts a returned delivery
+        q = RabbitQueue.connect(self.broker.url, queue, max_attempts=2)
+        self.addCleanup(q.close)
+        d = self.take(q)
+        self.assertEqual(d.attempts, 1)
+        d.give_back()
+        self.wait_ready(dead_letter_queue_of(queue), 1)
+        self.assertEqual(q.counters["dead_lettered"], 1)
 
     def test_take_times_out_empty(self):
         self.assertIsNone(self.consumer(block_seconds=0.2).take())
@@ -126,8 +186,9 @@ class RabbitQueueTest(unittest.TestCase):
         reason = Worker(identity, q, core, custom).run(handle)
         q.close()  # anything taken but not acknowledged would be ready again now
         self.assertEqual(reason, Reason.RETIRED)
-        self.assertEqual(seen, [b"a", b"b", b"b", b"c"])
-        self.assertEqual(self.ready_count(), 0)
+        # b waits out its backoff in a retry queue while c is done.
+        self.assertEqual(seen, [b"a", b"b", b"c", b"b"])
+        self.assertEqual((self.ready_count(), self.ready_count(retry_queue_of(self.queue, 1000))), (0, 0))
         # The exit protocol (owner references, then delete), after the
         # task counters the worker wrote to its pod (dict merge patches).
         protocol = [c[0] for c in core.calls if not (c[0] == "patch" and isinstance(c[2], dict))]
