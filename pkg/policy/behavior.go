@@ -166,22 +166,24 @@ func (n *Normalizer) Normalize(now time.Time, current, desired, minReplicas, max
 }
 
 // stabilize bounds desired by the lowest recommendation in the scale-up
-// window and the highest in the scale-down window, then records desired,
-// reusing one stale slot so the history stays bounded.
+// window and the highest in the scale-down window, then records desired.
+// Recommendations older than both windows are dropped on the way, so the
+// history holds only the recommendations of the longer window.
 func (n *Normalizer) stabilize(now time.Time, current, desired int32) (int32, Reason) {
 	upCutoff := now.Add(-*n.behavior.ScaleUp.StabilizationWindow)
 	downCutoff := now.Add(-*n.behavior.ScaleDown.StabilizationWindow)
 	up, down := desired, desired
-	stale := -1
-	for i, r := range n.recommendations {
+	kept := n.recommendations[:0]
+	for _, r := range n.recommendations {
+		if r.at.Before(upCutoff) && r.at.Before(downCutoff) {
+			continue
+		}
+		kept = append(kept, r)
 		if r.at.After(upCutoff) {
 			up = min(up, r.value)
 		}
 		if r.at.After(downCutoff) {
 			down = max(down, r.value)
-		}
-		if r.at.Before(upCutoff) && r.at.Before(downCutoff) {
-			stale = i
 		}
 	}
 	rec, reason := current, ReasonDesiredWithinRange
@@ -194,12 +196,7 @@ func (n *Normalizer) stabilize(now time.Time, current, desired int32) (int32, Re
 	if rec == desired {
 		reason = ReasonDesiredWithinRange
 	}
-	entry := stamped{at: now, value: desired}
-	if stale >= 0 {
-		n.recommendations[stale] = entry
-	} else {
-		n.recommendations = append(n.recommendations, entry)
-	}
+	n.recommendations = append(kept, stamped{at: now, value: desired})
 	return rec, reason
 }
 

@@ -32,6 +32,38 @@ func TestDownscaleStabilizer(t *testing.T) {
 	}
 }
 
+// The stabilizer keeps only decisions that can still be a window's
+// highest, so its history is bounded by the distinct counts whatever the
+// rate, and its answers match a plain scan of the window.
+func TestDownscaleStabilizerBoundedAndExact(t *testing.T) {
+	s := DownscaleStabilizer{Window: 30 * time.Second}
+	type rec struct {
+		at    time.Time
+		value int32
+	}
+	var all []rec
+	for i := range 20_000 {
+		now := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		v := int32((i*7919)%50) - int32(i%3)
+		all = append(all, rec{now, v})
+		want := v
+		for _, r := range all {
+			if !r.at.Before(now.Add(-s.Window)) {
+				want = max(want, r.value)
+			}
+		}
+		if len(all) > 400 {
+			all = all[1:]
+		}
+		if got := s.Stabilize(now, v); got != want {
+			t.Fatalf("step %d: got %d, want %d (the window's highest)", i, got, want)
+		}
+		if s.Len() > 52 {
+			t.Fatalf("step %d: %d entries, want at most one per distinct count", i, s.Len())
+		}
+	}
+}
+
 func TestDownscaleStabilizerZeroWindowPassesThrough(t *testing.T) {
 	var s DownscaleStabilizer
 	for i, d := range []int32{5, 1, 7, 0} {

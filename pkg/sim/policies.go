@@ -56,6 +56,9 @@ type SwellConfig struct {
 	ActivationThreshold int64 `json:"activationThreshold,omitempty"`
 	// CountInFlight adds tasks in service to the backlog (default false).
 	CountInFlight bool `json:"countInFlight,omitempty"`
+	// ScaleDownWindow is behavior.scaleDown.stabilizationWindowSeconds
+	// (default policy.QWorkerDownWindow of the interval; 0 turns it off).
+	ScaleDownWindow *Duration `json:"scaleDownWindow,omitempty"`
 }
 
 // SwellWaitConfig tunes the swell-wait policy: a QWorker with
@@ -70,6 +73,8 @@ type SwellWaitConfig struct {
 	// the pool until the model's inputs are known.
 	Interval      Duration `json:"interval,omitempty"`
 	ScalingFactor float64  `json:"scalingFactor,omitempty"`
+	// ScaleDownWindow as for swell.
+	ScaleDownWindow *Duration `json:"scaleDownWindow,omitempty"`
 }
 
 // DefaultSwellWaitTarget is the swell-wait policy's target when unset.
@@ -205,6 +210,10 @@ func newSwell(c SwellConfig, w Workers) *swell {
 	if interval <= 0 {
 		interval = policy.QWorkerPollingInterval.Seconds()
 	}
+	p.DownWindow = policy.QWorkerDownWindow(time.Duration(interval * float64(time.Second)))
+	if c.ScaleDownWindow != nil {
+		p.DownWindow = time.Duration(*c.ScaleDownWindow)
+	}
 	return &swell{p: p, interval: interval}
 }
 
@@ -255,7 +264,7 @@ const waitIdleAfter = 60.0
 const startupSamples = 5
 
 func newSwellWait(c SwellWaitConfig, w Workers) *swellWait {
-	base := newSwell(SwellConfig{Interval: c.Interval, ScalingFactor: c.ScalingFactor}, w)
+	base := newSwell(SwellConfig{Interval: c.Interval, ScalingFactor: c.ScalingFactor, ScaleDownWindow: c.ScaleDownWindow}, w)
 	return &swellWait{swell: *base, lastWork: -1,
 		target: waittime.Target{Wait: time.Duration(c.TargetWait), Percentile: c.Percentile}}
 }

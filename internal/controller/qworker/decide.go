@@ -19,6 +19,8 @@ type workerState struct {
 	// decided is false until the first decision; desired then holds it.
 	decided bool
 	desired int32
+	// reason explains desired; a pass held by the scale-down window keeps it.
+	reason  string
 	backlog int64
 	// lastMeasured is when the source last answered.
 	lastMeasured time.Time
@@ -67,16 +69,26 @@ func (st *workerState) decide(now time.Time, spec workerSpec, active int32, samp
 	out := st.memory.Settle(now, p, st.desired, raw, measureErr)
 	d.FallingBack, d.Desired = out.FallingBack, out.Desired
 	d.Reason = reasonFor(spec, d)
-	if out.Limited {
+	switch {
+	case out.Why == policy.ReasonScaleDownStabilize && d.Desired == d.Previous && st.reason != "":
+		// Held by the scale-down window: the count, and so the reason
+		// that explained it, stand; lower readings inside the window
+		// rewrite no status.
+		d.Reason = st.reason
+	case out.Limited:
 		d.Reason = fmt.Sprintf("%s (%s)", d.Reason, out.Why)
 	}
-	st.desired = d.Desired
+	st.desired, st.reason = d.Desired, d.Reason
 	return d
 }
 
-// qworkerPolicy is the part of spec the decision in pkg/policy takes.
+// qworkerPolicy is the part of spec the decision in pkg/policy takes. The
+// default scale-down stabilisation follows the polling interval (two polls
+// at least) and applies in every retirement mode; spec.behavior's
+// stabilizationWindowSeconds replaces it.
 func qworkerPolicy(spec workerSpec) policy.QWorkerPolicy {
-	return policy.QWorkerPolicy{Sizing: spec.Sizing, Behavior: spec.Behavior, Fallback: spec.Fallback}
+	return policy.QWorkerPolicy{Sizing: spec.Sizing, Behavior: spec.Behavior, Fallback: spec.Fallback,
+		DownWindow: policy.QWorkerDownWindow(spec.PollingInterval)}
 }
 
 // reasonFor explains a decision in one line, for events and status.

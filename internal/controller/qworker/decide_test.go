@@ -30,7 +30,10 @@ func TestDecideNeverScalesDownOnSourceFailure(t *testing.T) {
 		{backlog: 1, want: 1},
 	}
 	for i, s := range steps {
-		d := st.decide(now.Add(time.Duration(i)*time.Second), spec, 0, source.Sample{Backlog: s.backlog, Ready: s.backlog}, s.err)
+		// A poll every window and then some, so the scale-down window
+		// lets each successful measurement through.
+		at := now.Add(time.Duration(i) * (policy.QWorkerDownWindow(0) + time.Second))
+		d := st.decide(at, spec, 0, source.Sample{Backlog: s.backlog, Ready: s.backlog}, s.err)
 		if d.Desired != s.want {
 			t.Fatalf("step %d (backlog %d, err %v): desired %d, want %d (%s)", i, s.backlog, s.err, d.Desired, s.want, d.Reason)
 		}
@@ -73,5 +76,79 @@ func TestDecideAppliesBehavior(t *testing.T) {
 	}
 	if d := st.decide(now.Add(41*time.Second), spec, 4, source.Sample{}, nil); d.Desired != 0 {
 		t.Fatalf("after the down window: desired %d, want 0", d.Desired)
+	}
+}
+
+// TestDecideStabilisesScaleDownInEveryMode: without spec.behavior a pool
+// follows every rise at once and shrinks only to the highest count of the
+// default window (two polls at least), in every retirement mode; a lowered
+// maxReplicas caps at once; a failed measurement is the fallback guard's.
+func TestDecideStabilisesScaleDownInEveryMode(t *testing.T) {
+	window := policy.QWorkerDownWindow(time.Second)
+	steps := []struct {
+		at      time.Duration
+		backlog int64
+		max     int32
+		err     error
+		want    int32
+	}{
+		{0, 3, 10, nil, 3},                         // rise: at once
+		{time.Second, 1, 10, nil, 3},               // dip 1 s later: held at 3
+		{2 * time.Second, 0, 10, nil, 3},           // reads empty: held
+		{window - time.Second, 2, 10, nil, 3},      // 3 still in the window
+		{window + time.Second, 0, 10, nil, 2},      // 3 left the window; 2 did not
+		{window + 2*time.Second, 5, 10, nil, 5},    // rise: at once
+		{window + 3*time.Second, 4, 3, nil, 3},     // maxReplicas lowered to 3: at once
+		{window + 4*time.Second, 0, 3, errFake, 3}, // failed measurement: held by the guard
+		{3*window + 4*time.Second, 0, 3, nil, 0},   // a window of nothing: zero
+		{3*window + 5*time.Second, 0, 10, nil, 0},  // maxReplicas raised: nothing stale comes back
+		{3*window + 6*time.Second, 1, 10, nil, 1},  // rise
+		{3*window + 7*time.Second, 0, 10, errFake, 1},
+	}
+	for _, mode := range []RetirementMode{RetireCooperative, RetireDelete, RetireQScalerSDK} {
+		t.Run(string(mode), func(t *testing.T) {
+			st := &workerState{}
+			t0 := time.Unix(1000, 0)
+			for i, s := range steps {
+				spec := workerSpec{Retirement: mode, PollingInterval: time.Second,
+					Sizing:   policy.QueueSizing{MinReplicas: 0, MaxReplicas: s.max, ScalingFactor: 1},
+					Fallback: policy.Fallback{FailureThreshold: 3}}
+				d := st.decide(t0.Add(s.at), spec, st.desired, source.Sample{Backlog: s.backlog, Ready: s.backlog}, s.err)
+				if d.Desired != s.want {
+					t.Fatalf("step %d (t=%s backlog %d max %d): desired %d, want %d (%s)", i, s.at, s.backlog, s.max, d.Desired, s.want, d.Reason)
+				}
+			}
+		})
+	}
+}
+
+// TestDecideBehaviorOverridesTheDefaultWindow: a behavior with a zero
+// scale-down window follows every dip; a behavior without one gets the
+// QWorker's default window, not the HPA's 300 s.
+func TestDecideBehaviorOverridesTheDefaultWindow(t *testing.T) {
+	zero := time.Duration(0)
+	window := policy.QWorkerDownWindow(5 * time.Second)
+	for _, tc := range []struct {
+		name     string
+		behavior *policy.Behavior
+		at       time.Duration
+		want     int32
+	}{
+		{"default, inside the window", nil, window - time.Second, 4},
+		{"default, after the window", nil, window + time.Second, 0},
+		{"zero window: off", &policy.Behavior{ScaleDown: policy.ScalingRules{StabilizationWindow: &zero}}, time.Second, 0},
+		{"behavior without a down window, inside", &policy.Behavior{}, window - time.Second, 4},
+		{"behavior without a down window, after", &policy.Behavior{}, window + time.Second, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := workerSpec{PollingInterval: 5 * time.Second, Behavior: tc.behavior,
+				Sizing: policy.QueueSizing{MaxReplicas: 10, ScalingFactor: 1}, Fallback: policy.Fallback{FailureThreshold: 3}}
+			st := &workerState{}
+			t0 := time.Unix(0, 0)
+			st.decide(t0, spec, 0, source.Sample{Backlog: 4, Ready: 4}, nil)
+			if d := st.decide(t0.Add(tc.at), spec, 4, source.Sample{}, nil); d.Desired != tc.want {
+				t.Fatalf("empty queue %s after 4 workers: desired %d, want %d (%s)", tc.at, d.Desired, tc.want, d.Reason)
+			}
+		})
 	}
 }

@@ -2,11 +2,6 @@ package qworker
 
 import (
 	"context"
-	"fmt"
-	"sync"
-	"time"
-
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/swell-autoscaler/swell/pkg/source"
 )
@@ -38,13 +33,14 @@ import (
 //     them retiring so the retirement timeout deletes any that never leave.
 //     Deleting busy workers at zero made them hand their tasks back, the
 //     hand-back woke the pool, and under load the pool churned;
-//   - stabilises scale-downs over max(5 s, two polling intervals) unless
-//     spec.behavior says otherwise: a Redis list dips and reads empty while
-//     every worker is busy (QScaler's workers pop without a processing
-//     list, so in-flight tasks are invisible), and each retirement here is
-//     a SIGTERM and a hand-back, so a pool that followed every dip would
-//     churn (measured: 73 pods created in 90 s of a light steady load
-//     without it);
+//   - stabilises scale-downs like every QWorker (the default window of
+//     pkg/policy, at least two polling intervals, unless spec.behavior
+//     says otherwise), which matters most here: a Redis list dips and
+//     reads empty while every worker is busy (QScaler's workers pop
+//     without a processing list, so in-flight tasks are invisible), and
+//     each retirement here is a SIGTERM and a hand-back, so a pool that
+//     followed every dip would churn (measured: 73 pods created in 90 s
+//     of a light steady load without it);
 //   - removes the SDK's empty hand-back messages from a Redis list, in the
 //     same atomic step as measuring it, so they are never counted as
 //     backlog (they would wake a pod from zero to consume nothing, whose
@@ -95,80 +91,4 @@ func (r *Reconciler) measureSource(ctx context.Context, spec workerSpec, src sou
 		r.Metrics.handBacksDropped.Add(float64(dropped))
 	}
 	return s, err
-}
-
-// qscalerDownWindow is the least scale-down stabilisation of a QScalerSDK
-// pool (two polling intervals when longer): its size is the highest
-// decision of the window. Short, so an idle pool still reaches zero within
-// seconds; long enough to span the dips of a busy queue.
-const qscalerDownWindow = 5 * time.Second
-
-// downWindowFor is the window of a pool polled every interval: at least two
-// measurements must agree before the pool shrinks.
-func downWindowFor(interval time.Duration) time.Duration {
-	return max(qscalerDownWindow, 2*interval)
-}
-
-// maxRecommendations bounds the history kept per QWorker (push wake-ups
-// can measure more often than the polling interval).
-const maxRecommendations = 64
-
-type recommendation struct {
-	at      time.Time
-	desired int32
-}
-
-// downHolds is the scale-down stabilisation of QScalerSDK pools, kept per
-// QWorker. The zero value is ready to use.
-type downHolds struct {
-	mu   sync.Mutex
-	recs map[types.NamespacedName][]recommendation
-}
-
-// apply records d's count and returns d lowered no further than the highest
-// count of the last window, and never above maxReplicas (a lowered maximum
-// applies at once); a failed measurement is left to the fallback guard, and
-// a spec.behavior of the user's replaces this default.
-func (h *downHolds) apply(now time.Time, key types.NamespacedName, window time.Duration, maxReplicas int32, d decision) decision {
-	if d.MeasureErr != nil || d.FallingBack {
-		return d
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.recs == nil {
-		h.recs = map[types.NamespacedName][]recommendation{}
-	}
-	recs := h.recs[key]
-	kept := recs[:0]
-	for _, r := range recs {
-		if now.Sub(r.at) < window {
-			kept = append(kept, r)
-		}
-	}
-	if len(kept) >= maxRecommendations {
-		kept = kept[len(kept)-maxRecommendations+1:]
-	}
-	kept = append(kept, recommendation{at: now, desired: d.Desired})
-	h.recs[key] = kept
-	highest := d.Desired
-	for _, r := range kept {
-		highest = max(highest, r.desired)
-	}
-	if highest == d.Desired || d.Desired >= d.Previous {
-		return d
-	}
-	held := min(highest, d.Previous, maxReplicas)
-	if held <= d.Desired {
-		return d
-	}
-	d.Reason = fmt.Sprintf("%s (held at %d: %d within the last %s; a QScalerSDK pool shrinks after %s of lower readings)",
-		d.Reason, held, highest, window, window)
-	d.Desired = held
-	return d
-}
-
-func (h *downHolds) forget(key types.NamespacedName) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.recs, key)
 }

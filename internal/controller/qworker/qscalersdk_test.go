@@ -1,12 +1,10 @@
 package qworker
 
 import (
-	"errors"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // TestPublishedCurrent: above zero QScaler's workers never see an excess
@@ -107,61 +105,6 @@ func TestHandBacksArePickledNone(t *testing.T) {
 	for _, v := range qscalerHandBacks {
 		if !want[v] {
 			t.Errorf("unexpected hand-back form %q", v)
-		}
-	}
-}
-
-// TestDownHoldSpansDips: a QScalerSDK pool follows every rise at once and
-// shrinks only to the highest count of the last window; a failed
-// measurement is not held here.
-func TestDownHoldSpansDips(t *testing.T) {
-	key := types.NamespacedName{Namespace: "ns", Name: "pool"}
-	t0 := time.Unix(1000, 0)
-	steps := []struct {
-		at             time.Duration
-		raw, prev, max int32
-		err            error
-		want           int32
-	}{
-		{0, 3, 0, 10, nil, 3},                      // rise: at once
-		{time.Second, 1, 3, 10, nil, 3},            // dip 1 s later: held at 3
-		{2 * time.Second, 0, 3, 10, nil, 3},        // reads empty: held
-		{4 * time.Second, 2, 3, 10, nil, 3},        // 3 still in the window
-		{6 * time.Second, 0, 3, 10, nil, 2},        // 3 left the window; 2 did not
-		{7 * time.Second, 5, 2, 10, nil, 5},        // rise: at once
-		{13 * time.Second, 0, 5, 10, nil, 0},       // 6 s of nothing: zero
-		{14 * time.Second, 0, 1, 10, errBroker, 0}, // failed measurement: not this hold's call
-		{15 * time.Second, 4, 0, 10, nil, 4},       // rise
-		{16 * time.Second, 1, 4, 1, nil, 1},        // maxReplicas lowered to 1: at once
-	}
-	var h downHolds
-	for i, s := range steps {
-		d := decision{Raw: s.raw, Previous: s.prev, Desired: s.raw, MeasureErr: s.err}
-		got := h.apply(t0.Add(s.at), key, downWindowFor(time.Second), s.max, d)
-		if got.Desired != s.want {
-			t.Errorf("step %d (t=%s raw=%d prev=%d): desired %d, want %d (%s)", i, s.at, s.raw, s.prev, got.Desired, s.want, got.Reason)
-		}
-	}
-	h.forget(key)
-	if got := h.apply(t0.Add(30*time.Second), key, downWindowFor(time.Second), 10, decision{Previous: 3}); got.Desired != 0 {
-		t.Errorf("after forget: desired %d, want 0 (nothing remembered)", got.Desired)
-	}
-	for range 200 {
-		h.apply(t0.Add(31*time.Second), key, time.Hour, 10, decision{Desired: 1, Previous: 1})
-	}
-	if n := len(h.recs[key]); n > maxRecommendations {
-		t.Errorf("history grew to %d entries, bound %d", n, maxRecommendations)
-	}
-}
-
-var errBroker = errors.New("broker down")
-
-func TestDownWindowIsTwoPollsAtLeast(t *testing.T) {
-	for _, c := range []struct{ interval, want time.Duration }{
-		{time.Second, 5 * time.Second}, {5 * time.Second, 10 * time.Second}, {0, 5 * time.Second},
-	} {
-		if got := downWindowFor(c.interval); got != c.want {
-			t.Errorf("downWindowFor(%s) = %s, want %s", c.interval, got, c.want)
 		}
 	}
 }

@@ -377,10 +377,6 @@ func (r *Reconciler) decidePass(ctx context.Context, spec workerSpec, qw *QWorke
 		sample = lastSample
 		d = st.decide(now, spec, active, lastSample, nil)
 	}
-	if spec.Retirement == RetireQScalerSDK && spec.Behavior == nil {
-		d = r.downHolds.apply(now, spec.Key, downWindowFor(spec.PollingInterval), spec.Sizing.MaxReplicas, d)
-		st.desired = d.Desired
-	}
 	s.remember(d, qw.Generation, sample)
 	return d, true, true, wait
 }
