@@ -70,7 +70,7 @@ func newDemoWorkerCmd() *cobra.Command {
 	f.StringVar(&o.kafkaProtocol, "kafka-group-protocol", "classic", "Kafka consumer-group protocol: classic, or consumer (KIP-848, Kafka 4.0+)")
 	f.StringVar(&o.kafkaLogLevel, "kafka-log-level", os.Getenv("KAFKA_LOG_LEVEL"), "log the Kafka client's group and fetch events to stderr at this level: error, warn, info or debug (default none)")
 	f.StringVar(&o.queue, "queue", "tasks", "Redis list, RabbitMQ queue, NATS <stream>/<consumer> or Kafka topic to consume")
-	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times, <results>:swell:pods, start times in <results>:swell:started); default the queue name")
+	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times, <results>:swell:pods, start times in <results>:swell:started, the pod that took each --slow-prefix task in <results>:swell:taken); default the queue name")
 	f.DurationVar(&o.settleTimeout, "settle-timeout", 0, "how long acknowledging or handing back a task may take; 0: what the broker needs (a classic-protocol Kafka group holds commits while it rebalances: its rebalance timeout plus 10s), else 10s")
 	f.DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
 	f.IntVar(&o.maxAttempts, "max-attempts", 0, "failures after which a task is dead-lettered (Redis: <queue>:dead; NATS: MaxDeliver, then terminated); 0: the SDK's default")
@@ -124,6 +124,11 @@ func runDemoWorker(ctx context.Context, o demoWorkerOptions) error {
 		took := o.taskTime
 		if o.slowPrefix != "" && strings.HasPrefix(string(body), o.slowPrefix) {
 			took = o.slowTime
+			// Which pod holds a slow task, for tests that remove it mid-task
+			// on brokers that do not say who holds a message.
+			if err := rdb.HSet(ctx, results+":swell:taken", string(body), id.Pod).Err(); err != nil {
+				return fmt.Errorf("record taken task: %w", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

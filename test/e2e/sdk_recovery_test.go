@@ -64,6 +64,37 @@ func heldBy(ctx context.Context, rdb *redis.Client, queue, owner, body string, p
 	return corev1.Pod{}, false
 }
 
+// removeHolder waits until a running worker of the QWorker ns/qw holds
+// body (holder picks it from the live pods), removes that pod for good
+// (forceGone) and returns it with the time of the kill.
+func removeHolder(ctx context.Context, t *testing.T, ns, qw, body string, holder func([]corev1.Pod) (corev1.Pod, bool)) (corev1.Pod, time.Time) {
+	t.Helper()
+	var victim corev1.Pod
+	waitFor(ctx, t, "a worker holding "+body, func() (bool, error) {
+		pods, err := alivePods(ctx, ns, qw)
+		if err != nil {
+			return false, err
+		}
+		p, ok := holder(pods)
+		victim = p
+		return ok && p.Status.Phase == corev1.PodRunning, nil
+	})
+	gone := time.Now()
+	forceGone(ctx, t, victim)
+	return victim, gone
+}
+
+// waitDoneAgain waits until a worker records body as finished in results
+// and returns how long that was after since.
+func waitDoneAgain(ctx context.Context, t *testing.T, rdb *redis.Client, results, body string, since time.Time) time.Duration {
+	t.Helper()
+	waitFor(ctx, t, body+" done again", func() (bool, error) {
+		n, err := rdb.HGet(ctx, results+":swell:times", body).Int()
+		return n >= 1, ignoreNil(err)
+	})
+	return time.Since(since)
+}
+
 // countTasks returns how many of bodies were never done and how many more
 // than once.
 func countTasks(ctx context.Context, t *testing.T, rdb *redis.Client, results string, bodies []string) (lost, twice int) {
@@ -110,23 +141,11 @@ func TestSDKRedisTaskOfAPodGoneForGood(t *testing.T) {
 	bodies := append([]string{"slow-under-load"}, taskBodies(recoveryTasks)...)
 	lpush(ctx, t, rdb, queue, bodies[:1])
 	lpush(ctx, t, rdb, queue, bodies[1:])
-	var victim corev1.Pod
-	waitFor(ctx, t, "a worker holding slow-under-load", func() (bool, error) {
-		pods, err := alivePods(ctx, ns, "rec")
-		if err != nil {
-			return false, err
-		}
-		p, ok := heldBy(ctx, rdb, queue, owner, "slow-under-load", pods)
-		victim = p
-		return ok && p.Status.Phase == corev1.PodRunning, nil
-	})
-	gone := time.Now()
-	forceGone(ctx, t, victim)
-	waitFor(ctx, t, "slow-under-load done again", func() (bool, error) {
-		n, err := rdb.HGet(ctx, results+":swell:times", "slow-under-load").Int()
-		return n >= 1, ignoreNil(err)
-	})
-	underLoad := time.Since(gone)
+	holder := func(body string) func([]corev1.Pod) (corev1.Pod, bool) {
+		return func(pods []corev1.Pod) (corev1.Pod, bool) { return heldBy(ctx, rdb, queue, owner, body, pods) }
+	}
+	victim, gone := removeHolder(ctx, t, ns, "rec", "slow-under-load", holder("slow-under-load"))
+	underLoad := waitDoneAgain(ctx, t, rdb, results, "slow-under-load", gone)
 	waitFor(ctx, t, "every task done", func() (bool, error) {
 		n, err := rdb.SCard(ctx, results+":swell:done").Result()
 		return n == int64(len(bodies)), err
@@ -145,22 +164,8 @@ func TestSDKRedisTaskOfAPodGoneForGood(t *testing.T) {
 		return err == nil && len(pods) == 0, err
 	})
 	lpush(ctx, t, rdb, queue, []string{"slow-at-zero"})
-	waitFor(ctx, t, "a worker holding slow-at-zero", func() (bool, error) {
-		pods, err := alivePods(ctx, ns, "rec")
-		if err != nil {
-			return false, err
-		}
-		p, ok := heldBy(ctx, rdb, queue, owner, "slow-at-zero", pods)
-		victim = p
-		return ok && p.Status.Phase == corev1.PodRunning, nil
-	})
-	gone = time.Now()
-	forceGone(ctx, t, victim)
-	waitFor(ctx, t, "slow-at-zero done again", func() (bool, error) {
-		n, err := rdb.HGet(ctx, results+":swell:times", "slow-at-zero").Int()
-		return n >= 1, ignoreNil(err)
-	})
-	atZero := time.Since(gone)
+	victim, gone = removeHolder(ctx, t, ns, "rec", "slow-at-zero", holder("slow-at-zero"))
+	atZero := waitDoneAgain(ctx, t, rdb, results, "slow-at-zero", gone)
 	time.Sleep(5 * time.Second) // a second run would have started by now
 	if n, _ := rdb.HGet(ctx, results+":swell:times", "slow-at-zero").Int(); n != 1 {
 		t.Fatalf("slow-at-zero done %d times, want exactly once more", n)
