@@ -55,21 +55,46 @@ func NewSources(c, secrets client.Reader) *Sources {
 type conn struct {
 	fingerprint string
 	client      brokerClient
-	// queues caches one source per queue string, so callers get the same
-	// source (and push subscription) until the connection changes.
-	queues map[string]source.Source
+	// queues caches one source per queue string and owner, so callers get
+	// the same source (and push subscription) until the connection changes.
+	queues map[queueKey]source.Source
 }
 
+// queueKey names a cached source: the queue string and the QWorker the
+// source measures for ("" for PodAutoscalers and other callers).
+type queueKey struct{ queue, owner string }
+
 // brokerClient is a shared broker connection that hands out queue sources.
+// owner is "<namespace>/<qworker>" or ""; brokers that keep no per-worker
+// state ignore it.
 type brokerClient interface {
-	Queue(queue string) (source.Source, error)
+	Queue(queue, owner string) (source.Source, error)
 	Close() error
 }
 
 // Source returns the shared source measuring queue of the ScalerConfig
-// namespace/name; it implements the QWorker and PodAutoscaler reconcilers'
-// SourceProvider interfaces.
+// namespace/name for a caller that is no QWorker (it implements the
+// PodAutoscaler reconciler's SourceProvider interface): on Redis, the tasks
+// held by dead SDK workers of every QWorker on that list count.
 func (s *Sources) Source(ctx context.Context, namespace, name, queue string) (source.Source, error) {
+	return s.source(ctx, namespace, name, queue, "")
+}
+
+// QWorkerSource returns the shared source measuring queue of the
+// ScalerConfig namespace/name for the QWorker namespace/qworker (it
+// implements the QWorker reconciler's SourceProvider interface). The
+// QWorker is the source's owner: on a Redis list, only the tasks held by
+// dead SDK workers of that QWorker count as its backlog, so two QWorkers
+// sharing a list (in different namespaces, or side by side) never count,
+// and wake up for, each other's.
+func (s *Sources) QWorkerSource(ctx context.Context, namespace, name, queue, qworker string) (source.Source, error) {
+	if qworker == "" {
+		return nil, fmt.Errorf("queue %q: no QWorker named as the source's owner", queue)
+	}
+	return s.source(ctx, namespace, name, queue, namespace+"/"+qworker)
+}
+
+func (s *Sources) source(ctx context.Context, namespace, name, queue, owner string) (source.Source, error) {
 	sc := &qv1.ScalerConfig{}
 	if err := s.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sc); err != nil {
 		return nil, fmt.Errorf("get ScalerConfig: %w", err)
@@ -80,14 +105,15 @@ func (s *Sources) Source(ctx context.Context, namespace, name, queue string) (so
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if src, ok := c.queues[queue]; ok {
+	key := queueKey{queue: queue, owner: owner}
+	if src, ok := c.queues[key]; ok {
 		return src, nil
 	}
-	src, err := c.client.Queue(queue)
+	src, err := c.client.Queue(queue, owner)
 	if err != nil {
 		return nil, fmt.Errorf("queue %q: %w", queue, err)
 	}
-	c.queues[queue] = src
+	c.queues[key] = src
 	return src, nil
 }
 
@@ -145,7 +171,7 @@ func (s *Sources) conn(ctx context.Context, sc *qv1.ScalerConfig) (*conn, error)
 		}
 		_ = cur.client.Close()
 	}
-	c := &conn{fingerprint: fp, client: bc, queues: map[string]source.Source{}}
+	c := &conn{fingerprint: fp, client: bc, queues: map[queueKey]source.Source{}}
 	s.conns[key] = c
 	return c, nil
 }
@@ -243,7 +269,7 @@ func portNumber(s string) (int, error) {
 }
 
 // Adapters from each broker package's queue reference to the QWorker's
-// queue string.
+// queue string and owner.
 type (
 	redisClient    struct{ *redissource.Client }
 	rabbitmqClient struct{ *rabbitmqsource.Client }
@@ -251,17 +277,30 @@ type (
 	kafkaClient    struct{ *kafkasource.Client }
 )
 
-func (c redisClient) Queue(q string) (source.Source, error) {
-	ref, err := redissource.ParseQueueRef(q)
+// Queue sets the QWorker as the reference's Owner: the processing lists of
+// Swell's SDK workers are named by their QWorker.
+func (c redisClient) Queue(q, owner string) (source.Source, error) {
+	ref, err := redisQueueRef(q, owner)
 	if err != nil {
 		return nil, err
 	}
 	return c.Client.Queue(ref)
 }
 
-func (c rabbitmqClient) Queue(q string) (source.Source, error) { return c.Client.Queue(q) }
+// redisQueueRef parses a QWorker's Redis queue string and names owner
+// ("<namespace>/<qworker>", or "" for every QWorker) as its Owner.
+func redisQueueRef(q, owner string) (redissource.QueueRef, error) {
+	ref, err := redissource.ParseQueueRef(q)
+	if err != nil {
+		return ref, err
+	}
+	ref.Owner = owner
+	return ref, nil
+}
 
-func (c natsClient) Queue(q string) (source.Source, error) {
+func (c rabbitmqClient) Queue(q, _ string) (source.Source, error) { return c.Client.Queue(q) }
+
+func (c natsClient) Queue(q, _ string) (source.Source, error) {
 	ref, err := natssource.ParseQueueRef(q)
 	if err != nil {
 		return nil, err
@@ -269,7 +308,7 @@ func (c natsClient) Queue(q string) (source.Source, error) {
 	return c.Client.Queue(ref)
 }
 
-func (c kafkaClient) Queue(q string) (source.Source, error) {
+func (c kafkaClient) Queue(q, _ string) (source.Source, error) {
 	return c.Client.Queue(kafkasource.QueueRef{Topic: q})
 }
 

@@ -18,8 +18,9 @@ type QWorkerSpec struct {
 	// PodMetadata are labels and annotations copied onto every worker pod
 	// (Swell addition; QScaler has none), for NetworkPolicies,
 	// PodMonitors, mesh injection or safe-to-evict. Swell's own labels
-	// (quickube.com/qworker, quickube.com/pod-spec-hash) and annotations
-	// (swell.dev/retire, swell.dev/retire-at, swell.dev/worker-stats) win
+	// (swell.dev/qworker, swell.dev/pod-spec-hash, and their legacy
+	// quickube.com/ twins) and annotations (swell.dev/retire,
+	// swell.dev/retire-at, swell.dev/worker-stats) win
 	// over same-named keys here. Changing it rolls the workers over, like
 	// a podSpec change.
 	// +optional
@@ -335,7 +336,7 @@ type WaitModel struct {
 // can still raise it up to maxReplicas.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: it is the value of the quickube.com/qworker label on every worker pod"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: it is the value of the swell.dev/qworker label on every worker pod"
 // +kubebuilder:subresource:status
 // +kubebuilder:subresource:scale:specpath=.spec.scaleConfig.minReplicas,statuspath=.status.currentReplicas,selectorpath=.status.selector
 // +kubebuilder:resource:shortName=qw,categories=swell

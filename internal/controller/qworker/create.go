@@ -109,6 +109,36 @@ func (r *Reconciler) stampRetireAt(ctx context.Context, pods []*corev1.Pod, now 
 	return first
 }
 
+// relabel gives the live pods that lack them Swell's labels (pods made by
+// an earlier Swell carry only the legacy keys, pods made by QScaler none),
+// so status.selector selects every pod of the pool. Each pod is patched
+// once: afterwards it carries them all.
+func (r *Reconciler) relabel(ctx context.Context, qworker string, view poolView) error {
+	var first error
+	for _, pod := range view.byName {
+		if podFinished(pod) || pod.DeletionTimestamp != nil {
+			continue
+		}
+		add := missingLabels(pod, qworker)
+		if add == nil {
+			continue
+		}
+		patch := client.MergeFrom(pod)
+		labelled := pod.DeepCopy()
+		if labelled.Labels == nil {
+			labelled.Labels = map[string]string{}
+		}
+		for k, v := range add {
+			labelled.Labels[k] = v
+		}
+		err := r.Client.Patch(ctx, labelled, patch)
+		if err != nil && !apierrors.IsNotFound(err) && first == nil {
+			first = fmt.Errorf("add Swell's labels to a worker pod: %w", err)
+		}
+	}
+	return first
+}
+
 // markHeld shows a creation back-off as the Ready condition's reason and
 // fits every condition message within the API server's limit (a status
 // patch with a longer one would fail, hiding the very error it carries).

@@ -16,14 +16,16 @@ import (
 	"github.com/swell-autoscaler/swell/pkg/source/stats"
 )
 
-// Labels and annotations Swell puts on worker pods. QScaler's pods carry no
-// labels; Swell's labels let the controller list a QWorker's pods cheaply and
-// let people select them, while the owner reference stays the source of truth.
+// Labels and annotations Swell puts on worker pods, all under Swell's own
+// domain, swell.dev. QScaler's pods carry none; Swell's labels let people
+// (and the scale subresource's selector) select a QWorker's pods, while the
+// owner reference stays the source of truth for the controller.
 const (
-	// LabelQWorker names the QWorker that owns the pod.
-	LabelQWorker = "quickube.com/qworker"
+	// LabelQWorker names the QWorker that owns the pod; status.selector
+	// selects on it.
+	LabelQWorker = "swell.dev/qworker"
 	// LabelPodSpecHash is the pod-spec hash the pod was created from.
-	LabelPodSpecHash = "quickube.com/pod-spec-hash"
+	LabelPodSpecHash = "swell.dev/pod-spec-hash"
 	// AnnotationRetire marks a pod the controller chose to retire. Swell's
 	// SDKs watch their own pod for it, finish the task in hand and exit.
 	AnnotationRetire = "swell.dev/retire"
@@ -33,6 +35,15 @@ const (
 	// AnnotationPaused on a QWorker ("true") stops Swell from touching it or
 	// its pods: no measuring, no scaling, no status writes — for maintenance.
 	AnnotationPaused = "swell.dev/paused"
+)
+
+// The labels earlier Swell releases wrote instead of LabelQWorker and
+// LabelPodSpecHash. Swell still writes them beside the new ones and reads
+// them, so selectors written for them (NetworkPolicies, PodMonitors) keep
+// matching for one more release; they are deprecated.
+const (
+	LegacyLabelQWorker     = "quickube.com/qworker"
+	LegacyLabelPodSpecHash = "quickube.com/pod-spec-hash"
 )
 
 // Env vars every worker container receives, as QScaler's controller sets them.
@@ -77,8 +88,9 @@ func newWorkerPod(p podParams) *corev1.Pod {
 		spec.Containers[i].Env = appendEnv(spec.Containers[i].Env, env)
 	}
 	labels, annotations := podMetadata(p.Metadata)
-	labels[LabelQWorker] = p.QWorker
-	labels[LabelPodSpecHash] = shortHash(p.Hash)
+	for k, v := range swellLabels(p.QWorker, p.Hash) {
+		labels[k] = v
+	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName:    p.QWorker + "-",
@@ -89,6 +101,35 @@ func newWorkerPod(p podParams) *corev1.Pod {
 		},
 		Spec: *spec,
 	}
+}
+
+// swellLabels are the labels Swell keeps on a QWorker's pod: the QWorker's
+// name and the pod's hash, under the current and the legacy keys. A pod
+// without a hash gets no hash label.
+func swellLabels(qworker, hash string) map[string]string {
+	l := map[string]string{LabelQWorker: qworker, LegacyLabelQWorker: qworker}
+	if hash != "" {
+		l[LabelPodSpecHash] = shortHash(hash)
+		l[LegacyLabelPodSpecHash] = shortHash(hash)
+	}
+	return l
+}
+
+// missingLabels returns the labels of swellLabels the pod lacks or carries
+// with another value (a pod made by an earlier Swell has only the legacy
+// keys, one made by QScaler none), nil when it has them all.
+func missingLabels(pod *corev1.Pod, qworker string) map[string]string {
+	var out map[string]string
+	for k, v := range swellLabels(qworker, podHash(pod)) {
+		if pod.Labels[k] == v {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // reservedAnnotations are the pod annotations Swell and its SDKs write;
@@ -148,7 +189,8 @@ func shortHash(h string) string {
 }
 
 // podHash reads the spec hash a pod was created with: from its env (the
-// truth, and all a QScaler-created pod has), else from its label.
+// truth, and all a QScaler-created pod has), else from its label, the
+// current key first, then the legacy one.
 func podHash(pod *corev1.Pod) string {
 	for _, c := range pod.Spec.Containers {
 		for _, e := range c.Env {
@@ -157,7 +199,10 @@ func podHash(pod *corev1.Pod) string {
 			}
 		}
 	}
-	return pod.Labels[LabelPodSpecHash]
+	if h, ok := pod.Labels[LabelPodSpecHash]; ok {
+		return h
+	}
+	return pod.Labels[LegacyLabelPodSpecHash]
 }
 
 // podReady reports the pod's Ready condition.

@@ -30,10 +30,12 @@ import (
 // it at most measureWait.
 const measureTimeout = 5 * time.Second
 
-// SourceProvider hands out the source measuring a queue of a ScalerConfig.
-// Implementations share one broker connection per ScalerConfig.
+// SourceProvider hands out the source measuring a queue of a ScalerConfig
+// for one QWorker of namespace, its owner (Redis counts the tasks held by
+// that QWorker's dead SDK workers). Implementations share one broker
+// connection per ScalerConfig.
 type SourceProvider interface {
-	Source(ctx context.Context, namespace, scalerConfig, queue string) (source.Source, error)
+	QWorkerSource(ctx context.Context, namespace, scalerConfig, queue, qworker string) (source.Source, error)
 }
 
 // Reconciler reconciles QWorkers. Its RBAC is what controller-gen writes
@@ -71,6 +73,8 @@ type Reconciler struct {
 	push *pushwake.Watchers[*QWorker]
 	// sched is when each QWorker is measured (schedule.go).
 	sched *schedules
+	// downHolds stabilises QScalerSDK pools' scale-downs (qscalersdk.go).
+	downHolds downHolds
 	// holds back pod creation after failures (backoff.go).
 	holds backoffs
 }
@@ -95,6 +99,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	delete(r.states, key)
 	r.mu.Unlock()
 	r.exp.forget(key)
+	r.downHolds.forget(key)
 	r.holds.forget(key)
 	r.Metrics.forget(key)
 	r.push.Stop(key)
@@ -195,7 +200,7 @@ func (r *Reconciler) publish(ctx context.Context, qw *QWorker, spec workerSpec, 
 
 // measure asks the queue's source, bounded by measureTimeout.
 func (r *Reconciler) measure(ctx context.Context, spec workerSpec, qw *QWorker) (source.Sample, error) {
-	src, err := r.Sources.Source(ctx, spec.Key.Namespace, spec.ScalerConfig, spec.Queue)
+	src, err := r.Sources.QWorkerSource(ctx, spec.Key.Namespace, spec.ScalerConfig, spec.Queue, spec.Key.Name)
 	if err != nil {
 		return source.Sample{}, fmt.Errorf("ScalerConfig %s/%s: %w", spec.Key.Namespace, spec.ScalerConfig, err)
 	}
@@ -221,6 +226,7 @@ func (r *Reconciler) act(ctx context.Context, qw *QWorker, spec workerSpec, hash
 		errs = append(errs, r.deletePod(ctx, key, pod, "retirement timeout passed or never started"))
 	}
 	errs = append(errs, r.stampRetireAt(ctx, view.unstamped, now))
+	errs = append(errs, r.relabel(ctx, qw.Name, view))
 	r.holds.observeCrashes(key, now, hash, view.finished, workerStayedUp(view.byName, now))
 	if !r.exp.satisfied(key, now) {
 		log.FromContext(ctx).V(1).Info("waiting for earlier pod changes to reach the cache")
