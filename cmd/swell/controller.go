@@ -64,8 +64,8 @@ func newControllerCmdWith(o *controllerOptions) *cobra.Command {
 	// interface; they answer "ok" and nothing else.
 	f.StringVar(&o.manager.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (unauthenticated; kubelet probes the pod IP)")
 	f.BoolVar(&o.manager.LeaderElect, "leader-elect", false, "elect one active replica (run with several replicas)")
-	f.DurationVar(&o.manager.LeaseDuration, "leader-elect-lease-duration", controller.DefaultLeaseDuration, "how long other replicas wait on an unrenewed lease before taking over")
-	f.DurationVar(&o.manager.RenewDeadline, "leader-elect-renew-deadline", controller.DefaultRenewDeadline, "how long the leader keeps trying to renew; it writes nothing once its last renewal is older")
+	f.DurationVar(&o.manager.LeaseDuration, "leader-elect-lease-duration", controller.DefaultLeaseDuration, "how long other replicas wait on an unrenewed lease before taking over (the failover time when a leader dies without releasing it)")
+	f.DurationVar(&o.manager.RenewDeadline, "leader-elect-renew-deadline", controller.DefaultRenewDeadline, "how long the leader keeps trying to renew; once its last renewal is older it writes nothing, gives the lease up and campaigns again without exiting")
 	f.DurationVar(&o.manager.RetryPeriod, "leader-elect-retry-period", controller.DefaultRetryPeriod, "how often replicas try to acquire or renew the lease")
 	// The chart sets POD_NAMESPACE from the downward API; it also serves where
 	// no in-cluster namespace file is mounted (e.g. Swell's process node).

@@ -194,7 +194,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o
 		mgrOpts.Controller.SkipNameValidation = ptr.To(true)
 		cfg = rest.CopyConfig(cfg)
 		cfg.Wrap(guard.WrapTransport)
-		c := &campaigner{guard: guard, timing: o, log: ctrl.Log.WithName("leaderelection"),
+		c := &campaigner{guard: guard, log: ctrl.Log.WithName("leaderelection"), retry: termRetry,
 			build: func(ctx context.Context) (ctrl.Manager, error) {
 				mgr, err := ctrl.NewManager(cfg, mgrOpts)
 				if err != nil {
@@ -222,9 +222,9 @@ func NewManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o
 type campaigner struct {
 	ctrl.Manager // the current term's
 	guard        *leaderguard.Guard
-	timing       Options
 	log          logr.Logger
 	build        func(ctx context.Context) (ctrl.Manager, error)
+	retry        time.Duration      // between attempts to build the next term
 	endTerm      context.CancelFunc // stops what the term's setups started
 }
 
@@ -251,31 +251,40 @@ func (c *campaigner) Start(ctx context.Context) error {
 		if ctx.Err() != nil || err == nil || err.Error() != errLeaderElectionLost {
 			return err
 		}
-		c.log.Info("lost the leader lease; campaigning again in this process (writes stay refused until it is renewed)")
-		if err := c.retryNewTerm(ctx); err != nil || ctx.Err() != nil {
-			return err
+		c.log.Info(errLeaderElectionLost + "; campaigning again in this process (writes stay refused until the lease is renewed)")
+		if !c.retryNewTerm(ctx) {
+			return nil
 		}
 	}
 }
 
-// retryNewTerm builds the next term, retrying every retry period for up to
-// a lease duration: the last term's probe and metrics listeners close
-// after its Start returns.
-func (c *campaigner) retryNewTerm(ctx context.Context) error {
-	deadline := time.Now().Add(c.timing.LeaseDuration)
+// retryNewTerm builds the next term once the last term's probe listener
+// has closed (its Start returns before its servers stop), retrying every
+// c.retry until it succeeds or ctx ends: the setups read the API's
+// discovery, which fails for as long as the outage that cost the lease.
+// It reports false when ctx ended first.
+func (c *campaigner) retryNewTerm(ctx context.Context) bool {
+	var logged time.Time
 	for {
-		err := c.newTerm(ctx)
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		c.log.Info("building the next term's manager failed; retrying", "err", err.Error())
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-time.After(c.timing.RetryPeriod):
+			return false
+		case <-time.After(c.retry):
+		}
+		err := c.newTerm(ctx)
+		if err == nil {
+			return true
+		}
+		if time.Since(logged) >= 10*time.Second {
+			c.log.Info("building the next term's manager failed; retrying", "every", c.retry, "err", err.Error())
+			logged = time.Now()
 		}
 	}
 }
+
+// termRetry is how often a new term is tried after a lost lease; the first
+// try waits as long, for the last term's listeners to close.
+const termRetry = time.Second
 
 // setUp adds the probes and every reconciler to mgr.
 func setUp(ctx context.Context, mgr ctrl.Manager, setups []Setup) (ctrl.Manager, error) {

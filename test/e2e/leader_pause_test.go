@@ -102,19 +102,20 @@ func TestPausedLeaderMakesNoWriteAfterResume(t *testing.T) {
 	}
 	t.Logf("leader A stopped for %s; writes seen by the webhook so far (swell-controller: the shared controller, refused here): %s", resumedAt.Sub(stoppedAt).Round(time.Millisecond), audit.summary())
 
-	// A learns it lost the lease and exits; every write it tried went
-	// through the guard.
-	select {
-	case <-a.done:
-	case <-time.After(90 * time.Second):
-		t.Fatalf("stale leader A still running 90 s after SIGCONT; log:\n%s", a.logTail())
-	}
+	// A learns it lost the lease, ends its term and campaigns again in the
+	// same process as a standby; every write it tried went through the guard.
+	waitFor(ctx, t, "stale leader A to end its term and campaign again", func() (bool, error) {
+		if exited(a) {
+			return false, fmt.Errorf("A exited: %v", a.exitErr)
+		}
+		return strings.Contains(a.log(), "campaigning again"), nil
+	})
 	after := audit.since(users[0], resumedAt)
 	if len(after) != 0 {
 		t.Fatalf("stale leader A wrote %d times after resuming: %v\nlog:\n%s", len(after), after, a.logTail())
 	}
 	refused := strings.Count(a.log(), "refused while the leader lease is stale")
-	t.Logf("stale leader A: exited after SIGCONT (%v), 0 writes reached the apiserver, %d writes refused by its lease guard", a.exitErr, refused)
+	t.Logf("stale leader A: lost its lease after SIGCONT and campaigns again without exiting, 0 writes reached the apiserver, %d writes refused by its lease guard", refused)
 	if refused == 0 {
 		t.Errorf("A's guard refused nothing: the pause gave the stale leader nothing to do, so the test proved nothing\n%s", a.logTail())
 	}
@@ -127,10 +128,11 @@ func TestPausedLeaderMakesNoWriteAfterResume(t *testing.T) {
 	if got := getQWorker(ctx, t, c, ns, "workers"); got.Status.DesiredReplicas != 2 {
 		t.Fatalf("desired %d, want 2", got.Status.DesiredReplicas)
 	}
-	select {
-	case <-b.done:
+	if exited(b) {
 		t.Fatalf("leader B exited: %v\n%s", b.exitErr, b.logTail())
-	default:
+	}
+	if n := len(audit.since(users[0], resumedAt)); n != 0 {
+		t.Fatalf("A, a standby again, wrote %d times (audit: %s)", n, audit.summary())
 	}
 }
 
