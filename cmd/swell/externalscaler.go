@@ -23,6 +23,7 @@ type externalScalerOptions struct {
 	tls          externalscaler.TLSFiles
 	pollInterval time.Duration
 	idleTimeout  time.Duration
+	pushGap      time.Duration
 	maxFailures  int
 	rateWindow   time.Duration
 	etaCap       float64
@@ -59,6 +60,7 @@ includeHistoric, with --plugins). See docs/external-scaler.md.`,
 	f.StringVar(&o.tls.KeyFile, "tls-key", "", "server private key (PEM)")
 	f.StringVar(&o.tls.ClientCAFile, "tls-client-ca", "", "CA bundle (PEM) that must sign client certificates (mutual TLS)")
 	f.DurationVar(&o.pollInterval, "poll-interval", 5*time.Second, "how often each target is measured")
+	f.DurationVar(&o.pushGap, "push-gap", time.Second, "least time between two polls of one target that push notifications trigger (a busy Redis or NATS queue notifies on every message)")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", 10*time.Minute, "stop measuring a target nobody asked about for this long")
 	f.IntVar(&o.maxFailures, "max-failures", 3, "consecutive failed polls after which a target's value is withdrawn (Unavailable)")
 	f.DurationVar(&o.rateWindow, "rate-window", time.Minute, "window of the Kafka consumption rate behind the ETA")
@@ -104,7 +106,7 @@ func runExternalScaler(ctx context.Context, o externalScalerOptions) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := externalscaler.NewMetrics(reg)
 	tracker := externalscaler.NewTracker(externalscaler.TrackerOptions{
-		Interval: o.pollInterval, IdleTimeout: o.idleTimeout, MaxFailures: o.maxFailures, Logger: log, Metrics: m,
+		Interval: o.pollInterval, PushGap: o.pushGap, IdleTimeout: o.idleTimeout, MaxFailures: o.maxFailures, Logger: log, Metrics: m,
 	})
 	defer tracker.Close()
 	defer serveMetrics(o.metricsAddr, reg, log)()

@@ -131,7 +131,7 @@ func (t kafkaTarget) key() string {
 	return k
 }
 
-func (t kafkaTarget) open(ctx context.Context) (probe, error) {
+func (t kafkaTarget) open(ctx context.Context, _ *sharedConns) (probe, error) {
 	opts, err := t.Conn.options()
 	if err != nil {
 		return nil, err

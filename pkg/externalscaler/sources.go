@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -55,24 +56,44 @@ func (p *sourceProbe) Close() error {
 // funcTarget is a target whose open is a closure over decoded config.
 type funcTarget func(ctx context.Context) (probe, error)
 
-// brokerTarget opens a broker client and one queue source from it, as every
-// pkg/source broker does; the client is closed with the probe, or at once
-// when the queue cannot be opened.
-func brokerTarget[C interface{ Close() error }](dial func(context.Context) (C, error), queue func(C) (source.Source, error)) funcTarget {
-	return func(ctx context.Context) (probe, error) {
-		c, err := dial(ctx)
-		if err != nil {
-			return nil, err
-		}
-		src, err := queue(c)
-		if err != nil {
-			return nil, errors.Join(err, c.Close())
-		}
-		return &sourceProbe{src: src, close: c.Close}, nil
-	}
+func (t funcTarget) open(ctx context.Context, _ *sharedConns) (probe, error) { return t(ctx) }
+
+// brokerTarget measures one queue through a broker client shared with
+// every target of the same connection fingerprint fp (see sharedConns);
+// the probe releases it, and the last release closes it.
+type brokerTarget[C io.Closer] struct {
+	fp    string
+	dial  func(context.Context) (C, error)
+	queue func(C) (source.Source, error)
 }
 
-func (t funcTarget) open(ctx context.Context) (probe, error) { return t(ctx) }
+func (t brokerTarget[C]) open(ctx context.Context, conns *sharedConns) (probe, error) {
+	dial := func(ctx context.Context) (io.Closer, error) {
+		c, err := t.dial(ctx)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return c, nil
+	}
+	if conns == nil {
+		conns = newSharedConns()
+	}
+	cl, release, err := conns.acquire(ctx, t.fp, dial)
+	if err != nil {
+		return nil, err
+	}
+	src, err := t.queue(cl.(C))
+	if err != nil {
+		return nil, errors.Join(err, release())
+	}
+	return &sourceProbe{src: src, close: release}, nil
+}
+
+// tlsFingerprint is the part of a connection fingerprint the TLS options
+// make.
+func tlsFingerprint(t brokerconn.TLS) string {
+	return fmt.Sprintf("%t|%s|%t|%s|%s|%s", t.Enabled, t.ServerName, t.InsecureSkipVerify, t.CAPEM, t.CertPEM, t.KeyPEM.Reveal())
+}
 
 // tlsFrom decodes the "tls" key (enable|disable) and an optional CA.
 func tlsFrom(f *fields) brokerconn.TLS {
@@ -124,8 +145,11 @@ func parseRedis(p *Parser, f *fields) (*Spec, error) {
 		dests:  []string{net.JoinHostPort(cfg.Host, strconv.Itoa(port))},
 		Source: "redis", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("redis host=%s port=%d db=%d user=%s tls=%t key=%s group=%s", cfg.Host, cfg.Port, cfg.DB, cfg.Username, cfg.TLS.Enabled, ref.Key, ref.Group),
-		target: brokerTarget(func(ctx context.Context) (*redis.Client, error) { return redis.New(ctx, cfg) },
-			func(c *redis.Client) (source.Source, error) { return c.Queue(ref) }),
+		target: brokerTarget[*redis.Client]{
+			fp:    connFingerprint("redis", cfg.Host, strconv.Itoa(port), strconv.Itoa(cfg.DB), cfg.Username, cfg.Password.Reveal(), tlsFingerprint(cfg.TLS)),
+			dial:  func(ctx context.Context) (*redis.Client, error) { return redis.New(ctx, cfg) },
+			queue: func(c *redis.Client) (source.Source, error) { return c.Queue(ref) },
+		},
 	}
 	queueWait(f, spec, "redis-wait-"+ref.Key+groupSuffix(ref.Group))
 	return spec, nil
@@ -161,8 +185,12 @@ func parseRabbitMQ(p *Parser, f *fields) (*Spec, error) {
 		dests:  rabbitDests(cfg),
 		Source: "rabbitmq", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("rabbitmq url=%s host=%s port=%d vhost=%s user=%s tls=%t mgmt=%s queue=%s", cfg.URL, cfg.Host, cfg.Port, cfg.VHost, cfg.Username, cfg.TLS.Enabled, cfg.ManagementURL, queue),
-		target: brokerTarget(func(ctx context.Context) (*rabbitmq.Client, error) { return rabbitmq.New(ctx, cfg) },
-			func(c *rabbitmq.Client) (source.Source, error) { return c.Queue(queue) }),
+		target: brokerTarget[*rabbitmq.Client]{
+			fp: connFingerprint("rabbitmq", cfg.URL, cfg.Host, strconv.Itoa(cfg.Port), cfg.VHost, cfg.Username, cfg.Password.Reveal(),
+				cfg.ManagementURL, tlsFingerprint(cfg.TLS)),
+			dial:  func(ctx context.Context) (*rabbitmq.Client, error) { return rabbitmq.New(ctx, cfg) },
+			queue: func(c *rabbitmq.Client) (source.Source, error) { return c.Queue(queue) },
+		},
 	}
 	queueWait(f, spec, "rabbitmq-wait-"+queue)
 	return spec, nil
@@ -197,8 +225,11 @@ func parseNATS(p *Parser, f *fields) (*Spec, error) {
 		dests:  dests,
 		Source: "nats", Metrics: []MetricDef{m}, Activation: act,
 		Key: fmt.Sprintf("nats url=%s user=%s tls=%t stream=%s consumer=%s", cfg.URL, cfg.Username, cfg.TLS.Enabled, ref.Stream, ref.Consumer),
-		target: brokerTarget(func(ctx context.Context) (*nats.Client, error) { return nats.New(ctx, cfg) },
-			func(c *nats.Client) (source.Source, error) { return c.Queue(ref) }),
+		target: brokerTarget[*nats.Client]{
+			fp:    connFingerprint("nats", cfg.URL, cfg.Username, cfg.Password.Reveal(), tlsFingerprint(cfg.TLS)),
+			dial:  func(ctx context.Context) (*nats.Client, error) { return nats.New(ctx, cfg) },
+			queue: func(c *nats.Client) (source.Source, error) { return c.Queue(ref) },
+		},
 	}
 	queueWait(f, spec, "nats-wait-"+ref.Stream+"-"+ref.Consumer)
 	return spec, nil

@@ -28,9 +28,10 @@ type probe interface {
 }
 
 // target is a decoded, validated description of what to measure. open
-// connects; the watcher calls it again after a failure.
+// connects, through conns when the client can serve other targets too;
+// the watcher calls it again after a failure.
 type target interface {
-	open(ctx context.Context) (probe, error)
+	open(ctx context.Context, conns *sharedConns) (probe, error)
 }
 
 // MetricDef is one metric a ScaledObject asks for.

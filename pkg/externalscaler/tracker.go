@@ -29,6 +29,12 @@ type TrackerOptions struct {
 	// MaxFailures is how many polls in a row may fail before the cached
 	// value is withdrawn (default 3).
 	MaxFailures int
+	// PushGap is the least time between two polls of one target that push
+	// notifications (Redis keyspace events, NATS JetStream) trigger: a
+	// busy queue notifies on every message, and polling after each would
+	// cost the broker a round trip per message (default 1s; the regular
+	// Interval is not affected).
+	PushGap time.Duration
 	// FirstReadWait bounds how long a request for a new target waits for
 	// its first poll (default 5s; the request's deadline also applies).
 	FirstReadWait time.Duration
@@ -54,6 +60,9 @@ func (o TrackerOptions) withDefaults() TrackerOptions {
 	if o.MaxFailures <= 0 {
 		o.MaxFailures = 3
 	}
+	if o.PushGap <= 0 {
+		o.PushGap = time.Second
+	}
 	if o.FirstReadWait <= 0 {
 		o.FirstReadWait = 5 * time.Second
 	}
@@ -64,12 +73,14 @@ func (o TrackerOptions) withDefaults() TrackerOptions {
 }
 
 // Tracker keeps one watcher per distinct target (Spec.Key), shared by
-// every ScaledObject that asks for it.
+// every ScaledObject that asks for it, and one broker client per
+// connection configuration, shared by every target measured through it.
 type Tracker struct {
 	o      TrackerOptions
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	conns  *sharedConns
 
 	mu       sync.Mutex
 	watchers map[string]*watcher
@@ -78,8 +89,12 @@ type Tracker struct {
 // NewTracker starts an empty tracker; Close stops every watcher.
 func NewTracker(o TrackerOptions) *Tracker {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Tracker{o: o.withDefaults(), ctx: ctx, cancel: cancel, watchers: map[string]*watcher{}}
+	return &Tracker{o: o.withDefaults(), ctx: ctx, cancel: cancel, conns: newSharedConns(), watchers: map[string]*watcher{}}
 }
+
+// Connections is the number of broker clients open (or being opened) for
+// the tracked targets, one per connection configuration.
+func (t *Tracker) Connections() int { return t.conns.len() }
 
 // Close stops every watcher and waits for them.
 func (t *Tracker) Close() {
@@ -195,17 +210,40 @@ func (w *watcher) run(ctx context.Context) {
 	defer tick.Stop()
 	wake := make(chan struct{}, 1)
 	for {
+		polled := w.t.o.Clock.Now()
 		w.poll(ctx, wake)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C():
 		case <-wake:
+			if !w.pushGap(ctx, polled, tick.C()) {
+				return
+			}
 		}
 		if w.t.expire(w) {
 			return
 		}
 	}
+}
+
+// pushGap holds a push-triggered poll until PushGap after the last poll
+// began (or the next tick); wake-ups meanwhile fold into the one poll that
+// follows. False means ctx ended.
+func (w *watcher) pushGap(ctx context.Context, polled time.Time, tick <-chan time.Time) bool {
+	wait := w.t.o.PushGap - w.t.o.Clock.Since(polled)
+	if wait <= 0 {
+		return true
+	}
+	timer := w.t.o.Clock.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C():
+	case <-tick:
+	}
+	return true
 }
 
 func (w *watcher) closeProbe() {
@@ -219,7 +257,7 @@ func (w *watcher) poll(parent context.Context, wake chan<- struct{}) {
 	ctx, cancel := context.WithTimeout(parent, w.t.o.PollTimeout)
 	defer cancel()
 	if w.probe == nil {
-		p, err := w.spec.target.open(ctx)
+		p, err := w.spec.target.open(ctx, w.t.conns)
 		if err != nil {
 			w.record(Reading{}, fmt.Errorf("connect: %w", err))
 			return

@@ -30,7 +30,7 @@ func TestQueueWaitOnRealRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := spec.target.open(ctx)
+	p, err := spec.target.open(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

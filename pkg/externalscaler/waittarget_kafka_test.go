@@ -47,7 +47,7 @@ func TestKafkaWaitOldestAge(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := spec.target.open(ctx)
+			p, err := spec.target.open(ctx, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
