@@ -2,7 +2,6 @@ package sim
 
 import (
 	"math"
-	"slices"
 	"time"
 )
 
@@ -222,16 +221,15 @@ func (r *run) taskDone(p *pod, task int32) {
 	r.dispatch()
 }
 
-// startupTime is the median create→ready time of the newest n pods that
-// became ready, 0 before any did.
-func (r *run) startupTime(n int) time.Duration {
+// newestStartups is the create→ready times of the newest n pods that
+// became ready, newest first.
+func (r *run) newestStartups(n int) []time.Duration {
 	k := min(n, len(r.startups))
-	if k == 0 {
-		return 0
+	out := make([]time.Duration, 0, k)
+	for i := len(r.startups) - 1; i >= len(r.startups)-k; i-- {
+		out = append(out, time.Duration(r.startups[i]*float64(time.Second)))
 	}
-	newest := slices.Clone(r.startups[len(r.startups)-k:])
-	slices.Sort(newest)
-	return time.Duration(newest[k/2] * float64(time.Second))
+	return out
 }
 
 // scaleTo sets the replica count (starting + ready pods) to n.

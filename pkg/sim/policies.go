@@ -244,52 +244,38 @@ func (s *swell) start(r *run) {
 	}
 }
 
-// swellWait is a QWorker with targetWaitSeconds.
+// swellWait is a QWorker with targetWaitSeconds: every poll the wait
+// target's sizing from pkg/policy (policy.WaitMemory, what the controller
+// calls), then the same settle as swell.
 type swellWait struct {
 	swell
 	target waittime.Target
-	est    waittime.Estimator
-	// lastWork is when the pool last had work (a backlog above the
-	// activation threshold, or a task finished); -1 before the first tick.
-	lastWork  float64
-	lastTasks int64
+	mem    policy.WaitMemory
 }
 
-// waitIdleAfter is how long a wait-target pool sees no work before it
-// falls to minReplicas, as the QWorker controller does.
-const waitIdleAfter = 60.0
-
-// startupSamples is how many of the newest ready pods' start-up times the
-// model takes the median of, as the QWorker controller does.
-const startupSamples = 5
+// QWorkerWaitPolicy is the QWorker decision policy, wait target and
+// polling interval the swell-wait policy runs for sc: a QWorker with
+// targetWaitSeconds (and targetPercentile) on the QWorker's defaults.
+func QWorkerWaitPolicy(sc *Scenario) (policy.QWorkerPolicy, waittime.Target, time.Duration) {
+	s := newSwellWait(sc.Policies.SwellWait, sc.Workers)
+	return s.p, s.target, s.poll()
+}
 
 func newSwellWait(c SwellWaitConfig, w Workers) *swellWait {
 	base := newSwell(SwellConfig{Interval: c.Interval, ScalingFactor: c.ScalingFactor, ScaleDownWindow: c.ScaleDownWindow}, w)
-	return &swellWait{swell: *base, lastWork: -1,
-		target: waittime.Target{Wait: time.Duration(c.TargetWait), Percentile: c.Percentile}}
+	return &swellWait{swell: *base, target: waittime.Target{Wait: time.Duration(c.TargetWait), Percentile: c.Percentile}}
 }
+
+// poll is the polling interval, the model's PollInterval.
+func (s *swell) poll() time.Duration { return time.Duration(s.interval * float64(time.Second)) }
 
 func (s *swellWait) tick(r *run) int32 {
 	s.start(r)
-	rd := reading(r)
-	ratio := s.p.Ratio(rd)
-	now := r.clock()
-	s.est.Observe(now, waittime.Observation{Backlog: rd.Ready, InFlight: rd.InFlight,
-		Completed: r.completed, HasCompleted: true, BusySeconds: r.busySeconds, HasBusy: true})
-	if r.completed != s.lastTasks || rd.Ready+rd.InFlight > s.p.Sizing.ActivationThreshold || s.lastWork < 0 {
-		s.lastWork, s.lastTasks = r.now, r.completed
-	}
-	if r.now-s.lastWork >= waitIdleAfter {
-		return s.settle(r, s.p.Sizing.MinReplicas)
-	}
-	est := s.est.Estimate(now)
-	res := waittime.Replicas(waittime.Inputs{ArrivalRate: est.ArrivalRate, ServiceTime: est.ServiceTime,
-		Concurrency: r.concurrency, Backlog: rd.Ready, InFlight: rd.InFlight, StartupTime: r.startupTime(startupSamples),
-		Current: r.active, MaxReplicas: int(s.p.Sizing.MaxReplicas), PollInterval: time.Duration(s.interval * float64(time.Second))}, s.target)
-	if !est.Known || !res.Known {
-		return s.settle(r, s.p.Initial(max(s.desired, ratio)))
-	}
-	return s.settle(r, s.p.Initial(int32(min(res.Replicas, math.MaxInt32))))
+	sized := s.mem.Size(r.clock(), s.p, s.target, s.poll(), s.desired, policy.WaitReading{
+		Queue: reading(r), Completed: r.completed, BusySeconds: r.busySeconds, HasCompleted: true,
+		Concurrency: int32(r.concurrency), Startups: r.newestStartups(policy.WaitStartupSamples), Active: int32(r.active),
+	})
+	return s.settle(r, sized.Raw)
 }
 
 // keda is a KEDA ScaledObject: operator loop plus HPA.

@@ -109,7 +109,3 @@ func reasonFor(spec workerSpec, d decision) string {
 	return fmt.Sprintf("backlog %d × scalingFactor %g → %d (min %d, max %d)",
 		d.Backlog, spec.Sizing.ScalingFactor, d.Raw, spec.Sizing.MinReplicas, spec.Sizing.MaxReplicas)
 }
-
-func clampReplicas(n int32, s policy.QueueSizing) int32 {
-	return min(max(n, s.MinReplicas), s.MaxReplicas)
-}

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/pkg/policy"
 	"github.com/swell-autoscaler/swell/pkg/policy/waittime"
 	"github.com/swell-autoscaler/swell/pkg/source"
 	"github.com/swell-autoscaler/swell/pkg/source/stats"
@@ -27,16 +28,11 @@ import (
 // (a new pool, a restarted controller, workers without Swell's SDK) the
 // pool never shrinks and grows only as scalingFactor says; min/max,
 // activation, fallback and behavior apply afterwards, as with the ratio.
-
-// idleAfter is how long a wait-target pool must see no finished task (and
-// a backlog at or below activationThreshold) before it counts as inactive
-// and falls to minReplicas. Under a wait target a busy pool keeps its
-// queue near empty, so an empty queue alone does not mean "no work".
-const idleAfter = 60 * time.Second
-
-// startupSamples is how many of the pool's newest ready pods the start-up
-// time is the median of.
-const startupSamples = 5
+//
+// The sizing itself (estimator feeding, idle rule, start-up median, the
+// hold while the model is unknown) is pkg/policy's WaitMemory.Size, the
+// code the simulator's swell-wait policy runs; this file reads the pods
+// and writes the status.
 
 // publishChange is the relative change of a model figure that rewrites
 // status.waitModel (and the decision's reason); smaller moves are noise.
@@ -99,18 +95,15 @@ func startupOf(pod *corev1.Pod) (time.Duration, bool) {
 
 // waitState is what the wait-time target remembers about one QWorker.
 type waitState struct {
+	// mem is the sizing's memory, shared with the simulator (pkg/policy).
+	mem      policy.WaitMemory
 	tracker  stats.Tracker
-	est      waittime.Estimator
 	reported bool
 	reading  workerReading
 	pool     stats.Pool
-	startup  time.Duration
-	// lastWork is when the pool last had work: a backlog above the
-	// activation threshold or a task finished.
-	lastWork  time.Time
-	lastTasks int64
-	published *qv1.WaitModel
-	// publishedRaw is the pool size the published reason names.
+	// published is status.waitModel; publishedRaw is the pool size the
+	// published reason names.
+	published    *qv1.WaitModel
 	publishedRaw int32
 	reason       string
 }
@@ -132,80 +125,48 @@ type waitOutcome struct {
 
 // waitTarget sizes the pool from the wait target when spec has one (ok
 // false otherwise, or when the measurement failed: the fallback guard then
-// decides). ratio is what scalingFactor asks for, used only to grow a pool
-// whose model is not known yet; active is the pool's running workers.
+// decides). ratio is what scalingFactor asks for, which grows a pool whose
+// model is not known yet; active is the pool's running workers.
 func (st *workerState) waitTarget(now time.Time, spec workerSpec, active int32, sample source.Sample, measureErr error, ratio int32) (waitOutcome, bool) {
 	if spec.WaitTarget == nil || measureErr != nil {
 		return waitOutcome{}, false
 	}
 	w := &st.wait
-	queued, inFlight := sample.Ready, sample.InFlight
-	if queued == 0 && inFlight == 0 && sample.Backlog > 0 {
-		queued = sample.Backlog
-	}
-	w.observe(now, queued, inFlight)
+	r := w.workers()
+	r.Queue = policy.QueueReading{Ready: sample.Ready, InFlight: sample.InFlight, Backlog: sample.Backlog}
+	r.OldestAge, r.Active = sample.OldestAge, active
+	sized := w.mem.Size(now, qworkerPolicy(spec), *spec.WaitTarget, spec.PollingInterval, st.desired, r)
 	s := spec.Sizing
-	backlog := queued + max(inFlight, 0)
-	if backlog > s.ActivationThreshold || w.lastWork.IsZero() {
-		w.lastWork = now
-	}
-	if now.Sub(w.lastWork) >= w.idleAfter(now) {
-		return waitOutcome{Raw: clampReplicas(s.MinReplicas, s), Model: w.published,
+	switch sized.State {
+	case policy.WaitIdle:
+		return waitOutcome{Raw: sized.Raw, Model: w.published,
 			Reason: fmt.Sprintf("wait target: backlog %d at or below activation threshold %d and no task finished for %v: minReplicas %d",
-				backlog, s.ActivationThreshold, w.idleAfter(now), s.MinReplicas)}, true
+				sized.Queued+max(sized.InFlight, 0), s.ActivationThreshold, sized.IdleAfter, s.MinReplicas)}, true
+	case policy.WaitUnknown:
+		return waitOutcome{Raw: sized.Raw, Model: w.published,
+			Reason: fmt.Sprintf("wait target: %s; holding %d, growing by scalingFactor until the workers report (swell.dev/worker-stats)", w.unknownWhy(sized.Estimate), max(st.desired, ratio))}, true
 	}
-	est := w.est.Estimate(now)
-	conc := max(w.pool.Concurrency, 1)
-	in := waittime.Inputs{
-		ArrivalRate: est.ArrivalRate, ServiceTime: est.ServiceTime, Concurrency: int(conc),
-		Backlog: queued, InFlight: inFlight, OldestAge: sample.OldestAge, StartupTime: w.startup,
-		Current: int(active), MaxReplicas: int(s.MaxReplicas),
-		// A new task can sit up to one poll before it is seen.
-		PollInterval: spec.PollingInterval,
-	}
-	res := waittime.Replicas(in, *spec.WaitTarget)
-	if !est.Known || !res.Known {
-		held := max(st.desired, ratio)
-		return waitOutcome{Raw: clampReplicas(held, s), Model: w.published,
-			Reason: fmt.Sprintf("wait target: %s; holding %d, growing by scalingFactor until the workers report (swell.dev/worker-stats)", w.unknownWhy(est), held)}, true
-	}
-	raw := clampReplicas(int32(min(res.Replicas, math.MaxInt32)), s)
-	w.publish(spec, in, res, raw, conc)
-	return waitOutcome{Raw: raw, Model: w.published, Reason: w.reason}, true
+	w.publish(spec, sized.Inputs, sized.Result, sized.Raw, int32(sized.Inputs.Concurrency))
+	return waitOutcome{Raw: sized.Raw, Model: w.published, Reason: w.reason}, true
 }
 
-// idleAfter is idleAfter, or three service times for slow tasks: a pool
-// busy with long tasks finishes none for a while.
-func (w *waitState) idleAfter(now time.Time) time.Duration {
-	return max(idleAfter, 3*w.est.Estimate(now).ServiceTime)
-}
-
-// observe feeds the estimator from this pass's backlog and worker reports.
-func (w *waitState) observe(now time.Time, queued, inFlight int64) {
+// workers folds this pass's pod reading into the pool's counters: the
+// sizing's inputs from the workers' reports and the pods' start-ups.
+func (w *waitState) workers() policy.WaitReading {
 	r := w.reading
 	w.reading = workerReading{}
-	pool := w.tracker.Observe(r.Reports)
-	w.pool = pool
-	if pool.Tasks != w.lastTasks {
-		w.lastWork, w.lastTasks = now, pool.Tasks
-	}
+	w.pool = w.tracker.Observe(r.Reports)
 	if len(r.Reports) > 0 {
 		w.reported = true
-	}
-	if n := min(len(r.Startups), startupSamples); n > 0 {
-		ups := slices.Clone(r.Startups[:n])
-		slices.Sort(ups)
-		w.startup = ups[n/2]
 	}
 	// Completions are known once a worker reported, or while no worker
 	// runs (none completes anything); a pool of workers that never report
 	// (no Swell SDK) leaves the model unknown.
 	known := w.reported || r.Pods == 0
-	w.est.Observe(now, waittime.Observation{
-		Backlog: queued, InFlight: inFlight,
-		Completed: pool.Tasks, HasCompleted: known,
-		BusySeconds: pool.BusySeconds, HasBusy: known,
-	})
+	return policy.WaitReading{
+		Completed: w.pool.Tasks, BusySeconds: w.pool.BusySeconds, HasCompleted: known,
+		Concurrency: w.pool.Concurrency, Startups: r.Startups,
+	}
 }
 
 // unknownWhy says which model input is missing.
