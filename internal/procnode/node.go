@@ -267,6 +267,9 @@ func (n *Node) sync(ctx context.Context, obj any) {
 	if !known {
 		go r.run(ctx)
 	}
+	if known && pod.DeletionTimestamp == nil && readyStale(pod) {
+		go r.writeStatus(ctx)
+	}
 	if pod.DeletionTimestamp != nil {
 		grace := time.Duration(30) * time.Second
 		if pod.DeletionGracePeriodSeconds != nil {

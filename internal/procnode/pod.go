@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -311,7 +312,7 @@ func (r *podRunner) writeStatus(ctx context.Context) {
 		if cur.UID != r.pod.UID {
 			return nil
 		}
-		status.Conditions = mergeConditions(cur.Status.Conditions, status.Conditions)
+		status.Conditions = podConditions(cur, status.Conditions)
 		cur.Status = status
 		_, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
@@ -401,6 +402,88 @@ func (r *podRunner) anyRestartPending() bool {
 		}
 	}
 	return false
+}
+
+// podConditions is the conditions to write over pod's: next, the node's own,
+// with Ready held False while a readiness gate's condition is not True (as
+// kubelet does), followed by the conditions others set on the pod (the
+// readiness gates' among them), which the node keeps.
+func podConditions(pod *corev1.Pod, next []corev1.PodCondition) []corev1.PodCondition {
+	next = gateReady(pod, next)
+	out := mergeConditions(pod.Status.Conditions, next)
+	own := map[corev1.PodConditionType]bool{}
+	for _, c := range next {
+		own[c.Type] = true
+	}
+	for _, c := range pod.Status.Conditions {
+		if !own[c.Type] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// gateReady turns a True Ready condition in next to False, with kubelet's
+// reason ReadinessGatesNotReady, while one of pod's readiness gates has no
+// True condition on the pod.
+func gateReady(pod *corev1.Pod, next []corev1.PodCondition) []corev1.PodCondition {
+	msg := gatesNotReady(pod)
+	if msg == "" {
+		return next
+	}
+	out := slices.Clone(next)
+	for i := range out {
+		if out[i].Type == corev1.PodReady && out[i].Status == corev1.ConditionTrue {
+			out[i].Status = corev1.ConditionFalse
+			out[i].Reason = ReasonReadinessGatesNotReady
+			out[i].Message = msg
+		}
+	}
+	return out
+}
+
+// ReasonReadinessGatesNotReady is the Ready condition's reason while a
+// readiness gate holds it False, kubelet's word.
+const ReasonReadinessGatesNotReady = "ReadinessGatesNotReady"
+
+// gatesNotReady says which of pod's readiness gates is not True, or "" when
+// all are.
+func gatesNotReady(pod *corev1.Pod) string {
+	for _, g := range pod.Spec.ReadinessGates {
+		c := findCondition(pod.Status.Conditions, g.ConditionType)
+		if c == nil {
+			return fmt.Sprintf("corresponding condition of pod readiness gate %q does not exist.", g.ConditionType)
+		}
+		if c.Status != corev1.ConditionTrue {
+			return fmt.Sprintf("the status of pod readiness gate %q is not \"True\", but %v", g.ConditionType, c.Status)
+		}
+	}
+	return ""
+}
+
+// readyStale reports whether pod's Ready condition disagrees with its
+// readiness gates: someone set or cleared a gate's condition since the node
+// last wrote the status.
+func readyStale(pod *corev1.Pod) bool {
+	if len(pod.Spec.ReadinessGates) == 0 {
+		return false
+	}
+	cr := findCondition(pod.Status.Conditions, corev1.ContainersReady)
+	ready := findCondition(pod.Status.Conditions, corev1.PodReady)
+	if cr == nil || ready == nil {
+		return false
+	}
+	want := cr.Status == corev1.ConditionTrue && gatesNotReady(pod) == ""
+	return want != (ready.Status == corev1.ConditionTrue)
+}
+
+func findCondition(cs []corev1.PodCondition, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range cs {
+		if cs[i].Type == t {
+			return &cs[i]
+		}
+	}
+	return nil
 }
 
 // mergeConditions keeps a condition's transition time when its status did
