@@ -126,3 +126,25 @@ func TestSettleTimeoutBoundsAckAndReturn(t *testing.T) {
 		})
 	}
 }
+
+// failerDelivery records how it was settled.
+type failerDelivery struct {
+	settleDelivery
+	cause    error
+	returned bool
+}
+
+func (d *failerDelivery) Fail(_ context.Context, cause error) error { d.cause = cause; return nil }
+func (d *failerDelivery) Return(context.Context) error              { d.returned = true; return nil }
+
+// TestFailedTaskGoesToFailWithItsError: a delivery that keeps why its task
+// failed (Failer) is given the handler's error instead of a bare Return.
+func TestFailedTaskGoesToFailWithItsError(t *testing.T) {
+	failing := errors.New("handler failed")
+	d := &failerDelivery{}
+	w := &Worker{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	w.process(context.Background(), d, func(context.Context, []byte) error { return failing })
+	if d.cause != failing || d.returned {
+		t.Fatalf("Fail got %v, Return called %v; want Fail with the handler's error and no Return", d.cause, d.returned)
+	}
+}
