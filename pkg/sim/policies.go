@@ -262,7 +262,14 @@ func QWorkerWaitPolicy(sc *Scenario) (policy.QWorkerPolicy, waittime.Target, tim
 }
 
 func newSwellWait(c SwellWaitConfig, w Workers) *swellWait {
-	base := newSwell(SwellConfig{Interval: c.Interval, ScalingFactor: c.ScalingFactor, ScaleDownWindow: c.ScaleDownWindow}, w)
+	// A wait target sizes from rates, not from the backlog of the moment,
+	// and has its own idle rule, so it gets no default scale-down window
+	// (as the QWorker controller does); an explicit one still applies.
+	window := c.ScaleDownWindow
+	if window == nil {
+		window = new(Duration)
+	}
+	base := newSwell(SwellConfig{Interval: c.Interval, ScalingFactor: c.ScalingFactor, ScaleDownWindow: window}, w)
 	return &swellWait{swell: *base, target: waittime.Target{Wait: time.Duration(c.TargetWait), Percentile: c.Percentile}}
 }
 

@@ -84,11 +84,16 @@ func (st *workerState) decide(now time.Time, spec workerSpec, active int32, samp
 
 // qworkerPolicy is the part of spec the decision in pkg/policy takes. The
 // default scale-down stabilisation follows the polling interval (two polls
-// at least) and applies in every retirement mode; spec.behavior's
-// stabilizationWindowSeconds replaces it.
+// at least) and applies in every retirement mode to pools sized by
+// scalingFactor, which follow the backlog of the moment; a wait target
+// sizes from rates and has its own idle rule, so it gets none by default.
+// spec.behavior's stabilizationWindowSeconds replaces either.
 func qworkerPolicy(spec workerSpec) policy.QWorkerPolicy {
-	return policy.QWorkerPolicy{Sizing: spec.Sizing, Behavior: spec.Behavior, Fallback: spec.Fallback,
-		DownWindow: policy.QWorkerDownWindow(spec.PollingInterval)}
+	p := policy.QWorkerPolicy{Sizing: spec.Sizing, Behavior: spec.Behavior, Fallback: spec.Fallback}
+	if spec.WaitTarget == nil {
+		p.DownWindow = policy.QWorkerDownWindow(spec.PollingInterval)
+	}
+	return p
 }
 
 // reasonFor explains a decision in one line, for events and status.
