@@ -112,7 +112,10 @@ class Delivery:
                     key = q.declare_retry(wait)
             self._channel.basic_publish(exchange=exchange, routing_key=key, body=self.body, properties=props)
         except Exception:
-            self._channel.basic_nack(delivery_tag=self._tag, requeue=True)
+            try:
+                self._channel.basic_nack(delivery_tag=self._tag, requeue=True)
+            except Exception as e:  # noqa: BLE001 - a closed channel requeues it anyway
+                log.warning("nack after a failed hand-back: %s", e)
             raise
         self._channel.basic_ack(delivery_tag=self._tag)
         if dead:
