@@ -242,6 +242,12 @@
   - patch
   - delete
 - apiGroups:
+  - ""
+  resources:
+  - pods/status
+  verbs:
+  - patch
+- apiGroups:
   - quickube.com
   resources:
   - qworkers

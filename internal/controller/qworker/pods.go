@@ -35,6 +35,12 @@ const (
 	// AnnotationPaused on a QWorker ("true") stops Swell from touching it or
 	// its pods: no measuring, no scaling, no status writes — for maintenance.
 	AnnotationPaused = "swell.dev/paused"
+	// ConditionTakingTasks is the pod condition Swell's SDKs set True once
+	// the worker's queue consumer is connected. A QWorker whose podSpec
+	// lists it in readinessGates gets pods that turn Ready only then, so
+	// a rollout retires an outdated pod only once its replacement takes
+	// tasks (podReady and the retirement choice read the Ready condition).
+	ConditionTakingTasks = "swell.dev/taking-tasks"
 )
 
 // The labels earlier Swell releases wrote instead of LabelQWorker and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,6 +58,9 @@ type lifecycle struct {
 	leaveOutdated bool
 
 	forbidden chan error // the first Forbidden watch error
+
+	// pod is the worker's pod as last seen by the watch.
+	pod atomic.Pointer[corev1.Pod]
 
 	once   sync.Once
 	stop   chan struct{}
@@ -162,6 +166,7 @@ func (l *lifecycle) onPod(obj any) {
 	if !ok {
 		return
 	}
+	l.pod.Store(pod)
 	if pod.DeletionTimestamp != nil {
 		l.trigger(ReasonPodDeleted)
 		return

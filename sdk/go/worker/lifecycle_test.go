@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +186,89 @@ func installQWorkerCRD(ctx context.Context, t *testing.T, env *testenv.Env) {
 			t.Fatal("QWorker CRD not established")
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// TestMarkTakingTasks runs the readiness-gate write as a worker
+// ServiceAccount of a real API server: with the worker Role it sets the
+// condition once on a gated pod (a second call writes nothing), it leaves
+// an ungated pod alone, and without pods/status patch it fails naming that
+// permission.
+func TestMarkTakingTasks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	env := testenv.New(t, testenv.Options{APIServer: true})
+	var shipped rbacv1.Role
+	b, err := os.ReadFile("../../../config/rbac/qworker-worker/role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &shipped); err != nil {
+		t.Fatal(err)
+	}
+	var noStatus []rbacv1.PolicyRule
+	for _, r := range shipped.Rules {
+		if !slices.Contains(r.Resources, "pods/status") {
+			noStatus = append(noStatus, r)
+		}
+	}
+	if len(noStatus) == len(shipped.Rules) {
+		t.Fatal("the worker Role grants nothing on pods/status")
+	}
+	for name, tc := range map[string]struct {
+		rules     []rbacv1.PolicyRule
+		gated     bool
+		wantWrote bool
+		wantErr   string
+	}{
+		"gated pod, worker Role":      {rules: shipped.Rules, gated: true, wantWrote: true},
+		"ungated pod, worker Role":    {rules: shipped.Rules},
+		"gated pod, no pods/status":   {rules: noStatus, gated: true, wantErr: "may not patch pods/status"},
+		"ungated pod, no pods/status": {rules: noStatus},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ns := strings.ReplaceAll(strings.ReplaceAll(strings.ToLower(name), " ", "-"), ",", "")
+			ns = strings.ReplaceAll(ns, "/", "-")
+			cfg := workerConfig(ctx, t, env, ns, tc.rules)
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "w-0", Namespace: ns},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "w"}}},
+			}
+			if tc.gated {
+				pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: ConditionTakingTasks}}
+			}
+			// No controller-manager here makes the namespace's default
+			// ServiceAccount, which pod admission looks up.
+			sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+			if _, err := env.Clientset.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			pod, err := env.Clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kube := kubernetes.NewForConfigOrDie(cfg)
+			wrote, err := markTakingTasks(ctx, kube, pod, time.Now())
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("markTakingTasks error = %v, want one naming %q", err, tc.wantErr)
+				}
+				t.Logf("refused: %v", err)
+				return
+			}
+			if err != nil || wrote != tc.wantWrote {
+				t.Fatalf("markTakingTasks = %v, %v; want %v, nil", wrote, err, tc.wantWrote)
+			}
+			got, err := env.Clientset.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if set := conditionTrue(got, ConditionTakingTasks); set != tc.wantWrote {
+				t.Fatalf("condition %s True = %v, want %v (conditions %+v)", ConditionTakingTasks, set, tc.wantWrote, got.Status.Conditions)
+			}
+			if again, err := markTakingTasks(ctx, kube, got, time.Now()); again || err != nil {
+				t.Fatalf("second markTakingTasks = %v, %v; want no write", again, err)
+			}
+		})
 	}
 }

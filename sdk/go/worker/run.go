@@ -116,8 +116,10 @@ func (w *Worker) Run(ctx context.Context, handle Handler) (Reason, error) {
 }
 
 // loop takes one task at a time until ctx ends or the lifecycle stops, or
-// returns the error of a queue that closed for good.
+// returns the error of a queue that closed for good. Before its first Take
+// it sets the pod's readiness gate (markReady).
 func (w *Worker) loop(ctx context.Context, lc *lifecycle, handle Handler) error {
+	w.markReady(ctx, lc)
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -151,6 +153,25 @@ func (w *Worker) loop(ctx context.Context, lc *lifecycle, handle Handler) error 
 			continue
 		}
 		w.process(ctx, d, handle)
+	}
+}
+
+// markReady sets the pod condition ConditionTakingTasks when the pod's spec
+// gates its readiness on it: the queue is connected (New took it built) and
+// the worker is about to take its first task. A refused write is logged and
+// the worker goes on: it takes tasks, its pod just does not turn Ready.
+func (w *Worker) markReady(ctx context.Context, lc *lifecycle) {
+	if w.kube == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	wrote, err := markTakingTasks(wctx, w.kube, lc.pod.Load(), time.Now())
+	switch {
+	case err != nil:
+		w.log.Error("readiness gate not set", "condition", ConditionTakingTasks, "err", err)
+	case wrote:
+		w.log.Info("readiness gate set", "condition", ConditionTakingTasks)
 	}
 }
 
