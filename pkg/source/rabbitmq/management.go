@@ -69,27 +69,58 @@ type queueFigures struct {
 // stats reads the queue's unacknowledged count and head timestamp.
 func (m *management) stats(ctx context.Context, vhost, name string) (queueFigures, error) {
 	endpoint := m.base + "/api/queues/" + url.PathEscape(vhost) + "/" + url.PathEscape(name)
-	what := fmt.Sprintf("rabbitmq management GET queue %q in vhost %q", name, vhost)
+	var st queueStats
+	if err := m.get(ctx, endpoint, fmt.Sprintf("rabbitmq management GET queue %q in vhost %q", name, vhost), 1<<20, &st); err != nil {
+		return queueFigures{}, err
+	}
+	return st.figures(), nil
+}
+
+// vhostStats reads the figures of every queue of vhost in one request,
+// only the columns Swell reads.
+func (m *management) vhostStats(ctx context.Context, vhost string) (map[string]queueFigures, error) {
+	endpoint := m.base + "/api/queues/" + url.PathEscape(vhost) + "?columns=name,messages_unacknowledged,head_message_timestamp"
+	var list []struct {
+		Name string `json:"name"`
+		queueStats
+	}
+	if err := m.get(ctx, endpoint, fmt.Sprintf("rabbitmq management GET queues of vhost %q", vhost), 64<<20, &list); err != nil {
+		return nil, err
+	}
+	out := make(map[string]queueFigures, len(list))
+	for _, q := range list {
+		out[q.Name] = q.figures()
+	}
+	return out, nil
+}
+
+// get decodes the JSON answer to GET endpoint into v, reading at most limit
+// bytes; what names the request in errors.
+func (m *management) get(ctx context.Context, endpoint, what string, limit int64, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
 	if err != nil {
-		return queueFigures{}, fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	req.SetBasicAuth(m.user, m.password)
 	resp, err := m.hc.Do(req)
 	if err != nil {
-		return queueFigures{}, fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		// The answer is drained, never quoted: a body must not reach a
 		// status or an event.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		return queueFigures{}, fmt.Errorf("%s: %s", what, resp.Status)
+		return fmt.Errorf("%s: %s", what, resp.Status)
 	}
-	var st queueStats
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return queueFigures{}, fmt.Errorf("%s: decode: %w", what, err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(v); err != nil {
+		return fmt.Errorf("%s: decode: %w", what, err)
 	}
+	return nil
+}
+
+// figures is what Swell reads of a queue's statistics.
+func (st queueStats) figures() queueFigures {
 	var f queueFigures
 	if st.Unacked != nil { // nil: not collected yet, nothing known to be in flight
 		f.Unacked = *st.Unacked
@@ -98,5 +129,5 @@ func (m *management) stats(ctx context.Context, vhost, name string) (queueFigure
 	if json.Unmarshal(st.HeadTimestamp, &sec) == nil && sec > 0 {
 		f.Head = time.Unix(sec, 0)
 	}
-	return f, nil
+	return f
 }

@@ -62,6 +62,13 @@ type Config struct {
 	ManagementPassword brokerconn.Secret
 	// DialTimeout bounds connecting and each management request (default 5s).
 	DialTimeout time.Duration
+	// BatchWindow is how long a measurement waits for measurements of
+	// other queues of the same Client to share its management request:
+	// the queues measured within the window are read with one request
+	// listing the vhost's queues (default DefaultBatchWindow; negative asks
+	// for each queue alone). The ready count still comes over AMQP, per
+	// queue.
+	BatchWindow time.Duration
 	// Dial, when set, opens every TCP connection (the egress policy's
 	// dialer for user-configured addresses); nil dials directly.
 	Dial brokerconn.DialFunc
@@ -187,6 +194,7 @@ type Client struct {
 	url     string
 	amqpCfg amqp.Config
 	mgmt    *management
+	stats   *statsBatcher
 
 	mu     sync.Mutex
 	conn   *amqp.Connection
@@ -212,11 +220,25 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		if c.mgmt, err = newManagement(cfg); err != nil {
 			return nil, err
 		}
+		window := cfg.BatchWindow
+		if window == 0 {
+			window = DefaultBatchWindow
+		}
+		c.stats = &statsBatcher{m: c.mgmt, vhost: cfg.vhost(), window: window, timeout: cfg.timeout()}
 	}
 	if _, err := c.connection(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// ManagementRequests is the number of management API requests the
+// Client's measurements made, for metrics, tests and benchmarks.
+func (c *Client) ManagementRequests() int64 {
+	if c.stats == nil {
+		return 0
+	}
+	return c.stats.requests.Load()
 }
 
 // connection returns the open connection, dialling again when the last
@@ -288,7 +310,7 @@ func (s *queueSource) Measure(ctx context.Context) (source.Sample, error) {
 	}
 	var f queueFigures
 	if s.c.mgmt != nil {
-		if f, err = s.c.mgmt.stats(ctx, s.c.cfg.vhost(), s.name); err != nil {
+		if f, err = s.c.stats.stats(ctx, s.name); err != nil {
 			return source.Sample{}, err
 		}
 	}
