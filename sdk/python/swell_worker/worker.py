@@ -11,6 +11,12 @@ RETIRE_ANNOTATION = "swell.dev/retire"
 # (targetWaitSeconds); the format is pkg/source/stats's, as the Go SDK writes it.
 STATS_ANNOTATION = "swell.dev/worker-stats"
 GROUP, VERSION, PLURAL = "quickube.com", "v1alpha1", "qworkers"
+# The pod condition the worker sets True once its queue consumer is
+# connected, just before its first task, when its pod spec lists it in
+# readinessGates: the pod turns Ready (and a rollout retires an outdated pod)
+# only then, not when the process starts. Same as the Go SDK's
+# worker.ConditionTakingTasks.
+TAKING_TASKS_CONDITION = "swell.dev/taking-tasks"
 
 log = logging.getLogger("swell_worker")
 
@@ -87,6 +93,9 @@ class Worker:
         self._sigterm = threading.Event()
         self._last_check = 0.0
         self.stats = TaskStats(getattr(identity, "stats_interval", 10.0))
+        # The pod as last read by check(); mark_ready reads its gates.
+        self._pod = None
+        self._marked = False
 
     def install_signal_handlers(self):
         signal.signal(signal.SIGTERM, lambda *_: self._sigterm.set())
@@ -105,6 +114,7 @@ class Worker:
                 raise _forbidden("get pods/%s" % self.id.pod, self.id.namespace, e) from e
             log.warning("read own pod: %s", e)
             return None
+        self._pod = pod
         if pod.metadata.deletion_timestamp is not None:
             return Reason.POD_DELETED
         if (pod.metadata.annotations or {}).get(RETIRE_ANNOTATION) == "true":
@@ -136,6 +146,9 @@ class Worker:
             reason = self._due_check()
             if reason is not None:
                 break
+            if not self._marked:
+                self._marked = True
+                self.mark_ready()
             delivery = self.queue.take()
             if delivery is None:
                 self.report_stats()
@@ -176,6 +189,33 @@ class Worker:
         self._last_check = now
         return self.check()
 
+    def mark_ready(self):
+        """Sets the pod condition TAKING_TASKS_CONDITION True when the pod's
+        spec gates its readiness on it and it is not True yet (run calls it
+        once, before the first take). Returns whether it wrote. A refused
+        write is logged naming the missing permission; the worker goes on
+        (it takes tasks, its pod just does not turn Ready)."""
+        pod = self._pod
+        if pod is None or not _has_gate(pod, TAKING_TASKS_CONDITION) or _condition_true(pod, TAKING_TASKS_CONDITION):
+            return False
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        body = {"status": {"conditions": [{
+            "type": TAKING_TASKS_CONDITION, "status": "True", "lastTransitionTime": now,
+            "reason": "QueueConnected", "message": "the worker's queue consumer is connected; it takes tasks"}]}}
+        try:
+            self.core.patch_namespaced_pod_status(self.id.pod, self.id.namespace, body)
+        except Exception as e:  # noqa: BLE001 - readiness must never stop the worker
+            if getattr(e, "status", None) == 403:
+                log.error("the worker's ServiceAccount may not patch pods/status in namespace %s, so pod %s "
+                          "never turns Ready (its readiness gate %s stays unset): grant it with the worker Role "
+                          "(docs/qworker.md, config/rbac/qworker-worker): %s",
+                          self.id.namespace, self.id.pod, TAKING_TASKS_CONDITION, getattr(e, "reason", e))
+            else:
+                log.error("set readiness gate %s on pod %s: %s", TAKING_TASKS_CONDITION, self.id.pod, e)
+            return False
+        log.info("readiness gate %s set", TAKING_TASKS_CONDITION)
+        return True
+
     def report_stats(self, force=False):
         """Writes the task counters to the pod when due (force: whenever they
         changed, the last report before leaving). A failed write is retried
@@ -203,3 +243,16 @@ class Worker:
         except Exception as e:  # noqa: BLE001
             if getattr(e, "status", None) != 404:
                 log.warning("delete own pod: %s", e)
+
+
+def _has_gate(pod, condition):
+    """Whether the pod's spec lists condition in readinessGates."""
+    spec = getattr(pod, "spec", None)
+    return any(getattr(g, "condition_type", None) == condition for g in (getattr(spec, "readiness_gates", None) or []))
+
+
+def _condition_true(pod, condition):
+    """Whether the pod's condition is True."""
+    status = getattr(pod, "status", None)
+    return any(getattr(c, "type", None) == condition and getattr(c, "status", None) == "True"
+               for c in (getattr(status, "conditions", None) or []))

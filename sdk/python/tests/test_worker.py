@@ -3,7 +3,7 @@ import types
 import unittest
 
 from swell_worker import Identity, Reason, Worker
-from swell_worker.worker import STATS_ANNOTATION, PermissionMissing, TaskStats
+from swell_worker.worker import STATS_ANNOTATION, TAKING_TASKS_CONDITION, PermissionMissing, TaskStats
 
 
 class ApiError(Exception):
@@ -18,12 +18,22 @@ class FakeCore:
         self.deleting = False
         self.calls = []
 
+        self.gates = []
+        self.conditions = []
+
     def read_namespaced_pod(self, name, ns):
         meta = types.SimpleNamespace(annotations=self.annotations, deletion_timestamp="now" if self.deleting else None)
-        return types.SimpleNamespace(metadata=meta)
+        spec = types.SimpleNamespace(readiness_gates=[types.SimpleNamespace(condition_type=g) for g in self.gates])
+        status = types.SimpleNamespace(conditions=[types.SimpleNamespace(type=t, status=s) for t, s in self.conditions])
+        return types.SimpleNamespace(metadata=meta, spec=spec, status=status)
 
     def patch_namespaced_pod(self, name, ns, body):
         self.calls.append(("patch", name, body))
+
+    def patch_namespaced_pod_status(self, name, ns, body):
+        self.calls.append(("patch-status", name, body))
+        for c in body["status"]["conditions"]:
+            self.conditions = [x for x in self.conditions if x[0] != c["type"]] + [(c["type"], c["status"])]
 
     def delete_namespaced_pod(self, name, ns):
         self.calls.append(("delete", name))
@@ -161,6 +171,59 @@ class WorkerTest(unittest.TestCase):
         w._sigterm.set()
         self.assertEqual(w.run(lambda body: None), Reason.SIGTERM)
         self.assertEqual(core.calls, [])
+
+
+class ReadinessGateTest(unittest.TestCase):
+    def status_patches(self, core):
+        return [c for c in core.calls if c[0] == "patch-status"]
+
+    def test_gated_pod_is_marked_once_before_the_first_take(self):
+        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
+        core.gates = [TAKING_TASKS_CONDITION]
+        seen = []
+
+        def on_take(done):
+            seen.append(len(self.status_patches(core)))
+            if done == 2:
+                core.annotations["swell.dev/retire"] = "true"
+
+        w = Worker(ID, ListQueue(["a", "b"], on_take), core, custom)
+        self.assertEqual(w.run(lambda body: None), Reason.RETIRED)
+        self.assertEqual(seen[0], 1, "the condition was not set before the first take")
+        patches = self.status_patches(core)
+        self.assertEqual(len(patches), 1)
+        cond = patches[0][2]["status"]["conditions"][0]
+        self.assertEqual((cond["type"], cond["status"]), (TAKING_TASKS_CONDITION, "True"))
+
+    def test_ungated_or_already_set_pod_gets_no_write(self):
+        for gates, conditions in (([], []), ([TAKING_TASKS_CONDITION], [(TAKING_TASKS_CONDITION, "True")])):
+            core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
+            core.gates, core.conditions = gates, conditions
+            core.annotations["swell.dev/retire"] = "true"
+            w = Worker(ID, ListQueue([]), core, custom)
+            w.check()
+            self.assertFalse(w.mark_ready())
+            self.assertEqual(self.status_patches(core), [])
+
+    def test_forbidden_write_is_logged_naming_the_permission_and_the_worker_goes_on(self):
+        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
+        core.gates = [TAKING_TASKS_CONDITION]
+
+        def refuse(name, ns, body):
+            raise ApiError(403)
+
+        core.patch_namespaced_pod_status = refuse
+
+        def on_take(done):
+            if done == 1:
+                core.annotations["swell.dev/retire"] = "true"
+
+        q = ListQueue(["a"], on_take)
+        w = Worker(ID, q, core, custom)
+        with self.assertLogs("swell_worker", level="ERROR") as logs:
+            self.assertEqual(w.run(lambda body: None), Reason.RETIRED)
+        self.assertEqual(q.acked, ["a"])
+        self.assertTrue(any("may not patch pods/status" in m for m in logs.output), logs.output)
 
 
 class TaskStatsTest(unittest.TestCase):
