@@ -27,6 +27,7 @@ import (
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/procnode"
+	"github.com/swell-autoscaler/swell/pkg/policy"
 )
 
 // QScaler-SDK worker pools under Swell. The workers are real processes on
@@ -248,7 +249,8 @@ func qscalerScaleDown(t *testing.T, mode qv1.RetirementMode) scaleDownRun {
 
 // TestQScalerSDKScaleToZeroSettles runs QScaler-protocol workers with
 // minReplicas 0 in mode QScalerSDK (1 s polling): once the last task is
-// done the pool must reach 0 within 15 s and stay there for 2 minutes — no
+// done the pool must reach 0 within the default scale-down window plus 15 s
+// and stay there for 2 minutes — no
 // pod created, the status never asking for one — while the controller keeps
 // measuring (its passes are counted). At zero the workers leave by
 // themselves after their task, so no hand-back message is left on the queue.
@@ -265,8 +267,8 @@ func TestQScalerSDKScaleToZeroSettles(t *testing.T) {
 	lpushPickled(ctx, t, rdb, queue, qscalerTasks(0, 20))
 	lost, dup := waitTasks(ctx, t, rdb, results, 20, 3*time.Minute)
 	done := time.Now()
-	if !pods.settle(ctx, 0, 0, 15*time.Second) {
-		t.Fatalf("the pool did not reach 0 pods within 15 s of the last task (alive: %d)", pods.alive())
+	if !pods.settle(ctx, 0, 0, zeroWithin) {
+		t.Fatalf("the pool did not reach 0 pods within %s of the last task (alive: %d)", zeroWithin, pods.alive())
 	}
 	settle := time.Since(done)
 	zeroAt := time.Now()
@@ -312,7 +314,8 @@ func TestQScalerSDKScaleToZeroSettles(t *testing.T) {
 // tasks pushed back, new pods for them: 290 pods in 2 minutes before
 // drain-to-zero, 73 in 90 s before the scale-down stabilisation). Pods
 // created during the load are counted from a pod watch and bounded; every
-// task runs exactly once; afterwards the pool reaches 0 within 15 s.
+// task runs exactly once; afterwards the pool reaches 0 within the default
+// scale-down window plus 15 s.
 func TestQScalerSDKZeroMinUnderLoad(t *testing.T) {
 	ctx, c, ns, rdb, queue := qscalerFixture(t, 6*time.Minute)
 	results := ns + "-results"
@@ -337,7 +340,7 @@ func TestQScalerSDKZeroMinUnderLoad(t *testing.T) {
 	lost, dup := waitTasks(ctx, t, rdb, results, n, 2*time.Minute)
 	created, left := pods.between(start, loadEnd)
 	done := time.Now()
-	settled := pods.settle(ctx, 0, 0, 15*time.Second)
+	settled := pods.settle(ctx, 0, 0, zeroWithin)
 	t.Logf("minReplicas 0 under a task every 400 ms for %.0f s: %d pods created, %d left during the load; %d tasks, %d lost, %d twice; 0 pods %.1f s after the last task: %v",
 		loadEnd.Sub(start).Seconds(), created, left, n, lost, dup, time.Since(done).Seconds(), settled)
 	fmt.Printf("qscaler-sdk e2e: minReplicas 0 under a steady trickle (%.0f s): %d pods created, %d left; %d tasks, %d lost, %d twice\n",
@@ -352,9 +355,14 @@ func TestQScalerSDKZeroMinUnderLoad(t *testing.T) {
 		t.Errorf("%d pods created during 90 s of steady light load: the pool churned", created)
 	}
 	if !settled {
-		t.Errorf("the pool did not reach 0 within 15 s of the last task (alive %d)", pods.alive())
+		t.Errorf("the pool did not reach 0 within %s of the last task (alive %d)", zeroWithin, pods.alive())
 	}
 }
+
+// zeroWithin bounds how long a QScalerSDK pool (1 s polling) takes to
+// reach 0 after its last task: the default scale-down window, then the
+// workers' own exit after the task in hand.
+var zeroWithin = policy.QWorkerDownWindow(time.Second) + 15*time.Second
 
 // qscalerFixture is the controller, a namespace, a Redis client, a queue
 // and a ScalerConfig "qscaler-redis" with the password key QScaler's SDK
