@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
@@ -16,25 +17,38 @@ import (
 	"github.com/swell-autoscaler/swell/sdk/go/queue/rabbitq"
 )
 
-// deadLetterBroker is a broker of the poison test: its SDK fixture and how
-// to read the bodies in its dead-letter destination without consuming them.
-type deadLetterBroker struct {
+// deadLetterCase is a run of the poison test: a broker's SDK fixture, the
+// worker program and how to make it fail every task whose body starts with
+// "poison" and dead-letter it after 3 failures, and how to read the bodies
+// in the broker's dead-letter destination without consuming them.
+type deadLetterCase struct {
 	name   string
 	broker func(ctx context.Context, t *testing.T, ns string) sdkBroker
+	worker func(*testing.T, sdkBroker, string) ([]string, []corev1.EnvVar)
+	poison func(cmd []string, env []corev1.EnvVar) ([]string, []corev1.EnvVar)
 	dead   func(ctx context.Context, b sdkBroker) ([]string, error)
+}
+
+func goPoison(cmd []string, env []corev1.EnvVar) ([]string, []corev1.EnvVar) {
+	return append(cmd, "--fail-prefix", "poison", "--max-attempts", "3"), env
+}
+
+func pythonPoison(cmd []string, env []corev1.EnvVar) ([]string, []corev1.EnvVar) {
+	return cmd, append(env, corev1.EnvVar{Name: "FAIL_PREFIX", Value: "poison"}, corev1.EnvVar{Name: "MAX_ATTEMPTS", Value: "3"})
 }
 
 // TestSDKPoisonTaskDeadLettered: on RabbitMQ and Kafka (Redis has
 // TestSDKRedisPoisonTaskDeadLettered), a task that always fails is tried
-// maxAttempts times by Go SDK workers, with backoff, then lands in the
-// broker's dead-letter destination (RabbitMQ: <queue>.dead behind the
-// <queue>.dlx exchange; Kafka: the <topic>.dead topic), and every other of
-// 1,000 tasks is done exactly once.
+// maxAttempts times by Go SDK workers (and Python ones on RabbitMQ), with
+// backoff, then lands in the broker's dead-letter destination (RabbitMQ:
+// <queue>.dead behind the <queue>.dlx exchange; Kafka: the <topic>.dead
+// topic), and every other of 1,000 tasks is done exactly once.
 func TestSDKPoisonTaskDeadLettered(t *testing.T) {
 	c := startController(t)
-	for _, db := range []deadLetterBroker{
-		{name: "rabbitmq", broker: rabbitSDKBroker, dead: rabbitDeadLetters},
-		{name: "kafka", broker: kafkaSDKBroker, dead: kafkaDeadLetters},
+	for _, db := range []deadLetterCase{
+		{name: "rabbitmq", broker: rabbitSDKBroker, worker: goDemoWorker, poison: goPoison, dead: rabbitDeadLetters},
+		{name: "kafka", broker: kafkaSDKBroker, worker: goDemoWorker, poison: goPoison, dead: kafkaDeadLetters},
+		{name: "python-rabbitmq", broker: rabbitSDKBroker, worker: pythonWorker("rabbitmq"), poison: pythonPoison, dead: rabbitDeadLetters},
 	} {
 		t.Run(db.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -47,10 +61,12 @@ func TestSDKPoisonTaskDeadLettered(t *testing.T) {
 			if err := c.Create(ctx, &qv1.ScalerConfig{ObjectMeta: metav1.ObjectMeta{Name: "broker", Namespace: ns}, Spec: b.scalerConfig}); err != nil {
 				t.Fatal(err)
 			}
+			cmd, workerEnv := db.poison(db.worker(t, b, results))
+			q := sdkQWorker(ns, "rec", b.queue, cmd, append(slices.Clone(b.env), workerEnv...), 3)
 			// minReplicas 1: a task waiting out its backoff in a RabbitMQ
 			// retry queue is not backlog the source sees.
-			args := append(slices.Clone(b.demoArgs), "--task-time", "10ms", "--fail-prefix", "poison", "--max-attempts", "3")
-			if err := c.Create(ctx, recoveryQWorker(t, ns, b.queue, 1, 3, b.env, args...)); err != nil {
+			q.Spec.ScaleConfig.MinReplicas = 1
+			if err := c.Create(ctx, q); err != nil {
 				t.Fatal(err)
 			}
 			bodies := taskBodies(recoveryTasks)
