@@ -59,6 +59,20 @@ func fillLists(t testing.TB, rdb *goredis.Client, prefix string, n int) []string
 	return keys
 }
 
+// listSources makes a Client with the given batch window and a source
+// per list key.
+func listSources(t testing.TB, window time.Duration, keys []string) (*redis.Client, []source.Source) {
+	t.Helper()
+	cfg := configFor(t, sharedAddr)
+	cfg.BatchWindow = window
+	c, _ := newClient(t, cfg)
+	srcs := make([]source.Source, len(keys))
+	for i, k := range keys {
+		srcs[i] = queue(t, c, redis.QueueRef{Key: k})
+	}
+	return c, srcs
+}
+
 // measureAll measures every source at once (released together) and
 // returns the samples in order.
 func measureAll(t testing.TB, srcs []source.Source) []source.Sample {
@@ -105,13 +119,7 @@ func TestMeasurementsShareRoundTrips(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := configFor(t, sharedAddr)
-			cfg.BatchWindow = tc.window
-			c, _ := newClient(t, cfg)
-			srcs := make([]source.Source, n)
-			for i, k := range keys {
-				srcs[i] = queue(t, c, redis.QueueRef{Key: k})
-			}
+			c, srcs := listSources(t, tc.window, keys)
 			if err := rdb.ConfigResetStat(context.Background()).Err(); err != nil {
 				t.Fatal(err)
 			}
@@ -233,13 +241,7 @@ func BenchmarkMeasure1000Queues(b *testing.B) {
 		window time.Duration
 	}{{"batched", 0}, {"alone", -1}} {
 		b.Run(bc.name, func(b *testing.B) {
-			cfg := configFor(b, sharedAddr)
-			cfg.BatchWindow = bc.window
-			c, _ := newClient(b, cfg)
-			srcs := make([]source.Source, n)
-			for i, k := range keys {
-				srcs[i] = queue(b, c, redis.QueueRef{Key: k})
-			}
+			c, srcs := listSources(b, bc.window, keys)
 			ops := 0
 			for b.Loop() {
 				measureAll(b, srcs)
