@@ -125,8 +125,11 @@ type ScaleConfig struct {
 	// +optional
 	CountInFlight bool `json:"countInFlight,omitempty"`
 	// Behavior rate-limits and stabilises changes exactly as an HPA's
-	// behavior does (Swell addition). Unset: the queue decides at once, as
-	// in QScaler.
+	// behavior does (Swell addition). Unset, or without
+	// scaleDown.stabilizationWindowSeconds: a pool sized by scalingFactor
+	// shrinks only to the highest count of the last max(10 s, two polling
+	// intervals), rises at once, and is not rate-limited; 0 turns the
+	// window off.
 	// +optional
 	Behavior *autoscalingv2.HorizontalPodAutoscalerBehavior `json:"behavior,omitempty"`
 	// Fallback says what to do while the broker cannot be measured (Swell
