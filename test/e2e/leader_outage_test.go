@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -37,27 +36,15 @@ import (
 //
 // The times to act are printed; docs/install.md quotes them.
 func TestLeaderRidesOutAPIServerOutage(t *testing.T) {
-	startController(t) // CRDs and the shared controller, which the webhook keeps out of this namespace
 	bin := buildSwell(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	ns := newNamespace(ctx, t)
+	// The shared controller in the fixture is kept out of ns by the webhook.
+	ctx, c, ns, rdb, queue := redisFixture(t, 4*time.Minute)
 	audit := startWriteAudit(ctx, t, ns)
 	user := grantControllerRBAC(ctx, t, ns, "outage")[0]
-	c := kube
-	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr})
-	t.Cleanup(func() { _ = rdb.Close() })
-	queue := ns + "-tasks"
-	if err := c.Create(ctx, redisScalerConfig(ns, "redis", env.RedisAddr)); err != nil {
-		t.Fatalf("create ScalerConfig: %v", err)
-	}
 
 	proxy := startCuttableProxy(t, env.APIServerURL)
-	p := startSwell(t, bin, "leader-outage", "controller",
-		"--kubeconfig", proxiedKubeconfig(t, impersonatingKubeconfig(t, user), proxy.addr),
-		"--leader-elect", "--leader-election-namespace", ns, "--namespace", ns,
-		"--node-pools=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--graceful-shutdown=10s", "--dev-logs", "--egress-allow=127.0.0.1/32")
+	kubeconfig := proxiedKubeconfig(t, impersonatingKubeconfig(t, user), proxy.addr)
+	p := startSwell(t, bin, "leader-outage", leaderElectedArgs(kubeconfig, ns)...)
 	holder := waitLeaseHolder(ctx, t, ns)
 	renewals := watchLeaseRenewals(ctx, t, ns)
 
@@ -251,6 +238,17 @@ func (p *cuttableProxy) cutFor(t *testing.T, d time.Duration) {
 	p.cut()
 	time.Sleep(d)
 	p.restore(t)
+}
+
+// leaderElectedArgs runs `swell controller --leader-elect` in ns only,
+// through kubeconfig, with the lease in ns, no listeners, and the suite's
+// loopback Redis allowed (as an operator allows a broker's range); extra
+// flags (election timings) follow.
+func leaderElectedArgs(kubeconfig, ns string, extra ...string) []string {
+	return append([]string{"controller", "--kubeconfig", kubeconfig,
+		"--leader-elect", "--leader-election-namespace", ns, "--namespace", ns,
+		"--node-pools=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--graceful-shutdown=30s", "--dev-logs", "--egress-allow=127.0.0.1/32"}, extra...)
 }
 
 // proxiedKubeconfig rewrites a kubeconfig's servers to addr (on loopback

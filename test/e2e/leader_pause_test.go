@@ -209,15 +209,8 @@ func startLeaderElected(ctx context.Context, t *testing.T, bin, ns, user string)
 	t.Helper()
 	kubeconfig := impersonatingKubeconfig(t, user)
 	name := strings.ReplaceAll(user[strings.LastIndex(user, ":")+1:], "/", "-")
-	return startSwell(t, bin, "leader-pause-"+name, "controller",
-		"--kubeconfig", kubeconfig,
-		"--leader-elect", "--leader-election-namespace", ns, "--namespace", ns,
-		"--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms",
-		"--node-pools=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--graceful-shutdown=30s", "--dev-logs",
-		// The suite's Redis listens on loopback, refused to ScalerConfigs
-		// unless allowed, as an operator allows a broker's range.
-		"--egress-allow=127.0.0.1/32")
+	return startSwell(t, bin, "leader-pause-"+name, leaderElectedArgs(kubeconfig, ns,
+		"--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms")...)
 }
 
 // impersonatingKubeconfig writes a copy of the environment's kubeconfig
