@@ -216,9 +216,9 @@ func NewManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o
 
 // campaigner is the manager of a leader-elected controller: one
 // controller-runtime manager per term, a new term after each lost lease.
-// Its other methods reach the first term's manager: whatever is added to
-// it before Start (Swell adds everything through the setups) does not
-// carry over to later terms.
+// Its other methods reach the current term's manager: whatever is added to
+// a term's manager other than through the setups (Swell adds everything
+// through them) does not carry over to later terms.
 type campaigner struct {
 	ctrl.Manager // the current term's
 	guard        *leaderguard.Guard
