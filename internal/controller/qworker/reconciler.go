@@ -73,8 +73,6 @@ type Reconciler struct {
 	push *pushwake.Watchers[*QWorker]
 	// sched is when each QWorker is measured (schedule.go).
 	sched *schedules
-	// downHolds stabilises QScalerSDK pools' scale-downs (qscalersdk.go).
-	downHolds downHolds
 	// holds back pod creation after failures (backoff.go).
 	holds backoffs
 }
@@ -99,7 +97,6 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	delete(r.states, key)
 	r.mu.Unlock()
 	r.exp.forget(key)
-	r.downHolds.forget(key)
 	r.holds.forget(key)
 	r.Metrics.forget(key)
 	r.push.Stop(key)
