@@ -25,11 +25,9 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -65,6 +63,13 @@ type Config struct {
 	TLS brokerconn.TLS
 	// DialTimeout bounds connecting to a broker (default 5s).
 	DialTimeout time.Duration
+	// BatchWindow is how long a measurement waits for measurements of
+	// other queues of the same Client to share its requests: the queues
+	// measured within the window cost one ListOffsets request for the
+	// start offsets of all their topics, one for the end offsets and one
+	// OffsetFetch for all their groups (default DefaultBatchWindow;
+	// negative sends each measurement's own requests).
+	BatchWindow time.Duration
 	// Dial, when set, opens every TCP connection (the egress policy's
 	// dialer for user-configured addresses); nil dials directly.
 	Dial brokerconn.DialFunc
@@ -154,10 +159,15 @@ func (c Config) options() ([]kgo.Opt, error) {
 // Client is the shared connection to one Kafka cluster. Safe for
 // concurrent use.
 type Client struct {
-	cfg Config
-	cl  *kgo.Client
-	adm *kadm.Client
+	cfg   Config
+	cl    *kgo.Client
+	adm   *kadm.Client
+	batch *offsetBatcher
 }
+
+// Batches is the number of offset request rounds (three requests each,
+// sent together) the Client's measurements made, for metrics and tests.
+func (c *Client) Batches() int64 { return c.batch.batches.Load() }
 
 // New validates cfg, creates the client and checks a broker answers.
 func New(ctx context.Context, cfg Config) (*Client, error) {
@@ -176,7 +186,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		cl.Close()
 		return nil, fmt.Errorf("kafka ping %s: %w", strings.Join(cfg.Brokers, ","), err)
 	}
-	return &Client{cfg: cfg, cl: cl, adm: kadm.NewClient(cl)}, nil
+	adm := kadm.NewClient(cl)
+	window := cfg.BatchWindow
+	if window == 0 {
+		window = DefaultBatchWindow
+	}
+	return &Client{cfg: cfg, cl: cl, adm: adm, batch: &offsetBatcher{adm: adm, window: window}}, nil
 }
 
 // Close closes the client; sources made from it stop working.
@@ -225,18 +240,9 @@ type offsets struct {
 }
 
 func (s *lagSource) fetch(ctx context.Context) (offsets, error) {
-	var (
-		o          offsets
-		wg         sync.WaitGroup
-		e1, e2, e3 error
-	)
-	wg.Go(func() { o.start, e1 = s.c.adm.ListStartOffsets(ctx, s.ref.Topic) })
-	wg.Go(func() { o.end, e2 = s.c.adm.ListEndOffsets(ctx, s.ref.Topic) })
-	wg.Go(func() { o.committed, e3 = s.c.adm.FetchOffsets(ctx, s.ref.Group) })
-	wg.Wait()
-	if errors.Is(e3, kerr.GroupIDNotFound) {
-		// A group that never committed: every partition counts from its
-		// start, like a partition without a commit.
+	o, errs := s.c.batch.fetch(ctx, s.ref)
+	e1, e2, e3 := errs[0], errs[1], errs[2]
+	if groupNeverCommitted(e3) {
 		o.committed, e3 = nil, nil
 	}
 	switch {
