@@ -152,3 +152,25 @@ func TestDecideBehaviorOverridesTheDefaultWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestDecideHeldPassKeepsTheReason: passes held by the scale-down window
+// keep the reason of the count they hold, so lower readings inside the
+// window rewrite no status; the scale-down after it gets its own reason.
+func TestDecideHeldPassKeepsTheReason(t *testing.T) {
+	spec := workerSpec{PollingInterval: time.Second, Fallback: policy.Fallback{FailureThreshold: 3},
+		Sizing: policy.QueueSizing{MaxReplicas: 10, ScalingFactor: 1}}
+	st := &workerState{}
+	t0 := time.Unix(0, 0)
+	up := st.decide(t0, spec, 0, source.Sample{Backlog: 4, Ready: 4}, nil)
+	for i, backlog := range []int64{0, 2, 1, 0} {
+		d := st.decide(t0.Add(time.Duration(i+1)*time.Second), spec, 4, source.Sample{Backlog: backlog, Ready: backlog}, nil)
+		if d.Desired != 4 || d.Reason != up.Reason {
+			t.Fatalf("held pass %d (backlog %d): desired %d reason %q, want 4 and %q", i, backlog, d.Desired, d.Reason, up.Reason)
+		}
+	}
+	// The last reading above zero was at 3 s.
+	down := st.decide(t0.Add(3*time.Second+policy.QWorkerDownWindow(time.Second)+time.Second), spec, 4, source.Sample{}, nil)
+	if down.Desired != 0 || down.Reason == up.Reason {
+		t.Fatalf("after the window: desired %d reason %q, want 0 with a reason of its own", down.Desired, down.Reason)
+	}
+}
