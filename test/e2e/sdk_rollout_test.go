@@ -24,9 +24,10 @@ import (
 // A worker is alive while its pod is owned by the QWorker, not terminating
 // and not finished: a Swell SDK worker that leaves drops its owner
 // reference, then deletes its pod. It is ready while alive with the pod's
-// Ready condition true: on the process node, as kubelet does for a
-// container without a readiness probe (SDK workers serve none), from its
-// process start until its pod terminates.
+// Ready condition true. The test's QWorkers gate readiness on the SDK's
+// condition swell.dev/taking-tasks (spec.readinessGates): the process node,
+// as kubelet, sets Ready only once the container runs and that condition
+// is True, which the worker sets once its queue consumer is connected.
 type capacityLog struct {
 	mu     sync.Mutex
 	pods   map[types.UID]*corev1.Pod
@@ -52,9 +53,13 @@ type capacity struct {
 	// unmarked are ready workers not marked for retirement: those take
 	// tasks beyond the one in hand.
 	unmarked int
-	// serving are ready workers that finished a task: a worker's pod is
-	// Ready when its process starts, a moment before it takes a task.
+	// serving are ready workers that finished a task: a worker sets its
+	// readiness gate just before its first task, so a new pod is ready a
+	// moment before it finished one.
 	serving int
+	// early are ready workers whose readiness gate condition is not True:
+	// the node let a pod turn Ready before its worker took tasks.
+	early int
 	// live are pods neither terminating nor finished, owned or not: a
 	// leaving worker counts here between dropping its owner reference and
 	// deleting its pod.
@@ -114,6 +119,7 @@ func (l *capacityLog) observe(typ watch.EventType, pod *corev1.Pod) {
 	l.low.serving = min(l.low.serving, c.serving)
 	l.high.alive = max(l.high.alive, c.alive)
 	l.high.live = max(l.high.live, c.live)
+	l.high.early = max(l.high.early, c.early)
 }
 
 // countLocked counts the pods as they are now; callers hold l.mu.
@@ -136,6 +142,9 @@ func (l *capacityLog) countLocked() capacity {
 			continue
 		}
 		c.ready++
+		if !podConditionTrue(p, qworker.ConditionTakingTasks) {
+			c.early++
+		}
 		if p.Annotations[qworker.AnnotationRetire] != "true" {
 			c.unmarked++
 		}
@@ -198,8 +207,13 @@ func podLive(p *corev1.Pod) bool {
 
 // podIsReady reports the pod's Ready condition.
 func podIsReady(p *corev1.Pod) bool {
+	return podConditionTrue(p, corev1.PodReady)
+}
+
+// podConditionTrue reports whether the pod's condition t is True.
+func podConditionTrue(p *corev1.Pod, t corev1.PodConditionType) bool {
 	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
+		if c.Type == t {
 			return c.Status == corev1.ConditionTrue
 		}
 	}
@@ -270,12 +284,14 @@ func (f *feeder) stop(t *testing.T) int {
 // workers never fall below desired − 1, alive workers never exceed
 // desired + maxSurge. Then every task is done exactly once.
 //
-// Ready is the pod's condition, which the process node (as kubelet for a
-// container without a readiness probe) sets once the worker's process
-// runs; the SDKs report no readiness of their own. The test also counts,
-// and logs without asserting, the ready workers that had finished a task
-// at each event: it shows how far a rollout runs ahead of workers that are
-// still starting (their imports, watches and broker connection).
+// The podSpec gates readiness on swell.dev/taking-tasks, which the SDKs
+// set once their queue consumer is connected, so Ready (which the
+// controller waits for before it retires an outdated pod) means the worker
+// takes tasks, not that its process started: no pod is ever Ready without
+// that condition. The test also counts, and logs, the ready workers that
+// had finished a task at each event; without the gate a rollout ran ahead
+// of workers still starting (their imports, watches and broker
+// connection), and that count fell to 1 of 4 with Python workers.
 func TestSDKRolloutKeepsReadyCapacity(t *testing.T) {
 	c := startController(t)
 	for _, tc := range []struct {
@@ -300,6 +316,7 @@ func TestSDKRolloutKeepsReadyCapacity(t *testing.T) {
 			}
 			cmd, extraEnv := tc.worker(t, b, results)
 			qw := sdkQWorker(ns, "sdk", b.queue, cmd, append(slices.Clone(b.env), extraEnv...), desired)
+			qw.Spec.PodSpec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: qworker.ConditionTakingTasks}}
 			qw.Spec.ScaleConfig.MinReplicas = desired
 			qw.Spec.ScaleConfig.Retirement.MaxSurge = ptr.To(tc.maxSurge)
 			if err := c.Create(ctx, qw); err != nil {
@@ -350,6 +367,9 @@ func TestSDKRolloutKeepsReadyCapacity(t *testing.T) {
 			}
 			if low.ready < desired-1 {
 				t.Errorf("ready workers fell to %d during the rollout, below desired − 1 = %d", low.ready, desired-1)
+			}
+			if high.early > 0 {
+				t.Errorf("%d pods at once were Ready without their readiness gate %s True", high.early, qworker.ConditionTakingTasks)
 			}
 			if low.unmarked < desired-1 {
 				t.Errorf("ready workers not marked for retirement fell to %d during the rollout, below desired − 1 = %d", low.unmarked, desired-1)
