@@ -141,6 +141,17 @@ func (s *Sources) Forget(key types.NamespacedName) {
 	}
 }
 
+// Close closes every broker connection, when the controller's term as
+// leader ends: the next term builds its own Sources.
+func (s *Sources) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, c := range s.conns {
+		_ = c.client.Close()
+		delete(s.conns, key)
+	}
+}
+
 // conn returns the shared connection for sc, making a new one when the
 // resolved configuration (spec or Secrets) changed.
 func (s *Sources) conn(ctx context.Context, sc *qv1.ScalerConfig) (*conn, error) {
