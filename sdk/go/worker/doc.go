@@ -15,6 +15,11 @@
 // and write to its pod (SelfSubjectAccessReview) and fails within 30 s with
 // an error naming what is missing; config/rbac/qworker-worker is the Role.
 //
+// When its pod spec lists the readiness gate ConditionTakingTasks, it sets
+// that pod condition True just before its first Take (one pods/status
+// patch), so the pod turns Ready, and a rollout retires an old pod for it,
+// only once it takes tasks; a refused patch is logged and the worker goes on.
+//
 // It reports its task counters (tasks finished, time spent on them) on its
 // own pod's swell.dev/worker-stats annotation at most every
 // SWELL_STATS_INTERVAL seconds (default 10) and only when they changed, so
