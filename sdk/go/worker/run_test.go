@@ -144,7 +144,7 @@ func TestFailedTaskGoesToFailWithItsError(t *testing.T) {
 	d := &failerDelivery{}
 	w := &Worker{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	w.process(context.Background(), d, func(context.Context, []byte) error { return failing })
-	if d.cause != failing || d.returned {
+	if !errors.Is(d.cause, failing) || d.returned {
 		t.Fatalf("Fail got %v, Return called %v; want Fail with the handler's error and no Return", d.cause, d.returned)
 	}
 }

@@ -53,6 +53,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/swell-autoscaler/swell/sdk/go/queue/retry"
 	"github.com/swell-autoscaler/swell/sdk/go/worker"
 )
 
@@ -95,11 +96,11 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Defaults of Options, the same as the other queues'.
+// Defaults of Options, the same on every broker (package retry).
 const (
-	DefaultMaxAttempts = 5
-	DefaultBackoff     = time.Second
-	DefaultMaxBackoff  = time.Minute
+	DefaultMaxAttempts = retry.DefaultMaxAttempts
+	DefaultBackoff     = retry.DefaultBackoff
+	DefaultMaxBackoff  = retry.DefaultMaxBackoff
 )
 
 // Headers of a dead-lettered record, besides the original's own.
@@ -118,15 +119,6 @@ const maxErrorLen = 1024
 func DeadLetterTopic(topic string) string { return topic + ".dead" }
 
 func (o Options) withDefaults() Options {
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = DefaultMaxAttempts
-	}
-	if o.Backoff == 0 {
-		o.Backoff = DefaultBackoff
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = DefaultMaxBackoff
-	}
 	if o.DeadLetterTopic == "" {
 		o.DeadLetterTopic = DeadLetterTopic(o.Topic)
 	}
@@ -169,6 +161,7 @@ type Queue struct {
 	cl     *kgo.Client
 	settle time.Duration
 	opts   Options
+	retry  retry.Policy
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -236,7 +229,8 @@ func New(opts Options, extra ...kgo.Opt) (*Queue, error) {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	opts = opts.withDefaults()
-	return &Queue{cl: cl, settle: settleTimeout(opts), opts: opts, log: opts.Logger.With("topic", opts.Topic),
+	policy := retry.Policy{MaxAttempts: opts.MaxAttempts, Backoff: opts.Backoff, MaxBackoff: opts.MaxBackoff}.WithDefaults()
+	return &Queue{cl: cl, settle: settleTimeout(opts), opts: opts, retry: policy, log: opts.Logger.With("topic", opts.Topic),
 		failing: map[partition]failure{}, timers: map[*time.Timer]bool{}}, nil
 }
 
@@ -351,10 +345,10 @@ func (d *delivery) Fail(ctx context.Context, cause error) error {
 	defer d.cl.AllowRebalance()
 	q := d.q
 	n := q.count(d.r)
-	if q.opts.MaxAttempts > 0 && n >= q.opts.MaxAttempts {
+	if q.retry.Dead(n) {
 		if err := q.deadLetter(ctx, d.r, n, cause); err != nil {
-			q.rewind(d.r, q.opts.MaxBackoff)
-			return fmt.Errorf("kafka dead-letter %s (kept, retried after %s): %w", d.ID(), q.opts.MaxBackoff, err)
+			q.rewind(d.r, q.retry.MaxBackoff)
+			return fmt.Errorf("kafka dead-letter %s (kept, retried after %s): %w", d.ID(), q.retry.MaxBackoff, err)
 		}
 		q.forget(d.r)
 		q.dead.Add(1)
@@ -367,10 +361,10 @@ func (d *delivery) Fail(ctx context.Context, cause error) error {
 		}
 		return nil
 	}
-	wait := backoff(q.opts, n)
+	wait := q.retry.Wait(n)
 	q.rewind(d.r, wait)
 	q.retried.Add(1)
-	q.log.Warn("task failed; retrying", "task", d.ID(), "attempts", n, "maxAttempts", q.opts.MaxAttempts, "backoff", wait, "err", cause)
+	q.log.Warn("task failed; retrying", "task", d.ID(), "attempts", n, "maxAttempts", q.retry.MaxAttempts, "backoff", wait, "err", cause)
 	return nil
 }
 
@@ -429,18 +423,6 @@ func (q *Queue) resumeAfter(wait time.Duration, parts map[string][]int32) {
 		}
 	})
 	q.timers[tm] = true
-}
-
-// backoff is the pause after the n-th failure (1 = first).
-func backoff(o Options, n int) time.Duration {
-	if o.Backoff <= 0 {
-		return 0
-	}
-	d := o.Backoff
-	for i := 1; i < n && d < o.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, o.MaxBackoff)
 }
 
 // deadLetter produces r to the dead-letter topic and waits for the broker

@@ -357,16 +357,4 @@ func TestFailuresCountedPerRecord(t *testing.T) {
 	}
 }
 
-func TestBackoffDoublesUpToTheCap(t *testing.T) {
-	o := Options{Backoff: time.Second, MaxBackoff: 5 * time.Second}
-	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 5 * time.Second, 50: 5 * time.Second} {
-		if got := backoff(o, n); got != want {
-			t.Errorf("backoff after failure %d = %v, want %v", n, got, want)
-		}
-	}
-	if got := backoff(Options{Backoff: -1}, 2); got != 0 {
-		t.Errorf("negative backoff gives %v, want 0", got)
-	}
-}
-
 var _ worker.Failer = (*delivery)(nil)

@@ -43,6 +43,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/swell-autoscaler/swell/sdk/go/queue/retry"
 	"github.com/swell-autoscaler/swell/sdk/go/worker"
 )
 
@@ -52,11 +53,11 @@ import (
 // It wraps worker.ErrQueueClosed, so worker.Run stops on it.
 var ErrClosed = fmt.Errorf("rabbitmq channel closed: %w", worker.ErrQueueClosed)
 
-// Defaults of Options, the same as redisq's.
+// Defaults of Options, the same on every broker (package retry).
 const (
-	DefaultMaxAttempts = 5
-	DefaultBackoff     = time.Second
-	DefaultMaxBackoff  = time.Minute
+	DefaultMaxAttempts = retry.DefaultMaxAttempts
+	DefaultBackoff     = retry.DefaultBackoff
+	DefaultMaxBackoff  = retry.DefaultMaxBackoff
 )
 
 // Headers the consumer sets on the copies it republishes.
@@ -104,15 +105,6 @@ func (o Options) withDefaults(queue string) Options {
 	if o.Prefetch <= 0 {
 		o.Prefetch = 1
 	}
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = DefaultMaxAttempts
-	}
-	if o.Backoff == 0 {
-		o.Backoff = DefaultBackoff
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = DefaultMaxBackoff
-	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -145,6 +137,7 @@ type Queue struct {
 	ch         *amqp.Channel
 	queue      string
 	opts       Options
+	retry      retry.Policy
 	log        *slog.Logger
 	deliveries <-chan amqp.Delivery
 	closed     chan *amqp.Error
@@ -179,7 +172,8 @@ func New(ch *amqp.Channel, queue string, o Options) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq basic.consume %s: %w", queue, err)
 	}
-	return &Queue{ch: ch, queue: queue, opts: o, log: o.Logger.With("queue", queue), deliveries: deliveries,
+	policy := retry.Policy{MaxAttempts: o.MaxAttempts, Backoff: o.Backoff, MaxBackoff: o.MaxBackoff}.WithDefaults()
+	return &Queue{ch: ch, queue: queue, opts: o, retry: policy, log: o.Logger.With("queue", queue), deliveries: deliveries,
 		closed: closed, declared: map[string]bool{}}, nil
 }
 
@@ -239,18 +233,6 @@ func (q *Queue) Close() error {
 		return fmt.Errorf("rabbitmq close channel: %w", err)
 	}
 	return nil
-}
-
-// backoff is the wait after the n-th failure (1 = first).
-func (q *Queue) backoff(n int) time.Duration {
-	if q.opts.Backoff <= 0 {
-		return 0
-	}
-	d := q.opts.Backoff
-	for i := 1; i < n && d < q.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, q.opts.MaxBackoff)
 }
 
 // declareRetry declares the retry queue for delay once per channel: its
@@ -328,7 +310,7 @@ func (d *delivery) Fail(ctx context.Context, cause error) error {
 	n := attempts(d.d.Headers) + 1
 	msg := copyOf(d.d, n)
 	exchange, key := "", q.queue
-	dead := q.opts.MaxAttempts > 0 && n >= q.opts.MaxAttempts
+	dead := q.retry.Dead(n)
 	var wait time.Duration
 	switch {
 	case dead:
@@ -336,8 +318,8 @@ func (d *delivery) Fail(ctx context.Context, cause error) error {
 		if cause != nil {
 			msg.Headers[ErrorHeader] = truncate(cause.Error(), maxErrorLen)
 		}
-	case q.backoff(n) > 0:
-		wait = q.backoff(n)
+	case q.retry.Wait(n) > 0:
+		wait = q.retry.Wait(n)
 		name, err := q.declareRetry(wait)
 		if err != nil {
 			return d.requeue(err)
@@ -356,7 +338,7 @@ func (d *delivery) Fail(ctx context.Context, cause error) error {
 		return nil
 	}
 	q.retried.Add(1)
-	q.log.Warn("task failed; retrying", "task", d.ID(), "attempts", n, "maxAttempts", q.opts.MaxAttempts, "backoff", wait, "err", cause)
+	q.log.Warn("task failed; retrying", "task", d.ID(), "attempts", n, "maxAttempts", q.retry.MaxAttempts, "backoff", wait, "err", cause)
 	return nil
 }
 

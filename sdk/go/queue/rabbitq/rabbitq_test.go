@@ -259,18 +259,6 @@ func TestNoBackoffRequeuesAtTheBack(t *testing.T) {
 	}
 }
 
-func TestBackoffDoublesUpToTheCap(t *testing.T) {
-	q := &Queue{opts: Options{Backoff: time.Second, MaxBackoff: 5 * time.Second}}
-	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 5 * time.Second, 40: 5 * time.Second} {
-		if got := q.backoff(n); got != want {
-			t.Errorf("backoff after failure %d = %v, want %v", n, got, want)
-		}
-	}
-	if got := (&Queue{opts: Options{Backoff: -1}}).backoff(3); got != 0 {
-		t.Errorf("negative backoff gives %v, want 0", got)
-	}
-}
-
 func TestAttemptsReadEveryIntegerWidth(t *testing.T) {
 	for name, tc := range map[string]struct {
 		h    amqp.Table
