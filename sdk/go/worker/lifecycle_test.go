@@ -71,14 +71,7 @@ func TestStartFailsFastNamingTheMissingPermission(t *testing.T) {
 	defer cancel()
 	env := testenv.New(t, testenv.Options{APIServer: true})
 	installQWorkerCRD(ctx, t, env)
-	var shipped rbacv1.Role
-	b, err := os.ReadFile("../../../config/rbac/qworker-worker/role.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(b, &shipped); err != nil {
-		t.Fatal(err)
-	}
+	shipped := shippedWorkerRole(t)
 	podsOnly := []rbacv1.PolicyRule{shipped.Rules[0]}
 	for name, tc := range map[string]struct {
 		rules   []rbacv1.PolicyRule // nil: no Role at all
@@ -119,6 +112,20 @@ func TestStartFailsFastNamingTheMissingPermission(t *testing.T) {
 			t.Logf("failed after %v: %v", took.Round(time.Millisecond), err)
 		})
 	}
+}
+
+// shippedWorkerRole reads the worker Role of config/rbac/qworker-worker.
+func shippedWorkerRole(t *testing.T) rbacv1.Role {
+	t.Helper()
+	var role rbacv1.Role
+	b, err := os.ReadFile("../../../config/rbac/qworker-worker/role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &role); err != nil {
+		t.Fatal(err)
+	}
+	return role
 }
 
 // workerConfig makes namespace ns with a ServiceAccount bound to rules and
@@ -198,14 +205,7 @@ func TestMarkTakingTasks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	env := testenv.New(t, testenv.Options{APIServer: true})
-	var shipped rbacv1.Role
-	b, err := os.ReadFile("../../../config/rbac/qworker-worker/role.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(b, &shipped); err != nil {
-		t.Fatal(err)
-	}
+	shipped := shippedWorkerRole(t)
 	var noStatus []rbacv1.PolicyRule
 	for _, r := range shipped.Rules {
 		if !slices.Contains(r.Resources, "pods/status") {
