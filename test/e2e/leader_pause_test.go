@@ -106,7 +106,7 @@ func TestPausedLeaderMakesNoWriteAfterResume(t *testing.T) {
 	// same process as a standby; every write it tried went through the guard.
 	waitFor(ctx, t, "stale leader A to end its term and campaign again", func() (bool, error) {
 		if exited(a) {
-			return false, fmt.Errorf("A exited: %v", a.exitErr)
+			return false, fmt.Errorf("A exited: %w", a.exitErr)
 		}
 		return strings.Contains(a.log(), "campaigning again"), nil
 	})
