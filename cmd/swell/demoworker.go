@@ -73,7 +73,7 @@ func newDemoWorkerCmd() *cobra.Command {
 	f.StringVar(&o.results, "results", "", "prefix of the Redis keys recording finished tasks (<results>:swell:done, <results>:swell:times, <results>:swell:pods, start times in <results>:swell:started, the pod that took each --slow-prefix task in <results>:swell:taken); default the queue name")
 	f.DurationVar(&o.settleTimeout, "settle-timeout", 0, "how long acknowledging or handing back a task may take; 0: what the broker needs (a classic-protocol Kafka group holds commits while it rebalances: its rebalance timeout plus 10s), else 10s")
 	f.DurationVar(&o.taskTime, "task-time", time.Second, "how long each task takes")
-	f.IntVar(&o.maxAttempts, "max-attempts", 0, "failures after which a task is dead-lettered (Redis: <queue>:dead; NATS: MaxDeliver, then terminated); 0: the SDK's default")
+	f.IntVar(&o.maxAttempts, "max-attempts", 0, "failures after which a task is dead-lettered (Redis: the list <queue>:dead; RabbitMQ: the exchange <queue>.dlx, queue <queue>.dead; NATS: MaxDeliver, then terminated; Kafka: the topic <topic>.dead); 0: the SDK's default")
 	f.StringVar(&o.slowPrefix, "slow-prefix", "", "tasks whose body starts with this take --slow-time instead of --task-time")
 	f.DurationVar(&o.slowTime, "slow-time", time.Minute, "how long each --slow-prefix task takes")
 	f.StringVar(&o.failPrefix, "fail-prefix", "", "tasks whose body starts with this always fail (poison messages, for tests); each failure is counted in <results>:swell:failed")
