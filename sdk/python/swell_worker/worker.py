@@ -1,5 +1,6 @@
 """The worker loop and its lifecycle checks."""
 
+import inspect
 import json
 import logging
 import signal
@@ -156,10 +157,10 @@ class Worker:
             started = time.monotonic()
             try:
                 handle(delivery.body)
-            except Exception:  # noqa: BLE001 - hand the task back, keep working
+            except Exception as err:  # noqa: BLE001 - hand the task back, keep working
                 log.exception("task failed; handing it back")
                 self.stats.task(time.monotonic() - started)
-                self._settle(delivery.give_back, "hand back task")
+                self._settle(lambda: _give_back(delivery, err), "hand back task")
                 self.report_stats()
                 continue
             self.stats.task(time.monotonic() - started)
@@ -256,3 +257,17 @@ def _condition_true(pod, condition):
     status = getattr(pod, "status", None)
     return any(getattr(c, "type", None) == condition and getattr(c, "status", None) == "True"
                for c in (getattr(status, "conditions", None) or []))
+
+
+def _give_back(delivery, err):
+    """Hand a failed task back, with the handler's error for queues that
+    record it (the RabbitMQ consumer's swell-last-error header on a
+    dead-lettered task); other queues take no argument."""
+    try:
+        takes_error = "error" in inspect.signature(delivery.give_back).parameters
+    except (TypeError, ValueError):
+        takes_error = False
+    if takes_error:
+        delivery.give_back(error=err)
+    else:
+        delivery.give_back()

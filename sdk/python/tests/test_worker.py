@@ -165,6 +165,25 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(Worker(ID, q, core, custom).run(handle), Reason.QWORKER_DELETED)
         self.assertEqual(q.given_back, ["bad"])
 
+    def test_failed_task_carries_its_error_to_queues_that_record_it(self):
+        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
+        errors = []
+        q = ListQueue(["bad"], lambda done: setattr(custom, "gone", len(errors) == 1))
+
+        def take():
+            d = ListQueue.take(q)
+            if d is not None:
+                d.give_back = lambda error=None: errors.append(error)
+            return d
+
+        q.take = take
+
+        def handle(body):
+            raise RuntimeError("boom")
+
+        Worker(ID, q, core, custom).run(handle)
+        self.assertEqual([str(e) for e in errors], ["boom"])
+
     def test_sigterm_does_not_delete_the_pod(self):
         core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
         w = Worker(ID, ListQueue([]), core, custom)
