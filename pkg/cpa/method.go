@@ -157,7 +157,7 @@ func (e *Executor) runHTTP(ctx context.Context, h *HTTP, input []byte, timeout t
 		return "", fmt.Errorf("http %s %s: read body: %w", h.Method, h.URL, err)
 	}
 	if len(body) > maxOutput {
-		return "", fmt.Errorf("http %s %s: body larger than %d bytes", h.Method, h.URL, maxOutput)
+		return "", fmt.Errorf("http %s %s: body larger than %d bytes (%d MiB), refused", h.Method, h.URL, maxOutput, maxOutput>>20)
 	}
 	for _, code := range h.SuccessCodes {
 		if resp.StatusCode == code {

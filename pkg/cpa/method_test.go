@@ -1,6 +1,7 @@
 package cpa
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,6 +19,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -299,6 +301,58 @@ func TestShellOutputLimit(t *testing.T) {
 			}
 			if err != nil || len(got) != c.wantLen {
 				t.Fatalf("got %d bytes, %v; want %d bytes", len(got), err, c.wantLen)
+			}
+		})
+	}
+}
+
+// TestHTTPBodyLimit pins the 4 MiB bound on an http method's body, sent with
+// a Content-Length or chunked: exactly the limit is the answer, one byte
+// more (or 30 MiB) is an error naming the limit, never a truncated answer.
+func TestHTTPBodyLimit(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if r.URL.Query().Get("chunked") == "" {
+			w.Header().Set("Content-Length", strconv.Itoa(n))
+		}
+		_, _ = w.Write(bytes.Repeat([]byte("x"), n))
+	}))
+	defer srv.Close()
+	const limitErr = "body larger than 4194304 bytes (4 MiB), refused"
+	cases := []struct {
+		name    string
+		size    int
+		chunked bool
+		wantErr string
+	}{
+		{"small", 10, false, ""},
+		{"exactly 4 MiB", maxOutput, false, ""},
+		{"exactly 4 MiB, chunked", maxOutput, true, ""},
+		{"4 MiB and one byte", maxOutput + 1, false, limitErr},
+		{"4 MiB and one byte, chunked", maxOutput + 1, true, limitErr},
+		{"30 MiB", 30 << 20, false, limitErr},
+	}
+	e := NewExecutor()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			u := fmt.Sprintf("%s?n=%d", srv.URL, c.size)
+			if c.chunked {
+				u += "&chunked=1"
+			}
+			m := &Method{Type: MethodHTTP, Timeout: 20000, HTTP: &HTTP{Method: "GET", URL: u, SuccessCodes: []int{200}, ParameterMode: ParameterQuery}}
+			got, err := e.Run(context.Background(), m, []byte("{}"))
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v (body %d bytes), want it to contain %q", err, len(got), c.wantErr)
+				}
+				return
+			}
+			if err != nil || len(got) != c.size {
+				t.Fatalf("got %d bytes, %v; want %d bytes", len(got), err, c.size)
 			}
 		})
 	}
