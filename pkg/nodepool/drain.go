@@ -9,11 +9,14 @@ import (
 )
 
 // Annotations by which a pod says it must not be disrupted. Swell honours
-// both the Cluster Autoscaler's and Karpenter's, so a workload annotated for
-// either is protected the same way here.
+// the Cluster Autoscaler's and Karpenter's (current and legacy), so a
+// workload annotated for either autoscaler is protected the same way here.
 const (
 	SafeToEvictAnnotation  = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 	DoNotDisruptAnnotation = "karpenter.sh/do-not-disrupt"
+	// DoNotEvictAnnotation is Karpenter's name for do-not-disrupt before
+	// v0.32; workloads written for older Karpenter releases still carry it.
+	DoNotEvictAnnotation = "karpenter.sh/do-not-evict"
 )
 
 // mirrorPodAnnotation marks a static pod's mirror: the kubelet owns it and
@@ -90,6 +93,8 @@ func blocksDeletion(p *corev1.Pod, servers labels.Selector) (string, bool) {
 		return fmt.Sprintf("annotated %s=false", SafeToEvictAnnotation), true
 	case p.Annotations[DoNotDisruptAnnotation] == "true":
 		return fmt.Sprintf("annotated %s=true", DoNotDisruptAnnotation), true
+	case p.Annotations[DoNotEvictAnnotation] == "true":
+		return fmt.Sprintf("annotated %s=true", DoNotEvictAnnotation), true
 	}
 	return "", false
 }

@@ -62,6 +62,10 @@ func TestAssessDrain(t *testing.T) {
 		{"cluster-autoscaler safe-to-evict true is evicted", []*corev1.Pod{pod("db", annotated(SafeToEvictAnnotation, "true"))}, want{evict: []string{"db"}}},
 		{"karpenter do-not-disrupt true blocks", []*corev1.Pod{pod("job", annotated(DoNotDisruptAnnotation, "true"))}, want{blockers: []string{"ns/job"}}},
 		{"karpenter do-not-disrupt false is evicted", []*corev1.Pod{pod("job", annotated(DoNotDisruptAnnotation, "false"))}, want{evict: []string{"job"}}},
+		{"karpenter legacy do-not-evict true blocks", []*corev1.Pod{pod("job", annotated(DoNotEvictAnnotation, "true"))}, want{blockers: []string{"ns/job"}}},
+		{"karpenter legacy do-not-evict false is evicted", []*corev1.Pod{pod("job", annotated(DoNotEvictAnnotation, "false"))}, want{evict: []string{"job"}}},
+		{"karpenter legacy do-not-evict on a terminating pod still blocks", []*corev1.Pod{pod("job", annotated(DoNotEvictAnnotation, "true"), terminating)}, want{blockers: []string{"ns/job"}}},
+		{"daemonset pod annotated do-not-evict still goes with the node", []*corev1.Pod{pod("ds", owned("DaemonSet"), annotated(DoNotEvictAnnotation, "true"))}, want{clean: true}},
 		{"daemonset pod annotated safe-to-evict false still goes with the node", []*corev1.Pod{pod("ds", owned("DaemonSet"), annotated(SafeToEvictAnnotation, "false"))}, want{clean: true}},
 		{"terminating pod is waited for, not evicted again", []*corev1.Pod{pod("web", owned("ReplicaSet"), terminating)}, want{terminating: []string{"ns/web"}}},
 		{"mixed node: one blocker is enough, the rest still listed", []*corev1.Pod{
@@ -91,7 +95,7 @@ func TestAssessDrain(t *testing.T) {
 
 func TestBlockerReasonsNameTheAnnotation(t *testing.T) {
 	servers := labels.SelectorFromSet(labels.Set{"app": "game"})
-	for ann, val := range map[string]string{SafeToEvictAnnotation: "false", DoNotDisruptAnnotation: "true"} {
+	for ann, val := range map[string]string{SafeToEvictAnnotation: "false", DoNotDisruptAnnotation: "true", DoNotEvictAnnotation: "true"} {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Annotations: map[string]string{ann: val}}}
 		v := AssessDrain([]*corev1.Pod{p}, servers)
 		if len(v.Blockers) != 1 || v.Blockers[0].Reason != "annotated "+ann+"="+val {
