@@ -39,13 +39,24 @@ func newHarness(t *testing.T, objs ...any) *harness {
 // and state (nil: a fresh one).
 func newHarnessWith(t *testing.T, prov provider.Provider, state *State) *harness {
 	t.Helper()
+	return newHarnessEnv(t, prov, state, nil)
+}
+
+// newHarnessEnv is newHarnessWith with some of the harness's environment
+// variables overridden (e.g. EMPTY_NODE_EXPIRATION_SEC).
+func newHarnessEnv(t *testing.T, prov provider.Provider, state *State, override map[string]string) *harness {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cfg, err := Load("", env(map[string]string{
+	vars := map[string]string{
 		"CLOUD_PROVIDER": "kwok", "NODE_SELECTOR": "pool=games", "SERVER_POD_LABEL_NAME": "app", "SERVER_POD_LABEL_VALUE": "game",
 		"SERVER_CPU_RESOURCE_REQUEST": "1000", "BUFFER_SLOT_SIZE": "2", "MINIMUM_NODE_POOL_SIZE": "1", "MAXIMUM_NODE_POOL_SIZE": "3",
 		"EMPTY_NODE_EXPIRATION_SEC": "60", "RESIZE_COOLDOWN_SEC": "10", "KWOK_NODE_CPU": "4",
-	}))
+	}
+	for k, v := range override {
+		vars[k] = v
+	}
+	cfg, err := Load("", env(vars))
 	if err != nil {
 		t.Fatal(err)
 	}
