@@ -17,6 +17,7 @@ import (
 
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
 	"github.com/swell-autoscaler/swell/pkg/nodepool"
+	"github.com/swell-autoscaler/swell/pkg/nodepool/provider"
 )
 
 // providerTimeout bounds building a provider (digitalocean resolves its
@@ -115,6 +116,10 @@ type runnerBuilder struct {
 	cache *nodepool.Cache
 	// drainValidation overrides the scaler's drain validation delay.
 	drainValidation time.Duration
+	// newProvider builds a pool's provider; nil means nodepool.NewProvider.
+	// Tests put a stand-in cloud here to drive outages through the real
+	// reconcile path.
+	newProvider func(context.Context, nodepool.Config, kubernetes.Interface) (provider.Provider, error)
 }
 
 // build starts a runner for nps with cfg and the pool's state: provider,
@@ -169,7 +174,11 @@ func (b *runnerBuilder) buildScaler(ctx context.Context, nps *swellv1.NodePoolSc
 	}
 	pctx, cancel := context.WithTimeout(ctx, providerTimeout)
 	defer cancel()
-	prov, err := nodepool.NewProvider(pctx, cfg, b.clientset)
+	newProvider := b.newProvider
+	if newProvider == nil {
+		newProvider = nodepool.NewProvider
+	}
+	prov, err := newProvider(pctx, cfg, b.clientset)
 	if err != nil {
 		return nil, fmt.Errorf("build provider %s: %w", cfg.CloudProvider, err)
 	}
