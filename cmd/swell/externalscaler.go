@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,7 +89,7 @@ func runExternalScaler(ctx context.Context, o externalScalerOptions) error {
 			return err
 		}
 	}
-	policy, err := egress.New(ctx, egress.Config{Allow: o.egressAllow, Deny: o.egressDeny})
+	policy, err := o.egressPolicy(ctx, os.Getenv)
 	if err != nil {
 		return err
 	}
@@ -119,6 +120,34 @@ func runExternalScaler(ctx context.Context, o externalScalerOptions) error {
 	log.Info("external scaler listening", "addr", lis.Addr().String(), "tls", tlsCfg != nil,
 		"mtls", o.tls.ClientCAFile != "", "pollInterval", o.pollInterval, "plugins", o.plugins)
 	return srv.Serve(ctx, lis, o.grace)
+}
+
+// egressPolicy is the policy metadata addresses dial under: the default
+// refused ranges plus the flags, with the Kubernetes API server refused too.
+// The scaler has no kubeconfig, so the API server is the in-cluster Service
+// address the kubelet puts in every pod's environment; without it an allowed
+// range such as the service CIDR would open the API server as well.
+func (o externalScalerOptions) egressPolicy(ctx context.Context, getenv func(string) string) (*egress.Policy, error) {
+	p, err := egress.New(ctx, egress.Config{Allow: o.egressAllow, Deny: o.egressDeny, APIServer: inClusterAPIServer(getenv)})
+	if err != nil {
+		return nil, fmt.Errorf("egress policy: %w", err)
+	}
+	return p, nil
+}
+
+// inClusterAPIServer is KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT
+// (the host alone, refused on every port, when the port is unset), or
+// nothing outside a cluster.
+func inClusterAPIServer(getenv func(string) string) []string {
+	host := strings.TrimSpace(getenv("KUBERNETES_SERVICE_HOST"))
+	if host == "" {
+		return nil
+	}
+	port := strings.TrimSpace(getenv("KUBERNETES_SERVICE_PORT"))
+	if port == "" {
+		return []string{host}
+	}
+	return []string{net.JoinHostPort(host, port)}
 }
 
 // warnPlaintext warns, once at start, when the gRPC server is reachable
