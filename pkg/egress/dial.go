@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -83,11 +85,54 @@ func (p *Policy) HTTPClient(timeout time.Duration, tlsCfg *tls.Config) *http.Cli
 	return &http.Client{Transport: p.Transport(tlsCfg), Timeout: timeout, CheckRedirect: CheckRedirect}
 }
 
-// CheckRedirect stops after MaxRedirects, for clients built elsewhere; the
-// dial hook checks where each redirect goes.
+// CheckRedirect stops after MaxRedirects and strips credentials from a
+// redirect that leaves the first request's origin, for clients built
+// elsewhere; the dial hook checks where each redirect goes.
+//
+// net/http itself keeps Authorization and Cookie on a redirect to the same
+// host name (or a subdomain) whatever the port or scheme, so a destination
+// that answers with a redirect to another port of its host, or from https
+// to http, would receive the bearer token or password meant for it. A
+// credential is meant for one origin (scheme, host and port); any other
+// gets the request without it.
 func CheckRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= MaxRedirects {
 		return fmt.Errorf("stopped after %d redirects (at %s)", MaxRedirects, req.URL.Host)
 	}
+	if len(via) > 0 && !SameOrigin(via[0].URL, req.URL) {
+		StripCredentials(req.Header)
+	}
 	return nil
+}
+
+// credentialHeaders are the request headers that carry a credential.
+var credentialHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "Cookie2"}
+
+// StripCredentials deletes the headers that carry credentials
+// (Authorization, Proxy-Authorization, Cookie).
+func StripCredentials(h http.Header) {
+	for _, k := range credentialHeaders {
+		h.Del(k)
+	}
+}
+
+// SameOrigin reports whether a and b have the same scheme, host and port,
+// the scheme's default port standing for an omitted one. Host names compare
+// case-insensitively and without a trailing dot; a subdomain is another
+// origin.
+func SameOrigin(a, b *url.URL) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	return strings.EqualFold(a.Scheme, b.Scheme) && Origin(a) == Origin(b)
+}
+
+// Origin is u's host:port in lower case, with the scheme's default port
+// (80 for http, 443 for https) when none is written.
+func Origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[strings.ToLower(u.Scheme)]
+	}
+	return net.JoinHostPort(strings.TrimSuffix(strings.ToLower(u.Hostname()), "."), port)
 }

@@ -3,9 +3,12 @@ package externalscaler
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 // Credentials from the secrets directory are bound to their destination.
@@ -74,6 +77,21 @@ func checkBindings(b Bindings, used []string, dests []string) error {
 		}
 	}
 	return nil
+}
+
+// boundRedirect is the CheckRedirect of a client carrying the
+// secrets-directory credentials names: egress.CheckRedirect (a cap, and no
+// credential off the first origin), and a redirect to an address not
+// declared for every one of them is refused with a *BindingError, so a
+// destination cannot hand the request on to an address the operator did
+// not bind the credential to.
+func boundRedirect(b Bindings, names []string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if err := egress.CheckRedirect(req, via); err != nil {
+			return err
+		}
+		return checkBindings(b, names, []string{urlDest(req.URL.String(), httpPorts)})
+	}
 }
 
 func contains(list []string, s string) bool {

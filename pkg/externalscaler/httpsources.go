@@ -55,6 +55,20 @@ func (p *httpProbe) measure(ctx context.Context, now time.Time) (Reading, error)
 	return Reading{At: now, Values: map[string]float64{"backlog": v}}, nil
 }
 
+// httpClient is the client of an HTTP source whose credentials f has read
+// (call it after them): it dials under the egress policy, drops credentials
+// on a redirect off the first request's origin, and, when a credential of
+// the secrets directory is used, refuses a redirect to an address not
+// declared for it, as a request naming that address would be refused.
+func (p *Parser) httpClient(f *fields) *http.Client {
+	c := p.Egress.HTTPClient(httpTimeout, nil)
+	if len(f.fileCreds) == 0 {
+		return c
+	}
+	c.CheckRedirect = boundRedirect(p.Files.Bindings, append([]string(nil), f.fileCreds...))
+	return c
+}
+
 func hostOf(raw string) string {
 	if u, err := url.Parse(raw); err == nil {
 		return u.Host
@@ -127,7 +141,7 @@ func parseHTTP(p *Parser, f *fields) (*Spec, error) {
 	loc := f.required("a dot path to the number, e.g. \"stats.queue.depth\" or \"items.0.count\"", "valueLocation")
 	token := f.secret("bearerToken")
 	m, act := backlogMetric(f, "http-value", 1, "targetValue")
-	pr := &httpProbe{url: raw, token: token, client: p.Egress.HTTPClient(httpTimeout, nil),
+	pr := &httpProbe{url: raw, token: token, client: p.httpClient(f),
 		extract: func(doc any) (float64, error) { return valueAt(doc, loc) }}
 	return &Spec{
 		dests:  []string{urlDest(raw, httpPorts)},
@@ -147,7 +161,7 @@ func parsePrometheus(p *Parser, f *fields) (*Spec, error) {
 	token := f.secret("bearerToken")
 	m, act := backlogMetric(f, "prometheus-query", 1, "threshold")
 	u := strings.TrimRight(server, "/") + "/api/v1/query?query=" + url.QueryEscape(query)
-	pr := &httpProbe{url: u, token: token, client: p.Egress.HTTPClient(httpTimeout, nil),
+	pr := &httpProbe{url: u, token: token, client: p.httpClient(f),
 		extract: func(doc any) (float64, error) { return promValue(doc, ignoreNull) }}
 	return &Spec{
 		dests:  []string{urlDest(server, httpPorts)},

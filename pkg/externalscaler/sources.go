@@ -244,8 +244,8 @@ func parseBurrow(p *Parser, f *fields) (*Spec, error) {
 		Username: f.str("", "username"),
 		Password: f.secret("password"),
 	}
-	if p.Egress != nil {
-		cfg.HTTPClient = p.Egress.HTTPClient(httpTimeout, nil)
+	if p.Egress != nil || len(f.fileCreds) > 0 {
+		cfg.HTTPClient = p.httpClient(f)
 	}
 	group := f.required("the consumer group", "consumerGroup")
 	if err := cfg.Validate(); err != nil {

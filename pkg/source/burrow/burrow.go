@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swell-autoscaler/swell/pkg/egress"
 	"github.com/swell-autoscaler/swell/pkg/source"
 	"github.com/swell-autoscaler/swell/pkg/source/brokerconn"
 )
@@ -91,7 +92,8 @@ func New(cfg Config) (*Client, error) {
 		if t == 0 {
 			t = defaultTimeout
 		}
-		hc = &http.Client{Timeout: t}
+		// Basic auth stays with Burrow's origin on a redirect.
+		hc = &http.Client{Timeout: t, CheckRedirect: egress.CheckRedirect}
 	}
 	return &Client{cfg: cfg, base: strings.TrimRight(cfg.URL, "/"), http: hc}, nil
 }

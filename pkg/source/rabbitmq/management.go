@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
 // management reads queue statistics from RabbitMQ's management HTTP API.
@@ -43,7 +45,8 @@ func newManagement(cfg Config) (*management, error) {
 		base:     strings.TrimRight(cfg.ManagementURL, "/"),
 		user:     user,
 		password: pw,
-		hc:       &http.Client{Transport: tr, Timeout: cfg.timeout()},
+		// The management password stays with its origin on a redirect.
+		hc: &http.Client{Transport: tr, Timeout: cfg.timeout(), CheckRedirect: egress.CheckRedirect},
 	}, nil
 }
 
