@@ -20,16 +20,20 @@ import (
 
 // TestLint is `helm lint --strict charts/swell` (warnings fail too), with
 // default values, with nodePools disabled, and with the external scaler
-// (mutual TLS, secrets, plugins) and a ServiceMonitor.
+// (mutual TLS, secrets, credential bindings, plugins), a ServiceMonitor and
+// the controller's egress lists.
 func TestLint(t *testing.T) {
 	full := map[string]any{
 		"externalScaler": map[string]any{
-			"enabled": true,
-			"tls":     map[string]any{"secretName": "scaler-tls", "clientCA": map[string]any{"enabled": true}},
-			"secrets": map[string]any{"secretName": "creds"},
-			"plugins": map[string]any{"plugins": map[string]any{"p": map[string]any{"groups": []any{"g"}}}},
+			"enabled":     true,
+			"tls":         map[string]any{"secretName": "scaler-tls", "clientCA": map[string]any{"enabled": true}},
+			"secrets":     map[string]any{"secretName": "creds"},
+			"credentials": []any{map[string]any{"name": "redis-password", "addresses": []any{"redis.queues.svc:6379"}}},
+			"plugins":     map[string]any{"plugins": map[string]any{"p": map[string]any{"groups": []any{"g"}}}},
 		},
-		"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
+		"metrics":     map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
+		"egressAllow": []any{"10.96.0.0/12"},
+		"egressDeny":  []any{"203.0.113.0/24"},
 	}
 	for _, vals := range []map[string]any{nil, {"nodePools": map[string]any{"enabled": false}}, full} {
 		res := lint.AllWithKubeVersion(".", vals, "swell-system", nil)
