@@ -325,41 +325,19 @@ func procRSSMiB(b *testing.B, pid int) float64 {
 // apiserverWrites sums the API server's apiserver_request_total for writes
 // (every verb but get, list and watch), by "verb resource[/subresource]".
 func apiserverWrites(ctx context.Context, b *testing.B) map[string]float64 {
-	raw, err := env.Clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
+	b.Helper()
 	out := map[string]float64{}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		rest, ok := strings.CutPrefix(line, "apiserver_request_total{")
-		if !ok {
-			continue
-		}
-		labels, value, ok := strings.Cut(rest, "} ")
-		if !ok {
-			continue
-		}
-		verb, resource, sub := metricLabel(labels, "verb"), metricLabel(labels, "resource"), metricLabel(labels, "subresource")
+	for _, s := range apiserverSeries(ctx, b, "apiserver_request_total") {
+		verb, resource := s.labels["verb"], s.labels["resource"]
 		if verb == "GET" || verb == "LIST" || verb == "WATCH" {
 			continue
 		}
-		if sub != "" {
+		if sub := s.labels["subresource"]; sub != "" {
 			resource += "/" + sub
 		}
-		v, _ := strconv.ParseFloat(value, 64)
-		out[verb+" "+resource] += v
+		out[verb+" "+resource] += s.value
 	}
 	return out
-}
-
-// metricLabel is the value of one label in a Prometheus label list.
-func metricLabel(labels, name string) string {
-	_, v, ok := strings.Cut(labels, name+`="`)
-	if !ok {
-		return ""
-	}
-	v, _, _ = strings.Cut(v, `"`)
-	return v
 }
 
 // redisCommands is Redis's calls so far by command (INFO commandstats).

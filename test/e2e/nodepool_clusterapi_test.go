@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -463,40 +461,13 @@ func capiPool(ctx context.Context, ns string) (capiPoolState, error) {
 // itself).
 func resourceRequests(ctx context.Context, t *testing.T, resource string) map[string]float64 {
 	t.Helper()
-	raw, err := env.Clientset.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		t.Fatalf("apiserver /metrics: %v", err)
-	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="`+resource+`"`) {
-			continue
+	for _, s := range apiserverSeries(ctx, t, "apiserver_request_total") {
+		if s.labels["resource"] == resource {
+			out[s.labels["verb"]+" "+s.labels["subresource"]] += s.value
 		}
-		labels, value, ok := strings.Cut(strings.TrimPrefix(line, "apiserver_request_total{"), "} ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			continue
-		}
-		out[promLabel(labels, "verb")+" "+promLabel(labels, "subresource")] += v
 	}
 	return out
-}
-
-// promLabel reads one label's value from a Prometheus text-format label set.
-func promLabel(set, name string) string {
-	i := strings.Index(set, name+`="`)
-	if i < 0 || (i > 0 && set[i-1] != ',') {
-		return ""
-	}
-	rest := set[i+len(name)+2:]
-	v, _, _ := strings.Cut(rest, `"`)
-	return v
 }
 
 func deleteCAPINodes(t *testing.T) {

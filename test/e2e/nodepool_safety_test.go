@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -271,6 +268,21 @@ func (m *safetyDeletionWatch) stop() (deleted, violations []string) {
 	return m.deleted, m.violations
 }
 
+// expectOnly stops the watch and fails the test unless exactly node was
+// deleted, with nothing but DaemonSet or finished pods on it. It returns the
+// deletions seen, for the test's log.
+func (m *safetyDeletionWatch) expectOnly(t *testing.T, node string) []string {
+	t.Helper()
+	deleted, violations := m.stop()
+	for _, v := range violations {
+		t.Error(v)
+	}
+	if len(deleted) != 1 || deleted[0] != node {
+		t.Errorf("deletions seen %v, want exactly %s", deleted, node)
+	}
+	return deleted
+}
+
 func safetyDaemonSetPod(p *corev1.Pod) bool {
 	for _, r := range p.OwnerReferences {
 		if r.Kind == "DaemonSet" && r.Controller != nil && *r.Controller {
@@ -284,37 +296,7 @@ func safetyDaemonSetPod(p *corev1.Pod) bool {
 // /metrics over the series whose labels include every want pair.
 func safetyAPIRequests(ctx context.Context, t *testing.T, want map[string]string) float64 {
 	t.Helper()
-	raw, err := env.Clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		t.Fatalf("read the API server's /metrics: %v", err)
-	}
-	sum := 0.0
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
-			continue
-		}
-		end := strings.LastIndex(line, "}")
-		labels, value := line[len("apiserver_request_total{"):end], strings.TrimSpace(line[end+1:])
-		match := true
-		for k, v := range want {
-			if !strings.Contains(","+labels+",", ","+k+"=\""+v+"\",") {
-				match = false
-				break
-			}
-		}
-		if !match {
-			continue
-		}
-		f, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += f
-	}
-	return sum
+	return sumAPIServer(ctx, t, "apiserver_request_total", want)
 }
 
 func safetyEvictionRequests(ctx context.Context, t *testing.T) float64 {
@@ -426,14 +408,8 @@ func TestNodePoolSafetyDrainsThroughEviction(t *testing.T) {
 	p.start()
 	passes := p.passUntilDeleted("the node drained and deleted")
 	evictions := safetyEvictionRequests(ctx, t) - evictionsBefore
-	deleted, violations := mon.stop()
+	deleted := mon.expectOnly(t, p.node)
 	t.Logf("node %s deleted after %d passes; eviction requests: %.0f; deletions seen: %v", p.node, passes, evictions, deleted)
-	for _, v := range violations {
-		t.Error(v)
-	}
-	if len(deleted) != 1 || deleted[0] != p.node {
-		t.Errorf("deletions seen %v, want exactly %s", deleted, p.node)
-	}
 	if evictions != 1 {
 		t.Errorf("%.0f eviction requests, want 1 (web; the DaemonSet pod is never evicted)", evictions)
 	}
@@ -495,14 +471,8 @@ func TestNodePoolSafetyPDBBlocksDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	passes := p.passUntilDeleted("the node drained and deleted once the budget is gone")
-	deleted, violations := mon.stop()
+	mon.expectOnly(t, p.node)
 	t.Logf("budget deleted: node deleted after %d more passes", passes)
-	for _, v := range violations {
-		t.Error(v)
-	}
-	if len(deleted) != 1 {
-		t.Errorf("deletions seen %v, want exactly %s", deleted, p.node)
-	}
 }
 
 // TestNodePoolSafetySafeToEvictFalseBlocksDeletion: a pod annotated
@@ -540,14 +510,8 @@ func TestNodePoolSafetySafeToEvictFalseBlocksDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	passes := p.passUntilDeleted("the node drained and deleted once the annotation is gone")
-	deleted, violations := mon.stop()
+	mon.expectOnly(t, p.node)
 	t.Logf("annotation removed: node deleted after %d more passes", passes)
-	for _, v := range violations {
-		t.Error(v)
-	}
-	if len(deleted) != 1 {
-		t.Errorf("deletions seen %v, want exactly %s", deleted, p.node)
-	}
 }
 
 // TestNodePoolSafetyExpiryCountsFromEmpty: a node Swell cordoned an hour
@@ -598,14 +562,8 @@ func TestNodePoolSafetyExpiryCountsFromEmpty(t *testing.T) {
 
 	setAnnotations(now.Add(-time.Hour).Format(time.RFC3339Nano), now.Add(-11*time.Minute).Format(time.RFC3339Nano))
 	passes := p.passUntilDeleted("the node deleted once empty for 11 min")
-	deleted, violations := mon.stop()
+	mon.expectOnly(t, p.node)
 	t.Logf("empty for 11 min: deleted after %d passes", passes)
-	for _, v := range violations {
-		t.Error(v)
-	}
-	if len(deleted) != 1 {
-		t.Errorf("deletions seen %v, want exactly %s", deleted, p.node)
-	}
 	safetyNodeEvent(ctx, t, p.node, nodepool.ReasonDeleting, "empty of server pods for 11m")
 }
 
@@ -788,23 +746,7 @@ kwok-node-memory: 16Gi
 // serving now (apiserver_longrunning_requests, a gauge).
 func safetyOpenWatches(ctx context.Context, t *testing.T, resource string) float64 {
 	t.Helper()
-	raw, err := env.Clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		t.Fatalf("read the API server's /metrics: %v", err)
-	}
-	sum := 0.0
-	for _, line := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(line, "apiserver_longrunning_requests{") || !strings.Contains(line, `resource="`+resource+`"`) ||
-			!strings.Contains(line, `verb="WATCH"`) {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(line[strings.LastIndex(line, "}")+1:]), 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += f
-	}
-	return sum
+	return sumAPIServer(ctx, t, "apiserver_longrunning_requests", map[string]string{"resource": resource, "verb": "WATCH"})
 }
 
 // TestNodePoolSafetySharedCache: NodePoolScalers share the controller's one

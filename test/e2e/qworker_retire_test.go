@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,26 +92,7 @@ func (l *retirePodLog) addedSince(t time.Time) int {
 // namespaces, every response code) from its own /metrics.
 func podPosts(ctx context.Context, t *testing.T) float64 {
 	t.Helper()
-	raw, err := env.Clientset.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		t.Fatalf("apiserver /metrics: %v", err)
-	}
-	var n float64
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="pods"`) ||
-			!strings.Contains(line, `verb="POST"`) || !strings.Contains(line, `subresource=""`) {
-			continue
-		}
-		i := strings.LastIndex(line, " ")
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err == nil {
-			n += v
-		}
-	}
-	return n
+	return sumAPIServer(ctx, t, "apiserver_request_total", map[string]string{"resource": "pods", "verb": "POST", "subresource": ""})
 }
 
 // readyCondition reads the QWorker's Ready condition (nil until written).
