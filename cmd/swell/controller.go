@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -73,13 +74,37 @@ func newControllerCmdWith(o *controllerOptions) *cobra.Command {
 	f.StringSliceVar(&o.manager.Namespaces, "namespace", nil, "watch only these namespaces (repeatable; default all)")
 	f.DurationVar(&o.manager.GracefulShutdown, "graceful-shutdown", 30*time.Second, "time reconcilers get to finish on SIGTERM")
 	f.BoolVar(&o.development, "dev-logs", false, "human-readable logs instead of JSON")
-	f.StringSliceVar(&o.manager.Egress.Allow, "egress-allow", nil, "destinations PodAutoscaler http methods and ScalerConfig brokers may reach although refused by default (loopback, link-local, the API server; private ranges for http methods only): CIDR, address or host:port (repeatable)")
+	f.StringSliceVar(&o.manager.Egress.Allow, "egress-allow", nil, "destinations PodAutoscaler http methods and ScalerConfig brokers may reach although refused by default (loopback, link-local, the API server; private ranges for http methods, and for brokers with --egress-broker-private=false): CIDR, address or host:port (repeatable)")
 	f.StringSliceVar(&o.manager.Egress.Deny, "egress-deny", nil, "more CIDRs PodAutoscaler http methods and ScalerConfig brokers may not reach, e.g. cluster networks on public addresses (repeatable)")
+	f.Var(invertedBool{&o.manager.EgressBrokerStrict}, "egress-broker-private", "let ScalerConfig brokers reach the private ranges (RFC 1918, RFC 6598, IPv6 unique local) without --egress-allow, where in-cluster brokers live; false refuses them as for http methods")
+	f.Lookup("egress-broker-private").NoOptDefVal = "true"
 	f.BoolVar(&o.manager.PodAutoscalerFullResource, "podautoscaler-full-resource", false, "send PodAutoscaler methods whole targets and pods (default: identity, replicas, selector and status only)")
 	nodePools := f.Bool("node-pools", true, "run the NodePoolScaler reconciler (needs permissions on nodes)")
 	cmd.PreRun = func(*cobra.Command, []string) { o.manager.DisableNodePools = !*nodePools }
 	return cmd
 }
+
+// invertedBool is a boolean flag that sets the negation of its value, for a
+// flag whose default is true over an option whose zero value is false.
+type invertedBool struct{ p *bool }
+
+func (b invertedBool) String() string {
+	if b.p == nil {
+		return "true"
+	}
+	return strconv.FormatBool(!*b.p)
+}
+
+func (b invertedBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("want true or false: %w", err)
+	}
+	*b.p = !v
+	return nil
+}
+
+func (b invertedBool) Type() string { return "bool" }
 
 // runController runs the manager with every reconciler until ctx ends.
 func runController(ctx context.Context, cfg *rest.Config, o controller.Options) error {

@@ -102,10 +102,16 @@ type Options struct {
 	// Egress is the operator's policy for outbound calls users configure
 	// (PodAutoscaler http methods, ScalerConfig brokers): Allow and Deny of
 	// pkg/egress. Broker connections may also reach the private ranges,
-	// where in-cluster brokers live. The API server of the manager's config
-	// is always refused unless allowed exactly. There is no way to turn the
-	// policy off, only to allow.
+	// where in-cluster brokers live, unless EgressBrokerStrict. The API
+	// server of the manager's config is always refused unless allowed
+	// exactly. There is no way to turn the policy off, only to allow.
 	Egress egress.Config
+	// EgressBrokerStrict refuses the private ranges to ScalerConfig brokers
+	// too, as for http methods, so only Egress.Allow opens them: for
+	// clusters where a tenant's ScalerConfig must not reach other tenants'
+	// in-cluster services. Off (the zero value) keeps them open, because
+	// brokers usually live in the cluster at private addresses.
+	EgressBrokerStrict bool
 	// PodAutoscalerFullResource sends PodAutoscaler methods whole targets
 	// and pods instead of a view (identity, replicas, selector, status).
 	PodAutoscalerFullResource bool

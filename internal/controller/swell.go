@@ -39,11 +39,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	if err != nil {
 		return nil, fmt.Errorf("egress policy: %w", err)
 	}
-	// ScalerConfig brokers live inside the cluster, so their policy keeps
-	// the private ranges open and refuses the rest as for http methods.
-	bcfg := ecfg
-	bcfg.AllowPrivate = true
-	brokerPolicy, err := egress.New(ctx, bcfg)
+	brokerPolicy, err := egress.New(ctx, brokerEgress(ecfg, o.EgressBrokerStrict))
 	if err != nil {
 		return nil, fmt.Errorf("broker egress policy: %w", err)
 	}
@@ -73,4 +69,15 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		})
 	}
 	return NewManager(ctx, cfg, scheme, o, setups...)
+}
+
+// brokerEgress is the policy configuration of ScalerConfig broker
+// connections: ecfg (the http methods' policy) with the private ranges
+// open, since brokers usually live inside the cluster, unless strict.
+// Loopback, link-local (cloud metadata), the API server and the deny list
+// stay refused either way.
+func brokerEgress(ecfg egress.Config, strict bool) egress.Config {
+	bcfg := ecfg
+	bcfg.AllowPrivate = !strict
+	return bcfg
 }
