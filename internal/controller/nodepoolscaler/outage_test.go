@@ -276,7 +276,9 @@ func TestProviderOutageMidRun(t *testing.T) {
 		beforeOutage func(h *outageHarness) string
 		duringOutage func(h *outageHarness)
 		// step is how far the clock moves before each reconcile in the
-		// outage (past the expiry and the drain validation delay).
+		// outage: past the scaler's 30 s reuse of the provider's count, so
+		// every pass asks the cloud, and past the expiry and the drain
+		// validation delay.
 		step time.Duration
 	}{
 		{
@@ -304,7 +306,7 @@ func TestProviderOutageMidRun(t *testing.T) {
 			},
 			// 4 servers waiting: 2 + 4 slots wanted against 4 free.
 			duringOutage: func(h *outageHarness) { h.addPendingServers(4) },
-			step:         time.Second,
+			step:         31 * time.Second,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
