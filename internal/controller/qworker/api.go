@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/brokersource"
 	"github.com/swell-autoscaler/swell/pkg/policy"
 	"github.com/swell-autoscaler/swell/pkg/policy/hpav2"
 	"github.com/swell-autoscaler/swell/pkg/policy/waittime"
@@ -195,5 +196,5 @@ func outageMessage(spec workerSpec, d decision, view poolView) string {
 	if d.FallingBack && spec.Fallback.Replicas > 0 && d.Desired == spec.Fallback.Replicas {
 		action = fmt.Sprintf("fallback to %d replicas", d.Desired)
 	}
-	return fmt.Sprintf("%v; %s (%d worker pods running)", d.MeasureErr, action, view.alive)
+	return fmt.Sprintf("%s; %s (%d worker pods running)", brokersource.Describe(d.MeasureErr), action, view.alive)
 }

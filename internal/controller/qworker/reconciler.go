@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/brokersource"
 	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
 	"github.com/swell-autoscaler/swell/pkg/policy"
 	"github.com/swell-autoscaler/swell/pkg/source"
@@ -154,7 +155,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	r.Metrics.observe(req.NamespacedName, d, view, fresh)
 	if fresh {
-		r.recordDecision(qw, d)
+		r.recordDecision(ctx, qw, d)
 	}
 
 	// QScaler's SDK workers act on the status they read, so in mode
@@ -308,10 +309,14 @@ func (r *Reconciler) deletePod(ctx context.Context, key types.NamespacedName, po
 }
 
 // recordDecision emits an event when the desired count changes or the
-// source fails, with the inputs of the decision.
-func (r *Reconciler) recordDecision(qw *QWorker, d decision) {
+// source fails, with the inputs of the decision. A source's full error goes
+// to the controller's log only.
+func (r *Reconciler) recordDecision(ctx context.Context, qw *QWorker, d decision) {
 	if d.MeasureErr != nil {
-		r.Recorder.Eventf(qw, corev1.EventTypeWarning, "SourceFailed", "%v; %s", d.MeasureErr, d.Reason)
+		log.FromContext(ctx).Info("measuring the queue failed", "error", d.MeasureErr.Error())
+		// The source's error without what a non-broker answered (see
+		// brokersource.Describe): the QWorker's author reads events.
+		r.Recorder.Eventf(qw, corev1.EventTypeWarning, "SourceFailed", "%s; %s", brokersource.Describe(d.MeasureErr), d.Reason)
 		return
 	}
 	if d.Desired == d.Previous {

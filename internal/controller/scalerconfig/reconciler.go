@@ -17,8 +17,10 @@ import (
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/brokersource"
 )
 
 // ConditionReachable says whether the broker answered the last check.
@@ -69,15 +71,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	cond := metav1.Condition{Type: ConditionReachable, Status: metav1.ConditionTrue, Reason: "Reachable", Message: fmt.Sprintf("%s broker answered", sc.Spec.Type), ObservedGeneration: sc.Generation}
 	updated.Status.Healthy, updated.Status.Message = true, ""
 	if err != nil {
-		updated.Status.Healthy, updated.Status.Message = false, err.Error()
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Unreachable", err.Error()
+		// The author reads status and events: say what failed, never what
+		// a non-broker at their address answered (brokersource.Describe).
+		msg := brokersource.Describe(err)
+		updated.Status.Healthy, updated.Status.Message = false, msg
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Unreachable", msg
 	}
 	meta.SetStatusCondition(&updated.Status.Conditions, cond)
 	// An event on every change of reachability, including the first
 	// measurement of a ScalerConfig that is broken from the start.
 	if prev := meta.FindStatusCondition(sc.Status.Conditions, ConditionReachable); prev == nil || prev.Status != cond.Status {
 		if err != nil {
-			r.Recorder.Eventf(sc, corev1.EventTypeWarning, "BrokerUnreachable", "%v", err)
+			log.FromContext(ctx).Info("broker unreachable", "error", err.Error())
+			r.Recorder.Eventf(sc, corev1.EventTypeWarning, "BrokerUnreachable", "%s", cond.Message)
 		} else {
 			r.Recorder.Eventf(sc, corev1.EventTypeNormal, "BrokerReachable", "%s broker answered", sc.Spec.Type)
 		}
