@@ -2,6 +2,10 @@ package nodepool
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/sets"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"k8s.io/klog/v2"
@@ -20,9 +24,13 @@ var lifecycleTaints = map[string]bool{
 // pod whose node selector, required node affinity or missing tolerations
 // rule out every pool node waits for some other node, so it is no demand
 // on this pool and must not make it grow. pool is the pool's registered
-// nodes; when none is left to judge by (an empty pool), every pod counts,
-// since the shape of the nodes the pool would add is not known.
-func PendingDemand(pods []*corev1.Pod, pool []*corev1.Node) int {
+// nodes. When none is left to judge by (an empty pool), a pod is judged
+// against the labels the pool's nodes will carry, read from selector (the
+// pool's node selector, see [CouldRunOnShape]): a pod asking for another
+// value of one of those labels is no demand, while constraints on labels
+// the selector does not fix still count, since such nodes are not known
+// yet.
+func PendingDemand(pods []*corev1.Pod, pool []*corev1.Node, selector labels.Selector) int {
 	var shapes []*corev1.Node
 	for _, n := range pool {
 		if n.DeletionTimestamp == nil {
@@ -30,7 +38,7 @@ func PendingDemand(pods []*corev1.Pod, pool []*corev1.Node) int {
 		}
 	}
 	if len(shapes) == 0 {
-		return len(pods)
+		return emptyPoolDemand(pods, selector)
 	}
 	count := 0
 	for _, p := range pods {
@@ -42,6 +50,105 @@ func PendingDemand(pods []*corev1.Pod, pool []*corev1.Node) int {
 		}
 	}
 	return count
+}
+
+// emptyPoolDemand counts the pods that could run on a node the selector
+// would select.
+func emptyPoolDemand(pods []*corev1.Pod, selector labels.Selector) int {
+	shape := ShapeOf(selector)
+	count := 0
+	for _, p := range pods {
+		if CouldRunOnShape(p, shape) {
+			count++
+		}
+	}
+	return count
+}
+
+// NodeShape is what is known of the labels of a pool's future nodes
+// before any is registered: the labels its node selector pins to one
+// value, and the keys it requires absent. Every other label is unknown.
+type NodeShape struct {
+	// Labels are the labels every pool node carries (key=value or
+	// key in (value) in the selector).
+	Labels labels.Set
+	// Absent are keys no pool node carries (!key in the selector).
+	Absent sets.Set[string]
+}
+
+// ShapeOf reads a node selector's requirements into a NodeShape. nil or
+// an everything selector knows nothing.
+func ShapeOf(selector labels.Selector) NodeShape {
+	shape := NodeShape{Labels: labels.Set{}, Absent: sets.New[string]()}
+	if selector == nil {
+		return shape
+	}
+	reqs, _ := selector.Requirements()
+	for _, r := range reqs {
+		switch {
+		case (r.Operator() == selection.Equals || r.Operator() == selection.DoubleEquals || r.Operator() == selection.In) && r.Values().Len() == 1:
+			shape.Labels[r.Key()] = r.Values().UnsortedList()[0]
+		case r.Operator() == selection.DoesNotExist:
+			shape.Absent.Insert(r.Key())
+		}
+	}
+	return shape
+}
+
+// known reports whether the shape fixes a label key (its value, or its
+// absence).
+func (s NodeShape) known(key string) bool {
+	_, ok := s.Labels[key]
+	return ok || s.Absent.Has(key)
+}
+
+// CouldRunOnShape reports whether pod's nodeSelector and required node
+// affinity could match a node of the shape. Only requirements on keys the
+// shape fixes are judged, with the scheduler's matching against a node
+// carrying exactly the shape's labels; a requirement on any other key (or
+// on a field such as metadata.name) might hold on a node not yet seen, so
+// it does not rule the pod out. Taints are not known before a node
+// exists, so they are not judged.
+func CouldRunOnShape(pod *corev1.Pod, shape NodeShape) bool {
+	judged := &corev1.Pod{Spec: corev1.PodSpec{NodeSelector: map[string]string{}}}
+	for k, v := range pod.Spec.NodeSelector {
+		if shape.known(k) {
+			judged.Spec.NodeSelector[k] = v
+		}
+	}
+	judged.Spec.Affinity = knownAffinity(pod.Spec.Affinity, shape)
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Labels: shape.Labels}}
+	ok, err := nodeaffinity.GetRequiredNodeAffinity(judged).Match(node)
+	return err == nil && ok
+}
+
+// knownAffinity keeps, of a pod's required node affinity, the expressions
+// on keys the shape fixes. A term left with nothing to judge could hold,
+// and the terms are alternatives, so then the whole affinity could hold:
+// nil is returned.
+func knownAffinity(a *corev1.Affinity, shape NodeShape) *corev1.Affinity {
+	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return nil
+	}
+	var terms []corev1.NodeSelectorTerm
+	for _, t := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+		var kept []corev1.NodeSelectorRequirement
+		for _, r := range t.MatchExpressions {
+			if shape.known(r.Key) {
+				kept = append(kept, r)
+			}
+		}
+		if len(kept) == 0 {
+			return nil
+		}
+		terms = append(terms, corev1.NodeSelectorTerm{MatchExpressions: kept})
+	}
+	if len(terms) == 0 {
+		return nil
+	}
+	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: terms},
+	}}
 }
 
 // CouldRunOn reports whether the scheduler's node-affinity and taint

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 func poolNode(name string, lbls map[string]string, taints ...corev1.Taint) *corev1.Node {
@@ -85,7 +86,7 @@ func TestPendingDemand(t *testing.T) {
 		{"PreferNoSchedule taints do not rule a node out", nil, []*corev1.Node{
 			poolNode("soft", nil, corev1.Taint{Key: "dedicated", Value: "game", Effect: corev1.TaintEffectPreferNoSchedule}),
 		}, true},
-		{"empty pool: shape unknown, every pod counts", selector("role", "batch"), nil, true},
+		{"empty pool, a selector that fixes no label: every pod counts", selector("role", "batch"), nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,7 +94,7 @@ func TestPendingDemand(t *testing.T) {
 			if tt.want {
 				want = 1
 			}
-			if got := PendingDemand([]*corev1.Pod{pendingPod("gs", tt.mut)}, tt.nodes); got != want {
+			if got := PendingDemand([]*corev1.Pod{pendingPod("gs", tt.mut)}, tt.nodes, labels.Everything()); got != want {
 				t.Fatalf("PendingDemand = %d, want %d", got, want)
 			}
 		})
@@ -110,7 +111,7 @@ func TestPendingDemandIssueScenario(t *testing.T) {
 	for i := range 3 {
 		pods = append(pods, pendingPod(fmt.Sprintf("theirs-%d", i), func(s *corev1.PodSpec) { s.NodeSelector = map[string]string{"role": "other"} }))
 	}
-	demand := PendingDemand(pods, pool)
+	demand := PendingDemand(pods, pool, labels.SelectorFromSet(labels.Set{"role": "scalable"}))
 	if demand != 1 {
 		t.Fatalf("PendingDemand = %d, want 1", demand)
 	}
@@ -124,5 +125,102 @@ func TestPendingDemandIssueScenario(t *testing.T) {
 	in.PendingServerPods = len(pods) // what was counted before
 	if d := Plan(in); d.Resize == 0 {
 		t.Fatalf("counting all 4 pending should have grown the pool (the bug): %+v", d)
+	}
+}
+
+// TestPendingDemandEmptyPool: with no pool node registered, a pending
+// server is judged against the labels the pool's nodes will carry (those
+// the node selector fixes). A pod asking for another value of such a label
+// (or for a label the selector requires absent) is no demand; a constraint
+// on any label the selector leaves open might hold on the nodes to come,
+// so it still counts.
+func TestPendingDemandEmptyPool(t *testing.T) {
+	selector := func(kv ...string) func(*corev1.PodSpec) {
+		return func(s *corev1.PodSpec) {
+			s.NodeSelector = map[string]string{}
+			for i := 0; i+1 < len(kv); i += 2 {
+				s.NodeSelector[kv[i]] = kv[i+1]
+			}
+		}
+	}
+	terms := func(ts ...corev1.NodeSelectorTerm) func(*corev1.PodSpec) {
+		return func(s *corev1.PodSpec) {
+			s.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: ts},
+			}}
+		}
+	}
+	expr := func(key string, op corev1.NodeSelectorOperator, values ...string) corev1.NodeSelectorRequirement {
+		return corev1.NodeSelectorRequirement{Key: key, Operator: op, Values: values}
+	}
+	term := func(rs ...corev1.NodeSelectorRequirement) corev1.NodeSelectorTerm {
+		return corev1.NodeSelectorTerm{MatchExpressions: rs}
+	}
+	const pool = "role=scalable,tier in (game),!spot"
+	tests := []struct {
+		name     string
+		selector string
+		mut      func(*corev1.PodSpec)
+		want     bool
+	}{
+		{"no constraint", pool, nil, true},
+		{"node selector on the pool's label", pool, selector("role", "scalable"), true},
+		{"node selector for another pool", pool, selector("role", "batch"), false},
+		{"node selector on a single-value in label", pool, selector("tier", "game"), true},
+		{"node selector for another value of an in label", pool, selector("tier", "web"), false},
+		{"node selector on a label the pool requires absent", pool, selector("spot", "true"), false},
+		{"node selector on a label the selector leaves open", pool, selector("zone", "a"), true},
+		{"node selector with an open label and a conflicting pool label", pool, selector("zone", "a", "role", "batch"), false},
+		{"affinity In the pool's value", pool, requireAffinity("role", corev1.NodeSelectorOpIn, "scalable", "batch"), true},
+		{"affinity In other values", pool, requireAffinity("role", corev1.NodeSelectorOpIn, "batch"), false},
+		{"affinity NotIn the pool's value", pool, requireAffinity("role", corev1.NodeSelectorOpNotIn, "scalable"), false},
+		{"affinity DoesNotExist on the pool's label", pool, requireAffinity("role", corev1.NodeSelectorOpDoesNotExist), false},
+		{"affinity Exists on a label the pool requires absent", pool, requireAffinity("spot", corev1.NodeSelectorOpExists), false},
+		{"affinity DoesNotExist on a label the pool requires absent", pool, requireAffinity("spot", corev1.NodeSelectorOpDoesNotExist), true},
+		{"affinity on a label the selector leaves open", pool, requireAffinity("zone", corev1.NodeSelectorOpIn, "a"), true},
+		{"one term rules the pool out, another could hold", pool, terms(term(expr("role", corev1.NodeSelectorOpIn, "batch")), term(expr("zone", corev1.NodeSelectorOpIn, "a"))), true},
+		{"every term rules the pool out", pool, terms(term(expr("role", corev1.NodeSelectorOpIn, "batch")), term(expr("tier", corev1.NodeSelectorOpIn, "web"), expr("zone", corev1.NodeSelectorOpExists))), false},
+		{"a term on metadata.name only could hold", pool, terms(corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{"n1"}}}}), true},
+		{"taints are unknown before a node exists: no toleration still counts", pool, nil, true},
+		{"a set-based selector with several values fixes nothing", "role in (scalable,big)", selector("role", "batch"), true},
+		{"a != selector fixes nothing", "role!=batch", selector("role", "other"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sel, err := labels.Parse(tt.selector)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 0
+			if tt.want {
+				want = 1
+			}
+			if got := PendingDemand([]*corev1.Pod{pendingPod("gs", tt.mut)}, nil, sel); got != want {
+				t.Fatalf("PendingDemand = %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// TestPendingDemandEmptyPoolIssueScenario: the issue's three servers for
+// another pool, pending while this pool has no node yet, no longer make it
+// grow; the one for this pool still does.
+func TestPendingDemandEmptyPoolIssueScenario(t *testing.T) {
+	sel := labels.SelectorFromSet(labels.Set{"role": "scalable"})
+	pods := []*corev1.Pod{pendingPod("ours", func(s *corev1.PodSpec) { s.NodeSelector = map[string]string{"role": "scalable"} })}
+	for i := range 3 {
+		pods = append(pods, pendingPod(fmt.Sprintf("theirs-%d", i), func(s *corev1.PodSpec) { s.NodeSelector = map[string]string{"role": "other"} }))
+	}
+	if got := PendingDemand(pods, nil, sel); got != 1 {
+		t.Fatalf("PendingDemand in an empty pool = %d, want 1", got)
+	}
+	in := Input{Now: t0, Slot: map[string]int64{"cpu": 1000}, Template: map[string]int64{"cpu": 4000}, Min: 0, Max: 10,
+		PendingServerPods: PendingDemand(pods[1:], nil, sel)}
+	if d := Plan(in); d.Resize != 0 {
+		t.Fatalf("servers for another pool grew an empty pool with no buffer: %+v", d)
+	}
+	in.PendingServerPods = PendingDemand(pods, nil, sel)
+	if d := Plan(in); d.Resize != 1 {
+		t.Fatalf("the server for this pool did not grow the empty pool by one node: %+v", d)
 	}
 }

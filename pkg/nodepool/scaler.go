@@ -450,7 +450,7 @@ func (s *Scaler) pendingServers(pool []*corev1.Node) int {
 			pods = append(pods, p)
 		}
 	}
-	return PendingDemand(pods, pool)
+	return PendingDemand(pods, pool, s.cfg.NodeSelector)
 }
 
 // refreshProviderSize asks the provider for its count when forced (after
