@@ -304,12 +304,29 @@ type kubescalerPool struct {
 	expiry        time.Duration
 	nodes         map[string]*kubescalerNode
 	next          int
+	// boot is how long a node it orders takes to turn Ready (0: at once).
+	// kubescaler counts only Ready schedulable nodes, so booting nodes
+	// offer no free slots and are forgotten when it sizes a resize.
+	boot time.Duration
+	// ordered is when each node it ordered was ordered.
+	ordered []time.Time
 }
 
 type kubescalerNode struct {
 	pods      int64
 	cordoned  bool
 	stampedAt time.Time
+	readyAt   time.Time
+}
+
+// ready reports whether the node has finished booting.
+func (k *kubescalerPool) ready(n *kubescalerNode) bool { return !k.now.Before(n.readyAt) }
+
+// order adds a node that turns Ready after the boot time.
+func (k *kubescalerPool) order() {
+	k.nodes[fmt.Sprintf("n%02d", k.next)] = &kubescalerNode{readyAt: k.now.Add(k.boot)}
+	k.next++
+	k.ordered = append(k.ordered, k.now)
 }
 
 func newKubescalerPool(sc scenario) *kubescalerPool {
@@ -334,7 +351,7 @@ func (k *kubescalerPool) sorted() []string {
 func (k *kubescalerPool) free() int64 {
 	var free int64
 	for _, n := range k.nodes {
-		if !n.cordoned {
+		if !n.cordoned && k.ready(n) {
 			free += k.slots - n.pods
 		}
 	}
@@ -344,8 +361,7 @@ func (k *kubescalerPool) free() int64 {
 func (k *kubescalerPool) pass() {
 	if len(k.nodes) < k.min {
 		for len(k.nodes) < k.min {
-			k.nodes[fmt.Sprintf("n%02d", k.next)] = &kubescalerNode{}
-			k.next++
+			k.order()
 		}
 		return
 	}
@@ -366,14 +382,13 @@ func (k *kubescalerPool) pass() {
 		if free = k.free(); free < k.buffer {
 			schedulable := 0
 			for _, n := range k.nodes {
-				if !n.cordoned {
+				if !n.cordoned && k.ready(n) {
 					schedulable++
 				}
 			}
 			size := schedulable + int((k.buffer-free+k.slots-1)/k.slots)
 			for len(k.nodes) < size {
-				k.nodes[fmt.Sprintf("n%02d", k.next)] = &kubescalerNode{}
-				k.next++
+				k.order()
 			}
 		}
 	case free > k.buffer:
