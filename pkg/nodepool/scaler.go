@@ -412,6 +412,9 @@ func (s *Scaler) input(nodes []*corev1.Node) (Input, map[string]*corev1.Node, ma
 			st.Deleting = true
 		}
 		c := EmptySinceFor(n, st, now)
+		if at, ok := s.state.pendingEmptySince(n); ok && c.Set {
+			c = EmptySinceChange{Since: at} // our own write, not in the cache yet
+		}
 		if c.Set || c.Clear {
 			clocks[n.Name] = c
 		}
@@ -480,6 +483,7 @@ func (s *Scaler) apply(ctx context.Context, d Decision, nodes map[string]*corev1
 	var errs []error
 	for _, name := range d.Uncordon {
 		delete(clocks, name) // the uncordon clears both annotations
+		s.state.wroteEmptySince(name, time.Time{})
 		errs = append(errs, s.count("uncordon", 1, s.uncordon(ctx, name)))
 	}
 	for _, name := range d.Cordon {
@@ -585,6 +589,7 @@ func (s *Scaler) writeEmptySince(ctx context.Context, node *corev1.Node, c Empty
 	case err != nil:
 		return fmt.Errorf("record %s on %s: %w", EmptySinceAnnotation, node.Name, err)
 	}
+	s.state.wroteEmptySince(node.Name, c.Since)
 	if c.Set {
 		s.log.Info("node empty of server pods", "node", node.Name, "since", v)
 	} else {

@@ -26,11 +26,18 @@ type State struct {
 	// reported is the last blocked message per node, so a node that stays
 	// blocked raises one event, not one per pass.
 	reported map[string]string
+	// emptySince holds the expiry clocks this scaler wrote and the cache
+	// has not shown yet, so a pass that reads a stale node does not start
+	// the clock again later than it began.
+	emptySince map[string]time.Time
 }
 
 // NewState is a pool's state before its first pass.
 func NewState() *State {
-	return &State{deleting: map[string]time.Time{}, drains: map[string]time.Time{}, reported: map[string]string{}}
+	return &State{
+		deleting: map[string]time.Time{}, drains: map[string]time.Time{}, reported: map[string]string{},
+		emptySince: map[string]time.Time{},
+	}
 }
 
 func (st *State) cooldown() time.Time {
@@ -69,7 +76,7 @@ func (st *State) unmarkDeleting(node string) {
 func (st *State) forgetGone(present map[string]*corev1.Node) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for _, m := range []map[string]time.Time{st.deleting, st.drains} {
+	for _, m := range []map[string]time.Time{st.deleting, st.drains, st.emptySince} {
 		for name := range m {
 			if present[name] == nil {
 				delete(m, name)
@@ -81,6 +88,36 @@ func (st *State) forgetGone(present map[string]*corev1.Node) {
 			delete(st.reported, name)
 		}
 	}
+}
+
+// wroteEmptySince records an expiry clock this scaler wrote to a node
+// (zero time: it cleared the clock).
+func (st *State) wroteEmptySince(node string, since time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if since.IsZero() {
+		delete(st.emptySince, node)
+		return
+	}
+	st.emptySince[node] = since
+}
+
+// pendingEmptySince is the expiry clock this scaler wrote to a node whose
+// cached copy does not carry it yet. Once the cache shows the same value
+// the record is dropped, so a clock removed later by someone else starts
+// afresh.
+func (st *State) pendingEmptySince(node *corev1.Node) (time.Time, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	at, ok := st.emptySince[node.Name]
+	if !ok {
+		return time.Time{}, false
+	}
+	if seen, valid := timeAnnotation(node, EmptySinceAnnotation); valid && seen.Equal(at) {
+		delete(st.emptySince, node.Name)
+		return time.Time{}, false
+	}
+	return at, true
 }
 
 // keepDrains forgets the drains of nodes the plan no longer wants gone
