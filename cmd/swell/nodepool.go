@@ -54,7 +54,7 @@ func newNodePoolCmdWith(o *nodePoolOptions) *cobra.Command {
 it cordons surplus nodes, uncordons them before growing the pool, and deletes
 nodes it cordoned once they have been empty of server pods for the expiry,
 after evicting their other pods through the Eviction API (PodDisruptionBudgets
-and safe-to-evict/do-not-disrupt annotations keep a node).
+and safe-to-evict, do-not-disrupt and do-not-evict annotations keep a node).
 
 It reads kubescaler's keys as kubescaler does: from --<key> flags
 (--buffer-slot-size 6), upper-snake-case environment variables
