@@ -311,17 +311,8 @@ func (rw *replicaWatch) stop() []int64 {
 func TestNodePoolCapacityBufferCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := env.InstallCRDs(ctx, "testdata/capacitybuffer"); err != nil {
-		t.Fatalf("install the CapacityBuffer CRD: %v", err)
-	}
-	ns := newNamespace(ctx, t)
-	dyn, err := dynamic.NewForConfig(env.RESTConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := buildSwell(t)
-	config := filepath.Join(t.TempDir(), "nodepool.yaml")
-	writeFile(t, config, fmt.Sprintf(`cloud-provider: none
+	ns, dyn, p := startBufferNodepool(ctx, t, "capacitybuffer-nodepool", func(ns, kubeconfig string) string {
+		return fmt.Sprintf(`cloud-provider: none
 capacity-buffer: %s/game-servers
 node-selector: "swell.dev/pool=servers"
 cluster-kube-config-path: %s
@@ -332,8 +323,8 @@ buffer-slot-percent: 100
 server-cpu-resource-request: 500
 server-memory-resource-request: 1Gi
 metrics-bind-address: "0"
-`, ns, kubeconfigAs(t, grantCapacityBufferRole(ctx, t)), cbServerLabel, ns))
-	p := startSwell(t, bin, "capacitybuffer-nodepool", "nodepool", "--config", config)
+`, ns, kubeconfig, cbServerLabel, ns)
+	})
 	defer stopSwell(t, p)
 
 	waitBufferReplicas(ctx, t, dyn, ns, 1, "the buffer published by swell nodepool with no server: 1")
@@ -349,4 +340,60 @@ metrics-bind-address: "0"
 	}
 	t.Logf("swell nodepool (cloud-provider none, RBAC of config/rbac/capacitybuffer only) published 3 replicas of %s: cpu %s memory %s",
 		pt.Name, ptr.To(req[corev1.ResourceCPU]).String(), ptr.To(req[corev1.ResourceMemory]).String())
+}
+
+// TestNodePoolCommandReadsKubescalerFlagsAndKeys runs the swell nodepool
+// binary as a kubescaler user would: keys in the config file spelt in mixed
+// case, and kubescaler's --<key> command-line flags (mixed case too)
+// overriding the file. The published buffer shows which values the running
+// pool acts on: the flag's 4 slots with no server, then the file's 100 % of
+// 6 servers.
+func TestNodePoolCommandReadsKubescalerFlagsAndKeys(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns, dyn, p := startBufferNodepool(ctx, t, "kubescaler-flags-nodepool", func(ns, kubeconfig string) string {
+		return fmt.Sprintf(`Cloud-Provider: none
+CAPACITY-BUFFER: %s/game-servers
+Node-Selector: "swell.dev/pool=servers"
+cluster-kube-config-path: %s
+Server-Pod-Label-Name: %s
+server-pod-label-VALUE: %s
+Buffer-Slot-Size: 1
+Buffer-Slot-Percent: 100
+metrics-bind-address: "0"
+`, ns, kubeconfig, cbServerLabel, ns)
+	}, "--Buffer-Slot-Size=4", "--server-cpu-resource-request", "250")
+	defer stopSwell(t, p)
+
+	waitBufferReplicas(ctx, t, dyn, ns, 4, "no server: the --Buffer-Slot-Size flag's 4 slots, not the file's 1")
+	createPendingServers(ctx, t, ns, 0, 6)
+	waitBufferReplicas(ctx, t, dyn, ns, 6, "6 servers: the file's Buffer-Slot-Percent 100 gives 6 > 4")
+	pt, err := env.Clientset.CoreV1().PodTemplates(ns).Get(ctx, "game-servers-slot", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu := pt.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]; cpu.Cmp(resource.MustParse("250m")) != 0 {
+		t.Errorf("slot template cpu %s, want the --server-cpu-resource-request flag's 250m", cpu.String())
+	}
+	t.Logf("mixed-case file keys and kubescaler flags: buffer 4 with no server (flag), 6 with 6 servers (file's percent), slot cpu 250m (flag)")
+}
+
+// startBufferNodepool starts the swell nodepool binary with cloud-provider
+// none, publishing a CapacityBuffer into a new namespace as a user holding
+// only config/rbac/capacitybuffer. config returns the file's text for the
+// namespace and that user's kubeconfig.
+func startBufferNodepool(ctx context.Context, t *testing.T, name string, config func(ns, kubeconfig string) string, args ...string) (string, dynamic.Interface, *swellProcess) {
+	t.Helper()
+	if err := env.InstallCRDs(ctx, "testdata/capacitybuffer"); err != nil {
+		t.Fatalf("install the CapacityBuffer CRD: %v", err)
+	}
+	ns := newNamespace(ctx, t)
+	dyn, err := dynamic.NewForConfig(env.RESTConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := buildSwell(t)
+	path := filepath.Join(t.TempDir(), "nodepool.yaml")
+	writeFile(t, path, config(ns, kubeconfigAs(t, grantCapacityBufferRole(ctx, t))))
+	return ns, dyn, startSwell(t, bin, name, append([]string{"nodepool", "--config", path}, args...)...)
 }
