@@ -37,9 +37,11 @@ import (
 // its scale subresource, Kubernetes cpu metrics), with `swell cpa`'s code in
 // process against the test control plane. Each test ends at the count the
 // README states and checks the transitions on the way from watch events.
-// The python evaluator, per-pod metrics and hooks are covered by
+// The python evaluator, per-pod metrics and hooks are also covered by
 // TestCPAPythonPerPodScalesUpAndDown and
-// TestCPAShellPerResourceScalesUpAndDownAndHooksSeeCPAJSON (cpa_test.go).
+// TestCPAShellPerResourceScalesUpAndDownAndHooksSeeCPAJSON (cpa_test.go),
+// and CPA's post-scale-hook example by TestCPAExamplePostScaleHook
+// (cpa_post_scale_hook_test.go).
 
 // TestCPAExampleZeroScaler: README — the Deployment starts at 3 with label
 // numPods "0" and is scaled to 0 (minReplicas 0 allows it), then scales
