@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/swell-autoscaler/swell/pkg/credbind"
 	"github.com/swell-autoscaler/swell/pkg/egress"
 )
 
@@ -41,7 +42,7 @@ func ParseBinding(b Bindings, v string) error {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			return fmt.Errorf("--credential %s: %q is not host:port", name, a)
 		}
-		b[name] = append(b[name], normAddr(a))
+		b[name] = append(b[name], credbind.Normalize(a))
 	}
 	return nil
 }
@@ -69,7 +70,7 @@ func checkBindings(b Bindings, used []string, dests []string) error {
 	for _, name := range used {
 		allowed := b[name]
 		for _, d := range dests {
-			if !contains(allowed, normAddr(d)) {
+			if !credbind.Allowed(allowed, d) {
 				sorted := append([]string(nil), allowed...)
 				sort.Strings(sorted)
 				return &BindingError{Credential: name, Address: d, Allowed: sorted}
@@ -92,24 +93,6 @@ func boundRedirect(b Bindings, names []string) func(*http.Request, []*http.Reque
 		}
 		return checkBindings(b, names, []string{urlDest(req.URL.String(), httpPorts)})
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// normAddr lower-cases the host and drops a trailing dot.
-func normAddr(hostport string) string {
-	h, p, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return strings.ToLower(hostport)
-	}
-	return net.JoinHostPort(strings.TrimSuffix(strings.ToLower(h), "."), p)
 }
 
 // urlDest is a URL's host:port, with the scheme's default port.
