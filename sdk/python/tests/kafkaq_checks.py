@@ -120,6 +120,37 @@ class KafkaQueueTest(unittest.TestCase):
         # times out; its uncommitted record comes first.
         self.assertEqual(self.take(self.consumer(), timeout=60).body, b"held")
 
+    def test_poison_record_is_dead_lettered_after_max_attempts(self):
+        from kafka import KafkaConsumer
+
+        self.publish("poison", "next")
+        q = KafkaQueue.connect(self.servers, self.topic, self.group, max_attempts=3, backoff_seconds=0.05)
+        self.addCleanup(q.close)
+        for attempt in range(1, 4):
+            d = self.take(q)
+            self.assertEqual(d.body, b"poison", "attempt %d" % attempt)
+            d.give_back(error=RuntimeError("boom %d" % attempt))
+        d = self.take(q)
+        self.assertEqual(d.body, b"next", "the poison record still holds the partition")
+        d.ack()
+        self.assertEqual(q.counters, {"acked": 1, "retried": 2, "dead_lettered": 1})
+
+        dead = KafkaConsumer(self.topic + ".dead", bootstrap_servers=self.servers, auto_offset_reset="earliest",
+                             group_id=self.group + "-dead-reader", consumer_timeout_ms=30000)
+        self.addCleanup(dead.close)
+        records = [next(iter(dead))]
+        self.assertEqual(records[0].value, b"poison")
+        headers = {k: v.decode() for k, v in records[0].headers}
+        self.assertEqual(headers["swell-original-topic"], self.topic)
+        self.assertEqual(headers["swell-original-partition"], "0")
+        self.assertEqual(headers["swell-original-offset"], "0")
+        self.assertEqual(headers["swell-attempts"], "3")
+        self.assertEqual(headers["swell-last-error"], "boom 3")
+        q.close()
+        # Both records were committed past: a new member finds nothing.
+        self.publish("after")
+        self.assertEqual(self.take(self.consumer()).body, b"after")
+
     def test_worker_loop_drives_it(self):
         self.publish("a", "b", "c")
         core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
