@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +38,12 @@ type Sources struct {
 	// credentials it holds) at loopback, a metadata service or the API
 	// server. Nil dials directly.
 	Dial brokerconn.DialFunc
+	// RequireSecretAddresses refuses a Secret without the
+	// swell.dev/allowed-addresses annotation (AllowedAddressesAnnotation)
+	// as a source of broker credentials. Off, such Secrets are sent to the
+	// ScalerConfig's broker as before; a Secret with the annotation is
+	// bound to its addresses either way.
+	RequireSecretAddresses bool
 
 	mu    sync.Mutex
 	conns map[types.NamespacedName]*conn
@@ -208,12 +213,17 @@ func (r resolved) fingerprint(sc *qv1.ScalerConfig) string {
 	return fingerprint(fmt.Sprintf("%s|%s|%s|%s|%s", spec, r.password, r.tls.CAPEM, r.tls.CertPEM, r.tls.KeyPEM.Reveal()))
 }
 
+// resolve reads sc's Secrets. Credential Secrets (the password and the
+// client certificate) are checked against the broker addresses first, so a
+// Secret is never sent where its owner did not allow; the CA certificate
+// is not sent anywhere and is not checked.
 func (s *Sources) resolve(ctx context.Context, sc *qv1.ScalerConfig) (resolved, error) {
-	password, err := s.password(ctx, sc.Namespace, sc.Spec.Config.Password)
+	b := &binding{dests: brokerAddresses(sc), require: s.RequireSecretAddresses}
+	password, err := s.password(ctx, sc.Namespace, sc.Spec.Config.Password, b)
 	if err != nil {
 		return resolved{}, err
 	}
-	t, err := s.tlsOptions(ctx, sc.Namespace, sc.Spec.Config.TLS)
+	t, err := s.tlsOptions(ctx, sc.Namespace, sc.Spec.Config.TLS, b)
 	if err != nil {
 		return resolved{}, err
 	}
@@ -244,10 +254,7 @@ func dial(ctx context.Context, sc *qv1.ScalerConfig, r resolved, dialFn brokerco
 			VHost: c.VHost, TLS: r.tls, ManagementURL: c.ManagementURL, DialTimeout: dialTimeout, Dial: dialFn})
 		bc = rabbitmqClient{rc}
 	case qv1.BrokerNATS:
-		url := c.URL
-		if url == "" {
-			url = "nats://" + net.JoinHostPort(c.Host, strconv.Itoa(max(port, 4222)))
-		}
+		url := natsURL(c, port)
 		var nc *natssource.Client
 		nc, err = natssource.New(ctx, natssource.Config{URL: url, Username: c.Username, Password: pw, TLS: r.tls, Stream: c.Stream, DialTimeout: dialTimeout, Dial: dialFn})
 		bc = natsClient{nc}
@@ -325,23 +332,32 @@ func (c kafkaClient) Queue(q, _ string) (source.Source, error) {
 
 // password resolves QScaler's password field: inline, secret, or the older
 // valueFrom.secretKeyRef.
-func (s *Sources) password(ctx context.Context, ns string, p *qv1.Password) (string, error) {
+// b binds the Secret to the broker's addresses.
+func (s *Sources) password(ctx context.Context, ns string, p *qv1.Password, b *binding) (string, error) {
 	switch {
 	case p == nil:
 		return "", nil
 	case p.Secret != nil:
-		return s.secretKey(ctx, ns, p.Secret.Name, p.Secret.Key, "spec.config.password.secret")
+		return s.secretKey(ctx, ns, p.Secret.Name, p.Secret.Key, "spec.config.password.secret", b)
 	case p.ValueFrom != nil:
-		return s.secretKey(ctx, ns, p.ValueFrom.SecretKeyRef.Name, p.ValueFrom.SecretKeyRef.Key, "spec.config.password.valueFrom.secretKeyRef")
+		return s.secretKey(ctx, ns, p.ValueFrom.SecretKeyRef.Name, p.ValueFrom.SecretKeyRef.Key, "spec.config.password.valueFrom.secretKeyRef", b)
 	default:
 		return p.Value, nil
 	}
 }
 
-func (s *Sources) secretKey(ctx context.Context, ns, name, key, field string) (string, error) {
+// secretKey reads key of the Secret ns/name, named by field. With b (a
+// credential) the Secret must allow the broker's addresses first; nil (the
+// CA certificate) reads it unchecked.
+func (s *Sources) secretKey(ctx context.Context, ns, name, key, field string, b *binding) (string, error) {
 	secret := &corev1.Secret{}
 	if err := s.Secrets.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, secret); err != nil {
 		return "", fmt.Errorf("%s: Secret %s/%s: %w", field, ns, name, err)
+	}
+	if b != nil {
+		if err := b.check(secret, ns+"/"+name, field); err != nil {
+			return "", err
+		}
 	}
 	v, ok := secret.Data[key]
 	if !ok {
@@ -351,24 +367,25 @@ func (s *Sources) secretKey(ctx context.Context, ns, name, key, field string) (s
 }
 
 // tlsOptions reads the TLS material from Secrets.
-func (s *Sources) tlsOptions(ctx context.Context, ns string, t *qv1.TLS) (brokerconn.TLS, error) {
+// The client certificate's Secret is bound by b as a credential.
+func (s *Sources) tlsOptions(ctx context.Context, ns string, t *qv1.TLS, b *binding) (brokerconn.TLS, error) {
 	if t == nil || !t.Enabled {
 		return brokerconn.TLS{}, nil
 	}
 	out := brokerconn.TLS{Enabled: true, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 	if t.CASecret != "" {
-		ca, err := s.secretKey(ctx, ns, t.CASecret, "ca.crt", "spec.config.tls.caSecret")
+		ca, err := s.secretKey(ctx, ns, t.CASecret, "ca.crt", "spec.config.tls.caSecret", nil)
 		if err != nil {
 			return out, err
 		}
 		out.CAPEM = []byte(ca)
 	}
 	if t.CertSecret != "" {
-		crt, err := s.secretKey(ctx, ns, t.CertSecret, "tls.crt", "spec.config.tls.certSecret")
+		crt, err := s.secretKey(ctx, ns, t.CertSecret, "tls.crt", "spec.config.tls.certSecret", b)
 		if err != nil {
 			return out, err
 		}
-		key, err := s.secretKey(ctx, ns, t.CertSecret, "tls.key", "spec.config.tls.certSecret")
+		key, err := s.secretKey(ctx, ns, t.CertSecret, "tls.key", "spec.config.tls.certSecret", b)
 		if err != nil {
 			return out, err
 		}
