@@ -78,6 +78,7 @@ func newControllerCmdWith(o *controllerOptions) *cobra.Command {
 	f.StringSliceVar(&o.manager.Egress.Deny, "egress-deny", nil, "more CIDRs PodAutoscaler http methods and ScalerConfig brokers may not reach, e.g. cluster networks on public addresses (repeatable)")
 	f.Var(invertedBool{&o.manager.EgressBrokerStrict}, "egress-broker-private", "let ScalerConfig brokers reach the private ranges (RFC 1918, RFC 6598, IPv6 unique local) without --egress-allow, where in-cluster brokers live; false refuses them as for http methods")
 	f.Lookup("egress-broker-private").NoOptDefVal = "true"
+	f.BoolVar(&o.manager.RequireSecretAddresses, "require-secret-addresses", false, "refuse a Secret as ScalerConfig broker credentials unless it lists the broker addresses its values may be sent to in its swell.dev/allowed-addresses annotation (annotated Secrets are bound to their addresses either way)")
 	f.BoolVar(&o.manager.PodAutoscalerFullResource, "podautoscaler-full-resource", false, "send PodAutoscaler methods whole targets and pods (default: identity, replicas, selector and status only)")
 	nodePools := f.Bool("node-pools", true, "run the NodePoolScaler reconciler (needs permissions on nodes)")
 	cmd.PreRun = func(*cobra.Command, []string) { o.manager.DisableNodePools = !*nodePools }

@@ -36,3 +36,36 @@ func TestControllerEgressBrokerPrivateFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestControllerRequireSecretAddressesFlag: --require-secret-addresses
+// defaults to false (Secrets without swell.dev/allowed-addresses keep
+// working); set, the manager refuses them.
+func TestControllerRequireSecretAddressesFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		want    bool
+		wantErr bool
+	}{
+		{args: nil, want: false},
+		{args: []string{"--require-secret-addresses"}, want: true},
+		{args: []string{"--require-secret-addresses=true"}, want: true},
+		{args: []string{"--require-secret-addresses=false"}, want: false},
+		{args: []string{"--require-secret-addresses=nope"}, wantErr: true},
+	} {
+		o := &controllerOptions{}
+		cmd := newControllerCmdWith(o)
+		err := cmd.ParseFlags(tc.args)
+		if (err != nil) != tc.wantErr {
+			t.Fatalf("%q: ParseFlags error %v, want error %t", tc.args, err, tc.wantErr)
+		}
+		if err != nil {
+			continue
+		}
+		if o.manager.RequireSecretAddresses != tc.want {
+			t.Errorf("%q: RequireSecretAddresses = %t, want %t", tc.args, o.manager.RequireSecretAddresses, tc.want)
+		}
+		if def := cmd.Flags().Lookup("require-secret-addresses").DefValue; def != "false" {
+			t.Errorf("default %q, want false", def)
+		}
+	}
+}

@@ -112,6 +112,13 @@ type Options struct {
 	// in-cluster services. Off (the zero value) keeps them open, because
 	// brokers usually live in the cluster at private addresses.
 	EgressBrokerStrict bool
+	// RequireSecretAddresses refuses, as ScalerConfig broker credentials,
+	// Secrets without the swell.dev/allowed-addresses annotation (see
+	// brokersource.AllowedAddressesAnnotation): for clusters where whoever
+	// may write ScalerConfigs in a namespace may not read all of its
+	// Secrets. Off (the zero value) keeps existing Secrets working; an
+	// annotated Secret is bound to its addresses either way.
+	RequireSecretAddresses bool
 	// PodAutoscalerFullResource sends PodAutoscaler methods whole targets
 	// and pods instead of a view (identity, replicas, selector, status).
 	PodAutoscalerFullResource bool

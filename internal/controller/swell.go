@@ -48,6 +48,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		func(ctx context.Context, mgr ctrl.Manager) error {
 			sources = brokersource.NewSources(mgr.GetClient(), brokersource.NewSecretCache(mgr.GetAPIReader(), 0, nil))
 			sources.Dial = brokerconn.DialFunc(brokerPolicy.Dialer(nil))
+			sources.RequireSecretAddresses = o.RequireSecretAddresses
 			// ctx ends with this term as leader; the next term dials anew.
 			go func(s *brokersource.Sources) { <-ctx.Done(); s.Close() }(sources)
 			mc, err := metricsclient.NewForConfig(cfg)
