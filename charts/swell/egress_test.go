@@ -144,3 +144,29 @@ func TestRenderExternalScalerCredentialsInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderControllerRequireSecretAddresses: requireSecretAddresses adds
+// --require-secret-addresses to the controller, before extraArgs; off by
+// default, so Secrets without swell.dev/allowed-addresses keep working.
+func TestRenderControllerRequireSecretAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		vals map[string]any
+		want []string
+	}{
+		{name: "default", vals: map[string]any{}, want: nil},
+		{name: "false", vals: map[string]any{"requireSecretAddresses": false}, want: nil},
+		{name: "true", vals: map[string]any{"requireSecretAddresses": true}, want: []string{"--require-secret-addresses"}},
+		{name: "true with extraArgs", vals: map[string]any{"requireSecretAddresses": true, "extraArgs": []any{"--dev-logs"}}, want: []string{"--require-secret-addresses"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := controllerArgs(t, tc.vals)
+			if got := flagsWithPrefix(args, "--require-secret-addresses"); !slices.Equal(got, tc.want) {
+				t.Errorf("args %q, want %q among them (all args %q)", got, tc.want, args)
+			}
+			if _, ok := tc.vals["extraArgs"]; ok && args[len(args)-1] != "--dev-logs" {
+				t.Errorf("extraArgs no longer last: %q", args)
+			}
+		})
+	}
+}
