@@ -1,6 +1,7 @@
 // Package stats is how Swell's worker SDKs report what they did — tasks
-// completed and time spent on them — and how the controller reads it, for
-// the wait-time target (QWorker spec.scaleConfig.targetWaitSeconds).
+// completed, failed and dead-lettered, and time spent on them — and how the
+// controller reads it, for the wait-time target (QWorker
+// spec.scaleConfig.targetWaitSeconds) and the per-QWorker task metric.
 //
 // Each worker keeps cumulative counters in memory and writes them to one
 // annotation on its own pod, swell.dev/worker-stats, at most once per
@@ -31,7 +32,9 @@ const DefaultInterval = 10 * time.Second
 const EnvInterval = "SWELL_STATS_INTERVAL"
 
 // Report is one worker's cumulative counters, the annotation's JSON value,
-// e.g. {"tasks":120,"busySeconds":96.5,"concurrency":1}.
+// e.g. {"tasks":120,"busySeconds":96.5,"concurrency":1,"failed":4,"deadLettered":1}.
+// Failed and DeadLettered are left out while zero, so a worker whose tasks
+// all succeed writes what workers wrote before they existed.
 type Report struct {
 	// Tasks is how many tasks the worker finished (acknowledged or handed
 	// back) since it started.
@@ -41,6 +44,12 @@ type Report struct {
 	BusySeconds float64 `json:"busySeconds"`
 	// Concurrency is how many tasks the worker runs at once.
 	Concurrency int32 `json:"concurrency"`
+	// Failed is how many of Tasks the handler failed, so the worker handed
+	// them back to the queue (to be retried or dead-lettered).
+	Failed int64 `json:"failed,omitempty"`
+	// DeadLettered is how many tasks the worker's queue moved to its
+	// dead-letter destination after their last allowed attempt.
+	DeadLettered int64 `json:"deadLettered,omitempty"`
 }
 
 // Encode is the annotation value of r.
@@ -51,7 +60,8 @@ func Encode(r Report) string {
 }
 
 // Decode parses an annotation value, refusing values no worker writes
-// (negative or non-finite counters, concurrency below 1).
+// (negative or non-finite counters, concurrency below 1, more failed tasks
+// than tasks).
 func Decode(s string) (Report, error) {
 	var r Report
 	if err := json.Unmarshal([]byte(s), &r); err != nil {
@@ -59,6 +69,9 @@ func Decode(s string) (Report, error) {
 	}
 	if r.Tasks < 0 || r.BusySeconds < 0 || math.IsNaN(r.BusySeconds) || math.IsInf(r.BusySeconds, 0) || r.Concurrency < 1 {
 		return Report{}, fmt.Errorf("annotation %s: %q: want tasks ≥ 0, finite busySeconds ≥ 0, concurrency ≥ 1", Annotation, s)
+	}
+	if r.Failed < 0 || r.Failed > r.Tasks || r.DeadLettered < 0 {
+		return Report{}, fmt.Errorf("annotation %s: %q: want 0 ≤ failed ≤ tasks, deadLettered ≥ 0", Annotation, s)
 	}
 	return r, nil
 }
@@ -80,6 +93,20 @@ func NewRecorder(concurrency int32) *Recorder {
 func (r *Recorder) Task(busy time.Duration) {
 	r.report.Tasks++
 	r.report.BusySeconds += max(busy.Seconds(), 0)
+}
+
+// Failure records one task whose handler failed after busy: it counts as a
+// finished task (the worker is done with it) and as a failed one.
+func (r *Recorder) Failure(busy time.Duration) {
+	r.Task(busy)
+	r.report.Failed++
+}
+
+// DeadLettered takes the queue's cumulative count of dead-lettered tasks
+// (the queue, not the worker, decides when a task has had its last
+// attempt). The count never goes down: a smaller value is ignored.
+func (r *Recorder) DeadLettered(total int64) {
+	r.report.DeadLettered = max(r.report.DeadLettered, total)
 }
 
 // Due returns the report to write at now, or false when nothing changed
@@ -108,6 +135,10 @@ func (r *Recorder) Written(now time.Time, rep Report) {
 type Pool struct {
 	// Tasks is tasks finished by the pool.
 	Tasks int64
+	// Failed is how many of Tasks the handler failed.
+	Failed int64
+	// DeadLettered is tasks the workers' queues dead-lettered.
+	DeadLettered int64
 	// BusySeconds is slot-seconds spent on them.
 	BusySeconds float64
 	// Concurrency is the tasks one worker runs at once (the largest any
@@ -141,11 +172,13 @@ func (t *Tracker) Observe(reports map[string]Report) Pool {
 			continue
 		}
 		prev, seen := t.last[id]
-		if !seen || r.Tasks < prev.Tasks || r.BusySeconds < prev.BusySeconds {
+		if !seen || wentDown(prev, r) {
 			prev = Report{}
 		}
 		t.total.Tasks += r.Tasks - prev.Tasks
 		t.total.BusySeconds += r.BusySeconds - prev.BusySeconds
+		t.total.Failed += r.Failed - prev.Failed
+		t.total.DeadLettered += r.DeadLettered - prev.DeadLettered
 	}
 	t.last = next
 	t.total.Reporting = len(reports)
@@ -153,6 +186,12 @@ func (t *Tracker) Observe(reports map[string]Report) Pool {
 		t.total.Concurrency = c
 	}
 	return t.total
+}
+
+// wentDown reports whether any counter of cur is below prev: the worker's
+// container restarted and counts from zero again.
+func wentDown(prev, cur Report) bool {
+	return cur.Tasks < prev.Tasks || cur.BusySeconds < prev.BusySeconds || cur.Failed < prev.Failed || cur.DeadLettered < prev.DeadLettered
 }
 
 // Started reports whether Observe ran at least once (a baseline exists).

@@ -18,6 +18,10 @@ func TestDecode(t *testing.T) {
 		{in: `{"tasks":1,"busySeconds":1,"concurrency":0}`, wantErr: "concurrency ≥ 1"},
 		{in: `{"tasks":1,"busySeconds":-2,"concurrency":1}`, wantErr: "busySeconds ≥ 0"},
 		{in: `tasks=3`, wantErr: Annotation},
+		{in: `{"tasks":5,"busySeconds":1,"concurrency":1,"failed":2,"deadLettered":1}`, want: Report{Tasks: 5, BusySeconds: 1, Concurrency: 1, Failed: 2, DeadLettered: 1}},
+		{in: `{"tasks":1,"busySeconds":1,"concurrency":1,"failed":-1}`, wantErr: "failed ≤ tasks"},
+		{in: `{"tasks":1,"busySeconds":1,"concurrency":1,"failed":2}`, wantErr: "failed ≤ tasks"},
+		{in: `{"tasks":1,"busySeconds":1,"concurrency":1,"deadLettered":-3}`, wantErr: "deadLettered ≥ 0"},
 	} {
 		got, err := Decode(tc.in)
 		if tc.wantErr != "" {
@@ -29,6 +33,38 @@ func TestDecode(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("Decode(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+func TestEncodeLeavesOutZeroFailures(t *testing.T) {
+	for _, tc := range []struct {
+		in   Report
+		want string
+	}{
+		{Report{Tasks: 3, BusySeconds: 1.5, Concurrency: 2}, `{"tasks":3,"busySeconds":1.5,"concurrency":2}`},
+		{Report{Tasks: 3, BusySeconds: 1.5, Concurrency: 2, Failed: 1}, `{"tasks":3,"busySeconds":1.5,"concurrency":2,"failed":1}`},
+		{Report{Tasks: 3, BusySeconds: 1.5, Concurrency: 2, Failed: 2, DeadLettered: 1}, `{"tasks":3,"busySeconds":1.5,"concurrency":2,"failed":2,"deadLettered":1}`},
+	} {
+		if got := Encode(tc.in); got != tc.want {
+			t.Errorf("Encode(%+v) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestRecorderCountsFailuresAndDeadLetters(t *testing.T) {
+	r := NewRecorder(1)
+	r.Task(time.Second)
+	r.Failure(2 * time.Second)
+	r.DeadLettered(1)
+	r.DeadLettered(0) // a smaller count never lowers the report
+	want := Report{Tasks: 2, BusySeconds: 3, Concurrency: 1, Failed: 1, DeadLettered: 1}
+	if got := r.Current(); got != want {
+		t.Fatalf("report = %+v, want %+v", got, want)
+	}
+	r.Written(time.Unix(0, 0), r.Current())
+	r.DeadLettered(2)
+	if !r.Changed() {
+		t.Fatal("a new dead letter must make a write due")
 	}
 }
 
@@ -79,6 +115,30 @@ func TestTrackerCountsEachTaskOnce(t *testing.T) {
 		p := tr.Observe(s.reports)
 		if p.Tasks != s.wantTasks || p.BusySeconds != s.wantBusy || p.Concurrency != s.wantConc || p.Reporting != len(s.reports) {
 			t.Fatalf("%s: got %+v, want tasks %d busy %g concurrency %d", s.name, p, s.wantTasks, s.wantBusy, s.wantConc)
+		}
+	}
+}
+
+func TestTrackerCountsFailuresAndDeadLettersOnce(t *testing.T) {
+	rep := func(tasks, failed, dead int64) Report {
+		return Report{Tasks: tasks, BusySeconds: float64(tasks), Concurrency: 1, Failed: failed, DeadLettered: dead}
+	}
+	steps := []struct {
+		name                 string
+		reports              map[string]Report
+		wantFailed, wantDead int64
+	}{
+		{"baseline", map[string]Report{"a": rep(10, 4, 1)}, 0, 0},
+		{"growth", map[string]Report{"a": rep(12, 6, 2)}, 2, 1},
+		{"new pod counts whole", map[string]Report{"a": rep(12, 6, 2), "b": rep(3, 3, 1)}, 5, 2},
+		{"only failures went down: a restart", map[string]Report{"a": rep(12, 1, 0), "b": rep(3, 3, 1)}, 6, 2},
+		{"pod gone keeps its count", map[string]Report{"a": rep(13, 1, 0)}, 6, 2},
+	}
+	var tr Tracker
+	for _, s := range steps {
+		p := tr.Observe(s.reports)
+		if p.Failed != s.wantFailed || p.DeadLettered != s.wantDead {
+			t.Fatalf("%s: got %+v, want failed %d dead-lettered %d", s.name, p, s.wantFailed, s.wantDead)
 		}
 	}
 }
