@@ -32,6 +32,15 @@ type SettleTimeouter interface {
 	SettleTimeout() time.Duration
 }
 
+// DeadLetterCounter is implemented by a Queue that dead-letters tasks
+// itself (kafkaq, rabbitq, redisq): DeadLettered is how many it moved to
+// its dead-letter destination since it opened. The worker reports the
+// count on its pod (swell.dev/worker-stats), where the controller sums it
+// into the swell_qworker_worker_tasks_total metric.
+type DeadLetterCounter interface {
+	DeadLettered() int64
+}
+
 // Delivery is one task taken from a queue. Exactly one of Ack or Return
 // must be called: until then the broker (or the SDK's recovery) keeps the
 // task, so a worker killed mid-task loses nothing.

@@ -76,7 +76,9 @@ func New(id Identity, cfg *rest.Config, queue Queue, opts Options) (*Worker, err
 		log = slog.Default()
 	}
 	log = log.With("qworker", id.QWorker, "pod", id.Pod)
-	return &Worker{id: id, kube: kube, dyn: dyn, queue: queue, opts: opts, log: log, stats: newStatsReporter(kube, id, time.Now)}, nil
+	st := newStatsReporter(kube, id, time.Now)
+	st.countDeadLetters(queue)
+	return &Worker{id: id, kube: kube, dyn: dyn, queue: queue, opts: opts, log: log, stats: st}, nil
 }
 
 // Run takes and handles tasks until the worker should leave, then hands
@@ -193,7 +195,7 @@ func (w *Worker) process(ctx context.Context, d Delivery, handle Handler) {
 	start := time.Now()
 	err := handle(ctx, d.Body())
 	if w.stats != nil {
-		w.stats.task(time.Since(start))
+		w.stats.task(time.Since(start), err != nil)
 	}
 	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.settleTimeout())
 	defer cancel()

@@ -17,12 +17,16 @@ import (
 // statsReporter keeps the worker's task counters and writes them to its
 // own pod (stats.Annotation) at most once per interval, only when they
 // changed: a task costs no API write, and an idle worker writes nothing.
-// The controller reads them from its pod cache for the wait-time target.
+// The controller reads them from its pod cache for the wait-time target
+// and the per-QWorker task metric.
 type statsReporter struct {
 	kube     kubernetes.Interface
 	id       Identity
 	interval time.Duration
 	now      func() time.Time
+	// deadLettered reads the queue's dead-letter count (DeadLetterCounter);
+	// nil when the queue does not keep one.
+	deadLettered func() int64
 
 	mu  sync.Mutex
 	rec *stats.Recorder
@@ -36,11 +40,24 @@ func newStatsReporter(kube kubernetes.Interface, id Identity, now func() time.Ti
 	return &statsReporter{kube: kube, id: id, interval: interval, now: now, rec: stats.NewRecorder(1)}
 }
 
-// task records one finished task that took busy.
-func (s *statsReporter) task(busy time.Duration) {
+// countDeadLetters makes the reports carry q's dead-letter count when q
+// keeps one.
+func (s *statsReporter) countDeadLetters(q Queue) {
+	if c, ok := q.(DeadLetterCounter); ok {
+		s.deadLettered = c.DeadLettered
+	}
+}
+
+// task records one finished task that took busy; failed when the handler
+// returned an error and the task was handed back.
+func (s *statsReporter) task(busy time.Duration, failed bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if failed {
+		s.rec.Failure(busy)
+		return
+	}
 	s.rec.Task(busy)
-	s.mu.Unlock()
 }
 
 // run writes due reports until ctx ends.
@@ -62,7 +79,12 @@ func (s *statsReporter) run(ctx context.Context) {
 // write patches the pod with the current counters when due (or, with
 // force, whenever they changed: the last report before leaving).
 func (s *statsReporter) write(ctx context.Context, force bool) error {
+	var dead int64
+	if s.deadLettered != nil {
+		dead = s.deadLettered()
+	}
 	s.mu.Lock()
+	s.rec.DeadLettered(dead)
 	now := s.now()
 	rep, due := s.rec.Due(now, s.interval)
 	if force && s.rec.Changed() {

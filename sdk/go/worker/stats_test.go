@@ -45,7 +45,7 @@ func TestStatsReporterWritesNoMoreThanOncePerInterval(t *testing.T) {
 	}
 	for _, st := range steps {
 		for range st.tasks {
-			s.task(200 * time.Millisecond)
+			s.task(200*time.Millisecond, false)
 		}
 		now = now.Add(st.advance)
 		if err := s.write(ctx, st.force); err != nil {
@@ -66,3 +66,51 @@ func TestStatsReporterWritesNoMoreThanOncePerInterval(t *testing.T) {
 		}
 	}
 }
+
+// deadLetterQueue is a Queue that keeps a dead-letter count.
+type deadLetterQueue struct{ dead int64 }
+
+func (q *deadLetterQueue) Take(context.Context) (Delivery, error) { return nil, nil }
+func (q *deadLetterQueue) DeadLettered() int64                    { return q.dead }
+
+// TestStatsReporterCountsFailuresAndDeadLetters checks that handed-back
+// tasks are reported as failed and the queue's dead-letter count is read
+// at report time, while a queue without one reports none.
+func TestStatsReporterCountsFailuresAndDeadLetters(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		queue Queue
+		want  stats.Report
+	}{
+		{name: "queue keeps a dead-letter count", queue: &deadLetterQueue{dead: 2},
+			want: stats.Report{Tasks: 3, BusySeconds: 3, Concurrency: 1, Failed: 2, DeadLettered: 2}},
+		{name: "queue without one", queue: queueFunc(nil),
+			want: stats.Report{Tasks: 3, BusySeconds: 3, Concurrency: 1, Failed: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			kube := fake.NewClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "w-1", Namespace: "ns"}})
+			s := newStatsReporter(kube, Identity{Namespace: "ns", Pod: "w-1"}, func() time.Time { return time.Unix(1000, 0) })
+			s.countDeadLetters(tc.queue)
+			s.task(time.Second, false)
+			s.task(time.Second, true)
+			s.task(time.Second, true)
+			if err := s.write(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+			pod, err := kube.CoreV1().Pods("ns").Get(ctx, "w-1", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := stats.Decode(pod.Annotations[stats.Annotation])
+			if err != nil || got != tc.want {
+				t.Fatalf("report %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// queueFunc is a Queue without a dead-letter count.
+type queueFunc func(context.Context) (Delivery, error)
+
+func (f queueFunc) Take(ctx context.Context) (Delivery, error) { return f(ctx) }

@@ -190,6 +190,12 @@ type Counters struct {
 	Acked, Retried, DeadLettered int64
 }
 
+// DeadLettered is how many tasks the queue dead-lettered so far; the
+// worker reports it on its pod (worker.DeadLetterCounter).
+func (q *Queue) DeadLettered() int64 { return q.dead.Load() }
+
+var _ worker.DeadLetterCounter = (*Queue)(nil)
+
 // Counters reports what the queue did so far.
 func (q *Queue) Counters() Counters {
 	return Counters{Acked: q.acked.Load(), Retried: q.retried.Load(), DeadLettered: q.dead.Load()}

@@ -179,6 +179,12 @@ func Open(ctx context.Context, rdb *redis.Client, queue string, opts Options) (*
 	return q, nil
 }
 
+// DeadLettered is how many tasks the queue dead-lettered so far; the
+// worker reports it on its pod (worker.DeadLetterCounter).
+func (q *Queue) DeadLettered() int64 { return q.dead.Load() }
+
+var _ worker.DeadLetterCounter = (*Queue)(nil)
+
 // Counters reports what the queue did so far.
 func (q *Queue) Counters() Counters {
 	return Counters{Acked: q.acked.Load(), Retried: q.retried.Load(), DeadLettered: q.dead.Load(), Recovered: q.recovered.Load(), SettleRetries: q.settleRetries.Load()}
