@@ -46,32 +46,50 @@ def _forbidden(what, namespace, e):
 class TaskStats:
     """Cumulative task counters, written to the pod at most once per interval
     and only when they changed: a task costs no API write, an idle worker
-    writes nothing."""
+    writes nothing. failed counts tasks whose handler raised (handed back),
+    dead_lettered the queue's dead letters; both are left out of the
+    annotation while zero, as the Go SDK does."""
 
     def __init__(self, interval, clock=time.monotonic):
         self.interval = interval
         self.clock = clock
         self.tasks = 0
         self.busy = 0.0
-        self._written = (0, 0.0)
+        self.failed = 0
+        self.dead_lettered = 0
+        self._written = self._counters()
         self._last = None
 
-    def task(self, seconds):
+    def _counters(self):
+        return (self.tasks, self.busy, self.failed, self.dead_lettered)
+
+    def task(self, seconds, failed=False):
         self.tasks += 1
         self.busy += max(seconds, 0.0)
+        if failed:
+            self.failed += 1
+
+    def dead_letters(self, total):
+        """Takes the queue's cumulative dead-letter count; it never goes down."""
+        if isinstance(total, int) and total > self.dead_lettered:
+            self.dead_lettered = total
 
     def due(self, force=False):
         """The annotation value to write now, or None."""
-        if (self.tasks, self.busy) == self._written:
+        if self._counters() == self._written:
             return None
         if not force and self._last is not None and self.clock() - self._last < self.interval:
             return None
-        return json.dumps({"tasks": self.tasks, "busySeconds": round(self.busy, 3), "concurrency": 1},
-                          separators=(",", ":"))
+        report = {"tasks": self.tasks, "busySeconds": round(self.busy, 3), "concurrency": 1}
+        if self.failed:
+            report["failed"] = self.failed
+        if self.dead_lettered:
+            report["deadLettered"] = self.dead_lettered
+        return json.dumps(report, separators=(",", ":"))
 
     def written(self):
         """Records that the value from due() was written."""
-        self._written = (self.tasks, self.busy)
+        self._written = self._counters()
         self._last = self.clock()
 
 
@@ -159,7 +177,7 @@ class Worker:
                 handle(delivery.body)
             except Exception as err:  # noqa: BLE001 - hand the task back, keep working
                 log.exception("task failed; handing it back")
-                self.stats.task(time.monotonic() - started)
+                self.stats.task(time.monotonic() - started, failed=True)
                 self._settle(lambda: _give_back(delivery, err), "hand back task")
                 self.report_stats()
                 continue
@@ -220,7 +238,10 @@ class Worker:
     def report_stats(self, force=False):
         """Writes the task counters to the pod when due (force: whenever they
         changed, the last report before leaving). A failed write is retried
-        later; the counters are cumulative, so nothing is lost."""
+        later; the counters are cumulative, so nothing is lost. The queue's
+        dead-letter count (its counters["dead_lettered"], when it keeps one)
+        is read now."""
+        self.stats.dead_letters((getattr(self.queue, "counters", None) or {}).get("dead_lettered"))
         value = self.stats.due(force)
         if value is None:
             return

@@ -280,5 +280,50 @@ class TaskStatsTest(unittest.TestCase):
         self.assertEqual(stats_reports(core), [{"tasks": 1, "busySeconds": 1.0, "concurrency": 1}])
 
 
+    def test_failed_and_dead_lettered_tasks_are_reported(self):
+        core, custom = FakeCore(), FakeCustom({"currentPodSpecHash": "h1"})
+
+        def on_take(done):
+            if done == 3:
+                core.annotations = {"swell.dev/retire": "true"}
+
+        q = ListQueue(["ok", "bad", "bad"], on_take)
+        q.counters = {"acked": 0, "retried": 0, "dead_lettered": 0}
+
+        def give_back():
+            q.given_back.append("bad")
+            q.counters["dead_lettered"] += 1
+
+        take = q.take
+
+        def take_counting():
+            d = take()
+            if d is not None and d.body == "bad":
+                d.give_back = give_back
+            return d
+
+        q.take = take_counting
+
+        def handle(body):
+            if body == "bad":
+                raise ValueError("cannot handle")
+
+        with self.assertLogs("swell_worker", level="ERROR"):
+            Worker(ID, q, core, custom).run(handle)
+        last = stats_reports(core)[-1]
+        self.assertEqual((last["tasks"], last["failed"], last["deadLettered"]), (3, 2, 2))
+
+    def test_zero_failures_are_left_out(self):
+        st = TaskStats(10)
+        st.task(1.0)
+        st.dead_letters(0)
+        st.dead_letters(None)
+        self.assertEqual(json.loads(st.due()), {"tasks": 1, "busySeconds": 1.0, "concurrency": 1})
+        st.task(1.0, failed=True)
+        st.dead_letters(1)
+        self.assertEqual(json.loads(st.due(force=True)),
+                         {"tasks": 2, "busySeconds": 2.0, "concurrency": 1, "failed": 1, "deadLettered": 1})
+
+
 if __name__ == "__main__":
     unittest.main()
