@@ -25,9 +25,10 @@ import (
 // before anything is dialed. Secrets without the annotation keep working
 // unless RequireSecretAddresses, which refuses them.
 
-// AllowedAddressesAnnotation, on a Secret, lists the broker addresses
-// ("host:port[,host:port...]"; a host without a port is any port on it)
-// that the Secret's values may be sent to as ScalerConfig credentials.
+// AllowedAddressesAnnotation is the Secret annotation listing the broker
+// addresses ("host:port[,host:port...]"; a host without a port is any port
+// on it) that the Secret's values may be sent to as ScalerConfig
+// credentials.
 const AllowedAddressesAnnotation = "swell.dev/allowed-addresses"
 
 // SecretBindingError is a ScalerConfig pairing a Secret's credential with

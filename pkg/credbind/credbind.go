@@ -82,7 +82,7 @@ func ParseList(s string) ([]string, error) {
 func checkEntry(e string) error {
 	host, port, err := net.SplitHostPort(e)
 	if err != nil {
-		host, port = e, ""
+		host = e
 		if strings.Count(e, ":") == 1 {
 			return fmt.Errorf("%q is not host or host:port", e)
 		}
