@@ -26,6 +26,8 @@ type workerState struct {
 	lastMeasured time.Time
 	// wait is the wait-time target's memory (waittarget.go).
 	wait waitState
+	// tasks is the task metric's memory (taskmetric.go).
+	tasks taskOutcomes
 }
 
 // decision is one scaling decision with the inputs that produced it, for

@@ -20,6 +20,9 @@ type Metrics struct {
 	// handBacksDropped counts QScaler SDK hand-back placeholders removed
 	// from queues (retirement mode QScalerSDK).
 	handBacksDropped prometheus.Counter
+	// workerTaskOutcomes counts the tasks the pool's workers reported, by
+	// outcome (taskmetric.go).
+	workerTaskOutcomes *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -45,8 +48,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Worker pods chosen for retirement."}),
 		handBacksDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "handbacks_dropped_total",
 			Help: "Empty hand-back messages of QScaler's Python SDK (a pickled None) removed from Redis lists before measuring (retirement mode QScalerSDK)."}),
+		workerTaskOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "swell", Subsystem: "qworker", Name: "worker_tasks_total",
+			Help: "Tasks the QWorker's workers finished since the controller started, summed over their pods' swell.dev/worker-stats reports (Swell's SDKs), by outcome: done (acknowledged), failed (the handler failed; handed back for a retry or a dead letter), dead_lettered (moved to the queue's dead-letter destination; its last attempt also counts as failed)."},
+			[]string{"namespace", "qworker", "outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.backlog, m.desired, m.current, m.ready, m.sourceErrors, m.measurements, m.podsCreated, m.podsRetired, m.handBacksDropped} {
+	for _, c := range []prometheus.Collector{m.backlog, m.desired, m.current, m.ready, m.sourceErrors, m.measurements, m.podsCreated, m.podsRetired, m.handBacksDropped, m.workerTaskOutcomes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -78,6 +84,18 @@ func (m *Metrics) forget(key types.NamespacedName) {
 	}
 	m.sourceErrors.Delete(l)
 	m.measurements.DeletePartialMatch(l)
+	m.workerTaskOutcomes.DeletePartialMatch(l)
+}
+
+// workerTasks adds the growth of the pool's task counters (taskmetric.go);
+// export is false while no worker of the pool ever reported.
+func (m *Metrics) workerTasks(key types.NamespacedName, grown taskCounts, export bool) {
+	if m == nil || m.workerTaskOutcomes == nil || !export {
+		return
+	}
+	for outcome, n := range map[string]int64{outcomeDone: grown.Done, outcomeFailed: grown.Failed, outcomeDeadLettered: grown.DeadLettered} {
+		m.workerTaskOutcomes.WithLabelValues(key.Namespace, key.Name, outcome).Add(float64(n))
+	}
 }
 
 // measured counts a measurement started for key.

@@ -141,6 +141,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	view := observe(pods, now, spec.RetireTimeout)
 	st := r.state(req.NamespacedName)
 	st.observeWorkers(pods)
+	grown, export := st.countTasks()
+	r.Metrics.workerTasks(req.NamespacedName, grown, export)
 	active := int32(0)
 	for _, w := range view.workers {
 		if !w.Retiring && !w.Terminating {
