@@ -140,7 +140,10 @@ func natsURL(c qv1.ScalerConnection, port int) string {
 	if c.URL != "" {
 		return c.URL
 	}
-	return "nats://" + net.JoinHostPort(c.Host, strconv.Itoa(max(port, 4222)))
+	if port == 0 {
+		port = 4222 // NATS's own default when spec.config.port is unset
+	}
+	return "nats://" + net.JoinHostPort(c.Host, strconv.Itoa(port))
 }
 
 // urlAddresses is the host:port of each comma-separated URL in raw, with

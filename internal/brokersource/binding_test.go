@@ -40,6 +40,7 @@ func TestBrokerAddresses(t *testing.T) {
 			c:    qv1.ScalerConnection{URL: "amqp://rmq:5673", ManagementURL: "https://rmq-admin"},
 			want: []string{"rmq:5673", "rmq-admin:443"}},
 		{name: "nats host", typ: qv1.BrokerNATS, c: qv1.ScalerConnection{Host: "nats"}, want: []string{"nats:4222"}},
+		{name: "nats host and a port below 4222", typ: qv1.BrokerNATS, c: qv1.ScalerConnection{Host: "nats", Port: "4000"}, want: []string{"nats:4000"}},
 		{name: "nats urls", typ: qv1.BrokerNATS, c: qv1.ScalerConnection{URL: "nats://a:4223, tls://b"}, want: []string{"a:4223", "b:4222"}},
 		{name: "kafka brokers", typ: qv1.BrokerKafka, c: qv1.ScalerConnection{Brokers: []string{"k0:9092", "k1:9092"}}, want: []string{"k0:9092", "k1:9092"}},
 		{name: "unknown type", typ: "sqs", c: qv1.ScalerConnection{Host: "x"}, want: nil},
