@@ -46,21 +46,28 @@ func TestQWorkerLabelsAfterUpgrade(t *testing.T) {
 		pods[1].Name: `{"metadata":{"labels":{"` + qworker.LabelQWorker + `":null,"` + qworker.LabelPodSpecHash + `":null,"` +
 			qworker.LegacyLabelQWorker + `":null,"` + qworker.LegacyLabelPodSpecHash + `":null}}}`,
 	}
+	// The watch starts at the first strip, so the controller's fix of that
+	// pod is seen even when it lands before the second strip; each pod's
+	// events count only from its own strip on.
 	last := map[string]map[string]string{}
-	var rv string
-	for pod, patch := range strip {
-		p, err := env.Clientset.CoreV1().Pods(ns).Patch(ctx, pod, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	stripRV := map[string]string{}
+	var watchFrom string
+	for _, pod := range []string{pods[0].Name, pods[1].Name} {
+		p, err := env.Clientset.CoreV1().Pods(ns).Patch(ctx, pod, types.MergePatchType, []byte(strip[pod]), metav1.PatchOptions{})
 		if err != nil {
 			t.Fatalf("strip labels of %s: %v", pod, err)
 		}
-		last[pod] = p.Labels
-		rv = p.ResourceVersion // the later patch: the watch starts after both
+		last[pod], stripRV[pod] = p.Labels, p.ResourceVersion
+		if watchFrom == "" {
+			watchFrom = p.ResourceVersion
+		}
 	}
-	w, err := env.Clientset.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: rv})
+	w, err := env.Clientset.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: watchFrom})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
+	stripped := map[string]bool{pods[0].Name: true}
 	changes := map[string]int{}
 	fixed := func() bool {
 		for pod := range strip {
@@ -87,6 +94,10 @@ func TestQWorkerLabelsAfterUpgrade(t *testing.T) {
 			}
 			p, isPod := ev.Object.(*corev1.Pod)
 			if !isPod || ev.Type != watch.Modified {
+				continue
+			}
+			if _, tracked := last[p.Name]; tracked && !stripped[p.Name] {
+				stripped[p.Name] = p.ResourceVersion == stripRV[p.Name]
 				continue
 			}
 			if prev, tracked := last[p.Name]; tracked && !maps.Equal(prev, p.Labels) {

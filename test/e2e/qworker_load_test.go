@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -273,6 +274,10 @@ func TestQWorkerLoadBrokenBrokerDoesNotSlowOthers(t *testing.T) {
 	ns, rdb, queue := redisPushFixture(ctx, t, c)
 	healthy := kwokQWorker(ns, "healthy", queue, 0, 5, 1)
 	healthy.Spec.ScaleConfig.PollingIntervalSeconds = ptr.To[int32](30) // push, not the poll, reacts
+	// The scale back to 0 between trials only resets the pool: without a
+	// window it follows the next poll instead of the default two polls.
+	healthy.Spec.ScaleConfig.Behavior = &autoscalingv2.HorizontalPodAutoscalerBehavior{
+		ScaleDown: &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: ptr.To[int32](0)}}
 	if err := c.Create(ctx, healthy); err != nil {
 		t.Fatal(err)
 	}
