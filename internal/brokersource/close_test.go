@@ -1,34 +1,22 @@
 package brokersource
 
 import (
-	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
-	"github.com/swell-autoscaler/swell/internal/testenv"
 )
 
 // TestCloseHangsUpEveryBroker, on a real Redis: when a leader's term ends
 // the Sources it built close their connections (Redis sees them go), and
 // a Source asked for afterwards dials anew.
 func TestCloseHangsUpEveryBroker(t *testing.T) {
-	env := testenv.New(t, testenv.Options{Redis: true})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	host, port, err := net.SplitHostPort(env.RedisAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := goredis.NewClient(&goredis.Options{Addr: env.RedisAddr})
-	defer func() { _ = admin.Close() }()
+	ctx, host, port, admin := realRedis(t)
 	clients := func() int {
 		list, err := admin.ClientList(ctx).Result()
 		if err != nil {

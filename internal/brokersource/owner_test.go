@@ -49,15 +49,7 @@ func TestRedisQueueRefOwner(t *testing.T) {
 // tasks plus its own dead worker's, not the other's; a caller that is no
 // QWorker (a PodAutoscaler) counts both. Sources stay shared per owner.
 func TestQWorkerSourceCountsOnlyItsOwnDeadWorkers(t *testing.T) {
-	env := testenv.New(t, testenv.Options{Redis: true})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	host, port, err := net.SplitHostPort(env.RedisAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := goredis.NewClient(&goredis.Options{Addr: env.RedisAddr})
-	defer func() { _ = rdb.Close() }()
+	ctx, host, port, rdb := realRedis(t)
 	const key = "shared-jobs"
 	for range 2 {
 		rdb.LPush(ctx, key, "waiting")
@@ -115,4 +107,21 @@ func TestQWorkerSourceCountsOnlyItsOwnDeadWorkers(t *testing.T) {
 	if _, err := s.QWorkerSource(ctx, "jobs", "redis", key, ""); err == nil {
 		t.Error("QWorkerSource without a QWorker name: no error")
 	}
+}
+
+// realRedis starts a Redis for the test and returns a context bounded to a
+// minute, its host and port as a ScalerConfig names them, and a client of
+// its own (closed at cleanup).
+func realRedis(t *testing.T) (context.Context, string, string, *goredis.Client) {
+	t.Helper()
+	env := testenv.New(t, testenv.Options{Redis: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	host, port, err := net.SplitHostPort(env.RedisAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := goredis.NewClient(&goredis.Options{Addr: env.RedisAddr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return ctx, host, port, rdb
 }
