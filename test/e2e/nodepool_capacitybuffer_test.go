@@ -77,10 +77,7 @@ func TestNodePoolCapacityBuffer(t *testing.T) {
 	}()
 
 	waitBufferReplicas(ctx, t, dyn, ns, 2, "the buffer published with no server: 2")
-	pt, err := env.Clientset.CoreV1().PodTemplates(ns).Get(ctx, "game-servers-slot", metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("slot PodTemplate: %v", err)
-	}
+	pt := slotTemplate(ctx, t, ns)
 	req := pt.Template.Spec.Containers[0].Resources.Requests
 	if cpu, mem := req[corev1.ResourceCPU], req[corev1.ResourceMemory]; cpu.Cmp(resource.MustParse("1")) != 0 || mem.Cmp(resource.MustParse("256Mi")) != 0 {
 		t.Errorf("slot template requests %v, want cpu 1 and memory 256Mi", req)
@@ -330,10 +327,7 @@ metrics-bind-address: "0"
 	waitBufferReplicas(ctx, t, dyn, ns, 1, "the buffer published by swell nodepool with no server: 1")
 	createPendingServers(ctx, t, ns, 0, 3)
 	waitBufferReplicas(ctx, t, dyn, ns, 3, "3 servers: 100% is 3")
-	pt, err := env.Clientset.CoreV1().PodTemplates(ns).Get(ctx, "game-servers-slot", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pt := slotTemplate(ctx, t, ns)
 	req := pt.Template.Spec.Containers[0].Resources.Requests
 	if cpu, mem := req[corev1.ResourceCPU], req[corev1.ResourceMemory]; cpu.Cmp(resource.MustParse("500m")) != 0 || mem.Cmp(resource.MustParse("1Gi")) != 0 {
 		t.Errorf("slot template requests %v, want cpu 500m and memory 1Gi", req)
@@ -368,11 +362,7 @@ metrics-bind-address: "0"
 	waitBufferReplicas(ctx, t, dyn, ns, 4, "no server: the --Buffer-Slot-Size flag's 4 slots, not the file's 1")
 	createPendingServers(ctx, t, ns, 0, 6)
 	waitBufferReplicas(ctx, t, dyn, ns, 6, "6 servers: the file's Buffer-Slot-Percent 100 gives 6 > 4")
-	pt, err := env.Clientset.CoreV1().PodTemplates(ns).Get(ctx, "game-servers-slot", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cpu := pt.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]; cpu.Cmp(resource.MustParse("250m")) != 0 {
+	if cpu := slotTemplate(ctx, t, ns).Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]; cpu.Cmp(resource.MustParse("250m")) != 0 {
 		t.Errorf("slot template cpu %s, want the --server-cpu-resource-request flag's 250m", cpu.String())
 	}
 	t.Logf("mixed-case file keys and kubescaler flags: buffer 4 with no server (flag), 6 with 6 servers (file's percent), slot cpu 250m (flag)")
@@ -396,4 +386,15 @@ func startBufferNodepool(ctx context.Context, t *testing.T, name string, config 
 	path := filepath.Join(t.TempDir(), "nodepool.yaml")
 	writeFile(t, path, config(ns, kubeconfigAs(t, grantCapacityBufferRole(ctx, t))))
 	return ns, dyn, startSwell(t, bin, name, append([]string{"nodepool", "--config", path}, args...)...)
+}
+
+// slotTemplate reads the slot-shaped PodTemplate published beside the
+// game-servers CapacityBuffer in ns.
+func slotTemplate(ctx context.Context, t *testing.T, ns string) *corev1.PodTemplate {
+	t.Helper()
+	pt, err := env.Clientset.CoreV1().PodTemplates(ns).Get(ctx, "game-servers-slot", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("slot PodTemplate: %v", err)
+	}
+	return pt
 }
