@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,19 +55,45 @@ var errAccessUnknown = errors.New("access review unavailable")
 // a refused watch.
 func checkAccess(ctx context.Context, kube kubernetes.Interface, id Identity) error {
 	var missing []string
-	for _, p := range requiredPermissions(id) {
-		ok, err := allowed(ctx, kube, id.Namespace, p)
+	for i, delay := range accessRecheckDelays {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("check permissions: %w", ctx.Err())
+			case <-time.After(delay):
+			}
+		}
+		var err error
+		missing, err = missingPermissions(ctx, kube, id)
 		if errors.Is(err, errAccessUnknown) {
 			return nil
 		}
-		if err != nil {
+		if err != nil || len(missing) == 0 {
 			return err
+		}
+	}
+	return missingError(id, missing)
+}
+
+// accessRecheckDelays space the access checks: the apiserver's RBAC
+// authorizer learns of a new Role or RoleBinding from its own watch, so a
+// worker started together with its Role (one kubectl apply) may be refused
+// for a moment. Refusals that last through these ~3.5 s are reported.
+var accessRecheckDelays = []time.Duration{0, 500 * time.Millisecond, time.Second, 2 * time.Second}
+
+// missingPermissions names what the worker's ServiceAccount may not do.
+func missingPermissions(ctx context.Context, kube kubernetes.Interface, id Identity) ([]string, error) {
+	var missing []string
+	for _, p := range requiredPermissions(id) {
+		ok, err := allowed(ctx, kube, id.Namespace, p)
+		if err != nil {
+			return nil, err
 		}
 		if !ok {
 			missing = append(missing, p.String())
 		}
 	}
-	return missingError(id, missing)
+	return missing, nil
 }
 
 // missingError names the permissions a worker lacks, or is nil.
