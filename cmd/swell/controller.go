@@ -80,6 +80,8 @@ func newControllerCmdWith(o *controllerOptions) *cobra.Command {
 	f.Lookup("egress-broker-private").NoOptDefVal = "true"
 	f.BoolVar(&o.manager.RequireSecretAddresses, "require-secret-addresses", false, "refuse a Secret as ScalerConfig broker credentials unless it lists the broker addresses its values may be sent to in its swell.dev/allowed-addresses annotation (annotated Secrets are bound to their addresses either way)")
 	f.BoolVar(&o.manager.PodAutoscalerFullResource, "podautoscaler-full-resource", false, "send PodAutoscaler methods whole targets and pods (default: identity, replicas, selector and status only)")
+	f.StringVar(&o.manager.ShardRing, "shard-ring", "", "serve QWorkers, PodAutoscalers and ScalerConfigs as one member of this shard ring: every replica with the same ring name is active and serves its share, handed over through the shard.swell.dev/owner label (timed by the --leader-elect-* durations; excludes --leader-elect; needs --node-pools=false)")
+	f.StringVar(&o.manager.ShardIdentity, "shard-identity", "", "this replica's name in the shard ring (default: the host name, i.e. the pod's name); unique per replica")
 	nodePools := f.Bool("node-pools", true, "run the NodePoolScaler reconciler (needs permissions on nodes)")
 	cmd.PreRun = func(*cobra.Command, []string) { o.manager.DisableNodePools = !*nodePools }
 	return cmd

@@ -122,6 +122,16 @@ type Options struct {
 	// PodAutoscalerFullResource sends PodAutoscaler methods whole targets
 	// and pods instead of a view (identity, replicas, selector, status).
 	PodAutoscalerFullResource bool
+	// ShardRing, when set, makes this replica a member of the named shard
+	// ring (package shard): every replica is active and serves its share
+	// of the QWorkers, PodAutoscalers and ScalerConfigs. The ring's Leases
+	// live in LeaderElectionNamespace and are timed by LeaseDuration,
+	// RenewDeadline and RetryPeriod. Excludes LeaderElect; requires
+	// DisableNodePools.
+	ShardRing string
+	// ShardIdentity names this replica in the ring; default the host name
+	// (the pod's name), which must be unique among the ring's replicas.
+	ShardIdentity string
 }
 
 // Setup registers a reconciler with the manager. Each kind's package
@@ -359,17 +369,26 @@ func metricsOptions(o Options) metricsserver.Options {
 	return m
 }
 
+// electionNamespace is where the leader and shard leases live: the flag,
+// else the pod's namespace.
+func electionNamespace(o Options) (string, error) {
+	if o.LeaderElectionNamespace != "" {
+		return o.LeaderElectionNamespace, nil
+	}
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return "", errors.New("leader election and sharding: no --leader-election-namespace, no $POD_NAMESPACE and not in a pod")
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // newLeaseLock builds the Lease lock on cfg as given (never the guarded
 // config: renewals must go out while writes are refused), with an identity
 // of host name and a random suffix, as controller-runtime does.
 func newLeaseLock(cfg *rest.Config, o Options) (resourcelock.Interface, error) {
-	ns := o.LeaderElectionNamespace
-	if ns == "" {
-		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-		if err != nil {
-			return nil, errors.New("leader election: no --leader-election-namespace, no $POD_NAMESPACE and not in a pod")
-		}
-		ns = strings.TrimSpace(string(b))
+	ns, err := electionNamespace(o)
+	if err != nil {
+		return nil, err
 	}
 	host, err := os.Hostname()
 	if err != nil {

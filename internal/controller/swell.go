@@ -16,6 +16,7 @@ import (
 	"github.com/swell-autoscaler/swell/internal/controller/podautoscaler"
 	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 	"github.com/swell-autoscaler/swell/internal/controller/scalerconfig"
+	"github.com/swell-autoscaler/swell/internal/controller/shard"
 	"github.com/swell-autoscaler/swell/pkg/egress"
 	"github.com/swell-autoscaler/swell/pkg/source/brokerconn"
 )
@@ -43,6 +44,14 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	if err != nil {
 		return nil, fmt.Errorf("broker egress policy: %w", err)
 	}
+	sh, err := newSharding(cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	var ring shard.Membership // an interface: nil when not sharded
+	if sh != nil {
+		cfg, ring = sh.config(cfg), sh.ring
+	}
 	var sources *brokersource.Sources
 	setups := []Setup{
 		func(ctx context.Context, mgr ctrl.Manager) error {
@@ -55,13 +64,13 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 			if err != nil {
 				return fmt.Errorf("metrics.k8s.io client: %w", err)
 			}
-			return qworker.Setup(ctx, mgr, qworker.Options{Sources: sources, Metrics: metrics, PodMetrics: qworker.MetricsAPI{Client: mc}})
+			return qworker.Setup(ctx, mgr, qworker.Options{Sources: sources, Metrics: metrics, PodMetrics: qworker.MetricsAPI{Client: mc}, Shard: ring})
 		},
 		func(_ context.Context, mgr ctrl.Manager) error {
-			return scalerconfig.Setup(mgr, sources, 0)
+			return scalerconfig.Setup(mgr, sources, 0, ring)
 		},
 		func(ctx context.Context, mgr ctrl.Manager) error {
-			return podautoscaler.Setup(ctx, mgr, podautoscaler.Options{Sources: sources, Egress: policy, FullResource: o.PodAutoscalerFullResource})
+			return podautoscaler.Setup(ctx, mgr, podautoscaler.Options{Sources: sources, Egress: policy, FullResource: o.PodAutoscalerFullResource, Shard: ring})
 		},
 	}
 	if !o.DisableNodePools {
@@ -69,7 +78,11 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 			return nodepoolscaler.Setup(ctx, mgr, nodepoolscaler.Options{})
 		})
 	}
-	return NewManager(ctx, cfg, scheme, o, setups...)
+	mgr, err := NewManager(ctx, cfg, scheme, o, setups...)
+	if err != nil || sh == nil {
+		return mgr, err
+	}
+	return &shardedManager{Manager: mgr, ring: sh.ring, guard: sh.guard}, nil
 }
 
 // brokerEgress is the policy configuration of ScalerConfig broker

@@ -128,6 +128,10 @@ func (r *Reconciler) state(key types.NamespacedName, spec paSpec) *objState {
 	return st
 }
 
+// Release drops what this replica keeps of a PodAutoscaler another
+// replica now serves (shard.Releaser).
+func (r *Reconciler) Release(key types.NamespacedName) { r.forget(key) }
+
 func (r *Reconciler) forget(key types.NamespacedName) {
 	r.mu.Lock()
 	delete(r.states, key)

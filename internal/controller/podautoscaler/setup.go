@@ -8,11 +8,13 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
+	"github.com/swell-autoscaler/swell/internal/controller/shard"
 	"github.com/swell-autoscaler/swell/pkg/cpa"
 	"github.com/swell-autoscaler/swell/pkg/egress"
 )
@@ -43,6 +45,9 @@ type Options struct {
 	// MaxConcurrentReconciles defaults to 4, so one slow method cannot
 	// stall every other PodAutoscaler.
 	MaxConcurrentReconciles int
+	// Shard, when set, makes this replica serve only the PodAutoscalers
+	// the ring assigns it (see package shard); nil serves them all.
+	Shard shard.Membership
 }
 
 // Setup registers the PodAutoscaler reconciler with mgr. Only generation
@@ -79,10 +84,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		KubeMetrics:  &cpa.KubeMetrics{API: api, CPUInitializationPeriod: cpuInitializationPeriod, InitialReadinessDelay: initialReadinessDelay},
 	}
 	r.push = pushwake.New[*swellv1.PodAutoscaler](ctx, pushwake.Options{Kind: "podautoscaler", Gate: r.wakeAllowed})
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("podautoscaler").
-		For(&swellv1.PodAutoscaler{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&swellv1.PodAutoscaler{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, shard.OwnerChanged()))).
 		WatchesRawSource(r.push.Source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles}).
-		Complete(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles})
+	return shard.Complete(b, mgr, o.Shard, r,
+		func() client.Object { return &swellv1.PodAutoscaler{} }, func() client.ObjectList { return &swellv1.PodAutoscalerList{} })
 }

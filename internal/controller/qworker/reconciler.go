@@ -104,6 +104,10 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.scheds().forget(key)
 }
 
+// Release drops what this replica keeps of a QWorker another replica now
+// serves (shard.Releaser): windows, expectations, metrics, subscriptions.
+func (r *Reconciler) Release(key types.NamespacedName) { r.forget(key) }
+
 // Reconcile measures, decides, acts and reports, writing the status once.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	qw, err := r.getQWorker(ctx, req.NamespacedName)

@@ -22,6 +22,7 @@ import (
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
+	"github.com/swell-autoscaler/swell/internal/controller/shard"
 	"github.com/swell-autoscaler/swell/pkg/source/stats"
 )
 
@@ -41,6 +42,9 @@ type Options struct {
 	Metrics *Metrics
 	// PodMetrics reads metrics.k8s.io for QWorkers with activateVPA.
 	PodMetrics PodMetricsLister
+	// Shard, when set, makes this replica serve only the QWorkers the ring
+	// assigns it (see package shard); nil serves them all.
+	Shard shard.Membership
 }
 
 // Setup registers the QWorker reconciler with mgr.
@@ -84,7 +88,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles})
 	b = b.WatchesRawSource(r.push.Source())
 	b = b.WatchesRawSource(crsource.Channel(r.sched.wakeups, &handler.TypedEnqueueRequestForObject[*QWorker]{}))
-	return b.Complete(r)
+	return shard.Complete(b, mgr, o.Shard, r,
+		func() client.Object { return &qv1.QWorker{} }, func() client.ObjectList { return &qv1.QWorkerList{} })
 }
 
 // statsOnlyUpdate reports whether a pod update changed nothing but the

@@ -21,6 +21,7 @@ import (
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 	"github.com/swell-autoscaler/swell/internal/brokersource"
+	"github.com/swell-autoscaler/swell/internal/controller/shard"
 )
 
 // ConditionReachable says whether the broker answered the last check.
@@ -44,14 +45,21 @@ type Reconciler struct {
 	Interval time.Duration
 }
 
-// Setup registers the reconciler with mgr.
-func Setup(mgr ctrl.Manager, p Pinger, interval time.Duration) error {
+// Setup registers the reconciler with mgr. With ring set, this replica
+// serves only the ScalerConfigs the ring assigns it (see package shard).
+func Setup(mgr ctrl.Manager, p Pinger, interval time.Duration, ring shard.Membership) error {
 	if interval <= 0 {
 		interval = 30 * time.Second
 	}
 	r := &Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("swell-scalerconfig"), Pinger: p, Interval: interval} //nolint:staticcheck // see qworker.Setup
-	return ctrl.NewControllerManagedBy(mgr).Named("scalerconfig").For(&qv1.ScalerConfig{}).Complete(r)
+	b := ctrl.NewControllerManagedBy(mgr).Named("scalerconfig").For(&qv1.ScalerConfig{})
+	return shard.Complete(b, mgr, ring, r,
+		func() client.Object { return &qv1.ScalerConfig{} }, func() client.ObjectList { return &qv1.ScalerConfigList{} })
 }
+
+// Release forgets the broker check of a ScalerConfig another replica now
+// serves (shard.Releaser).
+func (r *Reconciler) Release(key types.NamespacedName) { r.Pinger.Forget(key) }
 
 // Reconcile pings the broker and writes the result.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
