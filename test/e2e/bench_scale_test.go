@@ -39,14 +39,16 @@ import (
 // resource (from its own /metrics), Redis commands per second, and the
 // time 20 random QWorkers take from a task pushed onto their empty queue to
 // their first pod, with (a) every queue idle and (b) 10 % of the queues
-// moving. Nothing is asserted about speed; run one size at a time:
+// moving. With replicas > 1 the controllers form a shard ring
+// (--shard-ring) and the figures are per replica and summed. Nothing is
+// asserted about speed; run one case at a time:
 //
-//	go test -run '^$' -bench 'ControllerAtScale/n=1000$' -benchtime 1x -timeout 60m ./test/e2e/
+//	go test -run '^$' -bench 'ControllerAtScale/n=1000/replicas=1$' -benchtime 1x -timeout 60m ./test/e2e/
 func BenchmarkControllerAtScale(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+	for _, c := range []struct{ n, replicas int }{{1000, 1}, {5000, 1}, {5000, 3}, {10000, 1}} {
+		b.Run(fmt.Sprintf("n=%d/replicas=%d", c.n, c.replicas), func(b *testing.B) {
 			for range b.N {
-				runScaleScenario(b, n)
+				runScaleScenario(b, c.n, c.replicas)
 			}
 		})
 	}
@@ -55,7 +57,7 @@ func BenchmarkControllerAtScale(b *testing.B) {
 // scaleScalerConfigs is how many ScalerConfigs the QWorkers share.
 const scaleScalerConfigs = 10
 
-func runScaleScenario(b *testing.B, n int) {
+func runScaleScenario(b *testing.B, n, replicas int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
 	if err := env.InstallCRDs(ctx, "../../config/crd/bases"); err != nil {
@@ -81,9 +83,8 @@ func runScaleScenario(b *testing.B, n int) {
 	queues := createScaleObjects(ctx, b, c, ns, n)
 
 	bin := buildSwell(b)
-	metricsAddr := freeLoopbackAddr(b)
-	p := startScaleController(b, bin, ns, metricsAddr)
-	took := waitAllDecided(ctx, b, p, metricsAddr, ns, n)
+	p := startScaleControllers(b, bin, ns, replicas)
+	took := waitAllDecided(ctx, b, p, ns, n)
 	b.Logf("n=%d: first decision for all %d QWorkers %.1f s after the controller started", n, n, took.Seconds())
 	b.ReportMetric(took.Seconds(), "start-s")
 
@@ -105,9 +106,9 @@ func runScaleScenario(b *testing.B, n int) {
 	stopChurn()
 
 	p.stop()
-	p = startScaleController(b, bin, ns, metricsAddr)
+	p = startScaleControllers(b, bin, ns, replicas)
 	defer p.stop()
-	took = waitAllDecided(ctx, b, p, metricsAddr, ns, n)
+	took = waitAllDecided(ctx, b, p, ns, n)
 	b.Logf("n=%d: after a restart, first decision for all %d QWorkers %.1f s after the controller started", n, n, took.Seconds())
 	b.ReportMetric(took.Seconds(), "restart-s")
 }
@@ -147,42 +148,60 @@ func createScaleObjects(ctx context.Context, b *testing.B, c client.Client, ns s
 	return queues
 }
 
-// scaleProcess is a running `swell controller`.
+// scaleProcess is a running `swell controller` and its metrics address.
 type scaleProcess struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd         *exec.Cmd
+	done        chan struct{}
+	metricsAddr string
 }
 
-func (p *scaleProcess) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(45 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+// scaleGroup is the controller replicas of one run.
+type scaleGroup []*scaleProcess
+
+func (g scaleGroup) stop() {
+	for _, p := range g {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range g {
+		select {
+		case <-p.done:
+		case <-time.After(45 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
 	}
 }
 
-// startScaleController runs the controller binary with its defaults (client
-// QPS and burst included), watching ns only, its log in the env directory.
-func startScaleController(b *testing.B, bin, ns, metricsAddr string) *scaleProcess {
-	f, err := os.Create(filepath.Join(env.Dir, ns+"-controller.log"))
-	if err != nil {
-		b.Fatal(err)
+// startScaleControllers runs the controller binary with its defaults
+// (client QPS and burst included), watching ns only, each log in the env
+// directory: one process, or a shard ring of replicas (leases in ns).
+func startScaleControllers(b *testing.B, bin, ns string, replicas int) scaleGroup {
+	var g scaleGroup
+	for i := range replicas {
+		addr := freeLoopbackAddr(b)
+		f, err := os.Create(filepath.Join(env.Dir, fmt.Sprintf("%s-controller-%d.log", ns, i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		args := []string{"controller", "--kubeconfig", env.Kubeconfig, "--namespace", ns, "--node-pools=false",
+			"--metrics-bind-address", addr, "--health-probe-bind-address", "0", "--egress-allow", "127.0.0.1/32"}
+		if replicas > 1 {
+			args = append(args, "--shard-ring", "bench", "--shard-identity", fmt.Sprintf("replica-%d", i), "--leader-election-namespace", ns)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = f, f
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		p := &scaleProcess{cmd: cmd, done: make(chan struct{}), metricsAddr: addr}
+		go func() {
+			_ = cmd.Wait()
+			_ = f.Close()
+			close(p.done)
+		}()
+		g = append(g, p)
 	}
-	cmd := exec.Command(bin, "controller", "--kubeconfig", env.Kubeconfig, "--namespace", ns, "--node-pools=false",
-		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--egress-allow", "127.0.0.1/32")
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	p := &scaleProcess{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		_ = f.Close()
-		close(p.done)
-	}()
-	return p
+	return g
 }
 
 // freeLoopbackAddr is a loopback address nothing listens on.
@@ -195,34 +214,42 @@ func freeLoopbackAddr(b *testing.B) string {
 	return l.Addr().String()
 }
 
-// waitAllDecided waits until the controller's own /metrics shows a
+// waitAllDecided waits until the controllers' own /metrics show a
 // measurement for each of the n QWorkers of ns (its first decision), and
-// returns how long after the process started that was.
-func waitAllDecided(ctx context.Context, b *testing.B, p *scaleProcess, metricsAddr, ns string, n int) time.Duration {
+// returns how long after the processes started that was.
+func waitAllDecided(ctx context.Context, b *testing.B, g scaleGroup, ns string, n int) time.Duration {
 	start := time.Now()
 	for {
+		for _, p := range g {
+			select {
+			case <-p.done:
+				b.Fatalf("controller exited before deciding for all QWorkers (log in %s)", env.Dir)
+			default:
+			}
+		}
 		select {
-		case <-p.done:
-			b.Fatalf("controller exited before deciding for all QWorkers (log in %s)", env.Dir)
 		case <-ctx.Done():
 			b.Fatal(ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
-		if decided(metricsAddr, ns) >= n {
+		seen := map[string]bool{}
+		for _, p := range g {
+			decided(p.metricsAddr, ns, seen)
+		}
+		if len(seen) >= n {
 			return time.Since(start)
 		}
 	}
 }
 
-// decided counts the QWorkers of ns with a measurement in the
+// decided adds to seen the QWorkers of ns with a measurement in a
 // controller's swell_qworker_measurements_total.
-func decided(metricsAddr, ns string) int {
+func decided(metricsAddr, ns string, seen map[string]bool) {
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
-		return 0
+		return
 	}
 	defer func() { _ = resp.Body.Close() }()
-	seen := map[string]bool{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -235,14 +262,14 @@ func decided(metricsAddr, ns string) int {
 			seen[name] = true
 		}
 	}
-	return len(seen)
 }
 
 // steady is one steady-state window's figures.
 type steady struct {
 	window       time.Duration
-	cores        float64
-	rssMiB       float64
+	cores        float64   // all replicas
+	perReplica   []float64 // cores
+	rssMiB       float64   // the largest replica's
 	writes       map[string]float64 // "verb resource" → requests in the window
 	redisPerSec  float64
 	redisByCmd   map[string]float64 // command → calls per second
@@ -251,13 +278,21 @@ type steady struct {
 
 // measureSteady samples the controller's CPU and RSS from /proc, the API
 // server's write requests and Redis's commands over window.
-func measureSteady(ctx context.Context, b *testing.B, p *scaleProcess, rdb *redis.Client, window time.Duration) steady {
-	pid := p.cmd.Process.Pid
-	cpu0, writes0, cmds0 := procCPU(b, pid), apiserverWrites(ctx, b), redisCommands(ctx, b, rdb)
+func measureSteady(ctx context.Context, b *testing.B, g scaleGroup, rdb *redis.Client, window time.Duration) steady {
+	cpu0 := make([]time.Duration, len(g))
+	for i, p := range g {
+		cpu0[i] = procCPU(b, p.cmd.Process.Pid)
+	}
+	writes0, cmds0 := apiserverWrites(ctx, b), redisCommands(ctx, b, rdb)
 	time.Sleep(window)
-	cpu1, writes1, cmds1 := procCPU(b, pid), apiserverWrites(ctx, b), redisCommands(ctx, b, rdb)
-	s := steady{window: window, cores: (cpu1 - cpu0).Seconds() / window.Seconds(), rssMiB: procRSSMiB(b, pid),
-		writes: map[string]float64{}, redisByCmd: map[string]float64{}}
+	writes1, cmds1 := apiserverWrites(ctx, b), redisCommands(ctx, b, rdb)
+	s := steady{window: window, writes: map[string]float64{}, redisByCmd: map[string]float64{}}
+	for i, p := range g {
+		c := (procCPU(b, p.cmd.Process.Pid) - cpu0[i]).Seconds() / window.Seconds()
+		s.perReplica = append(s.perReplica, c)
+		s.cores += c
+		s.rssMiB = max(s.rssMiB, procRSSMiB(b, p.cmd.Process.Pid))
+	}
 	for k, v := range writes1 {
 		if d := v - writes0[k]; d > 0 {
 			s.writes[k] = d
@@ -274,12 +309,13 @@ func measureSteady(ctx context.Context, b *testing.B, p *scaleProcess, rdb *redi
 }
 
 func (s steady) log(b *testing.B, n int, phase string) {
-	b.Logf("n=%d %s: controller %.3f cores over %v, RSS %.0f MiB; API server writes %.1f/min %v; Redis %.0f commands/s %v",
-		n, phase, s.cores, s.window, s.rssMiB, s.writesPerMin, roundMap(s.writes), s.redisPerSec, roundMap(s.redisByCmd))
+	b.Logf("n=%d %s: controllers %.3f cores over %v (per replica %.3f), RSS %.0f MiB (largest replica); API server writes %.1f/min %v; Redis %.0f commands/s %v",
+		n, phase, s.cores, s.window, s.perReplica, s.rssMiB, s.writesPerMin, roundMap(s.writes), s.redisPerSec, roundMap(s.redisByCmd))
 }
 
 func (s steady) report(b *testing.B, phase string) {
 	b.ReportMetric(s.cores*1000, phase+"-millicores")
+	b.ReportMetric(slices.Max(s.perReplica)*1000, phase+"-max-replica-millicores")
 	b.ReportMetric(s.rssMiB, phase+"-rss-MiB")
 	b.ReportMetric(s.writesPerMin, phase+"-writes/min")
 	b.ReportMetric(s.redisPerSec, phase+"-redis-cmds/s")

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/controller/qworker"
 )
 
 // TestPausedLeaderMakesNoWriteAfterResume runs two `swell controller
@@ -297,6 +298,9 @@ type write struct {
 	Operation string
 	Resource  string
 	Name      string
+	// QWorker is the qworker label of a written pod (a created pod has no
+	// name yet: generateName).
+	QWorker string
 }
 
 func (w write) String() string {
@@ -372,6 +376,28 @@ func (a *writeAudit) summary() string {
 	return strings.Join(parts, ", ")
 }
 
+// podQWorker is the qworker label of the pod a request writes, if any.
+func podQWorker(req *admissionv1.AdmissionRequest) string {
+	raw := req.Object.Raw
+	if len(raw) == 0 {
+		raw = req.OldObject.Raw
+	}
+	var obj struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+	}
+	if req.Resource.Resource != "pods" || json.Unmarshal(raw, &obj) != nil {
+		return ""
+	}
+	return obj.Metadata.Labels[qworker.LabelQWorker]
+}
+
+// writes returns a copy of every write recorded.
+func (a *writeAudit) all() []write {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]write(nil), a.writes...)
+}
+
 // startWriteAudit serves a validating webhook on loopback over TLS and
 // registers it for pod and QWorker writes in ns. It admits everything but
 // the shared in-process controller (controllerServiceAccount), which
@@ -392,7 +418,7 @@ func startWriteAudit(ctx context.Context, t *testing.T, ns string) *writeAudit {
 		if req.SubResource != "" {
 			resource += "/" + req.SubResource
 		}
-		a.add(write{At: time.Now(), User: req.UserInfo.Username, Operation: string(req.Operation), Resource: resource, Name: req.Name})
+		a.add(write{At: time.Now(), User: req.UserInfo.Username, Operation: string(req.Operation), Resource: resource, Name: req.Name, QWorker: podQWorker(req)})
 		allowed := req.UserInfo.Username != controllerServiceAccount
 		review.Response = &admissionv1.AdmissionResponse{UID: req.UID, Allowed: allowed}
 		if !allowed {

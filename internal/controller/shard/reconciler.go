@@ -44,9 +44,9 @@ type Reconciler struct {
 	New func() client.Object
 	// Ring is the membership.
 	Ring Membership
-	// Settle is how long a newly acquired object waits before the first
-	// pass acts, so that the cache has seen what the previous owner wrote
-	// (its last pods) before this replica counts them.
+	// Settle is how long an object taken from a dead owner waits before
+	// the first pass acts, so that the cache has seen what the previous
+	// owner wrote (its last pods) before this replica counts them.
 	Settle time.Duration
 	// Clock is injected for tests; nil uses the real clock.
 	Clock clock.PassiveClock
@@ -84,8 +84,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		r.hold(req.NamespacedName)
 		return r.Inner.Reconcile(ctx, req)
 	case Acquire:
+		previous := obj.GetLabels()[LabelOwner]
 		if err := r.setOwner(ctx, obj, self); err != nil {
 			return reconcile.Result{}, err
+		}
+		if previous == "" {
+			// Nobody served it before: nothing to wait for.
+			r.hold(req.NamespacedName)
+			return r.Inner.Reconcile(ctx, req)
 		}
 		r.markAcquired(req.NamespacedName)
 		return reconcile.Result{RequeueAfter: r.Settle}, nil

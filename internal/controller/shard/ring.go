@@ -61,6 +61,7 @@ type Ring struct {
 	members []string // sorted; nil until the leases are listed
 	subs    []chan struct{}
 	leases  cache.Indexer
+	synced  func() bool
 	seen    map[string]observed // by lease name
 }
 
@@ -143,7 +144,7 @@ func (r *Ring) Run(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("shard ring: watch leases: %w", err)
 	}
-	r.leases = inf.GetIndexer()
+	r.leases, r.synced = inf.GetIndexer(), inf.HasSynced
 	informerCtx, stopInformer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopInformer()
 	factory.Start(informerCtx.Done())
@@ -159,9 +160,7 @@ func (r *Ring) Run(ctx context.Context) error {
 			lastRenewal = began
 			r.o.Renewed(began)
 		}
-		if inf.HasSynced() {
-			r.refresh()
-		}
+		r.refresh()
 		if r.o.Clock.Since(lastRenewal) >= r.o.RenewDeadline {
 			return fmt.Errorf("%w (last renewal %s ago)", ErrLapsed, r.o.Clock.Since(lastRenewal).Round(time.Millisecond))
 		}
@@ -222,7 +221,9 @@ func (r *Ring) release() {
 // refresh recomputes the live members from the cached leases and tells
 // the subscribers when they changed.
 func (r *Ring) refresh() {
-	if r.leases == nil {
+	// Until the first list is complete a live owner may be missing from
+	// the members, and its objects would look free to take.
+	if r.leases == nil || !r.synced() {
 		return
 	}
 	now := r.o.Clock.Now()
