@@ -267,9 +267,9 @@ func decided(metricsAddr, ns string, seen map[string]bool) {
 // steady is one steady-state window's figures.
 type steady struct {
 	window       time.Duration
-	cores        float64   // all replicas
-	perReplica   []float64 // cores
-	rssMiB       float64   // the largest replica's
+	cores        float64            // all replicas
+	perReplica   []float64          // cores
+	rssMiB       float64            // the largest replica's
 	writes       map[string]float64 // "verb resource" → requests in the window
 	redisPerSec  float64
 	redisByCmd   map[string]float64 // command → calls per second
