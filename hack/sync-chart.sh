@@ -7,6 +7,7 @@
 #     "swell.anyScaleRules" (podAutoscalers.anyScaleTarget),
 #     "swell.clusterAPIRules" (nodePools.clusterAPI),
 #     "swell.capacityBufferRules" (nodePools.capacityBuffer),
+#     "swell.shardingRules" (sharding.enabled),
 #     "swell.secretRules" (cluster-wide or per namespace, rbac.secretNamespaces)
 #     and "swell.workerRules" (the QWorker worker pods' Role, workerRBAC).
 # Run by `make generate` after controller-gen.
@@ -28,6 +29,7 @@ rules() { awk '/^rules:/ { on = 1; next } on' "$1"; }
 		swell.kwokRules:kwok/role.yaml swell.anyScaleRules:any-scale-target/role.yaml \
 		swell.secretRules:secrets/role.yaml swell.clusterAPIRules:clusterapi/role.yaml \
 		swell.capacityBufferRules:capacitybuffer/role.yaml \
+		swell.shardingRules:sharding/role.yaml \
 		swell.workerRules:qworker-worker/role.yaml; do
 		echo "{{- define \"${pair%%:*}\" }}"
 		rules "config/rbac/${pair#*:}"

@@ -230,6 +230,21 @@
   - create
   - patch
 {{- end }}
+{{- define "swell.shardingRules" }}
+- apiGroups:
+  - quickube.com
+  resources:
+  - qworkers
+  - scalerconfigs
+  verbs:
+  - patch
+- apiGroups:
+  - swell.dev
+  resources:
+  - podautoscalers
+  verbs:
+  - patch
+{{- end }}
 {{- define "swell.workerRules" }}
 - apiGroups:
   - ""
