@@ -105,6 +105,7 @@ func TestRenderSharding(t *testing.T) {
 		ring        string
 		leaderElect bool
 		leaseRole   bool
+		poolsOnly   bool
 		wantErr     []string
 	}{
 		{
@@ -132,6 +133,15 @@ func TestRenderSharding(t *testing.T) {
 			name:    "sharding on with node pools on: refused",
 			vals:    map[string]any{"sharding": map[string]any{"enabled": true}},
 			wantErr: []string{"sharding.enabled", "nodePools.enabled"},
+		},
+		{
+			name: "node pools only: leader-elected, beside a sharded release",
+			vals: map[string]any{"nodePools": map[string]any{"only": true}}, leaderElect: true, leaseRole: true, poolsOnly: true,
+		},
+		{
+			name:    "node pools only in a ring: refused",
+			vals:    map[string]any{"nodePools": map[string]any{"only": true}, "sharding": map[string]any{"enabled": true}},
+			wantErr: []string{"nodePools.only", "sharding.enabled=false"},
 		},
 		{
 			name:    "sharding on without a ring name: refused",
@@ -170,6 +180,9 @@ func TestRenderSharding(t *testing.T) {
 				if got := slices.Contains(args, f); got != tt.leaseRole {
 					t.Errorf("%s passed: %v, want %v (args %q)", f, got, tt.leaseRole, args)
 				}
+			}
+			if got := slices.Contains(args, "--node-pools-only"); got != tt.poolsOnly {
+				t.Errorf("--node-pools-only passed: %v, want %v (args %q)", got, tt.poolsOnly, args)
 			}
 			if !slices.Contains(env, "POD_NAMESPACE") {
 				t.Errorf("env %q lacks POD_NAMESPACE", env)

@@ -82,6 +82,7 @@ func newControllerCmdWith(o *controllerOptions) *cobra.Command {
 	f.BoolVar(&o.manager.PodAutoscalerFullResource, "podautoscaler-full-resource", false, "send PodAutoscaler methods whole targets and pods (default: identity, replicas, selector and status only)")
 	f.StringVar(&o.manager.ShardRing, "shard-ring", "", "serve QWorkers, PodAutoscalers and ScalerConfigs as one member of this shard ring: every replica with the same ring name is active and serves its share, handed over through the shard.swell.dev/owner label (timed by the --leader-elect-* durations; excludes --leader-elect; needs --node-pools=false)")
 	f.StringVar(&o.manager.ShardIdentity, "shard-identity", "", "this replica's name in the shard ring (default: the host name, i.e. the pod's name); unique per replica")
+	f.BoolVar(&o.manager.NodePoolsOnly, "node-pools-only", false, "run only the NodePoolScaler reconciler (with --leader-elect, beside a --shard-ring controller that serves the other kinds)")
 	nodePools := f.Bool("node-pools", true, "run the NodePoolScaler reconciler (needs permissions on nodes)")
 	cmd.PreRun = func(*cobra.Command, []string) { o.manager.DisableNodePools = !*nodePools }
 	return cmd

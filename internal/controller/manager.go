@@ -99,6 +99,10 @@ type Options struct {
 	// DisableNodePools leaves the NodePoolScaler reconciler out, so an
 	// install without node pools needs no permission on nodes.
 	DisableNodePools bool
+	// NodePoolsOnly runs the NodePoolScaler reconciler alone: the
+	// leader-elected controller beside a shard ring, which serves every
+	// other kind.
+	NodePoolsOnly bool
 	// Egress is the operator's policy for outbound calls users configure
 	// (PodAutoscaler http methods, ScalerConfig brokers): Allow and Deny of
 	// pkg/egress. Broker connections may also reach the private ranges,

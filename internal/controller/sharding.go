@@ -28,12 +28,6 @@ func newSharding(cfg *rest.Config, o Options) (*sharding, error) {
 	if o.ShardRing == "" {
 		return nil, nil
 	}
-	if o.LeaderElect {
-		return nil, errors.New("--shard-ring and --leader-elect exclude each other: with a ring every replica is active")
-	}
-	if !o.DisableNodePools {
-		return nil, errors.New("--shard-ring serves QWorkers, PodAutoscalers and ScalerConfigs; run NodePoolScalers in a separate leader-elected controller and pass --node-pools=false here")
-	}
 	o = o.withDefaults()
 	id := o.ShardIdentity
 	if id == "" {
@@ -62,6 +56,22 @@ func newSharding(cfg *rest.Config, o Options) (*sharding, error) {
 		return nil, err
 	}
 	return &sharding{ring: ring, guard: guard}, nil
+}
+
+// validateRoles checks that the options give this replica one coherent
+// role: everything, a shard of the queue kinds, or node pools only.
+func validateRoles(o Options) error {
+	switch {
+	case o.NodePoolsOnly && o.DisableNodePools:
+		return errors.New("--node-pools-only and --node-pools=false leave nothing to run")
+	case o.NodePoolsOnly && o.ShardRing != "":
+		return errors.New("--node-pools-only excludes --shard-ring: node pools run in a leader-elected controller (--leader-elect)")
+	case o.ShardRing != "" && o.LeaderElect:
+		return errors.New("--shard-ring and --leader-elect exclude each other: with a ring every replica is active")
+	case o.ShardRing != "" && !o.DisableNodePools:
+		return errors.New("--shard-ring serves QWorkers, PodAutoscalers and ScalerConfigs: pass --node-pools=false here and run NodePoolScalers in a leader-elected controller with --node-pools-only")
+	}
+	return nil
 }
 
 // config is cfg with every write refused while this replica's lease is

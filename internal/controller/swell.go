@@ -26,6 +26,9 @@ import (
 // NodePoolScaler unless disabled. `swell controller`, `swell-dev` and the
 // e2e tests all run this same assembly.
 func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	if err := validateRoles(o); err != nil {
+		return nil, err
+	}
 	scheme, err := NewScheme(qv1.AddToScheme, swellv1.AddToScheme)
 	if err != nil {
 		return nil, err
@@ -73,10 +76,14 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 			return podautoscaler.Setup(ctx, mgr, podautoscaler.Options{Sources: sources, Egress: policy, FullResource: o.PodAutoscalerFullResource, Shard: ring})
 		},
 	}
-	if !o.DisableNodePools {
-		setups = append(setups, func(ctx context.Context, mgr ctrl.Manager) error {
-			return nodepoolscaler.Setup(ctx, mgr, nodepoolscaler.Options{})
-		})
+	nodePools := func(ctx context.Context, mgr ctrl.Manager) error {
+		return nodepoolscaler.Setup(ctx, mgr, nodepoolscaler.Options{})
+	}
+	switch {
+	case o.NodePoolsOnly:
+		setups = []Setup{nodePools}
+	case !o.DisableNodePools:
+		setups = append(setups, nodePools)
 	}
 	mgr, err := NewManager(ctx, cfg, scheme, o, setups...)
 	if err != nil || sh == nil {
