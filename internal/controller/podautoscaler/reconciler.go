@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	swellv1 "github.com/swell-autoscaler/swell/api/swell/v1alpha1"
+	"github.com/swell-autoscaler/swell/internal/brokersource"
 	"github.com/swell-autoscaler/swell/internal/controller/pushwake"
 	"github.com/swell-autoscaler/swell/pkg/cpa"
 	"github.com/swell-autoscaler/swell/pkg/source"
@@ -159,7 +160,7 @@ func (r *Reconciler) record(ctx context.Context, pa *swellv1.PodAutoscaler, res 
 	switch {
 	case res.Err != nil:
 		r.log(ctx).Info("pass failed; replicas held", "reason", res.FailReason, "err", res.Err.Error())
-		r.Recorder.Eventf(pa, corev1.EventTypeWarning, res.FailReason, "%s; replicas held", truncate(res.Err.Error(), 900))
+		r.Recorder.Eventf(pa, corev1.EventTypeWarning, res.FailReason, "%s; replicas held", truncate(brokersource.Describe(res.Err), 900))
 	case res.Scaled:
 		r.Recorder.Eventf(pa, corev1.EventTypeNormal, cpa.ReasonSuccessfulRescale, "New size: %d (was %d); evaluation wanted %d: %s",
 			res.Desired, res.Current, res.Evaluation, res.Reason)
@@ -177,7 +178,9 @@ func buildStatus(pa *swellv1.PodAutoscaler, res *result) swellv1.PodAutoscalerSt
 	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonSucceeded, ObservedGeneration: pa.Generation}
 	switch {
 	case res.Err != nil:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, res.FailReason, truncate(res.Err.Error(), 1000)
+		// A broker's quoted reply is reduced to its kind, as on QWorkers:
+		// the author reads conditions and events, the log has it all.
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, res.FailReason, truncate(brokersource.Describe(res.Err), 1000)
 	case res.Disabled:
 		cond.Reason, cond.Message = ReasonDisabled, res.Reason
 	default:
