@@ -33,8 +33,9 @@ type SettleTimeouter interface {
 }
 
 // DeadLetterCounter is implemented by a Queue that dead-letters tasks
-// itself (kafkaq, rabbitq, redisq): DeadLettered is how many it moved to
-// its dead-letter destination since it opened. The worker reports the
+// itself (kafkaq, rabbitq, redisq; natsq counts the messages it
+// terminated): DeadLettered is how many it moved to its dead-letter
+// destination since it opened. The worker reports the
 // count on its pod (swell.dev/worker-stats), where the controller sums it
 // into the swell_qworker_worker_tasks_total metric.
 type DeadLetterCounter interface {

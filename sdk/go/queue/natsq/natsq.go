@@ -153,6 +153,11 @@ func (q *Queue) Counters() Counters {
 	return Counters{Retried: q.retried.Load(), Terminated: q.terminated.Load()}
 }
 
+// DeadLettered counts the messages this queue terminated after MaxDeliver
+// failed deliveries (worker.DeadLetterCounter): JetStream's dead letters,
+// each announced by a MSG_TERMINATED advisory.
+func (q *Queue) DeadLettered() int64 { return q.terminated.Load() }
+
 // create makes the durable consumer; a pod that lost the race to another
 // binds to the one it made.
 func create(ctx context.Context, js jetstream.JetStream, stream, durable string, o Options) (jetstream.Consumer, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
+	"github.com/swell-autoscaler/swell/sdk/go/worker"
 	"github.com/swell-autoscaler/swell/sdk/go/worker/queuetest"
 )
 
@@ -182,6 +183,9 @@ func TestPoisonTaskIsTerminated(t *testing.T) {
 	}
 	if poisonTakes != 3 {
 		t.Fatalf("poison delivered %d times, want MaxDeliver = 3", poisonTakes)
+	}
+	if n := worker.DeadLetterCounter(q).DeadLettered(); n != 1 {
+		t.Errorf("DeadLettered %d, want the 1 terminated task (it feeds the pod's worker-stats report)", n)
 	}
 	if c := q.Counters(); c.Terminated != 1 || c.Retried != 2 {
 		t.Fatalf("Counters = %+v, want 1 terminated, 2 retried", c)
