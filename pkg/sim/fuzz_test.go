@@ -37,7 +37,7 @@ func FuzzSimulateWithinBounds(f *testing.F) {
 			if r.Policy == PolicyHPACPU {
 				floor = max(lo, 1)
 			}
-			if r.Policy == PolicyOracle {
+			if _, ref := referenceBound(r.Policy); ref {
 				floor = 0
 			}
 			for _, p := range r.Series {
