@@ -4,6 +4,11 @@
 // configuration, shared by every consumer measured through it; the NATS
 // client reconnects by itself.
 //
+// Batching: the consumers of one stream measured within a short window
+// (Config.BatchWindow) share one listing of the stream's consumers, up to
+// 256 per request, instead of asking for their infos one by one; a
+// consumer alone in its window asks for itself.
+//
 // Push: Watch runs an ordered, headers-only JetStream consumer on the
 // watched consumer's subjects, delivering only messages published after it
 // starts. Every new message wakes the loop. This was chosen over JetStream
@@ -49,6 +54,12 @@ type Config struct {
 	// DialTimeout bounds connecting and each JetStream request that has no
 	// deadline of its own (default 5s).
 	DialTimeout time.Duration
+	// BatchWindow is how long a measurement waits for measurements of
+	// other consumers of the same stream to share its request: the
+	// consumers measured within the window are read from one listing of
+	// the stream's consumers (default DefaultBatchWindow; negative asks
+	// for each consumer alone).
+	BatchWindow time.Duration
 	// Dial, when set, opens every TCP connection (the egress policy's
 	// dialer for user-configured addresses); nil dials directly.
 	Dial brokerconn.DialFunc
@@ -140,9 +151,11 @@ func (c Config) options() ([]natsgo.Option, error) {
 // Client is the shared connection to one NATS system. Safe for concurrent
 // use.
 type Client struct {
-	cfg Config
-	nc  *natsgo.Conn
-	js  jetstream.JetStream
+	cfg      Config
+	nc       *natsgo.Conn
+	js       jetstream.JetStream
+	batch    *infoBatcher
+	requests *requestCounter
 }
 
 // New validates cfg, connects and checks JetStream answers.
@@ -158,7 +171,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats connect %s: %w", cfg.URL, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.timeout()))
+	requests := &requestCounter{}
+	js, err := jetstream.New(nc,
+		jetstream.WithDefaultTimeout(cfg.timeout()),
+		jetstream.WithClientTrace(&jetstream.ClientTrace{RequestSent: requests.sent}))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("nats jetstream: %w", err)
@@ -167,7 +183,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats jetstream account info: %w", err)
 	}
-	return &Client{cfg: cfg, nc: nc, js: js}, nil
+	batch := newInfoBatcher(js, cfg.BatchWindow, cfg.timeout())
+	return &Client{cfg: cfg, nc: nc, js: js, batch: batch, requests: requests}, nil
+}
+
+// Requests is the number of JetStream API requests the Client has made,
+// by kind, for metrics, tests and benchmarks.
+func (c *Client) Requests() Requests {
+	return c.requests.snapshot()
 }
 
 // Close closes the connection; sources made from it stop working.
@@ -236,22 +259,41 @@ func (s *consumerSource) what() string {
 // info asks the server for the consumer's state. While the connection is
 // down it fails at once rather than waiting for a reconnection.
 func (s *consumerSource) info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	if st := s.c.nc.Status(); st != natsgo.CONNECTED {
-		return nil, fmt.Errorf("%s: connection is %s", s.what(), st)
+	if err := s.connected(); err != nil {
+		return nil, err
 	}
-	cons, err := s.c.js.Consumer(ctx, s.ref.Stream, s.ref.Consumer)
+	info, err := s.c.batch.direct(ctx, s.ref)
 	if err != nil {
 		return nil, fmt.Errorf("%s: info: %w", s.what(), err)
 	}
-	// Consumer fetched the info just now; asking again would cost a round
-	// trip more.
-	return cons.CachedInfo(), nil
+	return info, nil
+}
+
+// batchedInfo is the consumer's state through the Client's batcher, which
+// reads the consumers of one stream measured together from one listing.
+// While the connection is down it fails at once, as info does.
+func (s *consumerSource) batchedInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	if err := s.connected(); err != nil {
+		return nil, err
+	}
+	info, err := s.c.batch.info(ctx, s.ref)
+	if err != nil {
+		return nil, fmt.Errorf("%s: info: %w", s.what(), err)
+	}
+	return info, nil
+}
+
+func (s *consumerSource) connected() error {
+	if st := s.c.nc.Status(); st != natsgo.CONNECTED {
+		return fmt.Errorf("%s: connection is %s", s.what(), st)
+	}
+	return nil
 }
 
 // Measure reads NumPending (ready) and NumAckPending (in flight).
 func (s *consumerSource) Measure(ctx context.Context) (source.Sample, error) {
 	now := time.Now()
-	info, err := s.info(ctx)
+	info, err := s.batchedInfo(ctx)
 	if err != nil {
 		return source.Sample{}, err
 	}
