@@ -26,19 +26,17 @@ type simulateOptions struct {
 func newSimulateCmd() *cobra.Command {
 	opts := simulateOptions{}
 	cmd := &cobra.Command{
-		Use:   "simulate --scenario FILE|DIR [--policies swell,swell-wait,keda,hpa-cpu,oracle,oracle-startup] [--seed N] [--sweep=false] [--csv FILE] [--frontier-csv FILE] [--html FILE]",
+		Use:   "simulate --scenario FILE|DIR [--policies swell,swell-wait,keda,hpa-cpu,oracle] [--seed N] [--sweep=false] [--csv FILE] [--frontier-csv FILE] [--html FILE]",
 		Short: "Simulate scaling policies on a workload and compare pod-hours at equal task wait",
 		Long: `simulate runs a discrete-event simulation of queue workers under the swell (a QWorker
-with default settings), swell-wait (a QWorker with targetWaitSeconds), keda and hpa-cpu
-policies, all deciding through Swell's policy code, next to two lower bounds computed
-from the whole workload: the oracle (instant pods) and oracle-startup (the oracle's
-zero-wait schedule with every pod paying its start-up time).
+with default settings), swell-wait (a QWorker with targetWaitSeconds), keda, hpa-cpu
+and oracle policies, all deciding through Swell's policy code.
 
 By default it sweeps each policy's main knob (keda: listLength 1-20, pollingInterval
 15/30s, cooldownPeriod 60/300s; swell: scalingFactor; swell-wait: targetWaitSeconds;
 hpa-cpu: target utilisation), keeps each policy's Pareto frontier of pod-hours against
 p95 wait, and prints every policy's pod-hours at the p95 wait keda reaches on its
-defaults, with the oracle and oracle-startup as references. It then prints the runs on default
+defaults, with the oracle as the lower bound. It then prints the runs on default
 settings. --sweep=false prints only those.
 
 --scenario may repeat and may name a directory: every .yaml/.yml/.json file in it

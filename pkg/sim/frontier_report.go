@@ -18,24 +18,24 @@ const SavingsTarget = 0.30
 const OracleTarget = 0.15
 
 // equalWaitPolicies are the table's columns, in order.
-var equalWaitPolicies = []string{PolicyKeda, PolicySwell, PolicySwellWait, PolicyHPACPU, PolicyOracle, PolicyOracleStartup}
+var equalWaitPolicies = []string{PolicyKeda, PolicySwell, PolicySwellWait, PolicyHPACPU, PolicyOracle}
 
 // WriteFrontierTable prints, per scenario, each policy's pod-hours at the
 // p95 wait KEDA reaches on its defaults (interpolated on each policy's
-// frontier), the oracle as lower bound, the start-up-aware bound
-// (oracle-startup) next to it, and the verdict on the savings target.
+// frontier), the oracle as lower bound, and the verdict on the savings
+// target.
 func WriteFrontierTable(w io.Writer, sweeps []*Sweep) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := append([]string{"scenario", "p95 s"}, equalWaitPolicies...)
-	header = append(header, "swell-wait vs keda", "oracle vs keda", "swell-wait vs oracle", "swell-wait vs oracle-startup", "")
+	header = append(header, "swell-wait vs keda", "oracle vs keda", "swell-wait vs oracle", "")
 	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
 	for _, sw := range sweeps {
 		row := []string{sw.Scenario, fmt.Sprintf("%.1f", sw.RefP95)}
 		for _, p := range equalWaitPolicies {
 			row = append(row, fmtHours(sw.AtRef[p]))
 		}
-		keda, wait, oracle, startup := sw.AtRef[PolicyKeda], sw.AtRef[PolicySwellWait], sw.AtRef[PolicyOracle], sw.AtRef[PolicyOracleStartup]
-		row = append(row, fmtChange(wait, keda), fmtChange(oracle, keda), fmtChange(wait, oracle), fmtChange(wait, startup), "")
+		keda, wait, oracle := sw.AtRef[PolicyKeda], sw.AtRef[PolicySwellWait], sw.AtRef[PolicyOracle]
+		row = append(row, fmtChange(wait, keda), fmtChange(oracle, keda), fmtChange(wait, oracle), "")
 		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 	}
 	if err := tw.Flush(); err != nil {
@@ -48,31 +48,8 @@ func WriteFrontierTable(w io.Writer, sweeps []*Sweep) error {
 	return nil
 }
 
-// Verdict states the savings target's outcome for one scenario in words
-// and, where swell-wait is not within OracleTarget of the oracle, how far
-// it is from the start-up-aware bound, so a reader can tell the policy's
-// own gap from what starting pods costs.
+// Verdict states the savings target's outcome for one scenario in words.
 func Verdict(sw *Sweep) string {
-	return savingsVerdict(sw) + startupVerdict(sw)
-}
-
-// startupVerdict is empty when swell-wait is within OracleTarget of the
-// oracle; otherwise it compares swell-wait with oracle-startup.
-func startupVerdict(sw *Sweep) string {
-	wait, oracle, startup := sw.AtRef[PolicySwellWait], sw.AtRef[PolicyOracle], sw.AtRef[PolicyOracleStartup]
-	if math.IsNaN(wait) || math.IsNaN(oracle) || math.IsNaN(startup) || wait <= (1+OracleTarget)*oracle {
-		return ""
-	}
-	head := fmt.Sprintf("; swell-wait is %s from the oracle (goal: within %.0f%%); the bound that pays each pod's start-up, oracle-startup, is %.1f pod-hours (%s vs oracle)",
-		fmtChange(wait, oracle), 100*OracleTarget, startup, fmtChange(startup, oracle))
-	if wait < startup {
-		return head + fmt.Sprintf(", and swell-wait is %s below it: waiting up to the p95 lets it skip start-ups the zero-wait bound pays", fmtChange(wait, startup))
-	}
-	return head + fmt.Sprintf(", and swell-wait is %s from it", fmtChange(wait, startup))
-}
-
-// savingsVerdict states the savings target's outcome.
-func savingsVerdict(sw *Sweep) string {
 	keda, wait, oracle := sw.AtRef[PolicyKeda], sw.AtRef[PolicySwellWait], sw.AtRef[PolicyOracle]
 	switch {
 	case math.IsNaN(keda) || math.IsNaN(wait):
@@ -114,8 +91,8 @@ func WriteFrontierCSV(w io.Writer, sweeps []*Sweep) error {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	for _, sw := range sweeps {
 		for _, p := range equalWaitPolicies {
-			if ref, ok := sw.reference(p); ok {
-				if err := cw.Write([]string{sw.Scenario, p, "", f(ref.PodHours), f(ref.P95), "true"}); err != nil {
+			if p == PolicyOracle {
+				if err := cw.Write([]string{sw.Scenario, p, "", f(sw.Oracle.PodHours), f(sw.Oracle.P95), "true"}); err != nil {
 					return fmt.Errorf("write csv: %w", err)
 				}
 				continue
@@ -133,16 +110,4 @@ func WriteFrontierCSV(w io.Writer, sweeps []*Sweep) error {
 	}
 	cw.Flush()
 	return cw.Error()
-}
-
-// reference returns the point of a reference bound (oracle,
-// oracle-startup), or false for a swept policy.
-func (sw *Sweep) reference(policy string) (FrontierPoint, bool) {
-	switch policy {
-	case PolicyOracle:
-		return sw.Oracle, true
-	case PolicyOracleStartup:
-		return sw.OracleStartup, true
-	}
-	return FrontierPoint{}, false
 }

@@ -37,7 +37,7 @@ func FuzzSimulateWithinBounds(f *testing.F) {
 			if r.Policy == PolicyHPACPU {
 				floor = max(lo, 1)
 			}
-			if _, ref := referenceBound(r.Policy); ref {
+			if r.Policy == PolicyOracle {
 				floor = 0
 			}
 			for _, p := range r.Series {

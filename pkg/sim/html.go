@@ -15,20 +15,6 @@ var policyColors = map[string]string{
 	PolicyKeda:      "#d1495b",
 	PolicyHPACPU:    "#e09f3e",
 	PolicyOracle:    "#6c757d",
-	// oracle-startup is a darker grey: a second floor, above the oracle.
-	PolicyOracleStartup: "#343a40",
-}
-
-// boundDash is how the time-series and frontier charts draw a reference
-// bound (dashed), and false for a real policy (solid).
-func boundDash(policy string) (string, bool) {
-	switch policy {
-	case PolicyOracle:
-		return "4 3", true
-	case PolicyOracleStartup:
-		return "8 3 2 3", true
-	}
-	return "", false
 }
 
 // maxPlotPoints bounds each plotted series; longer ones are reduced to the
@@ -71,8 +57,7 @@ func WriteHTML(w io.Writer, scs []ReportScenario) error {
 			v.Frontier, v.Verdict, v.RefP95 = frontierPlot(sw, len(views)), Verdict(sw), sw.RefP95
 			for _, p := range equalWaitPolicies {
 				v.Equal = append(v.Equal, equalRow{Policy: p, Color: policyColors[p], PodHours: fmtHours(sw.AtRef[p]),
-					VsKeda: fmtChange(sw.AtRef[p], sw.AtRef[PolicyKeda]), VsStartup: fmtChange(sw.AtRef[p], sw.AtRef[PolicyOracleStartup]),
-					Settings: len(sw.Points[p]), OnFrontier: len(sw.Frontier[p])})
+					VsKeda: fmtChange(sw.AtRef[p], sw.AtRef[PolicyKeda]), Settings: len(sw.Points[p]), OnFrontier: len(sw.Frontier[p])})
 			}
 		}
 		views = append(views, v)
@@ -86,9 +71,7 @@ func WriteHTML(w io.Writer, scs []ReportScenario) error {
 // equalRow is one policy's line in the equal-wait table.
 type equalRow struct {
 	Policy, Color, PodHours, VsKeda string
-	// VsStartup is the change against oracle-startup.
-	VsStartup            string
-	Settings, OnFrontier int
+	Settings, OnFrontier            int
 }
 
 type htmlRow struct {
@@ -112,16 +95,14 @@ svg{display:block;margin-bottom:1em}p.note{color:#555;max-width:50em}
 <p class="note">Pod-hours bill every pod from creation to deletion. Waits are queue time before a worker starts a task;
 tasks never started count until the end. "vs keda" is the change in pod-hours against the keda policy.
 The oracle starts pods instantly and moves work freely: a lower bound, not a real policy.
-oracle-startup runs the oracle's schedule but bills each pod from its creation, one start-up time before it serves,
-and keeps a pod through a gap shorter than the start-up time: the least a policy paying start-up needs at the oracle's wait.
 Each policy's knob is swept (keda: listLength 1–20 × pollingInterval 15/30 s × cooldownPeriod 60/300 s;
 swell: scalingFactor; swell-wait: targetWaitSeconds; hpa-cpu: target utilisation). The frontier chart joins
 each policy's Pareto-optimal settings (fewest pod-hours for their p95 wait); the equal-wait table reads each
 frontier at the p95 wait keda reaches on its defaults, interpolating linearly between settings.</p>
 {{range .}}<section><h2>{{.Name}}</h2><p class="note">{{.Description}}</p>
 {{if .Equal}}<h3>Pod-hours at equal p95 wait ({{secs .RefP95}} s, keda's default)</h3>
-<table><tr><th>policy</th><th>pod-hours</th><th>vs keda</th><th>vs oracle-startup</th><th>settings run</th><th>on frontier</th></tr>
-{{range .Equal}}<tr><td><span class="sw" style="background:{{.Color}}"></span>{{.Policy}}</td><td>{{.PodHours}}</td><td>{{.VsKeda}}</td><td>{{.VsStartup}}</td><td>{{.Settings}}</td><td>{{.OnFrontier}}</td></tr>
+<table><tr><th>policy</th><th>pod-hours</th><th>vs keda</th><th>settings run</th><th>on frontier</th></tr>
+{{range .Equal}}<tr><td><span class="sw" style="background:{{.Color}}"></span>{{.Policy}}</td><td>{{.PodHours}}</td><td>{{.VsKeda}}</td><td>{{.Settings}}</td><td>{{.OnFrontier}}</td></tr>
 {{end}}</table><p class="note">{{.Verdict}}</p>
 {{.Frontier}}<h3>Default settings over time</h3>{{end}}
 <table><tr><th>policy</th><th>pod-hours</th><th>vs keda</th><th>p50 wait s</th><th>p95 wait s</th><th>p99 wait s</th><th>max backlog</th><th>max pods</th><th>scale events</th></tr>
@@ -152,8 +133,8 @@ func plot(results []Result, label string, value func(Point) float64) template.HT
 	for i, r := range results {
 		color := policyColors[r.Policy]
 		dash := ""
-		if d, ok := boundDash(r.Policy); ok {
-			dash = fmt.Sprintf(` stroke-dasharray="%s"`, d)
+		if r.Policy == PolicyOracle {
+			dash = ` stroke-dasharray="4 3"`
 		}
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.4"%s points="`, color, dash)
 		prev := math.NaN()
@@ -222,8 +203,8 @@ func niceCeil(v float64) float64 {
 }
 
 // frontierPlot draws pod-hours against p95 wait, one line per policy
-// through its frontier, the oracle and oracle-startup as dashed floors and
-// the comparison wait as a dotted vertical line.
+// through its frontier, the oracle as a dashed floor and the comparison
+// wait as a dotted vertical line.
 func frontierPlot(sw *Sweep, id int) template.HTML {
 	const w, h, left, right, top, bottom = 900.0, 300.0, 50.0, 110.0, 20.0, 34.0
 	xMax := niceCeil(3 * math.Max(sw.RefP95, 1))
@@ -238,7 +219,7 @@ func frontierPlot(sw *Sweep, id int) template.HTML {
 	if k := sw.AtRef[PolicyKeda]; !math.IsNaN(k) {
 		yMax = math.Min(yMax, 3*k) // keep the comparison readable; steeper ends are clipped
 	}
-	yMax = niceCeil(math.Max(yMax, math.Max(sw.Oracle.PodHours, sw.OracleStartup.PodHours)))
+	yMax = niceCeil(math.Max(yMax, sw.Oracle.PodHours))
 	x := func(v float64) float64 { return left + (w-left-right)*math.Min(v, xMax)/xMax }
 	y := func(v float64) float64 { return top + (h-top-bottom)*(1-v/yMax) }
 	var b strings.Builder
@@ -262,10 +243,8 @@ func frontierPlot(sw *Sweep, id int) template.HTML {
 		id, left, top-4, w-right-left+4, h-bottom-top+8, id)
 	for _, p := range equalWaitPolicies {
 		color := policyColors[p]
-		if ref, ok := sw.reference(p); ok {
-			dash, _ := boundDash(p)
-			fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="%s"><title>%s: %.1f pod-hours</title></line>`,
-				left, w-right, y(ref.PodHours), y(ref.PodHours), color, dash, template.HTMLEscapeString(p), ref.PodHours)
+		if p == PolicyOracle {
+			fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="4 3"/>`, left, w-right, y(sw.Oracle.PodHours), y(sw.Oracle.PodHours), color)
 			continue
 		}
 		if len(sw.Frontier[p]) == 0 {

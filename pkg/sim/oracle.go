@@ -12,9 +12,39 @@ import (
 // sizing over in-flight work); tasks start on arrival unless MaxReplicas
 // times concurrency slots are all busy, in which case they wait FIFO.
 func runOracle(sc *Scenario, tasks []Task) Result {
-	sizing := oracleSizing(sc)
+	c := sc.Workers.Concurrency
+	slots := int(sc.Workers.MaxReplicas) * c
+	sizing := policy.QueueSizing{MaxReplicas: sc.Workers.MaxReplicas, ScalingFactor: 1 / float64(c), CountInFlight: true}
 	horizon := sc.Duration.Seconds()
-	waits, changes := oracleSchedule(sc, tasks)
+
+	waits := make([]float64, len(tasks))
+	var busy slotHeap // completion times of busy slots
+	type change struct {
+		at    float64
+		delta int
+	}
+	changes := make([]change, 0, 2*len(tasks))
+	for i, t := range tasks {
+		start := t.Arrival
+		for busy.len() > 0 && busy.min() <= start {
+			busy.pop()
+		}
+		if busy.len() >= slots {
+			start = busy.pop()
+		}
+		waits[i] = start - t.Arrival
+		busy.push(start + t.Service)
+		changes = append(changes, change{start, +1}, change{start + t.Service, -1})
+	}
+	slices.SortStableFunc(changes, func(a, b change) int {
+		switch {
+		case a.at < b.at:
+			return -1
+		case a.at > b.at:
+			return 1
+		}
+		return a.delta - b.delta // ends before starts: a slot freed and reused at one instant is one pod
+	})
 
 	res := Result{Tasks: len(tasks)}
 	inFlight, pods, prevPods := 0, 0, 0
@@ -46,50 +76,6 @@ func runOracle(sc *Scenario, tasks []Task) Result {
 	res.MaxBacklog = oracleMaxBacklog(tasks, waits)
 	fillWaits(&res, waits)
 	return res
-}
-
-// slotChange is one slot of the oracle's schedule starting (+1) or
-// finishing (-1) a task.
-type slotChange struct {
-	at    float64
-	delta int
-}
-
-// oracleSizing turns tasks in service into the oracle's pod count:
-// ceil(in flight / concurrency), at most MaxReplicas.
-func oracleSizing(sc *Scenario) policy.QueueSizing {
-	return policy.QueueSizing{MaxReplicas: sc.Workers.MaxReplicas, ScalingFactor: 1 / float64(sc.Workers.Concurrency), CountInFlight: true}
-}
-
-// oracleSchedule is the oracle's schedule: each task starts on arrival
-// unless all MaxReplicas × concurrency slots are busy (then FIFO on the
-// first freed slot). It returns each task's wait and the slot changes in
-// time order, ends before starts at one instant (a slot freed and reused
-// at once is one pod).
-func oracleSchedule(sc *Scenario, tasks []Task) ([]float64, []slotChange) {
-	slots := int(sc.Workers.MaxReplicas) * sc.Workers.Concurrency
-	waits := make([]float64, len(tasks))
-	var busy slotHeap // completion times of busy slots
-	changes := make([]slotChange, 0, 2*len(tasks))
-	for i, t := range tasks {
-		start := t.Arrival
-		for busy.len() > 0 && busy.min() <= start {
-			busy.pop()
-		}
-		if busy.len() >= slots {
-			start = busy.pop()
-		}
-		waits[i] = start - t.Arrival
-		busy.push(start + t.Service)
-		changes = append(changes, slotChange{start, +1}, slotChange{start + t.Service, -1})
-	}
-	slices.SortStableFunc(changes, func(a, b slotChange) int {
-		if c := cmpFloat(a.at, b.at); c != 0 {
-			return c
-		}
-		return a.delta - b.delta
-	})
-	return waits, changes
 }
 
 // oracleMaxBacklog is the most tasks waiting at once (only when every slot

@@ -17,13 +17,10 @@ const (
 	PolicyKeda      = "keda"
 	PolicyHPACPU    = "hpa-cpu"
 	PolicyOracle    = "oracle"
-	// PolicyOracleStartup is the start-up-aware lower bound (see
-	// runOracleStartup): a reference like the oracle, never swept.
-	PolicyOracleStartup = "oracle-startup"
 )
 
 // AllPolicies lists every policy in report order.
-var AllPolicies = []string{PolicySwell, PolicySwellWait, PolicyKeda, PolicyHPACPU, PolicyOracle, PolicyOracleStartup}
+var AllPolicies = []string{PolicySwell, PolicySwellWait, PolicyKeda, PolicyHPACPU, PolicyOracle}
 
 // controller is a scaling policy as the engine drives it. Every method
 // returns a replica count; the engine applies it.

@@ -73,25 +73,12 @@ func Run(sc *Scenario, policies []string, seed uint64) ([]Result, error) {
 	return runAll(sc, tasks, policies)
 }
 
-// referenceBound returns the lower bound named policy, computed from the
-// whole task list rather than simulated (shown next to the policies, never
-// swept), or false for a real policy.
-func referenceBound(policy string) (func(*Scenario, []Task) Result, bool) {
-	switch policy {
-	case PolicyOracle:
-		return runOracle, true
-	case PolicyOracleStartup:
-		return runOracleStartup, true
-	}
-	return nil, false
-}
-
 // runAll runs each named policy on one task list.
 func runAll(sc *Scenario, tasks []Task, policies []string) ([]Result, error) {
 	out := make([]Result, 0, len(policies))
 	for _, name := range policies {
-		if bound, ok := referenceBound(name); ok {
-			res := bound(sc, tasks)
+		if name == PolicyOracle {
+			res := runOracle(sc, tasks)
 			res.Scenario, res.Policy = sc.Name, name
 			out = append(out, res)
 			continue

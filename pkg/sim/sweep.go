@@ -39,11 +39,6 @@ type Sweep struct {
 	// Oracle is the lower bound: no policy can use fewer pod-hours than
 	// the work itself at any wait.
 	Oracle FrontierPoint
-	// OracleStartup is the start-up-aware bound: the oracle's schedule
-	// with every pod paying the start-up time and pods kept through gaps
-	// shorter than it (see runOracleStartup). Between the two bounds lies
-	// what start-up costs; above OracleStartup, what the policy adds.
-	OracleStartup FrontierPoint
 	// RefP95 is the wait all policies are compared at: the p95 of KEDA on
 	// its default settings (listLength 5, pollingInterval 30 s, cooldown
 	// 300 s), the status quo a user would move from.
@@ -113,7 +108,7 @@ func SweepScenario(sc *Scenario, policies []string, seed uint64) (*Sweep, error)
 	}
 	var settings []Setting
 	for _, p := range policies {
-		if _, ref := referenceBound(p); !ref {
+		if p != PolicyOracle {
 			settings = append(settings, Settings(p, sc.Workers)...)
 		}
 	}
@@ -153,9 +148,6 @@ func SweepScenario(sc *Scenario, policies []string, seed uint64) (*Sweep, error)
 		sw.AtRef[p] = PodHoursAt(sw.Frontier[p], sw.RefP95)
 	}
 	sw.AtRef[PolicyOracle] = sw.Oracle.PodHours
-	bound := runOracleStartup(sc, tasks)
-	sw.OracleStartup = FrontierPoint{Label: PolicyOracleStartup, PodHours: bound.PodSeconds / 3600, P95: bound.WaitP95}
-	sw.AtRef[PolicyOracleStartup] = sw.OracleStartup.PodHours
 	defaults, err := runAll(sc, tasks, policies)
 	if err != nil {
 		return nil, err
