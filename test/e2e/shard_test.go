@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
@@ -81,7 +82,7 @@ func TestShardRingSharesQWorkersAndSurvivesKill(t *testing.T) {
 		}
 	}
 	created := time.Now()
-	createQWorkers(ctx, t, ns, n)
+	createQWorkers(ctx, t, ns, n, busy)
 	t.Logf("created %d QWorkers in %s", n, time.Since(created).Round(time.Millisecond))
 	var owners map[string]string
 	waitFor(ctx, t, "every QWorker owned and decided, busy pools at 2 pods", func() (bool, error) {
@@ -143,11 +144,15 @@ func TestShardRingSharesQWorkersAndSurvivesKill(t *testing.T) {
 
 // shardArgs are the flags of one ring member in ns, with lease timings
 // short enough for a pickup well within 30 s and long enough that a busy
-// shared machine does not make a replica miss its renew deadline.
+// shared machine does not make a replica miss its renew deadline. A
+// survivor takes a dead replica's objects with one label write each, so
+// the client rate limit is raised as docs/install.md advises for a ring
+// of thousands of objects (at the default 50/s, 500 objects take 10 s).
 func shardArgs(kubeconfig, ns, id string) []string {
 	return []string{"controller", "--kubeconfig", kubeconfig,
 		"--shard-ring", "swell", "--shard-identity", id, "--leader-election-namespace", ns, "--namespace", ns,
-		"--leader-elect-lease-duration=10s", "--leader-elect-renew-deadline=7s", "--leader-elect-retry-period=1s",
+		"--leader-elect-lease-duration=6s", "--leader-elect-renew-deadline=4s", "--leader-elect-retry-period=1s",
+		"--kube-api-qps=200", "--kube-api-burst=400",
 		"--node-pools=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--graceful-shutdown=30s", "--dev-logs", "--egress-allow=127.0.0.1/32"}
 }
@@ -199,8 +204,9 @@ func liveShardMembers(ctx context.Context, t *testing.T, ns string) []string {
 }
 
 // createQWorkers creates n kwok QWorkers in ns (0–10 pods, 0.5 per task,
-// each on its own queue) from eight goroutines.
-func createQWorkers(ctx context.Context, t *testing.T, ns string, n int) {
+// each on its own queue; the busy ones polled every second, the others
+// every 5 s) from eight goroutines.
+func createQWorkers(ctx context.Context, t *testing.T, ns string, n int, busy map[string]bool) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -210,7 +216,11 @@ func createQWorkers(ctx context.Context, t *testing.T, ns string, n int) {
 			defer wg.Done()
 			for i := w; i < n; i += 8 {
 				name := fmt.Sprintf("qw-%05d", i)
-				if err := kube.Create(ctx, kwokQWorker(ns, name, ns+"-"+name, 0, 10, 0.5)); err != nil {
+				qw := kwokQWorker(ns, name, ns+"-"+name, 0, 10, 0.5)
+				if !busy[name] {
+					qw.Spec.ScaleConfig.PollingIntervalSeconds = ptr.To[int32](5)
+				}
+				if err := kube.Create(ctx, qw); err != nil {
 					errs <- fmt.Errorf("create %s: %w", name, err)
 					return
 				}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	crsource "sigs.k8s.io/controller-runtime/pkg/source"
 )
@@ -93,9 +94,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			r.hold(req.NamespacedName)
 			return r.Inner.Reconcile(ctx, req)
 		}
+		log.FromContext(ctx).Info("taken over from a replica whose lease expired", "from", previous, "settle", r.Settle)
 		r.markAcquired(req.NamespacedName)
 		return reconcile.Result{RequeueAfter: r.Settle}, nil
 	case HandOver:
+		log.FromContext(ctx).Info("handed over", "to", to)
 		r.release(req.NamespacedName)
 		return reconcile.Result{}, r.setOwner(ctx, obj, to)
 	default:
