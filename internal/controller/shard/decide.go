@@ -4,15 +4,16 @@ package shard
 type Action int
 
 const (
-	// Ignore: another replica owns the object (or should take it).
+	// Ignore means another replica owns the object (or should take it).
 	Ignore Action = iota
-	// Act: this replica owns the object and runs the kind's reconciler.
+	// Act means this replica owns the object and runs the kind's
+	// reconciler.
 	Act
-	// Acquire: the object has no live owner and the hash names this
+	// Acquire means the object has no live owner and the hash names this
 	// replica: it writes its name into the owner label, then acts.
 	Acquire
-	// HandOver: this replica owns the object but the hash names another
-	// live replica: it stops acting and writes that replica's name.
+	// HandOver means this replica owns the object but the hash names
+	// another live replica: it stops acting and writes that replica's name.
 	HandOver
 )
 
