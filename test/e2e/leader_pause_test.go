@@ -245,24 +245,7 @@ func grantControllerRBAC(ctx context.Context, t *testing.T, ns string, names ...
 		subjects = append(subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: n, Namespace: ns})
 		users = append(users, "system:serviceaccount:"+ns+":"+n)
 	}
-	cr := &rbacv1.ClusterRole{}
-	readYAML(t, "../../config/rbac/role.yaml", cr)
-	cr.ObjectMeta = metav1.ObjectMeta{Name: ns + "-controller"}
-	if _, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, cr, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	crb := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: cr.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cr.Name},
-		Subjects:   subjects,
-	}
-	if _, err := env.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = env.Clientset.RbacV1().ClusterRoleBindings().Delete(context.Background(), crb.Name, metav1.DeleteOptions{})
-		_ = env.Clientset.RbacV1().ClusterRoles().Delete(context.Background(), cr.Name, metav1.DeleteOptions{})
-	})
+	bindClusterRoleFile(ctx, t, "../../config/rbac/role.yaml", ns+"-controller", subjects)
 	role := &rbacv1.Role{}
 	readYAML(t, "../../config/rbac/leader_election_role.yaml", role)
 	role.ObjectMeta = metav1.ObjectMeta{Name: "swell-leader-election", Namespace: ns}
@@ -278,6 +261,30 @@ func grantControllerRBAC(ctx context.Context, t *testing.T, ns string, names ...
 		t.Fatal(err)
 	}
 	return users
+}
+
+// bindClusterRoleFile creates the ClusterRole of a config/rbac file under
+// name and binds it to subjects, both deleted at cleanup.
+func bindClusterRoleFile(ctx context.Context, t *testing.T, path, name string, subjects []rbacv1.Subject) {
+	t.Helper()
+	cr := &rbacv1.ClusterRole{}
+	readYAML(t, path, cr)
+	cr.ObjectMeta = metav1.ObjectMeta{Name: name}
+	if _, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, cr, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   subjects,
+	}
+	if _, err := env.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Clientset.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = env.Clientset.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 }
 
 func readYAML(t *testing.T, path string, into any) {

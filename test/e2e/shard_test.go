@@ -161,26 +161,11 @@ func shardArgs(kubeconfig, ns, id string) []string {
 // ServiceAccounts names of ns.
 func grantShardingRole(ctx context.Context, t *testing.T, ns string, names []string) {
 	t.Helper()
-	cr := &rbacv1.ClusterRole{}
-	readYAML(t, "../../config/rbac/sharding/role.yaml", cr)
-	cr.ObjectMeta = metav1.ObjectMeta{Name: ns + "-sharding"}
-	if _, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, cr, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	crb := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: cr.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cr.Name},
-	}
+	var subjects []rbacv1.Subject
 	for _, n := range names {
-		crb.Subjects = append(crb.Subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: n, Namespace: ns})
+		subjects = append(subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: n, Namespace: ns})
 	}
-	if _, err := env.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = env.Clientset.RbacV1().ClusterRoleBindings().Delete(context.Background(), crb.Name, metav1.DeleteOptions{})
-		_ = env.Clientset.RbacV1().ClusterRoles().Delete(context.Background(), cr.Name, metav1.DeleteOptions{})
-	})
+	bindClusterRoleFile(ctx, t, "../../config/rbac/sharding/role.yaml", ns+"-sharding", subjects)
 }
 
 // liveShardMembers lists the ring's live members from its Leases.
