@@ -3,13 +3,13 @@ package kafka_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/swell-autoscaler/swell/internal/testenv"
 	"github.com/swell-autoscaler/swell/pkg/source"
 	"github.com/swell-autoscaler/swell/pkg/source/kafka"
+	"github.com/swell-autoscaler/swell/pkg/source/sourcetest"
 )
 
 // TestQueuesShareOffsetRequests: twenty (topic, group) pairs of one
@@ -58,17 +58,7 @@ func TestQueuesShareOffsetRequests(t *testing.T) {
 				}
 				srcs = append(srcs, s)
 			}
-			samples, errs := make([]source.Sample, len(srcs)), make([]error, len(srcs))
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for i, s := range srcs {
-				wg.Go(func() {
-					<-start
-					samples[i], errs[i] = s.Measure(context.Background())
-				})
-			}
-			close(start)
-			wg.Wait()
+			samples, errs := sourcetest.MeasureAll(context.Background(), srcs)
 			for i := range refs {
 				if errs[i] != nil || samples[i].Backlog != want[i] {
 					t.Fatalf("%+v: lag %d (%v), want %d", refs[i], samples[i].Backlog, errs[i], want[i])

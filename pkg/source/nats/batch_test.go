@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/swell-autoscaler/swell/pkg/source"
 	"github.com/swell-autoscaler/swell/pkg/source/nats"
+	"github.com/swell-autoscaler/swell/pkg/source/sourcetest"
 )
 
 // batchWindow is long enough for every Measure a test starts at once to
@@ -72,22 +72,6 @@ func wantSample(i, n int, got source.Sample) error {
 	return nil
 }
 
-// measureAll measures every source at once (released together).
-func measureAll(srcs []source.Source) ([]source.Sample, []error) {
-	out, errs := make([]source.Sample, len(srcs)), make([]error, len(srcs))
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i, s := range srcs {
-		wg.Go(func() {
-			<-start
-			out[i], errs[i] = s.Measure(context.Background())
-		})
-	}
-	close(start)
-	wg.Wait()
-	return out, errs
-}
-
 func sources(t *testing.T, c *nats.Client, stream string, n int) []source.Source {
 	t.Helper()
 	srcs := make([]source.Source, n)
@@ -142,7 +126,7 @@ func TestConsumersShareListing(t *testing.T) {
 			// cost.
 			for round := 1; round <= 2; round++ {
 				before := c.Requests()
-				samples, errs := measureAll(srcs)
+				samples, errs := sourcetest.MeasureAll(context.Background(), srcs)
 				for i := range samples {
 					if errs[i] != nil {
 						t.Fatalf("round %d, consumer %d: %v", round, i, errs[i])
@@ -200,7 +184,7 @@ func TestMissingInBatch(t *testing.T) {
 	srcs := sources(t, c, "GONE", n)
 	srcs = append(srcs, sources(t, c, "NOSTREAM", 2)...)
 	before := c.Requests()
-	samples, errs := measureAll(srcs)
+	samples, errs := sourcetest.MeasureAll(context.Background(), srcs)
 	t.Logf("%d consumers of two streams measured at once: %+v", len(srcs), since(c, before))
 	alone := newClient(t, nats.Config{URL: sharedURL, BatchWindow: -1})
 	_, aloneErr := queue(t, alone, nats.QueueRef{Stream: "GONE", Consumer: consumerName(deleted)}).Measure(context.Background())

@@ -3,28 +3,12 @@ package rabbitmq_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/swell-autoscaler/swell/pkg/source"
+	"github.com/swell-autoscaler/swell/pkg/source/sourcetest"
 )
-
-// measureAll measures every source at once (released together).
-func measureAll(srcs []source.Source) ([]source.Sample, []error) {
-	out, errs := make([]source.Sample, len(srcs)), make([]error, len(srcs))
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i, s := range srcs {
-		wg.Go(func() {
-			<-start
-			out[i], errs[i] = s.Measure(context.Background())
-		})
-	}
-	close(start)
-	wg.Wait()
-	return out, errs
-}
 
 // TestQueuesShareManagementRequests: twelve queues of one vhost measured at
 // the same moment are read with one management request listing the vhost
@@ -72,7 +56,7 @@ func TestQueuesShareManagementRequests(t *testing.T) {
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		before := clients[true].ManagementRequests()
-		err := matches(measureAll(srcs[true]))
+		err := matches(sourcetest.MeasureAll(context.Background(), srcs[true]))
 		requests := clients[true].ManagementRequests() - before
 		if err == nil {
 			t.Logf("%d queues measured at once: %d management request(s)", n, requests)
@@ -87,7 +71,7 @@ func TestQueuesShareManagementRequests(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	before := clients[false].ManagementRequests()
-	if err := matches(measureAll(srcs[false])); err != nil {
+	if err := matches(sourcetest.MeasureAll(context.Background(), srcs[false])); err != nil {
 		t.Fatalf("alone: %v", err)
 	}
 	if got := clients[false].ManagementRequests() - before; got != n {

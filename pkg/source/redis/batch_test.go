@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/swell-autoscaler/swell/internal/testenv"
 	"github.com/swell-autoscaler/swell/pkg/source"
 	"github.com/swell-autoscaler/swell/pkg/source/redis"
+	"github.com/swell-autoscaler/swell/pkg/source/sourcetest"
 )
 
 // commandCalls reads a command's call count from the server's INFO
@@ -79,18 +79,7 @@ func measureAll(t testing.TB, srcs []source.Source) []source.Sample {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out := make([]source.Sample, len(srcs))
-	errs := make([]error, len(srcs))
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i, s := range srcs {
-		wg.Go(func() {
-			<-start
-			out[i], errs[i] = s.Measure(ctx)
-		})
-	}
-	close(start)
-	wg.Wait()
+	out, errs := sourcetest.MeasureAll(ctx, srcs)
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("Measure of queue %d: %v", i, err)
