@@ -119,6 +119,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	if qw.Annotations[AnnotationPaused] == "true" {
+		r.scheds().unsettle(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	if qw.DeletionTimestamp != nil {
@@ -179,12 +180,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	if held := onlyHeld(actErr); held != nil {
+		r.scheds().unsettle(req.NamespacedName)
 		return ctrl.Result{RequeueAfter: min(held.Wait, spec.PollingInterval)}, nil
 	}
 	if actErr != nil {
+		r.scheds().settle(req.NamespacedName, false, spec, qw)
 		return ctrl.Result{}, actErr
 	}
+	if r.settle(spec, qw, d, view, active, now) {
+		return ctrl.Result{RequeueAfter: settledResync}, nil
+	}
 	return ctrl.Result{RequeueAfter: max(wait, minRequeue)}, nil
+}
+
+// settle hands a QWorker this pass left settled to the poller (poller.go)
+// and takes any other back from it; it reports which.
+func (r *Reconciler) settle(spec workerSpec, qw *QWorker, d decision, view poolView, active int32, now time.Time) bool {
+	ss := r.scheds()
+	settled := false
+	if s := ss.lookup(spec.Key); s != nil {
+		s.mu.Lock()
+		sample := s.lastSample
+		s.mu.Unlock()
+		settled = settledPool(spec, d, sample, view, active, r.exp.satisfied(spec.Key, now))
+	}
+	ss.settle(spec.Key, settled, spec, qw.DeepCopy())
+	return settled
 }
 
 // publish builds the status of this pass and writes it if it changed,

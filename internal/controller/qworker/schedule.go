@@ -89,6 +89,9 @@ type measureSchedule struct {
 	last       *decision
 	lastGen    int64
 	lastSample source.Sample
+	// settled: the last pass left the QWorker settled (settledPool), so
+	// the poller measures it and an unchanged sample wakes nothing.
+	settled bool
 }
 
 // due reports whether a measurement should start now and with which
@@ -138,6 +141,8 @@ type schedules struct {
 	// wakeups carries finished measurements to the controller's queue; nil
 	// in unit tests without a manager.
 	wakeups chan event.TypedGenericEvent[*QWorker]
+	// polls are the settled QWorkers the poller measures (poller.go).
+	polls *pollQueue
 }
 
 func newSchedules() *schedules {
@@ -145,7 +150,15 @@ func newSchedules() *schedules {
 		byWorker: map[types.NamespacedName]*measureSchedule{},
 		backoffs: map[types.NamespacedName]*brokerBackoff{},
 		wakeups:  make(chan event.TypedGenericEvent[*QWorker], 1024),
+		polls:    newPollQueue(),
 	}
+}
+
+// lookup returns key's schedule, or nil when it has none (forgotten).
+func (ss *schedules) lookup(key types.NamespacedName) *measureSchedule {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.byWorker[key]
 }
 
 func (ss *schedules) get(key types.NamespacedName) *measureSchedule {
@@ -164,8 +177,36 @@ func (ss *schedules) get(key types.NamespacedName) *measureSchedule {
 
 func (ss *schedules) forget(key types.NamespacedName) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	delete(ss.byWorker, key)
+	ss.mu.Unlock()
+	ss.polls.remove(key)
+}
+
+// unsettle takes key back from the poller (a paused QWorker is not
+// measured).
+func (ss *schedules) unsettle(key types.NamespacedName) {
+	if s := ss.lookup(key); s != nil {
+		s.mu.Lock()
+		s.settled = false
+		s.mu.Unlock()
+	}
+	ss.polls.remove(key)
+}
+
+// settle records whether the pass just made left key settled: if so the
+// poller measures it from the next due poll on, else it leaves it to the
+// reconcile.
+func (ss *schedules) settle(key types.NamespacedName, settled bool, spec workerSpec, qw *QWorker) {
+	s := ss.get(key)
+	s.mu.Lock()
+	s.settled = settled
+	due := s.started.Add(spec.PollingInterval)
+	s.mu.Unlock()
+	if !settled {
+		ss.polls.remove(key)
+		return
+	}
+	ss.polls.schedule(key, due, spec, qw)
 }
 
 // gate is the push wake-up filter (pushwake.Gate).
@@ -314,9 +355,20 @@ func (r *Reconciler) runMeasurement(ctx context.Context, spec workerSpec, qw *QW
 		b.record(r.Clock.Now(), spec.PollingInterval, err)
 	}
 	s.mu.Lock()
-	s.result = &measurement{at: r.Clock.Now(), sample: sample, err: err, trigger: trigger}
 	s.inflight, s.failing = false, err != nil
 	waiting := s.waiting
+	// A poll of a settled QWorker that found the same idle queue changes
+	// nothing a reconcile would do: poll again, wake nobody.
+	quiet := !waiting && s.settled && err == nil && sameSample(s.lastSample, sample)
+	if quiet {
+		next := s.started.Add(spec.PollingInterval)
+		s.mu.Unlock()
+		close(done)
+		r.scheds().polls.schedule(spec.Key, next, spec, qw)
+		return
+	}
+	s.result = &measurement{at: r.Clock.Now(), sample: sample, err: err, trigger: trigger}
+	s.settled = false
 	s.mu.Unlock()
 	close(done)
 	if !waiting {

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	crsource "sigs.k8s.io/controller-runtime/pkg/source"
@@ -35,8 +36,10 @@ type Options struct {
 	Sources SourceProvider
 	// Clock defaults to the real clock.
 	Clock clock.PassiveClock
-	// MaxConcurrentReconciles defaults to 4; one slow broker then cannot
-	// stall every other QWorker.
+	// MaxConcurrentReconciles defaults to 16: a pass mostly waits (for its
+	// measurement, up to measureWait, and for API writes), so a few dozen
+	// in flight cost little CPU, and one slow broker cannot stall every
+	// other QWorker.
 	MaxConcurrentReconciles int
 	// Metrics are registered by the caller (controller-runtime's registry).
 	Metrics *Metrics
@@ -56,7 +59,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		o.Clock = clock.RealClock{}
 	}
 	if o.MaxConcurrentReconciles <= 0 {
-		o.MaxConcurrentReconciles = 4
+		o.MaxConcurrentReconciles = 16
 	}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &corev1.Pod{}, ownerIndex, podOwnerName); err != nil {
@@ -86,6 +89,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Watches(&corev1.Pod{}, &podHandler{exp: r.exp}).
 		Watches(&qv1.ScalerConfig{}, handler.EnqueueRequestsFromMapFunc(r.qworkersOf)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles})
+	// Settled QWorkers are measured by the poller, not by a reconcile per
+	// poll (poller.go).
+	if err := mgr.Add(manager.RunnableFunc(r.runPoller)); err != nil {
+		return fmt.Errorf("add QWorker poller: %w", err)
+	}
 	b = b.WatchesRawSource(r.push.Source())
 	b = b.WatchesRawSource(crsource.Channel(r.sched.wakeups, &handler.TypedEnqueueRequestForObject[*QWorker]{}))
 	return shard.Complete(b, mgr, o.Shard, r,
