@@ -229,15 +229,28 @@ func (ss *schedules) backoff(key types.NamespacedName) *brokerBackoff {
 	return b
 }
 
-// wakeup enqueues qw without blocking; a full channel only delays the
-// result to the next scheduled reconcile.
+// wakeupWait bounds how long a measuring goroutine waits for room in a
+// full wake-up channel. A settled QWorker's next reconcile may be
+// settledResync away, so its wake-up must not be dropped lightly.
+const wakeupWait = 10 * time.Second
+
+// wakeup enqueues qw, waiting up to wakeupWait for room (it runs on the
+// measuring goroutine, never on a reconcile worker).
 func (ss *schedules) wakeup(qw *QWorker) {
 	if ss.wakeups == nil {
 		return
 	}
+	ev := event.TypedGenericEvent[*QWorker]{Object: qw}
 	select {
-	case ss.wakeups <- event.TypedGenericEvent[*QWorker]{Object: qw}:
+	case ss.wakeups <- ev:
+		return
 	default:
+	}
+	timer := time.NewTimer(wakeupWait)
+	defer timer.Stop()
+	select {
+	case ss.wakeups <- ev:
+	case <-timer.C:
 	}
 }
 
