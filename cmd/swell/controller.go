@@ -64,6 +64,7 @@ func newControllerCmdWith(o *controllerOptions) *cobra.Command {
 	// kubelet's httpGet probes connect to the pod IP, so probes bind every
 	// interface; they answer "ok" and nothing else.
 	f.StringVar(&o.manager.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (unauthenticated; kubelet probes the pod IP)")
+	f.StringVar(&o.manager.PprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof profiles, e.g. 127.0.0.1:6060 (unauthenticated: bind to loopback); empty disables")
 	f.BoolVar(&o.manager.LeaderElect, "leader-elect", false, "elect one active replica (run with several replicas)")
 	f.DurationVar(&o.manager.LeaseDuration, "leader-elect-lease-duration", controller.DefaultLeaseDuration, "how long other replicas wait on an unrenewed lease before taking over (the failover time when a leader dies without releasing it)")
 	f.DurationVar(&o.manager.RenewDeadline, "leader-elect-renew-deadline", controller.DefaultRenewDeadline, "how long the leader keeps trying to renew; once its last renewal is older it writes nothing, gives the lease up and campaigns again without exiting")

@@ -82,6 +82,10 @@ type Options struct {
 	MetricsCertDir string
 	// ProbeAddr serves /healthz and /readyz.
 	ProbeAddr string
+	// PprofAddr serves Go's /debug/pprof profiles; "" or "0" disables it
+	// (the default: profiles reveal memory contents to whoever can reach
+	// them, so bind it to loopback and port-forward).
+	PprofAddr string
 	// LeaderElect makes replicas of the controller elect one active leader.
 	LeaderElect bool
 	// LeaderElectionNamespace holds the lease; defaults to the pod's namespace.
@@ -196,6 +200,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o
 		Cache:                         cacheOpts,
 		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        o.ProbeAddr,
+		PprofBindAddress:              o.PprofAddr,
 		LeaderElection:                o.LeaderElect,
 		LeaderElectionID:              leaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,

@@ -185,6 +185,10 @@ func startScaleControllers(b *testing.B, bin, ns string, replicas int) scaleGrou
 		}
 		args := []string{"controller", "--kubeconfig", env.Kubeconfig, "--namespace", ns, "--node-pools=false",
 			"--metrics-bind-address", addr, "--health-probe-bind-address", "0", "--egress-allow", "127.0.0.1/32"}
+		if pprof := os.Getenv("SWELL_BENCH_PPROF"); pprof != "" && i == 0 {
+			// Profile the first replica: go tool pprof http://$SWELL_BENCH_PPROF/debug/pprof/profile
+			args = append(args, "--pprof-bind-address", pprof)
+		}
 		if replicas > 1 {
 			args = append(args, "--shard-ring", "bench", "--shard-identity", fmt.Sprintf("replica-%d", i), "--leader-election-namespace", ns)
 		}
@@ -273,6 +277,10 @@ type steady struct {
 	writes       map[string]float64 // "verb resource" → requests in the window
 	redisPerSec  float64
 	redisByCmd   map[string]float64 // command → calls per second
+	// passesPerSec and measuresPerSec are QWorker reconcile passes and
+	// queue measurements per second, all replicas: with quiet polling a
+	// measurement of an idle queue is no pass.
+	passesPerSec, measuresPerSec float64
 	writesPerMin float64
 }
 
@@ -284,9 +292,12 @@ func measureSteady(ctx context.Context, b *testing.B, g scaleGroup, rdb *redis.C
 		cpu0[i] = procCPU(b, p.cmd.Process.Pid)
 	}
 	writes0, cmds0 := apiserverWrites(ctx, b), redisCommands(ctx, b, rdb)
+	passes0, measures0 := g.counter(qworkerPasses), g.counter(qworkerMeasures)
 	time.Sleep(window)
 	writes1, cmds1 := apiserverWrites(ctx, b), redisCommands(ctx, b, rdb)
 	s := steady{window: window, writes: map[string]float64{}, redisByCmd: map[string]float64{}}
+	s.passesPerSec = (g.counter(qworkerPasses) - passes0) / window.Seconds()
+	s.measuresPerSec = (g.counter(qworkerMeasures) - measures0) / window.Seconds()
 	for i, p := range g {
 		c := (procCPU(b, p.cmd.Process.Pid) - cpu0[i]).Seconds() / window.Seconds()
 		s.perReplica = append(s.perReplica, c)
@@ -309,8 +320,8 @@ func measureSteady(ctx context.Context, b *testing.B, g scaleGroup, rdb *redis.C
 }
 
 func (s steady) log(b *testing.B, n int, phase string) {
-	b.Logf("n=%d %s: controllers %.3f cores over %v (per replica %.3f), RSS %.0f MiB (largest replica); API server writes %.1f/min %v; Redis %.0f commands/s %v",
-		n, phase, s.cores, s.window, s.perReplica, s.rssMiB, s.writesPerMin, roundMap(s.writes), s.redisPerSec, roundMap(s.redisByCmd))
+	b.Logf("n=%d %s: controllers %.3f cores over %v (per replica %.3f), RSS %.0f MiB (largest replica); QWorker passes %.0f/s, measurements %.0f/s; API server writes %.1f/min %v; Redis %.0f commands/s %v",
+		n, phase, s.cores, s.window, s.perReplica, s.rssMiB, s.passesPerSec, s.measuresPerSec, s.writesPerMin, roundMap(s.writes), s.redisPerSec, roundMap(s.redisByCmd))
 }
 
 func (s steady) report(b *testing.B, phase string) {
@@ -319,6 +330,45 @@ func (s steady) report(b *testing.B, phase string) {
 	b.ReportMetric(s.rssMiB, phase+"-rss-MiB")
 	b.ReportMetric(s.writesPerMin, phase+"-writes/min")
 	b.ReportMetric(s.redisPerSec, phase+"-redis-cmds/s")
+	b.ReportMetric(s.passesPerSec, phase+"-passes/s")
+}
+
+// The counters measureSteady reads from the controllers' /metrics.
+const (
+	qworkerPasses   = `controller_runtime_reconcile_total{controller="qworker"`
+	qworkerMeasures = `swell_qworker_measurements_total{`
+)
+
+// counter sums the series starting with prefix over the replicas.
+func (g scaleGroup) counter(prefix string) float64 {
+	var sum float64
+	for _, p := range g {
+		sum += metricSum(p.metricsAddr, prefix)
+	}
+	return sum
+}
+
+// metricSum sums the values of the series starting with prefix at a
+// controller's /metrics (0 when it cannot be read).
+func metricSum(metricsAddr, prefix string) float64 {
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = resp.Body.Close() }()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var sum float64
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }
 
 func roundMap(m map[string]float64) map[string]int {

@@ -154,8 +154,8 @@ func measurements(t *testing.T, ns, name string) map[string]float64 {
 // notifications at ≥ 50 messages/s in and out for 2 minutes under a
 // QWorker polling every second, and counts its measurements (the
 // controller's metric) and the API server's write requests; then, with the
-// backlog steady at 0 and the pods idle, it proves that a minute of passes
-// writes nothing.
+// backlog steady at 0 and the pods idle, it proves that a minute of polls
+// writes nothing and costs no reconcile pass per poll.
 func TestQWorkerLoadMeasuresOnTheClock(t *testing.T) {
 	c := startController(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -221,8 +221,14 @@ func TestQWorkerLoadMeasuresOnTheClock(t *testing.T) {
 	passes := counterValue(t, "controller_runtime_reconcile_total", map[string]string{"controller": "qworker"}) - passesBefore
 	idlePolls := mIdleAfter["poll"] - mIdle["poll"]
 	t.Logf("idle minute: %.0f passes, %.0f measurements, qworkers/status writes %.0f, pods %.0f, events %.0f", passes, idlePolls, idle.status, idle.pods, idle.events)
-	if idlePolls < 30 || passes < 30 {
-		t.Fatalf("only %.0f measurements and %.0f passes in the idle minute: the controller did not run", idlePolls, passes)
+	if idlePolls < 30 {
+		t.Fatalf("only %.0f measurements in the idle minute: the controller did not poll", idlePolls)
+	}
+	// The idle pool at its floor is settled: the poller measures it and an
+	// unchanged sample wakes no reconcile (the passes counted are the whole
+	// controller's, other QWorkers included).
+	if passes >= idlePolls/2 {
+		t.Fatalf("%.0f reconcile passes for %.0f measurements of an idle, settled pool: its polls still cost a pass each", passes, idlePolls)
 	}
 	if idle.status != 0 || idle.qworkers != 0 || idle.pods != 0 {
 		t.Fatalf("idle minute wrote %.0f statuses, %.0f QWorkers, %.0f pods; want 0", idle.status, idle.qworkers, idle.pods)
