@@ -65,7 +65,10 @@ type pollEntry struct {
 	due  time.Time
 	spec workerSpec
 	qw   *QWorker
-	idx  int
+	// src is the source the last quiet poll measured through; nil after a
+	// reconcile, which may have changed what the QWorker measures.
+	src source.Source
+	idx int
 }
 
 // pollHeap orders entries by due time.
@@ -105,14 +108,15 @@ func newPollQueue() *pollQueue {
 	return &pollQueue{byKey: map[types.NamespacedName]*pollEntry{}, kick: make(chan struct{}, 1)}
 }
 
-// schedule polls key at due with spec and qw, replacing its earlier entry.
-func (q *pollQueue) schedule(key types.NamespacedName, due time.Time, spec workerSpec, qw *QWorker) {
+// schedule polls key at due with spec, qw and src, replacing its earlier
+// entry.
+func (q *pollQueue) schedule(key types.NamespacedName, due time.Time, spec workerSpec, qw *QWorker, src source.Source) {
 	q.mu.Lock()
 	if e := q.byKey[key]; e != nil {
-		e.due, e.spec, e.qw = due, spec, qw
+		e.due, e.spec, e.qw, e.src = due, spec, qw, src
 		heap.Fix(&q.h, e.idx)
 	} else {
-		e := &pollEntry{key: key, due: due, spec: spec, qw: qw}
+		e := &pollEntry{key: key, due: due, spec: spec, qw: qw, src: src}
 		heap.Push(&q.h, e)
 		q.byKey[key] = e
 	}
@@ -208,7 +212,7 @@ func (r *Reconciler) pollOnce(ctx context.Context, e *pollEntry) {
 		inflight := s.inflight
 		s.mu.Unlock()
 		if !inflight { // an in-flight result settles it again when it lands
-			r.scheds().polls.schedule(e.key, now.Add(wait), e.spec, e.qw)
+			r.scheds().polls.schedule(e.key, now.Add(wait), e.spec, e.qw, e.src)
 		}
 		return
 	}
@@ -217,5 +221,5 @@ func (r *Reconciler) pollOnce(ctx context.Context, e *pollEntry) {
 	s.done = done
 	s.mu.Unlock()
 	r.Metrics.measured(e.key, trigger)
-	go r.runMeasurement(ctx, e.spec, e.qw, s, trigger, done)
+	go r.runMeasurement(ctx, e.spec, e.qw, s, trigger, done, e.src)
 }

@@ -59,10 +59,10 @@ func TestPollQueueOrdersReplacesAndRemoves(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	q := newPollQueue()
 	key := func(n string) types.NamespacedName { return types.NamespacedName{Namespace: "ns", Name: n} }
-	q.schedule(key("c"), t0.Add(3*time.Second), workerSpec{}, nil)
-	q.schedule(key("a"), t0.Add(1*time.Second), workerSpec{}, nil)
-	q.schedule(key("b"), t0.Add(2*time.Second), workerSpec{}, nil)
-	q.schedule(key("c"), t0.Add(500*time.Millisecond), workerSpec{}, nil) // replaces its entry
+	q.schedule(key("c"), t0.Add(3*time.Second), workerSpec{}, nil, nil)
+	q.schedule(key("a"), t0.Add(1*time.Second), workerSpec{}, nil, nil)
+	q.schedule(key("b"), t0.Add(2*time.Second), workerSpec{}, nil, nil)
+	q.schedule(key("c"), t0.Add(500*time.Millisecond), workerSpec{}, nil, nil) // replaces its entry
 	q.remove(key("b"))
 	if q.len() != 2 {
 		t.Fatalf("len = %d, want 2 (one entry per QWorker)", q.len())
@@ -74,7 +74,7 @@ func TestPollQueueOrdersReplacesAndRemoves(t *testing.T) {
 	if next != 0 || q.len() != 0 {
 		t.Fatalf("after popping all: next %s, len %d", next, q.len())
 	}
-	q.schedule(key("d"), t0.Add(4*time.Second), workerSpec{}, nil)
+	q.schedule(key("d"), t0.Add(4*time.Second), workerSpec{}, nil, nil)
 	if due, next := q.popDue(t0.Add(time.Second)); len(due) != 0 || next != 3*time.Second {
 		t.Fatalf("popDue early = %v, %s; want none, 3s", keysOf(due), next)
 	}
@@ -108,9 +108,14 @@ func (s *countingSource) set(b int64) {
 	s.sample = source.Sample{Backlog: b, Ready: b}
 }
 
-type oneSource struct{ src source.Source }
+// oneSource hands out src and counts the lookups.
+type oneSource struct {
+	src     source.Source
+	lookups int
+}
 
-func (o oneSource) QWorkerSource(context.Context, string, string, string, string) (source.Source, error) {
+func (o *oneSource) QWorkerSource(context.Context, string, string, string, string) (source.Source, error) {
+	o.lookups++
 	return o.src, nil
 }
 
@@ -122,7 +127,8 @@ func TestQuietPollWakesOnlyOnChange(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clk := clocktesting.NewFakePassiveClock(t0)
 	src := &countingSource{}
-	r := &Reconciler{Clock: clk, Sources: oneSource{src}, exp: newExpectations(), sched: newSchedules()}
+	sources := &oneSource{src: src}
+	r := &Reconciler{Clock: clk, Sources: sources, exp: newExpectations(), sched: newSchedules()}
 	key := types.NamespacedName{Namespace: "ns", Name: "w"}
 	spec := workerSpec{Key: key, ScalerConfig: "sc", Queue: "q", PollingInterval: time.Second,
 		Sizing: policy.QueueSizing{MaxReplicas: 3, ScalingFactor: 1}}
@@ -155,6 +161,9 @@ func TestQuietPollWakesOnlyOnChange(t *testing.T) {
 	}
 	if src.calls != 3 {
 		t.Fatalf("broker asked %d times in 3 intervals, want 3", src.calls)
+	}
+	if sources.lookups != 1 {
+		t.Fatalf("source looked up %d times in 3 quiet polls, want 1 (then reused)", sources.lookups)
 	}
 	if n := len(r.sched.wakeups); n != 0 {
 		t.Fatalf("%d wake-ups for an unchanged idle queue, want 0", n)

@@ -225,11 +225,36 @@ func (r *Reconciler) publish(ctx context.Context, qw *QWorker, spec workerSpec, 
 
 // measure asks the queue's source, bounded by measureTimeout.
 func (r *Reconciler) measure(ctx context.Context, spec workerSpec, qw *QWorker) (source.Sample, error) {
+	sample, _, err := r.measureWith(ctx, spec, qw, nil)
+	return sample, err
+}
+
+// measureWith measures through cached, the source a quiet poll used last,
+// and, when there is none or it failed (its connection replaced after a
+// ScalerConfig or Secret change, a broker error), through the source the
+// ScalerConfig gives now. It returns the source that answered, for the
+// next poll: looking a source up reads the ScalerConfig and its Secrets,
+// which at thousands of idle QWorkers costs more than the measurement.
+func (r *Reconciler) measureWith(ctx context.Context, spec workerSpec, qw *QWorker, cached source.Source) (source.Sample, source.Source, error) {
+	if cached != nil {
+		if s, err := r.measureBounded(ctx, spec, cached); err == nil {
+			return s, cached, nil
+		}
+	}
 	src, err := r.Sources.QWorkerSource(ctx, spec.Key.Namespace, spec.ScalerConfig, spec.Queue, spec.Key.Name)
 	if err != nil {
-		return source.Sample{}, fmt.Errorf("ScalerConfig %s/%s: %w", spec.Key.Namespace, spec.ScalerConfig, err)
+		return source.Sample{}, nil, fmt.Errorf("ScalerConfig %s/%s: %w", spec.Key.Namespace, spec.ScalerConfig, err)
 	}
 	r.push.Ensure(spec.Key, qw, src)
+	s, err := r.measureBounded(ctx, spec, src)
+	if err != nil {
+		return source.Sample{}, nil, err
+	}
+	return s, src, nil
+}
+
+// measureBounded measures src within measureTimeout.
+func (r *Reconciler) measureBounded(ctx context.Context, spec workerSpec, src source.Source) (source.Sample, error) {
 	mctx, cancel := context.WithTimeout(ctx, measureTimeout)
 	defer cancel()
 	s, err := r.measureSource(mctx, spec, src)

@@ -206,7 +206,7 @@ func (ss *schedules) settle(key types.NamespacedName, settled bool, spec workerS
 		ss.polls.remove(key)
 		return
 	}
-	ss.polls.schedule(key, due, spec, qw)
+	ss.polls.schedule(key, due, spec, qw, nil)
 }
 
 // gate is the push wake-up filter (pushwake.Gate).
@@ -332,7 +332,7 @@ func (r *Reconciler) nextMeasurement(ctx context.Context, spec workerSpec, qw *Q
 	s.mu.Unlock()
 	r.Metrics.measured(spec.Key, trigger)
 
-	go r.runMeasurement(ctx, spec, qw.DeepCopy(), s, trigger, done)
+	go r.runMeasurement(ctx, spec, qw.DeepCopy(), s, trigger, done, nil)
 	wait = measureWait
 	if r.scheds().backoff(scalerConfigKey(spec)).failingNow() {
 		// A broker that failed last time may hang again: do not hold a
@@ -357,14 +357,15 @@ func (r *Reconciler) nextMeasurement(ctx context.Context, spec workerSpec, qw *Q
 
 // runMeasurement measures once, bounded by measureTimeout, stores the
 // result and wakes the QWorker.
-func (r *Reconciler) runMeasurement(ctx context.Context, spec workerSpec, qw *QWorker, s *measureSchedule, trigger string, done chan struct{}) {
+func (r *Reconciler) runMeasurement(ctx context.Context, spec workerSpec, qw *QWorker, s *measureSchedule, trigger string, done chan struct{}, cached source.Source) {
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), measureTimeout)
 	defer cancel()
 	b := r.scheds().backoff(scalerConfigKey(spec))
 	var sample source.Sample
+	var src source.Source
 	err := b.check(r.Clock.Now())
 	if err == nil {
-		sample, err = r.measure(mctx, spec, qw)
+		sample, src, err = r.measureWith(mctx, spec, qw, cached)
 		b.record(r.Clock.Now(), spec.PollingInterval, err)
 	}
 	s.mu.Lock()
@@ -377,7 +378,7 @@ func (r *Reconciler) runMeasurement(ctx context.Context, spec workerSpec, qw *QW
 		next := s.started.Add(spec.PollingInterval)
 		s.mu.Unlock()
 		close(done)
-		r.scheds().polls.schedule(spec.Key, next, spec, qw)
+		r.scheds().polls.schedule(spec.Key, next, spec, qw, src)
 		return
 	}
 	s.result = &measurement{at: r.Clock.Now(), sample: sample, err: err, trigger: trigger}
