@@ -270,18 +270,18 @@ func decided(metricsAddr, ns string, seen map[string]bool) {
 
 // steady is one steady-state window's figures.
 type steady struct {
-	window       time.Duration
-	cores        float64            // all replicas
-	perReplica   []float64          // cores
-	rssMiB       float64            // the largest replica's
-	writes       map[string]float64 // "verb resource" → requests in the window
-	redisPerSec  float64
-	redisByCmd   map[string]float64 // command → calls per second
+	window      time.Duration
+	cores       float64            // all replicas
+	perReplica  []float64          // cores
+	rssMiB      float64            // the largest replica's
+	writes      map[string]float64 // "verb resource" → requests in the window
+	redisPerSec float64
+	redisByCmd  map[string]float64 // command → calls per second
 	// passesPerSec and measuresPerSec are QWorker reconcile passes and
 	// queue measurements per second, all replicas: with quiet polling a
 	// measurement of an idle queue is no pass.
 	passesPerSec, measuresPerSec float64
-	writesPerMin float64
+	writesPerMin                 float64
 }
 
 // measureSteady samples the controller's CPU and RSS from /proc, the API
