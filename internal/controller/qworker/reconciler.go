@@ -223,12 +223,6 @@ func (r *Reconciler) publish(ctx context.Context, qw *QWorker, spec workerSpec, 
 	return nil
 }
 
-// measure asks the queue's source, bounded by measureTimeout.
-func (r *Reconciler) measure(ctx context.Context, spec workerSpec, qw *QWorker) (source.Sample, error) {
-	sample, _, err := r.measureWith(ctx, spec, qw, nil)
-	return sample, err
-}
-
 // measureWith measures through cached, the source a quiet poll used last,
 // and, when there is none or it failed (its connection replaced after a
 // ScalerConfig or Secret change, a broker error), through the source the
