@@ -15,8 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
@@ -188,10 +190,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, actErr
 	}
 	if r.settle(spec, qw, d, view, active, now) {
-		return ctrl.Result{RequeueAfter: settledResync}, nil
+		return ctrl.Result{RequeueAfter: settledResync, Priority: ptr.To(scheduledPriority)}, nil
 	}
-	return ctrl.Result{RequeueAfter: max(wait, minRequeue)}, nil
+	return ctrl.Result{RequeueAfter: max(wait, minRequeue), Priority: ptr.To(scheduledPriority)}, nil
 }
+
+// scheduledPriority is the work-queue priority of a pass the schedule asks
+// for (the next poll of a busy queue, a settled QWorker's resync). Events
+// (a measurement that found a change, a push, a pod or spec change) enqueue
+// at the default priority and go first, so when a thousand busy QWorkers
+// keep the workers saturated (their status writes waiting on the client's
+// rate limit), the first task on an idle queue still reaches a worker next.
+const scheduledPriority = handler.LowPriority
 
 // settle hands a QWorker this pass left settled to the poller (poller.go)
 // and takes any other back from it; it reports which.
