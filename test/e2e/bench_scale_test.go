@@ -185,6 +185,11 @@ func startScaleControllers(b *testing.B, bin, ns string, replicas int) scaleGrou
 		}
 		args := []string{"controller", "--kubeconfig", env.Kubeconfig, "--namespace", ns, "--node-pools=false",
 			"--metrics-bind-address", addr, "--health-probe-bind-address", "0", "--egress-allow", "127.0.0.1/32"}
+		if qps := os.Getenv("SWELL_BENCH_QPS"); qps != "" {
+			// The client's rate limit bounds a fresh start (one status write
+			// per new QWorker): compare the default with a raised one.
+			args = append(args, "--kube-api-qps", qps, "--kube-api-burst", qps)
+		}
 		if pprof := os.Getenv("SWELL_BENCH_PPROF"); pprof != "" && i == 0 {
 			// Profile the first replica: go tool pprof http://$SWELL_BENCH_PPROF/debug/pprof/profile
 			args = append(args, "--pprof-bind-address", pprof)
