@@ -44,6 +44,10 @@ import (
 // asserted about speed; run one case at a time:
 //
 //	go test -run '^$' -bench 'ControllerAtScale/n=1000/replicas=1$' -benchtime 1x -timeout 60m ./test/e2e/
+//
+// SWELL_BENCH_QPS=200 runs the controllers with --kube-api-qps and
+// --kube-api-burst 200; SWELL_BENCH_PPROF=127.0.0.1:6060 serves the first
+// replica's Go profiles there.
 func BenchmarkControllerAtScale(b *testing.B) {
 	for _, c := range []struct{ n, replicas int }{{1000, 1}, {5000, 1}, {5000, 3}, {10000, 1}} {
 		b.Run(fmt.Sprintf("n=%d/replicas=%d", c.n, c.replicas), func(b *testing.B) {
