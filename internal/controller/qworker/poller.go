@@ -49,6 +49,11 @@ func settledPool(spec workerSpec, d decision, sample source.Sample, view poolVie
 		// The wait model reads the workers' stats, which change without
 		// a pod event the reconcile would see.
 		return false
+	case spec.Behavior != nil && spec.Behavior.ScaleUp.StabilizationWindow != nil && *spec.Behavior.ScaleUp.StabilizationWindow > 0:
+		// A scale-up window takes the lowest recommendation within it:
+		// the idle polls must be recorded as recommendations to hold the
+		// first burst back as configured.
+		return false
 	}
 	return len(view.finished) == 0 && len(view.overdue) == 0 && len(view.unstamped) == 0
 }

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/swell-autoscaler/swell/pkg/policy"
 	"github.com/swell-autoscaler/swell/pkg/policy/waittime"
@@ -22,6 +23,9 @@ func TestSettledPool(t *testing.T) {
 	idle := source.Sample{}
 	waiting := spec
 	waiting.WaitTarget = &waittime.Target{Wait: 5 * time.Second}
+	upWindow, downOnly := spec, spec
+	upWindow.Behavior = &policy.Behavior{ScaleUp: policy.ScalingRules{StabilizationWindow: ptr.To(30 * time.Second)}}
+	downOnly.Behavior = &policy.Behavior{ScaleDown: policy.ScalingRules{StabilizationWindow: ptr.To(30 * time.Second)}}
 	cases := []struct {
 		name   string
 		spec   workerSpec
@@ -45,6 +49,8 @@ func TestSettledPool(t *testing.T) {
 		{"broker failed", spec, decision{Measured: false, MeasureErr: fakeErr("broker down"), Raw: 1, Desired: 1}, idle, clean, 1, true, false},
 		{"falling back", spec, decision{Measured: true, FallingBack: true, Raw: 1, Desired: 1}, idle, clean, 1, true, false},
 		{"wait target with workers reads their stats each poll", waiting, atMin, idle, clean, 1, true, false},
+		{"scale-up window records every idle recommendation", upWindow, atMin, idle, clean, 1, true, false},
+		{"scale-down rules alone do not need the idle polls", downOnly, atMin, idle, clean, 1, true, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
