@@ -7,13 +7,20 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 
 	"github.com/swell-autoscaler/swell/pkg/policy"
 	"github.com/swell-autoscaler/swell/pkg/policy/waittime"
 	"github.com/swell-autoscaler/swell/pkg/source"
+	"github.com/swell-autoscaler/swell/pkg/source/stats"
 )
 
 func TestSettledPool(t *testing.T) {
@@ -189,5 +196,28 @@ func TestQuietPollWakesOnlyOnChange(t *testing.T) {
 	}
 	if r.sched.polls.len() != 0 {
 		t.Fatal("the poller kept a QWorker whose queue moved; the reconcile owns it now")
+	}
+}
+
+// TestStatsReportWakesOnlyASettledQWorker: a worker's stats report alone
+// wakes nothing while the QWorker's passes run on its polls, but does wake
+// a settled one, whose polls are quiet, so its task metrics follow.
+func TestStatsReportWakesOnlyASettledQWorker(t *testing.T) {
+	key := types.NamespacedName{Namespace: "team", Name: "workers"}
+	pod := func(report string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "w-1", Namespace: "team", ResourceVersion: report,
+			Annotations:     map[string]string{stats.Annotation: `{"tasks":` + report + `}`},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: qv1.GroupVersion.String(), Kind: "QWorker", Name: "workers", Controller: ptr.To(true)}}}}
+	}
+	for _, settled := range []bool{false, true} {
+		ss := newSchedules()
+		ss.get(key).settled = settled
+		q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+		h := &podHandler{exp: newExpectations(), settled: ss.isSettled}
+		h.Update(context.Background(), event.UpdateEvent{ObjectOld: pod("1"), ObjectNew: pod("2")}, q)
+		if woken := q.Len() == 1; woken != settled {
+			t.Errorf("settled %v: woken %v, want %v", settled, woken, settled)
+		}
+		q.ShutDown()
 	}
 }

@@ -182,6 +182,17 @@ func (ss *schedules) forget(key types.NamespacedName) {
 	ss.polls.remove(key)
 }
 
+// isSettled reports whether key is left to the poller.
+func (ss *schedules) isSettled(key types.NamespacedName) bool {
+	s := ss.lookup(key)
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settled
+}
+
 // unsettle takes key back from the poller (a paused QWorker is not
 // measured).
 func (ss *schedules) unsettle(key types.NamespacedName) {

@@ -86,7 +86,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("qworker").
 		For(&qv1.QWorker{}, builder.WithPredicates(qworkerChanged())).
-		Watches(&corev1.Pod{}, &podHandler{exp: r.exp}).
+		Watches(&corev1.Pod{}, &podHandler{exp: r.exp, settled: r.sched.isSettled}).
 		Watches(&qv1.ScalerConfig{}, handler.EnqueueRequestsFromMapFunc(r.qworkersOf)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentReconciles})
 	// Settled QWorkers are measured by the poller, not by a reconcile per
@@ -140,7 +140,12 @@ func (r *Reconciler) qworkersOf(ctx context.Context, o client.Object) []reconcil
 
 // podHandler enqueues a pod's QWorker and settles the expectations: a pod
 // seen created or deleted is one fewer change the cache still owes.
-type podHandler struct{ exp *expectations }
+type podHandler struct {
+	exp *expectations
+	// settled reports whether a QWorker is left to the poller (poller.go);
+	// nil in tests that do not need it.
+	settled func(types.NamespacedName) bool
+}
 
 func (h *podHandler) key(o client.Object) (types.NamespacedName, bool) {
 	names := podOwnerName(o)
@@ -160,7 +165,13 @@ func (h *podHandler) Create(_ context.Context, e event.CreateEvent, q workqueue.
 func (h *podHandler) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	if statsOnlyUpdate(e.ObjectOld, e.ObjectNew) {
 		// A worker's periodic stats report changes nothing to act on now;
-		// the next measurement reads it from the cache.
+		// the next pass reads it from the cache. A settled QWorker has no
+		// next pass soon (its polls are quiet), yet a new report means its
+		// workers serve tasks between polls: pass once so the task
+		// metrics follow.
+		if key, ok := h.key(e.ObjectNew); ok && h.settled != nil && h.settled(key) {
+			q.Add(reconcile.Request{NamespacedName: key})
+		}
 		return
 	}
 	key, ok := h.key(e.ObjectNew)
