@@ -252,7 +252,8 @@ func qscalerScaleDown(t *testing.T, mode qv1.RetirementMode) scaleDownRun {
 // done the pool must reach 0 within the default scale-down window plus 15 s
 // and stay there for 2 minutes — no
 // pod created, the status never asking for one — while the controller keeps
-// measuring (its passes are counted). At zero the workers leave by
+// measuring (its measurements of the queue are counted; an idle pool at zero
+// is settled, so those polls need no reconcile pass). At zero the workers leave by
 // themselves after their task, so no hand-back message is left on the queue.
 func TestQScalerSDKScaleToZeroSettles(t *testing.T) {
 	ctx, c, ns, rdb, queue := qscalerFixture(t, 6*time.Minute)
@@ -273,13 +274,13 @@ func TestQScalerSDKScaleToZeroSettles(t *testing.T) {
 	settle := time.Since(done)
 	zeroAt := time.Now()
 	desiredAboveZero.reset()
-	passesBefore := counterValue(t, "controller_runtime_reconcile_total", map[string]string{"controller": "qworker"})
+	polledBefore := measurements(t, ns, "zero")["poll"]
 	select {
 	case <-ctx.Done():
 		t.Fatal(ctx.Err())
 	case <-time.After(2 * time.Minute):
 	}
-	passes := counterValue(t, "controller_runtime_reconcile_total", map[string]string{"controller": "qworker"}) - passesBefore
+	polls := measurements(t, ns, "zero")["poll"] - polledBefore
 	created, _ := pods.between(zeroAt, time.Now())
 	llen, err := rdb.LLen(ctx, queue).Result()
 	if err != nil {
@@ -287,18 +288,18 @@ func TestQScalerSDKScaleToZeroSettles(t *testing.T) {
 	}
 	dropped := counterValue(t, "swell_qworker_handbacks_dropped_total", nil) - droppedBefore
 	got := getQWorker(ctx, t, c, ns, "zero")
-	t.Logf("minReplicas 0: 20 tasks (%d lost, %d twice); 0 pods %.1f s after the last task; then over 2 min: %d controller passes, %d pods created, status desired > 0 seen %d times, desired now %d, queue length %d; %d SDK hand-backs removed from the queue",
-		lost, dup, settle.Seconds(), int(passes), created, desiredAboveZero.count(), got.Status.DesiredReplicas, llen, int(dropped))
-	fmt.Printf("qscaler-sdk e2e: minReplicas 0 settled at 0 pods %.1f s after the last task; 2 min after: %d passes, %d pods created, %d hand-backs dropped, queue length %d\n",
-		settle.Seconds(), int(passes), created, int(dropped), llen)
+	t.Logf("minReplicas 0: 20 tasks (%d lost, %d twice); 0 pods %.1f s after the last task; then over 2 min: %d measurements, %d pods created, status desired > 0 seen %d times, desired now %d, queue length %d; %d SDK hand-backs removed from the queue",
+		lost, dup, settle.Seconds(), int(polls), created, desiredAboveZero.count(), got.Status.DesiredReplicas, llen, int(dropped))
+	fmt.Printf("qscaler-sdk e2e: minReplicas 0 settled at 0 pods %.1f s after the last task; 2 min after: %d measurements, %d pods created, %d hand-backs dropped, queue length %d\n",
+		settle.Seconds(), int(polls), created, int(dropped), llen)
 	if lost != 0 || dup != 0 {
 		t.Errorf("%d tasks lost, %d ran twice", lost, dup)
 	}
 	if created != 0 || desiredAboveZero.count() != 0 || got.Status.DesiredReplicas != 0 {
 		t.Errorf("the pool did not stay at 0: %d pods created, desired > 0 seen %d times", created, desiredAboveZero.count())
 	}
-	if passes < 12 {
-		t.Errorf("only %d controller passes in 2 minutes; the quiet proves nothing", int(passes))
+	if polls < 60 {
+		t.Errorf("only %d measurements in 2 minutes at 1 s polling; the quiet proves nothing", int(polls))
 	}
 	if llen != 0 {
 		t.Errorf("queue length %d, want 0 (no hand-back left behind)", llen)
