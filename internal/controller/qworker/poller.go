@@ -31,7 +31,9 @@ const settledResync = 5 * time.Minute
 
 // settledPool reports whether a pass leaves a QWorker in the state a quiet
 // poll may stand for: the queue idle, the pool at its floor, every pod
-// ready and none retiring, nothing owed by the cache, no error. In that
+// ready and none retiring, nothing owed by the cache, no error, and no
+// input a pass reads besides the queue and the pods (worker stats for a
+// wait target, pod metrics for activateVPA, a scale-up window). In that
 // state the same idle sample gives the same decision (it cannot scale below
 // MinReplicas, and nothing grows a pool on an empty queue), so skipping the
 // reconcile skips nothing.
@@ -48,6 +50,9 @@ func settledPool(spec workerSpec, d decision, sample source.Sample, view poolVie
 	case spec.WaitTarget != nil && active > 0:
 		// The wait model reads the workers' stats, which change without
 		// a pod event the reconcile would see.
+		return false
+	case spec.ActivateVPA && active > 0:
+		// Peak usage is read from metrics.k8s.io on every pass.
 		return false
 	case spec.Behavior != nil && spec.Behavior.ScaleUp.StabilizationWindow != nil && *spec.Behavior.ScaleUp.StabilizationWindow > 0:
 		// A scale-up window takes the lowest recommendation within it:

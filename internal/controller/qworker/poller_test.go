@@ -30,7 +30,8 @@ func TestSettledPool(t *testing.T) {
 	idle := source.Sample{}
 	waiting := spec
 	waiting.WaitTarget = &waittime.Target{Wait: 5 * time.Second}
-	upWindow, downOnly := spec, spec
+	upWindow, downOnly, vpa := spec, spec, spec
+	vpa.ActivateVPA = true
 	upWindow.Behavior = &policy.Behavior{ScaleUp: policy.ScalingRules{StabilizationWindow: ptr.To(30 * time.Second)}}
 	downOnly.Behavior = &policy.Behavior{ScaleDown: policy.ScalingRules{StabilizationWindow: ptr.To(30 * time.Second)}}
 	cases := []struct {
@@ -57,6 +58,7 @@ func TestSettledPool(t *testing.T) {
 		{"falling back", spec, decision{Measured: true, FallingBack: true, Raw: 1, Desired: 1}, idle, clean, 1, true, false},
 		{"wait target with workers reads their stats each poll", waiting, atMin, idle, clean, 1, true, false},
 		{"scale-up window records every idle recommendation", upWindow, atMin, idle, clean, 1, true, false},
+		{"activateVPA reads pod metrics each pass", vpa, atMin, idle, clean, 1, true, false},
 		{"scale-down rules alone do not need the idle polls", downOnly, atMin, idle, clean, 1, true, true},
 	}
 	for _, c := range cases {
