@@ -226,9 +226,7 @@ func (r *Reconciler) pollOnce(ctx context.Context, e *pollEntry) {
 		}
 		return
 	}
-	s.started, s.inflight, s.pushPending, s.waiting = now, true, false, false
-	done := make(chan struct{})
-	s.done = done
+	done := s.begin(now, sourceKey, false)
 	s.mu.Unlock()
 	r.Metrics.measured(e.key, trigger)
 	go r.runMeasurement(ctx, e.spec, e.qw, s, trigger, done, e.src)

@@ -186,7 +186,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{RequeueAfter: min(held.Wait, spec.PollingInterval)}, nil
 	}
 	if actErr != nil {
-		r.scheds().settle(req.NamespacedName, false, spec, qw)
+		r.scheds().unsettle(req.NamespacedName)
 		return ctrl.Result{}, actErr
 	}
 	if r.settle(spec, qw, d, view, active, now) {
@@ -214,8 +214,12 @@ func (r *Reconciler) settle(spec workerSpec, qw *QWorker, d decision, view poolV
 		s.mu.Unlock()
 		settled = settledPool(spec, d, sample, view, active, r.exp.satisfied(spec.Key, now))
 	}
-	ss.settle(spec.Key, settled, spec, qw.DeepCopy())
-	return settled
+	if !settled {
+		ss.unsettle(spec.Key)
+		return false
+	}
+	ss.settle(spec.Key, spec, qw.DeepCopy())
+	return true
 }
 
 // publish builds the status of this pass and writes it if it changed,

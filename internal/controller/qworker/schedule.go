@@ -114,6 +114,15 @@ func (s *measureSchedule) due(now time.Time, interval time.Duration, sourceKey s
 	return "", interval - since
 }
 
+// begin marks a measurement of sourceKey started at now and returns the
+// channel its end closes; waiting says the reconcile that started it waits
+// for it. The caller holds s.mu.
+func (s *measureSchedule) begin(now time.Time, sourceKey string, waiting bool) chan struct{} {
+	s.started, s.sourceKey, s.inflight, s.pushPending, s.waiting = now, sourceKey, true, false, waiting
+	s.done = make(chan struct{})
+	return s.done
+}
+
 // wake records a push wake-up and reports whether it is worth a reconcile.
 func (s *measureSchedule) wake() bool {
 	s.mu.Lock()
@@ -193,8 +202,8 @@ func (ss *schedules) isSettled(key types.NamespacedName) bool {
 	return s.settled
 }
 
-// unsettle takes key back from the poller (a paused QWorker is not
-// measured).
+// unsettle takes key back from the poller: the reconcile measures it (or,
+// paused, nobody does).
 func (ss *schedules) unsettle(key types.NamespacedName) {
 	if s := ss.lookup(key); s != nil {
 		s.mu.Lock()
@@ -204,19 +213,14 @@ func (ss *schedules) unsettle(key types.NamespacedName) {
 	ss.polls.remove(key)
 }
 
-// settle records whether the pass just made left key settled: if so the
-// poller measures it from the next due poll on, else it leaves it to the
-// reconcile.
-func (ss *schedules) settle(key types.NamespacedName, settled bool, spec workerSpec, qw *QWorker) {
+// settle hands key, which the pass just made left settled, to the poller
+// from its next due poll on.
+func (ss *schedules) settle(key types.NamespacedName, spec workerSpec, qw *QWorker) {
 	s := ss.get(key)
 	s.mu.Lock()
-	s.settled = settled
+	s.settled = true
 	due := s.started.Add(spec.PollingInterval)
 	s.mu.Unlock()
-	if !settled {
-		ss.polls.remove(key)
-		return
-	}
 	ss.polls.schedule(key, due, spec, qw, nil)
 }
 
@@ -337,9 +341,7 @@ func (r *Reconciler) nextMeasurement(ctx context.Context, spec workerSpec, qw *Q
 		s.mu.Unlock()
 		return nil, wait
 	}
-	s.started, s.sourceKey, s.inflight, s.pushPending, s.waiting = now, sourceKeyOf(spec), true, false, true
-	done := make(chan struct{})
-	s.done = done
+	done := s.begin(now, sourceKeyOf(spec), true)
 	s.mu.Unlock()
 	r.Metrics.measured(spec.Key, trigger)
 
