@@ -258,6 +258,20 @@ func waitAllDecided(ctx context.Context, b *testing.B, g scaleGroup, ns string, 
 // decided adds to seen the QWorkers of ns with a measurement in a
 // controller's swell_qworker_measurements_total.
 func decided(metricsAddr, ns string, seen map[string]bool) {
+	scrapeLines(metricsAddr, func(line string) {
+		if !strings.HasPrefix(line, "swell_qworker_measurements_total{") || !strings.Contains(line, `namespace="`+ns+`"`) {
+			return
+		}
+		_, name, ok := strings.Cut(line, `qworker="`)
+		if name, _, ok2 := strings.Cut(name, `"`); ok && ok2 {
+			seen[name] = true
+		}
+	})
+}
+
+// scrapeLines calls each with every line of a controller's /metrics
+// (nothing when it cannot be read).
+func scrapeLines(metricsAddr string, each func(line string)) {
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		return
@@ -266,14 +280,7 @@ func decided(metricsAddr, ns string, seen map[string]bool) {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "swell_qworker_measurements_total{") || !strings.Contains(line, `namespace="`+ns+`"`) {
-			continue
-		}
-		_, name, ok := strings.Cut(line, `qworker="`)
-		if name, _, ok2 := strings.Cut(name, `"`); ok && ok2 {
-			seen[name] = true
-		}
+		each(sc.Text())
 	}
 }
 
@@ -360,23 +367,15 @@ func (g scaleGroup) counter(prefix string) float64 {
 // metricSum sums the values of the series starting with prefix at a
 // controller's /metrics (0 when it cannot be read).
 func metricSum(metricsAddr, prefix string) float64 {
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer func() { _ = resp.Body.Close() }()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	var sum float64
-	for sc.Scan() {
-		line := sc.Text()
+	scrapeLines(metricsAddr, func(line string) {
 		if !strings.HasPrefix(line, prefix) {
-			continue
+			return
 		}
 		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
 			sum += v
 		}
-	}
+	})
 	return sum
 }
 
