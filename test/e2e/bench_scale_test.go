@@ -87,10 +87,14 @@ func runScaleScenario(b *testing.B, n, replicas int) {
 	queues := createScaleObjects(ctx, b, c, ns, n)
 
 	bin := buildSwell(b)
+	started := time.Now()
 	p := startScaleControllers(b, bin, ns, replicas)
-	took := waitAllDecided(ctx, b, p, ns, n)
+	took := waitAllDecided(ctx, b, p, ns, n, started)
 	b.Logf("n=%d: first decision for all %d QWorkers %.1f s after the controller started", n, n, took.Seconds())
 	b.ReportMetric(took.Seconds(), "start-s")
+	took = waitAllReported(ctx, b, c, ns, n, started)
+	b.Logf("n=%d: status written for all %d QWorkers %.1f s after the controller started", n, n, took.Seconds())
+	b.ReportMetric(took.Seconds(), "start-status-s")
 
 	idle := measureSteady(ctx, b, p, rdb, time.Minute)
 	idle.log(b, n, "idle")
@@ -110,9 +114,10 @@ func runScaleScenario(b *testing.B, n, replicas int) {
 	stopChurn()
 
 	p.stop()
+	started = time.Now()
 	p = startScaleControllers(b, bin, ns, replicas)
 	defer p.stop()
-	took = waitAllDecided(ctx, b, p, ns, n)
+	took = waitAllDecided(ctx, b, p, ns, n, started)
 	b.Logf("n=%d: after a restart, first decision for all %d QWorkers %.1f s after the controller started", n, n, took.Seconds())
 	b.ReportMetric(took.Seconds(), "restart-s")
 }
@@ -229,9 +234,8 @@ func freeLoopbackAddr(b *testing.B) string {
 
 // waitAllDecided waits until the controllers' own /metrics show a
 // measurement for each of the n QWorkers of ns (its first decision), and
-// returns how long after the processes started that was.
-func waitAllDecided(ctx context.Context, b *testing.B, g scaleGroup, ns string, n int) time.Duration {
-	start := time.Now()
+// returns how long after start (the processes started) that was.
+func waitAllDecided(ctx context.Context, b *testing.B, g scaleGroup, ns string, n int, start time.Time) time.Duration {
 	for {
 		for _, p := range g {
 			select {
@@ -251,6 +255,32 @@ func waitAllDecided(ctx context.Context, b *testing.B, g scaleGroup, ns string, 
 		}
 		if len(seen) >= n {
 			return time.Since(start)
+		}
+	}
+}
+
+// waitAllReported waits until each of the n QWorkers of ns shows a status
+// (its Ready condition: statuses are written behind the decisions, at the
+// client's rate limit) and returns how long after start that was.
+func waitAllReported(ctx context.Context, b *testing.B, c client.Client, ns string, n int, start time.Time) time.Duration {
+	for {
+		var list qv1.QWorkerList
+		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			b.Fatal(err)
+		}
+		reported := 0
+		for _, qw := range list.Items {
+			if len(qw.Status.Conditions) > 0 {
+				reported++
+			}
+		}
+		if reported >= n {
+			return time.Since(start)
+		}
+		select {
+		case <-ctx.Done():
+			b.Fatal(ctx.Err())
+		case <-time.After(2 * time.Second):
 		}
 	}
 }

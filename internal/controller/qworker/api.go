@@ -6,11 +6,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
@@ -40,11 +40,14 @@ const (
 // ownerIndex indexes pods by the name of their controlling QWorker.
 const ownerIndex = ".metadata.controller.qworker"
 
+// getQWorker reads a QWorker from the cache, with the status this replica
+// last asked for laid over it until the cache shows it (statuswriter.go).
 func (r *Reconciler) getQWorker(ctx context.Context, key types.NamespacedName) (*QWorker, error) {
 	qw := &QWorker{}
 	if err := r.Client.Get(ctx, key, qw); err != nil {
 		return nil, err
 	}
+	r.statuses().overlay(qw)
 	return qw, nil
 }
 
@@ -176,17 +179,31 @@ func buildStatus(qw *QWorker, spec workerSpec, hash string, view poolView, d dec
 	return st
 }
 
-// writeStatus patches the status once per reconcile, only when it changed.
-func (r *Reconciler) writeStatus(ctx context.Context, qw *QWorker, status qv1.QWorkerStatus) error {
-	if equality.Semantic.DeepEqual(qw.Status, status) {
-		return nil
+// writeStatus has the status written when it changed: in the background
+// (statuswriter.go), or before it returns when now is set or no writer
+// runs (a reconciler built without Setup).
+func (r *Reconciler) writeStatus(ctx context.Context, qw *QWorker, status qv1.QWorkerStatus, now bool) error {
+	w := r.statuses()
+	if now || !r.statusAsync {
+		return w.writeNow(ctx, qw, status)
 	}
-	updated := qw.DeepCopy()
-	updated.Status = status
-	if err := r.Client.Status().Patch(ctx, updated, client.MergeFrom(qw)); err != nil {
-		return fmt.Errorf("write status of QWorker %s/%s: %w", qw.Namespace, qw.Name, err)
-	}
+	w.submit(qw, status)
 	return nil
+}
+
+// statuses returns the status writer, made on first use for reconcilers
+// built without Setup (unit tests), which write inline.
+func (r *Reconciler) statuses() *statusWriter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.status == nil {
+		var clk clock.PassiveClock = clock.RealClock{}
+		if r.Clock != nil {
+			clk = r.Clock
+		}
+		r.status = newStatusWriter(r.Client, clk)
+	}
+	return r.status
 }
 
 // outageMessage says why the source failed and what the pool does meanwhile,

@@ -76,6 +76,10 @@ type Reconciler struct {
 	push *pushwake.Watchers[*QWorker]
 	// sched is when each QWorker is measured (schedule.go).
 	sched *schedules
+	// status writes QWorker statuses in the background (statuswriter.go);
+	// statusAsync says its workers run (Setup), else writes are inline.
+	status      *statusWriter
+	statusAsync bool
 	// holds back pod creation after failures (backoff.go).
 	holds backoffs
 }
@@ -104,6 +108,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.Metrics.forget(key)
 	r.push.Stop(key)
 	r.scheds().forget(key)
+	r.statuses().forget(key)
 }
 
 // Release drops what this replica keeps of a QWorker another replica now
@@ -230,7 +235,7 @@ func (r *Reconciler) publish(ctx context.Context, qw *QWorker, spec workerSpec, 
 	if spec.ActivateVPA {
 		r.applyVPA(ctx, qw, &status)
 	}
-	if err := r.writeStatus(ctx, qw, status); err != nil {
+	if err := r.writeStatus(ctx, qw, status, spec.Retirement == RetireQScalerSDK); err != nil {
 		return err
 	}
 	qw.Status = status
@@ -393,11 +398,11 @@ func (r *Reconciler) recordDecision(ctx context.Context, qw *QWorker, d decision
 // (validation that CEL cannot express), without touching the pods.
 func (r *Reconciler) reportInvalid(ctx context.Context, qw *QWorker, err error) (ctrl.Result, error) {
 	r.Recorder.Eventf(qw, corev1.EventTypeWarning, "InvalidSpec", "%v", err)
-	updated := qw.DeepCopy()
-	meta.SetStatusCondition(&updated.Status.Conditions, metav1.Condition{
+	status := *qw.Status.DeepCopy()
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
 		Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "InvalidSpec", Message: err.Error(), ObservedGeneration: qw.Generation,
 	})
-	if werr := r.Client.Status().Patch(ctx, updated, client.MergeFrom(qw)); werr != nil {
+	if werr := r.writeStatus(ctx, qw, status, true); werr != nil {
 		return ctrl.Result{}, fmt.Errorf("report invalid spec: %w", werr)
 	}
 	return ctrl.Result{}, nil

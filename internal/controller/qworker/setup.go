@@ -71,14 +71,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("index QWorkers by ScalerConfig: %w", err)
 	}
 	r := &Reconciler{
-		Client:     mgr.GetClient(),
-		Recorder:   mgr.GetEventRecorderFor("swell-qworker"), //nolint:staticcheck // the events/v1 recorder is not yet what kubectl describe shows by default
-		Clock:      o.Clock,
-		Sources:    o.Sources,
-		Metrics:    o.Metrics,
-		PodMetrics: o.PodMetrics,
-		exp:        newExpectations(),
-		sched:      newSchedules(),
+		Client:      mgr.GetClient(),
+		Recorder:    mgr.GetEventRecorderFor("swell-qworker"), //nolint:staticcheck // the events/v1 recorder is not yet what kubectl describe shows by default
+		Clock:       o.Clock,
+		Sources:     o.Sources,
+		Metrics:     o.Metrics,
+		PodMetrics:  o.PodMetrics,
+		exp:         newExpectations(),
+		sched:       newSchedules(),
+		status:      newStatusWriter(mgr.GetClient(), o.Clock),
+		statusAsync: true,
 	}
 	// A push wake-up only becomes a pass when the schedule may measure
 	// early on it (schedule.go).
@@ -93,6 +95,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	// poll (poller.go).
 	if err := mgr.Add(manager.RunnableFunc(r.runPoller)); err != nil {
 		return fmt.Errorf("add QWorker poller: %w", err)
+	}
+	// Statuses are written apart from the passes (statuswriter.go).
+	if err := mgr.Add(manager.RunnableFunc(r.status.run)); err != nil {
+		return fmt.Errorf("add QWorker status writer: %w", err)
 	}
 	b = b.WatchesRawSource(r.push.Source())
 	b = b.WatchesRawSource(crsource.Channel(r.sched.wakeups, &handler.TypedEnqueueRequestForObject[*QWorker]{}))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -95,6 +96,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		} else {
 			r.Recorder.Eventf(sc, corev1.EventTypeNormal, "BrokerReachable", "%s broker answered", sc.Spec.Type)
 		}
+	}
+	if equality.Semantic.DeepEqual(sc.Status, updated.Status) {
+		// A healthy broker still healthy: an empty patch is still a
+		// write request to the API server, every interval.
+		return ctrl.Result{RequeueAfter: r.Interval}, nil
 	}
 	if werr := r.Client.Status().Patch(ctx, updated, client.MergeFrom(sc)); werr != nil {
 		return ctrl.Result{}, fmt.Errorf("write ScalerConfig status: %w", werr)

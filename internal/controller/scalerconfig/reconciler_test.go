@@ -13,7 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	qv1 "github.com/swell-autoscaler/swell/api/quickube/v1alpha1"
 )
@@ -79,5 +81,41 @@ func TestStatusSaysWhatFailedNotWhatCameBack(t *testing.T) {
 				t.Errorf("the broker's answer reached the status or an event: %q / %q", got.Status.Message, event)
 			}
 		})
+	}
+}
+
+// TestSteadyHealthWritesNothing: a broker that stays reachable costs one
+// status write, for the first check; later checks, finding nothing new,
+// send no request (an empty merge patch is still a write to the API
+// server, every interval, for every ScalerConfig). A change of health is
+// written again.
+func TestSteadyHealthWritesNothing(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := qv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	sc := &qv1.ScalerConfig{ObjectMeta: metav1.ObjectMeta{Name: "q", Namespace: "team", Generation: 1},
+		Spec: qv1.ScalerConfigSpec{Type: qv1.BrokerRedis}}
+	patches := 0
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(sc).WithStatusSubresource(&qv1.ScalerConfig{}).
+		WithInterceptorFuncs(interceptor.Funcs{
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+				patches++
+				return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+			},
+		}).Build()
+	r := &Reconciler{Client: c, Recorder: record.NewFakeRecorder(10), Pinger: fixedPinger{}, Interval: 1}
+	key := types.NamespacedName{Namespace: "team", Name: "q"}
+	for _, step := range []struct {
+		err         error
+		wantPatches int
+	}{{nil, 1}, {nil, 1}, {nil, 1}, {errors.New("connection refused"), 2}, {errors.New("connection refused"), 2}, {nil, 3}} {
+		r.Pinger = fixedPinger{step.err}
+		if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: key}); err != nil {
+			t.Fatalf("Reconcile: %v", err)
+		}
+		if patches != step.wantPatches {
+			t.Fatalf("after a check with error %v: %d status patches, want %d", step.err, patches, step.wantPatches)
+		}
 	}
 }
