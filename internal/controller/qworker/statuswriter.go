@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -56,16 +57,16 @@ type statusEntry struct {
 	// send is held while a write of this QWorker is in flight, so an inline
 	// write (writeNow) and a queued one never overlap.
 	send sync.Mutex
-	// base is the object as the API server last answered (or, before the
-	// first write, as the cache had it): the next patch is the difference
-	// from it.
-	base *QWorker
+	// server is the status as the API server last answered (or, before
+	// the first write, as the cache had it): the next patch is the
+	// difference from it.
+	server qv1.QWorkerStatus
 	// want is the newest status asked for; dirty says it is not written yet.
 	want  qv1.QWorkerStatus
 	dirty bool
 	// inflight says want is being written.
 	inflight bool
-	// writtenAt is when base was last written.
+	// writtenAt is when server was last written.
 	writtenAt time.Time
 }
 
@@ -90,10 +91,18 @@ func (w *statusWriter) run(ctx context.Context) error {
 			}
 		})
 	}
-	<-ctx.Done()
-	w.queue.ShutDown()
-	wg.Wait()
-	return nil
+	t := time.NewTicker(statusOverlayTTL)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			w.sweep()
+		case <-ctx.Done():
+			w.queue.ShutDown()
+			wg.Wait()
+			return nil
+		}
+	}
 }
 
 // processNext writes one queued QWorker's status; false once shut down.
@@ -152,7 +161,7 @@ func (w *statusWriter) ask(qw *QWorker, status qv1.QWorkerStatus) bool {
 	defer w.mu.Unlock()
 	e := w.entries[key]
 	if e == nil {
-		e = &statusEntry{base: qw.DeepCopy()}
+		e = &statusEntry{server: *qw.Status.DeepCopy()}
 		w.entries[key] = e
 	}
 	e.want, e.dirty = *status.DeepCopy(), true
@@ -174,7 +183,9 @@ func (w *statusWriter) write(ctx context.Context, key types.NamespacedName) erro
 		w.mu.Unlock()
 		return nil
 	}
-	base := e.base
+	// Only the status differs between the two, so the patch carries
+	// nothing else, and the entry keeps no copy of the spec.
+	base := &QWorker{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}, Status: e.server}
 	updated := base.DeepCopy()
 	updated.Status = *e.want.DeepCopy()
 	e.dirty, e.inflight = false, true
@@ -188,7 +199,7 @@ func (w *statusWriter) write(ctx context.Context, key types.NamespacedName) erro
 		e.dirty = true // retried with whatever is newest then
 		return fmt.Errorf("write status of QWorker %s: %w", key, err)
 	}
-	e.base, e.writtenAt = updated, w.clock.Now()
+	e.server, e.writtenAt = updated.Status, w.clock.Now()
 	return nil
 }
 
@@ -206,11 +217,26 @@ func (w *statusWriter) overlay(qw *QWorker) {
 		qw.Status = *e.want.DeepCopy()
 		return
 	}
-	if equality.Semantic.DeepEqual(qw.Status, e.base.Status) || w.clock.Since(e.writtenAt) > statusOverlayTTL {
+	if equality.Semantic.DeepEqual(qw.Status, e.server) || w.clock.Since(e.writtenAt) > statusOverlayTTL {
 		delete(w.entries, key)
 		return
 	}
-	qw.Status = *e.base.Status.DeepCopy()
+	qw.Status = *e.server.DeepCopy()
+}
+
+// sweep drops the entries written more than statusOverlayTTL ago with
+// nothing more to write. A settled QWorker has no pass that would drop its
+// entry when the cache catches up (overlay), and at a fresh start of
+// thousands of QWorkers those entries would otherwise stay until the next
+// resync.
+func (w *statusWriter) sweep() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for key, e := range w.entries {
+		if !e.dirty && !e.inflight && !e.writtenAt.IsZero() && w.clock.Since(e.writtenAt) > statusOverlayTTL {
+			delete(w.entries, key)
+		}
+	}
 }
 
 // forget drops what the writer holds of key: the QWorker is gone, or

@@ -215,7 +215,8 @@ func TestStatusWriterWriteNowFlushes(t *testing.T) {
 
 // TestStatusWriterOverlayExpires: a written status the cache never shows
 // (someone else wrote the status since) stops masking the cache after
-// statusOverlayTTL.
+// statusOverlayTTL, and the sweep then drops what the writer held of a
+// QWorker no pass reads (a settled one), but never an unwritten status.
 func TestStatusWriterOverlayExpires(t *testing.T) {
 	ctx := context.Background()
 	f := newStatusFixture(t)
@@ -235,5 +236,18 @@ func TestStatusWriterOverlayExpires(t *testing.T) {
 		if *qw.Status.Backlog != step.want {
 			t.Fatalf("%s after the write the pass reads backlog %d, want %d", step.after, *qw.Status.Backlog, step.want)
 		}
+	}
+
+	settled := &QWorker{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "settled"}}
+	pending := &QWorker{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pending"}}
+	w.entries[client.ObjectKeyFromObject(settled)] = &statusEntry{server: backlogStatus(1), writtenAt: f.clk.Now()}
+	w.submit(pending, backlogStatus(2))
+	f.clk.SetTime(f.clk.Now().Add(statusOverlayTTL + time.Second))
+	w.sweep()
+	if _, held := w.entries[client.ObjectKeyFromObject(settled)]; held {
+		t.Error("a status written a TTL ago is still held after the sweep")
+	}
+	if _, held := w.entries[client.ObjectKeyFromObject(pending)]; !held {
+		t.Error("the sweep dropped a status not yet written")
 	}
 }

@@ -17,6 +17,10 @@ const (
 	DefaultStaleAfter = 5 * time.Minute
 	// DefaultGrowth is the default [Estimator.Growth].
 	DefaultGrowth = 2.0
+	// DefaultSustainedWindow is the default [Estimator.SustainedWindow]:
+	// tasks that arrive once a minute in a lump (a cron, a batch
+	// producer) are seen as a rate over every window.
+	DefaultSustainedWindow = time.Minute
 )
 
 // Observation is one reading of a queue and its workers. Counters are
@@ -44,8 +48,12 @@ type Observation struct {
 
 // Estimate is the estimator's current view.
 type Estimate struct {
-	// ArrivalRate is smoothed tasks per second; NaN when unknown.
+	// ArrivalRate is smoothed tasks per second, at least SustainedRate;
+	// NaN when unknown.
 	ArrivalRate float64
+	// SustainedRate is the lowest arrival rate of the last three windows
+	// (see [Estimator.SustainedWindow]); 0 until they are seen.
+	SustainedRate float64
 	// ServiceTime is the smoothed mean slot time per task; 0 when unknown.
 	ServiceTime time.Duration
 	// Known is true when both figures are usable and fresh.
@@ -69,6 +77,14 @@ type Estimator struct {
 	// followed within a few intervals. 0 means DefaultGrowth; negative
 	// disables the bound.
 	Growth float64
+	// SustainedWindow is the window of the sustained rate: the lowest of
+	// the arrival rates over the last three consecutive windows ending at
+	// the newest observation, unbounded by Growth. The growth bound reads tasks that arrive in periodic lumps
+	// (a steady 2/s as 120 once a minute) as a trickle; the sustained rate
+	// sees them, while a one-off batch, present in one window only, still
+	// does not count. [Estimate] reports the larger of the two. 0 means
+	// DefaultSustainedWindow; negative disables it.
+	SustainedWindow time.Duration
 
 	prev     Observation
 	prevAt   time.Time
@@ -77,6 +93,8 @@ type Estimator struct {
 	rate, svc         float64
 	haveRate, haveSvc bool
 	rateAt, svcAt     time.Time
+
+	sus sustained
 }
 
 // Observe folds one observation taken at now into the estimate.
@@ -91,9 +109,13 @@ func (e *Estimator) Observe(now time.Time, o Observation) {
 		return
 	}
 	alpha := 1 - math.Exp2(-dt/e.halfLife().Seconds())
-	if arrived, ok := arrivals(e.prev, o); ok {
+	arrived, ok := arrivals(e.prev, o)
+	if ok {
 		e.rate = smooth(e.rate, e.bound(arrived/dt, dt), alpha, e.haveRate)
 		e.haveRate, e.rateAt = true, now
+	}
+	if w := e.sustainedWindow(); w > 0 {
+		e.sus.add(now, arrived, dt, ok, w)
 	}
 	if svc, ok := serviceTime(e.prev, o); ok {
 		e.svc = smooth(e.svc, svc, alpha, e.haveSvc)
@@ -109,6 +131,10 @@ func (e *Estimator) Estimate(now time.Time) Estimate {
 	stale := e.staleAfter()
 	if e.haveRate && now.Sub(e.rateAt) <= stale {
 		est.ArrivalRate = e.rate
+		if w := e.sustainedWindow(); w > 0 {
+			est.SustainedRate = e.sus.rate(w)
+			est.ArrivalRate = math.Max(est.ArrivalRate, est.SustainedRate)
+		}
 	}
 	if e.haveSvc && now.Sub(e.svcAt) <= stale {
 		est.ServiceTime = seconds(e.svc)
@@ -119,7 +145,14 @@ func (e *Estimator) Estimate(now time.Time) Estimate {
 
 // Reset forgets everything, e.g. after the source changed.
 func (e *Estimator) Reset() {
-	*e = Estimator{HalfLife: e.HalfLife, StaleAfter: e.StaleAfter}
+	*e = Estimator{HalfLife: e.HalfLife, StaleAfter: e.StaleAfter, Growth: e.Growth, SustainedWindow: e.SustainedWindow}
+}
+
+func (e *Estimator) sustainedWindow() time.Duration {
+	if e.SustainedWindow == 0 {
+		return DefaultSustainedWindow
+	}
+	return e.SustainedWindow
 }
 
 // bound applies Growth to one interval's rate.

@@ -123,8 +123,11 @@ type Result struct {
 //     W, both horizons shrink by W/OldestAge.
 //  3. Workers = ceil(slots / Concurrency), clamped to MaxReplicas.
 //  4. Scale-down band: when that is fewer than Current, the pool shrinks
-//     only to the size that keeps the prediction under ScaleDownMargin × W
-//     (and never below the workers busy with in-flight tasks).
+//     only to the size that keeps the prediction under ScaleDownMargin × W,
+//     never below the workers busy with in-flight tasks, nor below the
+//     workers the arrival rate keeps busy on average (rate × service time
+//     / concurrency): with tasks arriving in lumps they are needed again
+//     by the next lump.
 //
 // Missing or invalid inputs return Known false with Replicas = Current.
 func Replicas(in Inputs, t Target) Result {
@@ -148,12 +151,25 @@ func Replicas(in Inputs, t Target) Result {
 	if up.workers < in.Current {
 		down := size(in, time.Duration(float64(t.Wait)*t.margin()), t.percentile(), conc, limitWorkers)
 		busy := int(min(ceilDiv(max(in.InFlight, 0), int64(conc)), int64(limitWorkers)))
-		n := max(up.workers, min(in.Current, max(down.workers, busy)))
+		n := max(up.workers, min(in.Current, max(down.workers, busy, loadWorkers(in, conc, limitWorkers))))
 		chosen = down
 		chosen.workers = n
 		downNote = fmt.Sprintf("; scale-down keeps p%s under %s × %v", pct(t.percentile()), fmtG(t.margin()), t.Wait)
 	}
 	return finish(in, t, conc, chosen, downNote)
+}
+
+// loadWorkers is the workers the arrival rate keeps busy on average
+// (rate × service time / concurrency). The pool does not shrink below
+// them: when tasks arrive in lumps, the workers a lump leaves idle are
+// needed again by the next one, sooner than a retired worker could be
+// started again.
+func loadWorkers(in Inputs, conc, limitWorkers int) int {
+	workers := in.ArrivalRate * in.ServiceTime.Seconds() / float64(conc)
+	if !(workers >= 1) {
+		return 0
+	}
+	return int(min(math.Ceil(workers-1e-9), float64(limitWorkers)))
 }
 
 // missing names the first unknown input, or "" when all are usable.
