@@ -179,7 +179,8 @@ func (w *statusWriter) write(ctx context.Context, key types.NamespacedName) erro
 	e.send.Lock()
 	defer e.send.Unlock()
 	w.mu.Lock()
-	if !e.dirty {
+	if !e.dirty || w.entries[key] != e {
+		// Written meanwhile, or forgotten: another replica serves it now.
 		w.mu.Unlock()
 		return nil
 	}
@@ -240,9 +241,18 @@ func (w *statusWriter) sweep() {
 }
 
 // forget drops what the writer holds of key: the QWorker is gone, or
-// another replica serves it now and writes its status.
+// another replica serves it now and writes its status. It returns once a
+// write of key in flight has finished, so a hand-over (which calls it
+// before writing the new owner's label) never has this replica's last
+// status land after the new owner's first.
 func (w *statusWriter) forget(key types.NamespacedName) {
 	w.mu.Lock()
+	e := w.entries[key]
 	delete(w.entries, key)
 	w.mu.Unlock()
+	if e != nil {
+		e.send.Lock()
+		//nolint:staticcheck // empty critical section: waits out the write in flight
+		e.send.Unlock()
+	}
 }

@@ -29,6 +29,10 @@ type statusFixture struct {
 	mu      sync.Mutex
 	patches int
 	fail    error
+	// hold, when set, is closed to let a patch through; each patch first
+	// says on started that it is waiting.
+	hold    chan struct{}
+	started chan struct{}
 }
 
 func newStatusFixture(t *testing.T) *statusFixture {
@@ -46,8 +50,12 @@ func newStatusFixture(t *testing.T) *statusFixture {
 			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
 				f.mu.Lock()
 				f.patches++
-				err := f.fail
+				err, hold, started := f.fail, f.hold, f.started
 				f.mu.Unlock()
+				if hold != nil {
+					started <- struct{}{}
+					<-hold
+				}
 				if err != nil {
 					return err
 				}
@@ -249,5 +257,45 @@ func TestStatusWriterOverlayExpires(t *testing.T) {
 	}
 	if _, held := w.entries[client.ObjectKeyFromObject(pending)]; !held {
 		t.Error("the sweep dropped a status not yet written")
+	}
+}
+
+// TestStatusWriterForgetWaitsForTheWriteInFlight: a hand-over forgets the
+// QWorker before writing the new owner's label, so forget must not return
+// while this replica's write is still on its way (it would land after the
+// new owner's first), and a newer status queued meanwhile must not go out
+// after it.
+func TestStatusWriterForgetWaitsForTheWriteInFlight(t *testing.T) {
+	ctx := context.Background()
+	f := newStatusFixture(t)
+	f.hold, f.started = make(chan struct{}), make(chan struct{}, 1)
+	w := newStatusWriter(f.c, f.clk)
+	key := client.ObjectKeyFromObject(f.qw)
+
+	w.submit(f.qw.DeepCopy(), backlogStatus(1))
+	go w.processNext(ctx)
+	<-f.started // the write of 1 is in flight
+	qw := f.qw.DeepCopy()
+	w.overlay(qw)
+	w.submit(qw, backlogStatus(2)) // queued behind it
+	forgotten := make(chan struct{})
+	go func() {
+		w.forget(key)
+		close(forgotten)
+	}()
+	select {
+	case <-forgotten:
+		t.Fatal("forget returned while the write was in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.mu.Lock()
+	hold := f.hold
+	f.hold = nil
+	f.mu.Unlock()
+	close(hold)
+	<-forgotten
+	w.processNext(ctx) // the queued 2, forgotten
+	if f.count() != 1 {
+		t.Fatalf("%d patches, want only the one in flight before the hand-over", f.count())
 	}
 }
