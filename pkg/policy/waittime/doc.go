@@ -19,11 +19,15 @@
 //     within the target ([OnDemand]), no reserve. Plus the servers it takes
 //     to start the current backlog within the target (less start-up time
 //     and the poll), tightened when the oldest task is already late, with a
-//     scale-down band so a pool does not flap.
+//     scale-down band so a pool does not flap and a floor at the workers
+//     the arrival rate keeps busy on average, so tasks arriving in lumps
+//     find the workers the previous lump used.
 //   - [Estimator]: smoothed arrival rate (backlog change plus completions, or
 //     an arrivals counter where the broker has one) and service time (busy
 //     time per completed task) from cumulative counters; one interval can
-//     raise the rate only so far, so a one-off batch stays in the backlog.
+//     raise the rate only so far, so a one-off batch stays in the backlog;
+//     a sustained rate (the lowest of the last three one-minute windows)
+//     sees tasks that arrive in periodic lumps, which that bound misses.
 //
 // Everything is pure: no clock is read (callers pass `now`), no Kubernetes
 // types are imported, and missing or nonsensical inputs yield a Result with

@@ -18,8 +18,10 @@ const (
 	// DefaultGrowth is the default [Estimator.Growth].
 	DefaultGrowth = 2.0
 	// DefaultSustainedWindow is the default [Estimator.SustainedWindow]:
-	// tasks that arrive once a minute in a lump (a cron, a batch
-	// producer) are seen as a rate over every window.
+	// a minute, cron's period, so tasks a cron or batch producer enqueues
+	// once a minute are seen in every window. (Windows of 90 s and 2 min
+	// read per-minute lumps unevenly or lag a ramp: more pod-hours on
+	// examples/sim/trace.)
 	DefaultSustainedWindow = time.Minute
 )
 
@@ -79,10 +81,11 @@ type Estimator struct {
 	Growth float64
 	// SustainedWindow is the window of the sustained rate: the lowest of
 	// the arrival rates over the last three consecutive windows ending at
-	// the newest observation, unbounded by Growth. The growth bound reads tasks that arrive in periodic lumps
-	// (a steady 2/s as 120 once a minute) as a trickle; the sustained rate
-	// sees them, while a one-off batch, present in one window only, still
-	// does not count. [Estimate] reports the larger of the two. 0 means
+	// the newest observation, unbounded by Growth. The growth bound reads
+	// tasks that arrive in periodic lumps (a steady 2/s as 120 once a
+	// minute) as a trickle; the sustained rate sees them, while a one-off
+	// batch or a short spike, absent from one of the windows, still does
+	// not count. [Estimate] reports the larger of the two rates. 0 means
 	// DefaultSustainedWindow; negative disables it.
 	SustainedWindow time.Duration
 

@@ -110,3 +110,96 @@ func TestEstimatorBoundsBursts(t *testing.T) {
 		t.Fatalf("rate after six intervals at 20/s = %g, want 20", got)
 	}
 }
+
+// The sustained rate sees tasks that arrive in lumps, which the growth
+// bound reads as a trickle, and ignores a one-off batch or a stop: ten
+// minutes observed every 5 s, arrivals from the broker's counter.
+func TestEstimatorSustainedRate(t *testing.T) {
+	const step, steps = 5 * time.Second, 120
+	lumps := func(i int) int64 { // 120 tasks at the start of every minute: 2/s
+		if i%12 == 0 {
+			return 120
+		}
+		return 0
+	}
+	for _, tc := range []struct {
+		name           string
+		window         time.Duration
+		arrivals       func(i int) int64 // tasks arriving in the step ending at i
+		rateLo, rateHi float64           // Estimate.ArrivalRate
+		susLo, susHi   float64           // Estimate.SustainedRate
+	}{
+		{"lumps once a minute read as their mean", 0, lumps, 2, 2, 2, 2},
+		{"lumps without the sustained rate read as a trickle", -1, lumps, 0, 0.5, 0, 0},
+		{"a steady flow is unchanged", 0, func(int) int64 { return 10 }, 2, 2, 2, 2},
+		{"a one-off batch is not sustained", 0, func(i int) int64 {
+			if i == 100 {
+				return 2000
+			}
+			return 1
+		}, 0.2, 30, 0.2, 0.2},
+		{"a stop is seen within a window", 0, func(i int) int64 {
+			if i < 100 {
+				return 10
+			}
+			return 0
+		}, 0, 0.5, 0, 0}, // the smoothed rate decays by half every 30 s
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := Estimator{SustainedWindow: tc.window}
+			obs := Observation{HasArrived: true, HasCompleted: true, HasBusy: true}
+			at := t0
+			e.Observe(at, obs)
+			for i := 1; i <= steps; i++ {
+				at = at.Add(step)
+				obs.Arrived += tc.arrivals(i)
+				obs.Completed++
+				obs.BusySeconds += 12
+				e.Observe(at, obs)
+			}
+			est := e.Estimate(at)
+			if !est.Known || est.ArrivalRate < tc.rateLo-1e-9 || est.ArrivalRate > tc.rateHi+1e-9 {
+				t.Fatalf("arrival rate %g (known %v), want [%g, %g]", est.ArrivalRate, est.Known, tc.rateLo, tc.rateHi)
+			}
+			if est.SustainedRate < tc.susLo-1e-9 || est.SustainedRate > tc.susHi+1e-9 {
+				t.Fatalf("sustained rate %g, want [%g, %g]", est.SustainedRate, tc.susLo, tc.susHi)
+			}
+		})
+	}
+}
+
+// The sustained rate needs three windows of history, each at least half
+// covered by intervals whose arrivals are known; before that it is 0 and
+// the estimate is the smoothed rate alone.
+func TestEstimatorSustainedNeedsHistory(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps int
+		gap   bool // arrivals unknown for the middle two minutes
+		want  float64
+	}{
+		{"two minutes are too short", 24, false, 0},
+		{"three minutes", 37, false, 2},
+		{"a window without known arrivals", 48, true, 0},
+		{"known again for three windows", 48 + 37, true, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e Estimator
+			obs := Observation{HasArrived: true, HasCompleted: true, HasBusy: true}
+			at := t0
+			e.Observe(at, obs)
+			for i := 1; i <= tc.steps; i++ {
+				at = at.Add(5 * time.Second)
+				obs.Arrived += 10
+				obs.Completed++
+				obs.BusySeconds += 12
+				obs.HasArrived = !tc.gap || i <= 12 || i > 36
+				obs.HasCompleted = obs.HasArrived
+				e.Observe(at, obs)
+			}
+			if got := e.Estimate(at).SustainedRate; got != tc.want {
+				t.Fatalf("sustained rate %g, want %g", got, tc.want)
+			}
+		})
+	}
+}
