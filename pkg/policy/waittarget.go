@@ -115,7 +115,8 @@ func (m *WaitMemory) Size(now time.Time, p QWorkerPolicy, t waittime.Target, pol
 	}
 	out.Estimate = m.est.Estimate(now)
 	out.Inputs = waittime.Inputs{
-		ArrivalRate: out.Estimate.ArrivalRate, ServiceTime: out.Estimate.ServiceTime, Concurrency: int(max(r.Concurrency, 1)),
+		ArrivalRate: out.Estimate.ArrivalRate, SustainedRate: out.Estimate.SustainedRate,
+		ServiceTime: out.Estimate.ServiceTime, Concurrency: int(max(r.Concurrency, 1)),
 		Backlog: queued, InFlight: inFlight, OldestAge: r.OldestAge, StartupTime: m.startup,
 		Current: int(r.Active), MaxReplicas: int(s.MaxReplicas),
 		// A new task can sit up to one poll before it is seen.

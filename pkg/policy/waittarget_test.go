@@ -78,3 +78,44 @@ func TestWaitIdleAfterFollowsSlowTasks(t *testing.T) {
 		t.Fatalf("IdleAfter with no service time = %v, want %v", got, WaitIdleAfter)
 	}
 }
+
+// TestWaitMemorySizeSustainedFloor: Size hands the estimator's sustained
+// rate to the model, whose scale-down keeps the workers that rate keeps
+// busy. Four minutes of 2 tasks/s of 10 s each, with the queue empty and
+// nothing in flight at every pass, keep 20 of 30 workers; before three
+// one-minute windows are seen there is no sustained rate and no floor.
+func TestWaitMemorySizeSustainedFloor(t *testing.T) {
+	p := QWorkerDefaults(1, 50, 0.1)
+	target := waittime.Target{Wait: time.Minute}
+	const step = 5 * time.Second
+	for _, tc := range []struct {
+		name     string
+		steps    int
+		wantRate float64
+		want     int32
+	}{
+		{"one minute: no sustained rate yet", 12, 0, 1},
+		{"four minutes: the sustained rate's workers stay", 48, 2, 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var m WaitMemory
+			now := time.Unix(1000, 0)
+			var got WaitSized
+			for i := 1; i <= tc.steps; i++ {
+				tasks := int64(i) * 10 // 2/s
+				got = m.Size(now.Add(time.Duration(i)*step), p, target, step, 30, WaitReading{
+					Completed: tasks, BusySeconds: float64(tasks) * 10, HasCompleted: true, Concurrency: 1,
+					Startups: []time.Duration{20 * time.Second}, Active: 30})
+			}
+			if got.Inputs.SustainedRate != got.Estimate.SustainedRate {
+				t.Fatalf("inputs carry sustained rate %g, estimate %g", got.Inputs.SustainedRate, got.Estimate.SustainedRate)
+			}
+			if d := got.Inputs.SustainedRate - tc.wantRate; d < -1e-9 || d > 1e-9 {
+				t.Fatalf("sustained rate %g, want %g", got.Inputs.SustainedRate, tc.wantRate)
+			}
+			if got.State != WaitModelled || got.Raw != tc.want {
+				t.Fatalf("raw %d state %d, want %d modelled (%s)", got.Raw, got.State, tc.want, got.Result.Reason)
+			}
+		})
+	}
+}

@@ -20,8 +20,8 @@
 //     to start the current backlog within the target (less start-up time
 //     and the poll), tightened when the oldest task is already late, with a
 //     scale-down band so a pool does not flap and a floor at the workers
-//     the arrival rate keeps busy on average, so tasks arriving in lumps
-//     find the workers the previous lump used.
+//     the sustained arrival rate keeps busy on average, so tasks arriving
+//     in lumps find the workers the previous lump used.
 //   - [Estimator]: smoothed arrival rate (backlog change plus completions, or
 //     an arrivals counter where the broker has one) and service time (busy
 //     time per completed task) from cumulative counters; one interval can

@@ -16,7 +16,7 @@ func FuzzReplicas(f *testing.F) {
 	f.Add(math.Inf(1), int64(1), 1, int64(1), int64(0), int64(0), int64(0), 1, 0, int64(1), 0.0, 0.0)
 	f.Add(5e-324, int64(1), 2, int64(1), int64(0), int64(1<<40), int64(0), 0, 0, int64(math.MaxInt64), 1e-9, 1e-9)
 	f.Fuzz(func(t *testing.T, rate float64, svc int64, conc int, backlog, inflight, age, startup int64, current, maxR int, wait int64, p, margin float64) {
-		in := Inputs{ArrivalRate: rate, ServiceTime: time.Duration(svc), Concurrency: conc, Backlog: backlog, InFlight: inflight,
+		in := Inputs{ArrivalRate: rate, SustainedRate: rate, ServiceTime: time.Duration(svc), Concurrency: conc, Backlog: backlog, InFlight: inflight,
 			OldestAge: time.Duration(age), StartupTime: time.Duration(startup), Current: current, MaxReplicas: maxR}
 		tg := Target{Wait: time.Duration(wait), Percentile: p, ScaleDownMargin: margin}
 		r := Replicas(in, tg)
@@ -70,7 +70,7 @@ func FuzzEstimator(f *testing.F) {
 			if est.Known && (math.IsNaN(est.ArrivalRate) || est.ArrivalRate < 0 || math.IsInf(est.ArrivalRate, 0) || est.ServiceTime <= 0) {
 				t.Fatalf("known estimate with bad figures: %+v", est)
 			}
-			r := Replicas(Inputs{ArrivalRate: est.ArrivalRate, ServiceTime: est.ServiceTime, Concurrency: 2, Backlog: backlog, Current: 3, MaxReplicas: 100},
+			r := Replicas(Inputs{ArrivalRate: est.ArrivalRate, SustainedRate: est.SustainedRate, ServiceTime: est.ServiceTime, Concurrency: 2, Backlog: backlog, Current: 3, MaxReplicas: 100},
 				Target{Wait: 5 * time.Second})
 			if r.Known != est.Known && est.Known {
 				t.Fatalf("known estimate %+v rejected: %s", est, r.Reason)

@@ -21,6 +21,13 @@ type Inputs struct {
 	// ArrivalRate is tasks arriving per second. Negative, NaN or infinite
 	// means unknown.
 	ArrivalRate float64
+	// SustainedRate is the arrival rate held for the last few minutes
+	// ([Estimate.SustainedRate]); scale-down keeps the workers it keeps
+	// busy. It is separate from ArrivalRate because the smoothed rate
+	// decays slowly after a spike: a floor on it would keep the spike's
+	// pool for minutes after the tasks stopped. 0 (or negative, NaN,
+	// infinite) means no such floor.
+	SustainedRate float64
 	// ServiceTime is the mean time a task occupies a worker slot. Zero or
 	// negative means unknown.
 	ServiceTime time.Duration
@@ -125,9 +132,9 @@ type Result struct {
 //  4. Scale-down band: when that is fewer than Current, the pool shrinks
 //     only to the size that keeps the prediction under ScaleDownMargin × W,
 //     never below the workers busy with in-flight tasks, nor below the
-//     workers the arrival rate keeps busy on average (rate × service time
-//     / concurrency): with tasks arriving in lumps they are needed again
-//     by the next lump.
+//     workers the sustained arrival rate keeps busy on average
+//     (SustainedRate × service time / concurrency): with tasks arriving in
+//     lumps they are needed again by the next lump.
 //
 // Missing or invalid inputs return Known false with Replicas = Current.
 func Replicas(in Inputs, t Target) Result {
@@ -159,14 +166,15 @@ func Replicas(in Inputs, t Target) Result {
 	return finish(in, t, conc, chosen, downNote)
 }
 
-// loadWorkers is the workers the arrival rate keeps busy on average
-// (rate × service time / concurrency). The pool does not shrink below
-// them: when tasks arrive in lumps, the workers a lump leaves idle are
-// needed again by the next one, sooner than a retired worker could be
-// started again.
+// loadWorkers is the workers the sustained arrival rate keeps busy on
+// average (SustainedRate × service time / concurrency). The pool does not
+// shrink below them: when tasks arrive in lumps, the workers a lump leaves
+// idle are needed again by the next one, sooner than a retired worker
+// could be started again. Below one worker (or with no sustained rate) it
+// is 0: such a trickle is met on demand.
 func loadWorkers(in Inputs, conc, limitWorkers int) int {
-	workers := in.ArrivalRate * in.ServiceTime.Seconds() / float64(conc)
-	if !(workers >= 1) {
+	workers := in.SustainedRate * in.ServiceTime.Seconds() / float64(conc)
+	if !(workers >= 1) || math.IsInf(workers, 1) {
 		return 0
 	}
 	return int(min(math.Ceil(workers-1e-9), float64(limitWorkers)))

@@ -39,15 +39,24 @@ func TestReplicas(t *testing.T) {
 		{"on demand: steady flow, empty queue", Inputs{ArrivalRate: 2, ServiceTime: 10 * time.Second, Concurrency: 1, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 0, true},
 		{"on demand: backlog", Inputs{ArrivalRate: 2, ServiceTime: 10 * time.Second, Concurrency: 1, Backlog: 100, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 29, true},
 		{"on demand: busy workers stay", Inputs{ArrivalRate: 1, ServiceTime: 10 * time.Second, Concurrency: 1, InFlight: 12, Current: 15, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 12, true},
-		// 2/s × 10 s keeps 20 workers busy on average: none of the 15 goes.
-		{"on demand: the arrival rate's workers stay", Inputs{ArrivalRate: 2, ServiceTime: 10 * time.Second, Concurrency: 1, InFlight: 12, Current: 15, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 15, true},
+		// 2/s sustained × 10 s keeps 20 workers busy on average: none of the 15 goes.
+		{"on demand: the sustained rate's workers stay", Inputs{ArrivalRate: 2, SustainedRate: 2, ServiceTime: 10 * time.Second, Concurrency: 1, InFlight: 12, Current: 15, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 15, true},
 		// Between two lumps of 120 tasks a minute (2/s × 12 s / 2 slots):
 		// queue empty, nothing in flight, yet 12 workers are needed again
 		// by the next lump.
-		{"on demand: lumps keep the arrival rate's workers", Inputs{ArrivalRate: 2, ServiceTime: 12 * time.Second, Concurrency: 2, Current: 20, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 12, true},
-		{"the arrival rate's workers do not grow the pool", Inputs{ArrivalRate: 2, ServiceTime: 12 * time.Second, Concurrency: 2, Current: 8, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 8, true},
+		{"on demand: lumps keep the sustained rate's workers", Inputs{ArrivalRate: 2, SustainedRate: 2, ServiceTime: 12 * time.Second, Concurrency: 2, Current: 20, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 12, true},
+		{"the sustained rate's workers do not grow the pool", Inputs{ArrivalRate: 2, SustainedRate: 2, ServiceTime: 12 * time.Second, Concurrency: 2, Current: 8, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 8, true},
+		// After a spike the smoothed rate (2/s) still remembers it, but
+		// the sustained rate (0.5/s × 12 s / 2 = 3) says what stays.
+		{"after a spike the floor follows the sustained rate", Inputs{ArrivalRate: 2, SustainedRate: 0.5, ServiceTime: 12 * time.Second, Concurrency: 2, Current: 20, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 3, true},
+		{"no sustained rate: no floor", Inputs{ArrivalRate: 2, ServiceTime: 12 * time.Second, Concurrency: 2, Current: 20, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 0, true},
+		{"NaN sustained rate: no floor", Inputs{ArrivalRate: 2, SustainedRate: math.NaN(), ServiceTime: 12 * time.Second, Concurrency: 2, Current: 20, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 0, true},
+		{"infinite sustained rate: no floor", Inputs{ArrivalRate: 2, SustainedRate: math.Inf(1), ServiceTime: 12 * time.Second, Concurrency: 2, Current: 20, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 0, true},
+		{"negative sustained rate: no floor", Inputs{ArrivalRate: 2, SustainedRate: -1, ServiceTime: 12 * time.Second, Concurrency: 2, Current: 20, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 0, true},
+		// The floor is capped by MaxReplicas: 2/s × 12 s / 2 = 12 > 5.
+		{"the floor stays within MaxReplicas", Inputs{ArrivalRate: 2, SustainedRate: 2, ServiceTime: 12 * time.Second, Concurrency: 2, Current: 20, MaxReplicas: 5, StartupTime: 20 * time.Second, PollInterval: 5 * time.Second}, w60, 5, true},
 		// 0.05/s × 5 s is a quarter of a worker: met on demand, not held.
-		{"a trickle below one worker is not held", Inputs{ArrivalRate: 0.05, ServiceTime: 5 * time.Second, Concurrency: 1, Current: 3, StartupTime: 15 * time.Second, PollInterval: 5 * time.Second}, w60, 0, true},
+		{"a trickle below one worker is not held", Inputs{ArrivalRate: 0.05, SustainedRate: 0.05, ServiceTime: 5 * time.Second, Concurrency: 1, Current: 3, StartupTime: 15 * time.Second, PollInterval: 5 * time.Second}, w60, 0, true},
 		{"nothing to do", Inputs{ServiceTime: 10 * time.Second, Concurrency: 1, Current: 3}, w5, 0, true},
 		{"capped", Inputs{ArrivalRate: 2, ServiceTime: 10 * time.Second, Concurrency: 1, MaxReplicas: 10, StartupTime: slow}, w5, 10, true},
 		{"unknown service time holds", Inputs{ArrivalRate: 2, Concurrency: 1, Current: 7, Backlog: 1000}, w5, 7, false},
