@@ -150,7 +150,7 @@ func (w *waitState) replicas(spec *waitSpec, in waitInput) (int32, string) {
 		svc = est.ServiceTime
 	}
 	res := waittime.Replicas(waittime.Inputs{
-		ArrivalRate: est.ArrivalRate, ServiceTime: svc, Concurrency: conc,
+		ArrivalRate: est.ArrivalRate, SustainedRate: est.SustainedRate, ServiceTime: svc, Concurrency: conc,
 		Backlog: waiting, InFlight: inFlight, OldestAge: in.Sample.OldestAge,
 		StartupTime: startup, Current: int(max(in.Current, 0)), MaxReplicas: int(max(in.Max, 0)),
 		PollInterval: in.Interval,
