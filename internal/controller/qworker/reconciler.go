@@ -146,6 +146,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return r.reportInvalid(ctx, qw, err)
 	}
+	// Whether the cache had shown every earlier pod change is read before
+	// the pods are listed, as the ReplicaSet controller does: read after,
+	// a create event arriving in between (while the pass waits for its
+	// measurement) would satisfy it, and the pass would plan from a list
+	// that misses that pod and create it again.
+	synced := r.exp.satisfied(req.NamespacedName, now)
 	pods, err := r.ownedPods(ctx, qw)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -180,7 +186,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 	}
-	actErr := r.act(ctx, qw, spec, hash, view, d, now)
+	actErr := r.act(ctx, qw, spec, hash, view, d, now, synced)
 	if !publishFirst || actErr != nil {
 		if err := r.publish(ctx, qw, spec, hash, view, d, now, actErr); err != nil {
 			return ctrl.Result{}, err
@@ -278,8 +284,9 @@ func (r *Reconciler) measureBounded(ctx context.Context, spec workerSpec, src so
 }
 
 // act removes finished pods, then — once earlier actions are visible in the
-// cache — creates and retires exactly the pods the plan names.
-func (r *Reconciler) act(ctx context.Context, qw *QWorker, spec workerSpec, hash string, view poolView, d decision, now time.Time) error {
+// cache — creates and retires exactly the pods the plan names. synced says
+// they were already visible when view was listed.
+func (r *Reconciler) act(ctx context.Context, qw *QWorker, spec workerSpec, hash string, view poolView, d decision, now time.Time, synced bool) error {
 	var errs []error
 	key := spec.Key
 	for _, pod := range view.finished {
@@ -291,7 +298,7 @@ func (r *Reconciler) act(ctx context.Context, qw *QWorker, spec workerSpec, hash
 	errs = append(errs, r.stampRetireAt(ctx, view.unstamped, now))
 	errs = append(errs, r.relabel(ctx, qw.Name, view))
 	r.holds.observeCrashes(key, now, hash, view.finished, workerStayedUp(view.byName, now))
-	if !r.exp.satisfied(key, now) {
+	if !synced || !r.exp.satisfied(key, now) {
 		log.FromContext(ctx).V(1).Info("waiting for earlier pod changes to reach the cache")
 		return errors.Join(errs...)
 	}

@@ -368,3 +368,53 @@ func TestCreateBacksOffOnRejectedSpec(t *testing.T) {
 		t.Fatalf("Ready condition %s, %d bytes", c.Reason, len(c.Message))
 	}
 }
+
+// TestActPlansOnlyFromAListTheCacheHadCaughtUpFor: a pass listed its pods
+// while one of two pods it created earlier was still on its way to the
+// cache; the create event arrived while the pass waited for its
+// measurement, so by the time it acts the expectation is met. Planning
+// from that list would create the missing pod a second time: the pass
+// must wait (the event has queued the next one), and a pass whose list
+// came after the cache caught up creates only what is really missing.
+func TestActPlansOnlyFromAListTheCacheHadCaughtUpFor(t *testing.T) {
+	scheme := runtime.NewScheme()
+	_ = corev1.AddToScheme(scheme)
+	_ = qv1.AddToScheme(scheme)
+	creates := 0
+	c := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			creates++
+			return c.Create(ctx, obj, opts...)
+		},
+	}).Build()
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Client: c, Recorder: record.NewFakeRecorder(100), Clock: clocktesting.NewFakePassiveClock(t0), Metrics: m, exp: newExpectations()}
+	key := types.NamespacedName{Namespace: "ns", Name: "workers"}
+	qw := &QWorker{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "workers", UID: "u"}}
+	spec := workerSpec{Key: key, PodSpec: &corev1.PodSpec{}}
+	listed := newWorkerPod(podParams{Namespace: "ns", QWorker: "workers", Owner: *metav1.NewControllerRef(qw, GroupVersion.WithKind("QWorker")), Spec: spec.PodSpec, Hash: "h"})
+	listed.Name = "workers-a"
+	view := observe([]corev1.Pod{*listed}, t0, 0)
+
+	r.exp.expect(key, t0, 2, nil)
+	r.exp.created(key) // the first pod, in the list
+	synced := r.exp.satisfied(key, t0)
+	r.exp.created(key) // the second, after the list was taken
+	if err := r.act(context.Background(), qw, spec, "h", view, decision{Desired: 2}, t0, synced); err != nil {
+		t.Fatal(err)
+	}
+	if creates != 0 {
+		t.Fatalf("a pass that listed before the cache caught up created %d pods, want 0", creates)
+	}
+
+	view = observe([]corev1.Pod{*listed}, t0, 0) // a later list: one pod really missing
+	if err := r.act(context.Background(), qw, spec, "h", view, decision{Desired: 2}, t0, r.exp.satisfied(key, t0)); err != nil {
+		t.Fatal(err)
+	}
+	if creates != 1 {
+		t.Fatalf("a pass that listed after the cache caught up created %d pods, want the 1 missing", creates)
+	}
+}
