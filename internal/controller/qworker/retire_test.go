@@ -314,23 +314,13 @@ func TestNewWorkerPodPodMetadata(t *testing.T) {
 // does), on an injected clock: a pass tries one pod, the next pass inside
 // the back-off tries none, and the status message stays the same.
 func TestCreateBacksOffOnRejectedSpec(t *testing.T) {
-	scheme := runtime.NewScheme()
-	_ = corev1.AddToScheme(scheme)
-	_ = qv1.AddToScheme(scheme)
 	attempts := 0
-	c := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
-		Create: func(_ context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
-			attempts++
-			name := obj.GetGenerateName() + strings.Repeat(string(rune('a'+attempts%26)), 5)
-			return apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, name, field.ErrorList{field.Required(field.NewPath("spec", "containers").Index(0).Child("image"), "")})
-		},
-	}).Build()
-	clk := clocktesting.NewFakePassiveClock(t0)
-	m, err := NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Reconciler{Client: c, Recorder: record.NewFakeRecorder(1000), Clock: clk, Metrics: m, exp: newExpectations()}
+	r := createTestReconciler(t, func(_ context.Context, _ client.WithWatch, obj client.Object, _ ...client.CreateOption) error {
+		attempts++
+		name := obj.GetGenerateName() + strings.Repeat(string(rune('a'+attempts%26)), 5)
+		return apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, name, field.ErrorList{field.Required(field.NewPath("spec", "containers").Index(0).Child("image"), "")})
+	})
+	clk := r.Clock.(*clocktesting.FakePassiveClock)
 	qw := &QWorker{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "workers", UID: "u"}}
 	spec := workerSpec{Key: types.NamespacedName{Namespace: "ns", Name: "workers"}, PodSpec: &corev1.PodSpec{}}
 
@@ -377,21 +367,11 @@ func TestCreateBacksOffOnRejectedSpec(t *testing.T) {
 // must wait (the event has queued the next one), and a pass whose list
 // came after the cache caught up creates only what is really missing.
 func TestActPlansOnlyFromAListTheCacheHadCaughtUpFor(t *testing.T) {
-	scheme := runtime.NewScheme()
-	_ = corev1.AddToScheme(scheme)
-	_ = qv1.AddToScheme(scheme)
 	creates := 0
-	c := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
-		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			creates++
-			return c.Create(ctx, obj, opts...)
-		},
-	}).Build()
-	m, err := NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Reconciler{Client: c, Recorder: record.NewFakeRecorder(100), Clock: clocktesting.NewFakePassiveClock(t0), Metrics: m, exp: newExpectations()}
+	r := createTestReconciler(t, func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		creates++
+		return c.Create(ctx, obj, opts...)
+	})
 	key := types.NamespacedName{Namespace: "ns", Name: "workers"}
 	qw := &QWorker{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "workers", UID: "u"}}
 	spec := workerSpec{Key: key, PodSpec: &corev1.PodSpec{}}
@@ -417,4 +397,19 @@ func TestActPlansOnlyFromAListTheCacheHadCaughtUpFor(t *testing.T) {
 	if creates != 1 {
 		t.Fatalf("a pass that listed after the cache caught up created %d pods, want the 1 missing", creates)
 	}
+}
+
+// createTestReconciler is a reconciler on a fake API whose creates go
+// through create, with an injected clock at t0.
+func createTestReconciler(t *testing.T, create func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error) *Reconciler {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	_ = corev1.AddToScheme(scheme)
+	_ = qv1.AddToScheme(scheme)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{Create: create}).Build()
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Reconciler{Client: c, Recorder: record.NewFakeRecorder(1000), Clock: clocktesting.NewFakePassiveClock(t0), Metrics: m, exp: newExpectations()}
 }
